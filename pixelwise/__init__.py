@@ -1,0 +1,33 @@
+"""pixelwise: pixel-level vision-language models — run, train, evaluate and serve them."""
+
+from pixelwise.core.clip import Clip
+from pixelwise.core.errors import (
+    CheckpointError,
+    ConfigError,
+    FormatError,
+    MaskError,
+    MediaError,
+    PixelwiseError,
+    PromptError,
+)
+from pixelwise.core.prompts import Box, MaskPrompt, Point
+from pixelwise.core.results import Result, SegObject
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Box",
+    "CheckpointError",
+    "Clip",
+    "ConfigError",
+    "FormatError",
+    "MaskError",
+    "MaskPrompt",
+    "MediaError",
+    "PixelwiseError",
+    "Point",
+    "PromptError",
+    "Result",
+    "SegObject",
+    "__version__",
+]

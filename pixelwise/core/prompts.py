@@ -1,0 +1,114 @@
+"""Visual prompts: a point, a box or a mask, each drawn on one frame of the media.
+
+Coordinates are in pixels of the *original* media (x to the right, y down); `frame` indexes the frame list the
+prompt was drawn on (0 for an image). Processors convert them to whatever their model needs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Union
+
+import numpy as np
+
+from pixelwise.core.errors import PromptError
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+    y: float
+    frame: int = 0
+    positive: bool = True
+
+    def validate(self, height: int, width: int, num_frames: int = 1) -> None:
+        _check_frame(self.frame, num_frames, self)
+        if not (math.isfinite(self.x) and math.isfinite(self.y)):
+            raise PromptError(f"point {self.x},{self.y} is not a finite coordinate")
+        if not (0 <= self.x < width and 0 <= self.y < height):
+            raise PromptError(
+                f"point ({self.x:g}, {self.y:g}) lies outside the {width}x{height} frame"
+            )
+
+
+@dataclass(frozen=True)
+class Box:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    frame: int = 0
+
+    def validate(self, height: int, width: int, num_frames: int = 1) -> None:
+        _check_frame(self.frame, num_frames, self)
+        coords = (self.x1, self.y1, self.x2, self.y2)
+        if not all(math.isfinite(c) for c in coords):
+            raise PromptError(f"box {coords} has a non-finite coordinate")
+        if self.x2 <= self.x1 or self.y2 <= self.y1:
+            raise PromptError(f"box {coords} is empty: need x1 < x2 and y1 < y2")
+        if self.x1 < 0 or self.y1 < 0 or self.x2 > width or self.y2 > height:
+            raise PromptError(f"box {coords} reaches outside the {width}x{height} frame")
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+
+@dataclass(frozen=True, eq=False)
+class MaskPrompt:
+    mask: np.ndarray = field(repr=False)  # bool [H, W] at the media's original resolution
+    frame: int = 0
+
+    def validate(self, height: int, width: int, num_frames: int = 1) -> None:
+        _check_frame(self.frame, num_frames, self)
+        if self.mask.ndim != 2 or self.mask.shape != (height, width):
+            raise PromptError(
+                f"mask prompt of shape {tuple(self.mask.shape)} does not match the {width}x{height} frame"
+            )
+        if not self.mask.any():
+            raise PromptError(f"mask prompt on frame {self.frame} is empty")
+
+
+VisualPrompt = Union[Point, Box, MaskPrompt]
+
+
+def _check_frame(frame: int, num_frames: int, prompt: object) -> None:
+    if not isinstance(frame, (int, np.integer)) or frame < 0 or frame >= num_frames:
+        raise PromptError(
+            f"{type(prompt).__name__} is on frame {frame}, but the media has {num_frames} frame(s)"
+        )
+
+
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+
+
+def _split_frame(text: str, what: str) -> tuple[str, int]:
+    body, _, frame = text.strip().partition("@")
+    if not frame:
+        return body, 0
+    if not re.fullmatch(r"\d+", frame.strip()):
+        raise PromptError(f"{what} '{text}': frame after '@' must be a non-negative integer")
+    return body, int(frame)
+
+
+def _numbers(body: str, count: int, what: str, text: str) -> list[float]:
+    parts = [p.strip() for p in body.split(",")]
+    if len(parts) != count or not all(re.fullmatch(_NUM, p) for p in parts):
+        raise PromptError(f"{what} '{text}' must be {count} comma-separated numbers")
+    return [float(p) for p in parts]
+
+
+def parse_point(text: str) -> Point:
+    """Parse `X,Y` or `X,Y@FRAME` (CLI syntax)."""
+    body, frame = _split_frame(text, "point")
+    x, y = _numbers(body, 2, "point", text)
+    return Point(x, y, frame)
+
+
+def parse_box(text: str) -> Box:
+    """Parse `X1,Y1,X2,Y2` or `X1,Y1,X2,Y2@FRAME` (CLI syntax)."""
+    body, frame = _split_frame(text, "box")
+    x1, y1, x2, y2 = _numbers(body, 4, "box", text)
+    return Box(x1, y1, x2, y2, frame)

@@ -1,0 +1,140 @@
+"""`Result`: what every model family returns — answer text plus segmented objects.
+
+One type for the CLI, the Python API, the HTTP server and evaluation. Masks are bool `[T, H, W]` at the media's
+original resolution, one per frame of the result's frame list; `frame_indices` maps them to source frame numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixelwise.core import masks as mask_ops
+from pixelwise.core.errors import FormatError
+
+
+@dataclass
+class SegObject:
+    """One object of an answer.
+
+    `span` is the (start, end) character range of `Result.answer` the object belongs to (e.g. the `[0]` or the
+    phrase before a segmentation token), or None when the answer text does not mention it.
+    """
+
+    id: int
+    masks: np.ndarray  # bool [T, H, W]
+    span: tuple[int, int] | None = None
+    label: str | None = None
+    score: float | None = None
+    box: tuple[float, float, float, float] | None = None  # optional box answer (x1, y1, x2, y2), e.g. from UFO
+
+    def __post_init__(self) -> None:
+        self.masks = np.asarray(self.masks, dtype=bool)
+        if self.masks.ndim == 2:
+            self.masks = self.masks[None]
+        if self.masks.ndim != 3:
+            raise FormatError(f"object {self.id}: masks must be [T, H, W], got {self.masks.shape}")
+
+    def boxes(self) -> list[tuple[int, int, int, int] | None]:
+        """Tight (x1, y1, x2, y2) box of the mask on each frame (None where empty)."""
+        return [mask_ops.mask_to_box(m) for m in self.masks]
+
+
+@dataclass
+class Result:
+    answer: str
+    objects: list[SegObject] = field(default_factory=list)
+    frame_indices: list[int] = field(default_factory=lambda: [0])
+    size: tuple[int, int] = (0, 0)  # (H, W)
+    timings: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # family-specific outputs (edited frames, boxes, ...)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_indices)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict; masks as COCO RLE per object and frame (None for an empty frame)."""
+        return {
+            "answer": self.answer,
+            "size": list(self.size),
+            "frame_indices": list(self.frame_indices),
+            "objects": [
+                {
+                    "id": o.id,
+                    "label": o.label,
+                    "span": list(o.span) if o.span is not None else None,
+                    "score": o.score,
+                    "box": list(o.box) if o.box is not None else None,
+                    "masks": [mask_ops.rle_encode(m) if m.any() else None for m in o.masks],
+                }
+                for o in self.objects
+            ],
+            "timings": dict(self.timings),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = "result") -> "Result":
+        try:
+            h, w = (int(v) for v in data["size"])
+            frame_indices = [int(i) for i in data["frame_indices"]]
+            objects = []
+            for k, o in enumerate(data["objects"]):
+                rles = o["masks"]
+                if len(rles) != len(frame_indices):
+                    raise FormatError(
+                        f"{source}: objects[{k}] has {len(rles)} masks for {len(frame_indices)} frames"
+                    )
+                m = np.zeros((len(rles), h, w), dtype=bool)
+                for t, rle in enumerate(rles):
+                    if rle is not None:
+                        m[t] = mask_ops.rle_decode(rle, expected_size=(h, w), source=f"{source}: objects[{k}].masks[{t}]")
+                span = tuple(o["span"]) if o.get("span") is not None else None
+                box = tuple(o["box"]) if o.get("box") is not None else None
+                objects.append(SegObject(int(o["id"]), m, span, o.get("label"), o.get("score"), box))
+            return cls(str(data.get("answer", "")), objects, frame_indices, (h, w), dict(data.get("timings", {})))
+        except FormatError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise FormatError(f"{source}: not a pixelwise result JSON ({type(e).__name__}: {e})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Result":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FormatError(f"{path}: cannot read result JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise FormatError(f"{path}: result JSON must be an object")
+        return cls.from_json(data, source=str(path))
+
+    def save(self, out_dir: str | Path, clip: "Clip | None" = None) -> dict[str, Path]:
+        """Write `result.json` (RLE masks), per-object mask PNGs and, given the clip, an overlay (PNG or GIF)."""
+        from pixelwise.core import io as io_ops  # late import: io pulls in heavy deps
+        from pixelwise.core import viz
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        written["json"] = io_ops.atomic_write_text(out / "result.json", json.dumps(self.to_json()))
+        for o in self.objects:
+            for t, m in enumerate(o.masks):
+                name = f"object{o.id}.png" if self.num_frames == 1 else f"object{o.id}_frame{self.frame_indices[t]:05d}.png"
+                mask_ops.save_mask_png(out / "masks" / name, m)
+        if self.objects:
+            written["masks"] = out / "masks"
+        if clip is not None:
+            frames = viz.overlay_result(clip.frames, self)
+            if len(frames) == 1:
+                written["overlay"] = viz.save_image(out / "overlay.png", frames[0])
+            else:
+                written["overlay"] = viz.save_animation(out / "overlay.gif", frames, fps=clip.fps or 4.0)
+        return written
+
+
+from pixelwise.core.clip import Clip  # noqa: E402  (type used in annotations only)
