@@ -59,10 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:
+        # usage errors (missing argument, bad option): click's exception type, which typer may vendor
+        if callable(getattr(e, "show", None)) and hasattr(e, "exit_code"):
             e.show()
             return 2
         raise

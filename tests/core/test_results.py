@@ -1,0 +1,64 @@
+import json
+
+import numpy as np
+import pytest
+
+from pixelwise.core.clip import Clip
+from pixelwise.core.errors import MediaError, PixelwiseError
+from pixelwise.core.masks import load_mask_png
+from pixelwise.core.results import Result, SegObject
+from tests.conftest import make_frames
+
+
+def sample_result(num_frames=3):
+    frames = make_frames(num_frames)
+    masks = (frames[..., 0] > 200)  # the red square
+    return frames, Result(
+        answer="The target is [0].",
+        objects=[SegObject(0, masks, span=(14, 17), label="red square")],
+        frame_indices=list(range(0, 2 * num_frames, 2)),
+        size=masks.shape[1:],
+    )
+
+
+def test_json_roundtrip():
+    _, r = sample_result()
+    back = Result.from_json(json.loads(json.dumps(r.to_json())))
+    assert back.answer == r.answer and back.frame_indices == r.frame_indices
+    assert np.array_equal(back.objects[0].masks, r.objects[0].masks)
+    assert back.objects[0].span == (14, 17) and back.objects[0].label == "red square"
+
+
+def test_save_writes_json_masks_and_overlay(tmp_path):
+    frames, r = sample_result()
+    written = r.save(tmp_path / "out", Clip(frames))
+    assert written["overlay"].suffix == ".gif"
+    pngs = sorted((tmp_path / "out" / "masks").glob("*.png"))
+    assert [p.name for p in pngs] == ["object0_frame00000.png", "object0_frame00002.png", "object0_frame00004.png"]
+    assert np.array_equal(load_mask_png(pngs[1]), r.objects[0].masks[1])
+    assert Result.load(written["json"]).num_frames == 3
+
+
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda d: d.pop("size"), "not a pixelwise result"),
+        (lambda d: d["objects"][0]["masks"].pop(), "has 2 masks for 3 frames"),
+        (lambda d: d["objects"][0]["masks"].__setitem__(0, {"size": [1, 1], "counts": "1"}), "does not match"),
+    ],
+)
+def test_malformed_result_json(mutate, words):
+    _, r = sample_result()
+    d = r.to_json()
+    mutate(d)
+    with pytest.raises(PixelwiseError, match=words):
+        Result.from_json(d)
+
+
+def test_clip_validation():
+    with pytest.raises(MediaError, match="uint8"):
+        Clip(np.zeros((2, 4, 4, 3), np.float32))
+    with pytest.raises(MediaError, match="no frames"):
+        Clip(np.zeros((0, 4, 4, 3), np.uint8))
+    c = Clip(make_frames(6)).select([1, 4])
+    assert c.frame_indices == [1, 4] and c.num_frames == 2
