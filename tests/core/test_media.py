@@ -97,3 +97,13 @@ def test_save_video_odd_size_roundtrip(tmp_path):
     p = media.save_video(tmp_path / "odd.mp4", frames, fps=5)
     clip = media.load_media(p)
     assert clip.num_frames == 5 and clip.size == (34, 48)  # padded to even dims for yuv420p
+
+
+@pytest.mark.parametrize("ext", [".webm", ".avi", ".mov"])
+def test_other_containers_roundtrip(tmp_path, ext):
+    frames = make_frames(6)
+    p = media.save_video(tmp_path / f"clip{ext}", frames, fps=6)
+    src = media.open_media(p)
+    assert src.num_frames == 6 and src.size == (48, 64)
+    clip = src.read([0, 5])
+    assert np.abs(clip.frames.astype(int) - frames[[0, 5]].astype(int)).mean() < 8
