@@ -1,0 +1,302 @@
+"""`UniPixelConfig`: reads the official `config.json` of a UniPixel checkpoint (model_type `pixel_qwen2_5_vl`).
+
+The official checkpoints were written by transformers 4.53.3, so the Qwen2.5-VL part is stored *flat* at the top level
+(`hidden_size`, `num_hidden_layers`, `rope_scaling`, ...) next to a `vision_config`, plus the UniPixel keys
+(`sam2_config`, `sam2_image_size`, `sam2_hidden_tokens`, `ref_token_id`, `seg_token_id`, `mem_token_id`, ...).
+We keep the whole JSON (`raw`) so that a checkpoint saved by us round-trips every key, and derive from it the
+transformers 5.x sub-configs that build the Qwen2.5-VL vision tower and text model.
+
+SAM2: `sam2_config` names one of the official hydra configs (`configs/sam2.1_hiera_{t,s,b+,l}`), which map to built-in
+presets; an explicit `sam2_arch` dict (written by the conformance generator and by our own tiny models) describes any
+other size. The SAM2 module itself interprets those keys (`Sam2Config.from_unipixel_config`); this class only needs
+the SAM2 width, which sizes the UniPixel adapters.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pixelwise.core.errors import ConfigError
+
+MODEL_TYPE = "pixel_qwen2_5_vl"
+
+# Hidden (prompt/mask-decoder) width of the official SAM 2.1 presets: all four sizes use 256.
+SAM2_PRESET_HIDDEN_DIM = {"t": 256, "s": 256, "b+": 256, "l": 256}
+_PRESET_RE = re.compile(r"hiera_(t|s|b\+|l)(?:\.yaml)?$")
+
+# Qwen2.5-VL chat/vision special tokens we need by name (ids are read from config.json, never hard-coded).
+_TOKEN_ID_KEYS = (
+    "ref_token_id",
+    "seg_token_id",
+    "mem_token_id",
+    "video_token_id",
+    "image_token_id",
+    "vision_start_token_id",
+    "vision_end_token_id",
+)
+
+
+def sam2_preset_name(sam2_config: str | None) -> str | None:
+    """`configs/sam2.1_hiera_b+` -> `b+` (None when the name is not one of the official presets)."""
+    if not sam2_config:
+        return None
+    m = _PRESET_RE.search(str(sam2_config).strip())
+    return m.group(1) if m else None
+
+
+@dataclass
+class UniPixelConfig:
+    """Typed view over the official `config.json`; `raw` keeps every key for saving."""
+
+    raw: dict[str, Any] = field(repr=False)
+
+    # ---------------------------------------------------------------- construction
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "UniPixelConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object")
+        cfg = cls(raw=copy.deepcopy(data))
+        cfg.validate(source)
+        return cfg
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "UniPixelConfig":
+        path = Path(path)
+        file = path / "config.json" if path.is_dir() else path
+        if not file.is_file():
+            from pixelwise.core.errors import CheckpointError
+
+            raise CheckpointError(f"{path}: no config.json")
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{file}: not valid JSON ({e})") from e
+        return cls.from_dict(data, source=str(file))
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self.raw)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        from pixelwise.core.io import atomic_write_text
+
+        path = Path(path)
+        return atomic_write_text(path / "config.json", json.dumps(self.raw, indent=2, sort_keys=True) + "\n")
+
+    def validate(self, source: str = "config") -> None:
+        mt = self.raw.get("model_type")
+        if mt != MODEL_TYPE:
+            raise ConfigError(f"{source}: model_type is {mt!r}, expected {MODEL_TYPE!r} (a UniPixel checkpoint)")
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "vision_config"):
+            if key not in self._text_source() and key not in self.raw:
+                raise ConfigError(f"{source}: missing key {key!r}")
+        for key in _TOKEN_ID_KEYS:
+            if key in ("image_token_id",):
+                continue
+            if not isinstance(self.raw.get(key), int):
+                raise ConfigError(f"{source}: {key!r} must be an integer token id, got {self.raw.get(key)!r}")
+        section = self.mrope_section
+        head_dim = self.hidden_size // self.num_attention_heads
+        if sum(section) * 2 != head_dim:
+            raise ConfigError(f"{source}: mrope_section {section} must sum to head_dim/2 = {head_dim // 2}")
+        if self.has_sam2:
+            if self.sam2_arch is None and sam2_preset_name(self.raw.get("sam2_config")) is None:
+                raise ConfigError(
+                    f"{source}: sam2_config {self.raw.get('sam2_config')!r} is not an official preset "
+                    "(sam2.1_hiera_t/s/b+/l) and no sam2_arch is given"
+                )
+            if not isinstance(self.sam2_image_size, int) or self.sam2_image_size % 16:
+                raise ConfigError(f"{source}: sam2_image_size must be a multiple of 16, got {self.sam2_image_size!r}")
+
+    # ---------------------------------------------------------------- text (Qwen2.5) part
+
+    def _text_source(self) -> dict[str, Any]:
+        # 4.53 writes the text fields both flat and in `text_config`; the flat ones are what 4.53 reads.
+        tc = self.raw.get("text_config") or {}
+        merged = dict(tc)
+        merged.update({k: v for k, v in self.raw.items() if k not in ("text_config", "vision_config")})
+        return merged
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        return self._text_source().get(key, default)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self._get("hidden_size"))
+
+    @property
+    def num_attention_heads(self) -> int:
+        return int(self._get("num_attention_heads"))
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._get("vocab_size"))
+
+    @property
+    def rope_parameters(self) -> dict[str, Any]:
+        rp = self._get("rope_parameters") or self._get("rope_scaling") or {}
+        return dict(rp)
+
+    @property
+    def rope_theta(self) -> float:
+        return float(self.rope_parameters.get("rope_theta", self._get("rope_theta", 1_000_000.0)))
+
+    @property
+    def mrope_section(self) -> list[int]:
+        section = self.rope_parameters.get("mrope_section")
+        if not section:
+            raise ConfigError("config: rope_scaling.mrope_section is missing (Qwen2.5-VL needs it)")
+        return [int(s) for s in section]
+
+    @property
+    def tie_word_embeddings(self) -> bool:
+        # transformers 4.53.3 omits the top-level key when it equals its default (True); `text_config` carries it.
+        if "tie_word_embeddings" in self.raw:
+            return bool(self.raw["tie_word_embeddings"])
+        tc = self.raw.get("text_config") or {}
+        return bool(tc.get("tie_word_embeddings", True))
+
+    @property
+    def vision(self) -> dict[str, Any]:
+        return dict(self.raw["vision_config"])
+
+    @property
+    def spatial_merge_size(self) -> int:
+        return int(self.vision.get("spatial_merge_size", 2))
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.vision.get("patch_size", 14))
+
+    @property
+    def temporal_patch_size(self) -> int:
+        return int(self.vision.get("temporal_patch_size", 2))
+
+    @property
+    def tokens_per_second(self) -> int:
+        return int(self.vision.get("tokens_per_second", 2))
+
+    def token_id(self, name: str) -> int:
+        return int(self.raw[f"{name}_token_id"])
+
+    @property
+    def ref_token_id(self) -> int:
+        return self.token_id("ref")
+
+    @property
+    def seg_token_id(self) -> int:
+        return self.token_id("seg")
+
+    @property
+    def mem_token_id(self) -> int:
+        return self.token_id("mem")
+
+    @property
+    def video_token_id(self) -> int:
+        return self.token_id("video")
+
+    @property
+    def vision_start_token_id(self) -> int:
+        return self.token_id("vision_start")
+
+    def build_text_config(self):
+        """transformers 5.x `Qwen2_5_VLTextConfig` equivalent of the flat 4.53 fields."""
+        from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTextConfig
+
+        g = self._get
+        cfg = Qwen2_5_VLTextConfig(
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            intermediate_size=int(g("intermediate_size")),
+            num_hidden_layers=int(g("num_hidden_layers")),
+            num_attention_heads=self.num_attention_heads,
+            num_key_value_heads=int(g("num_key_value_heads", self.num_attention_heads)),
+            hidden_act=g("hidden_act", "silu"),
+            max_position_embeddings=int(g("max_position_embeddings", 32768)),
+            rms_norm_eps=float(g("rms_norm_eps", 1e-6)),
+            attention_dropout=float(g("attention_dropout", 0.0) or 0.0),
+            use_sliding_window=False,
+            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta, "mrope_section": self.mrope_section},
+            bos_token_id=g("bos_token_id"),
+            eos_token_id=g("eos_token_id"),
+            tie_word_embeddings=self.tie_word_embeddings,
+        )
+        cfg._attn_implementation = "sdpa"
+        return cfg
+
+    def build_vision_config(self):
+        from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
+
+        v = self.vision
+        cfg = Qwen2_5_VLVisionConfig(
+            depth=int(v["depth"]),
+            hidden_size=int(v["hidden_size"]),
+            hidden_act=v.get("hidden_act", "silu"),
+            intermediate_size=int(v["intermediate_size"]),
+            num_heads=int(v["num_heads"]),
+            in_channels=int(v.get("in_channels", v.get("in_chans", 3))),
+            patch_size=self.patch_size,
+            spatial_merge_size=self.spatial_merge_size,
+            temporal_patch_size=self.temporal_patch_size,
+            tokens_per_second=self.tokens_per_second,
+            window_size=int(v.get("window_size", 112)),
+            out_hidden_size=int(v.get("out_hidden_size", self.hidden_size)),
+            fullatt_block_indexes=list(v.get("fullatt_block_indexes", [])),
+        )
+        cfg._attn_implementation = "sdpa"
+        return cfg
+
+    # ---------------------------------------------------------------- SAM2 part
+
+    @property
+    def has_sam2(self) -> bool:
+        return bool(self.raw.get("sam2_config")) or self.sam2_arch is not None
+
+    @property
+    def sam2_arch(self) -> dict[str, Any] | None:
+        arch = self.raw.get("sam2_arch")
+        return dict(arch) if isinstance(arch, dict) else None
+
+    @property
+    def sam2_preset(self) -> str | None:
+        return sam2_preset_name(self.raw.get("sam2_config"))
+
+    @property
+    def sam2_image_size(self) -> int:
+        return int(self.raw.get("sam2_image_size", 1024))
+
+    @property
+    def sam2_hidden_tokens(self) -> int:
+        return int(self.raw.get("sam2_hidden_tokens", 2))
+
+    @property
+    def sam2_hidden_dim(self) -> int:
+        """Width of SAM2 prompt tokens (256 for the official presets); sizes seg_head, ref_* and tem_* adapters."""
+        arch = self.sam2_arch
+        if arch is not None:
+            for path in (("hidden_dim",), ("derived", "hidden_dim"), ("resolved_model_config", "image_encoder", "neck", "d_model")):
+                node: Any = arch
+                for p in path:
+                    node = node.get(p) if isinstance(node, dict) else None
+                if isinstance(node, int):
+                    return node
+            raise ConfigError("config: sam2_arch does not state the SAM2 hidden dim (hidden_dim / neck d_model)")
+        preset = self.sam2_preset
+        if preset is None:
+            raise ConfigError(f"config: unknown sam2_config {self.raw.get('sam2_config')!r}")
+        return SAM2_PRESET_HIDDEN_DIM[preset]
+
+    @property
+    def sam2_embedding_size(self) -> int:
+        """Side of SAM2's image embedding (S / 16), the prompt encoder's `image_embedding_size`."""
+        return self.sam2_image_size // 16
+
+    @property
+    def merger_hidden_size(self) -> int:
+        """Width of the vision merger MLP input (4 x ViT width): what `<|mem|>` pools and `msk_proj` maps."""
+        return int(self.vision["hidden_size"]) * self.spatial_merge_size**2

@@ -1,0 +1,533 @@
+"""UniPixel = Qwen2.5-VL (transformers 5.x modules) + SAM2 + small adapters, numerically faithful to the official model.
+
+Data flow of one query (batch of one sequence, as the official model):
+
+1. Vision tower on the frame patches -> merged visual tokens (raster order) scattered into `<|video_pad|>`. The input
+   of the merger MLP (`[N, 4*ViT width]`, in the tower's *window* order) is kept: `<|mem|>` pools it.
+2. `<|ref|>` slots get a point/box embedding: `ref_encoder` (a SAM prompt encoder, sparse output) -> `ref_proj_single`
+   (point, 2 tokens) or `ref_proj_double` (box, 3 tokens), concatenated with a temporal code of the prompt frame
+   (`tem_pe` random Fourier features of frame/(2*grid_t - 1), + `tem_emb`, `tem_proj`), then `ref_proj`.
+3. `<|mem|>` slots get `msk_proj(mean of merger-MLP inputs under the object's mask)` per (object, frame pair); the
+   features are in window order and the mask in raster order, exactly as the official model pairs them.
+4. The LLM runs with MRoPE positions computed by the transformers-4.53.3 rule (`mrope.py`).
+5. Every `<|seg|>` is predicted from the *pre-final-norm* hidden state of the position before it; `seg_head` maps that
+   state to `sam2_hidden_tokens` SAM2 prompt tokens. All objects of a query are tracked by SAM2 as one batch, with
+   each frame encoded once, prompted on frame 0 and propagated forward.
+
+The model methods take processed inputs (`UniPixelInputs`) and return tensors; the pipeline (`pixelwise.load`) only
+has to process media, call `predict` and wrap the result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixelwise.core.errors import CheckpointError, PromptError
+from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
+from pixelwise.models.unipixel.mrope import decode_position_ids, mrope_position_ids
+from pixelwise.models.unipixel.processing_unipixel import RefPrompt, UniPixelInputs
+
+
+# ----------------------------------------------------------------------------------------------- adapters
+
+
+class LayerNorm2d(nn.Module):
+    """Channel LayerNorm of SAM's mask-downscaling convs (kept for weight compatibility)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class RandomFourierEncoding(nn.Module):
+    """sin/cos of a random Gaussian projection of coordinates in [0, 1] (SAM's positional encoding).
+
+    The Gaussian matrix is a *persistent buffer*: trained weights depend on the exact draw, so it is loaded from the
+    checkpoint, never re-sampled.
+    """
+
+    def __init__(self, num_feats: int, in_dim: int = 2):
+        super().__init__()
+        self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(in_dim, num_feats))
+
+    def encode(self, coords: torch.Tensor) -> torch.Tensor:
+        coords = 2 * coords - 1
+        coords = coords @ self.positional_encoding_gaussian_matrix
+        coords = 2 * math.pi * coords
+        return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
+
+
+class RefPromptEncoder(nn.Module):
+    """UniPixel's `ref_encoder`: a second SAM prompt encoder whose *sparse* output embeds `<|ref|>` points/boxes.
+
+    Coordinates are pixels of the S x S SAM2 frame. Labels: 1 positive point, 0 negative, 2/3 box corners; without a
+    box argument SAM appends one "not-a-point" padding token, so a point gives 2 tokens and a box (2 corners) 3.
+    The dense-mask branch is unused by UniPixel but its weights are part of the checkpoint.
+    """
+
+    def __init__(self, embed_dim: int, image_embedding_size: int, input_image_size: int, mask_in_chans: int = 16):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.input_image_size = (input_image_size, input_image_size)
+        self.image_embedding_size = (image_embedding_size, image_embedding_size)
+        self.pe_layer = RandomFourierEncoding(embed_dim // 2)
+        self.point_embeddings = nn.ModuleList([nn.Embedding(1, embed_dim) for _ in range(4)])
+        self.not_a_point_embed = nn.Embedding(1, embed_dim)
+        self.mask_downscaling = nn.Sequential(
+            nn.Conv2d(1, mask_in_chans // 4, kernel_size=2, stride=2),
+            LayerNorm2d(mask_in_chans // 4),
+            nn.GELU(),
+            nn.Conv2d(mask_in_chans // 4, mask_in_chans, kernel_size=2, stride=2),
+            LayerNorm2d(mask_in_chans),
+            nn.GELU(),
+            nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
+        )
+        self.no_mask_embed = nn.Embedding(1, embed_dim)
+
+    def embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """coords [B, N, 2] (x, y), labels [B, N] -> sparse embeddings [B, N + 1, C]."""
+        coords = coords.to(torch.float32) + 0.5  # pixel centres
+        labels = labels.to(torch.int64)
+        b = coords.shape[0]
+        coords = torch.cat([coords, coords.new_zeros(b, 1, 2)], dim=1)
+        labels = torch.cat([labels, labels.new_full((b, 1), -1)], dim=1)
+        norm = coords.clone()
+        norm[..., 0] = norm[..., 0] / self.input_image_size[1]
+        norm[..., 1] = norm[..., 1] / self.input_image_size[0]
+        emb = self.pe_layer.encode(norm)
+        lab = labels.unsqueeze(-1)
+        emb = torch.where(lab == -1, torch.zeros_like(emb) + self.not_a_point_embed.weight, emb)
+        for code in range(4):
+            emb = torch.where(lab == code, emb + self.point_embeddings[code].weight, emb)
+        return emb
+
+
+class TemporalFourierEncoding(nn.Module):
+    """`tem_pe`: 1-D random Fourier features of a normalised frame position in [0, 1] (buffer loaded, not drawn)."""
+
+    def __init__(self, num_feats: int):
+        super().__init__()
+        self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(1, num_feats))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """t [N] in [0, 1] -> [N, 2 * num_feats]."""
+        x = 2 * t.to(torch.float32).unsqueeze(-1) - 1
+        x = x @ self.positional_encoding_gaussian_matrix
+        x = 2 * math.pi * x
+        return torch.cat([torch.sin(x), torch.cos(x)], dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+
+
+@dataclass
+class UniPixelOutput:
+    """One forward pass over a prompt (prefill). Tensors are for the single sequence (no batch dim)."""
+
+    logits: torch.Tensor  # [L, V]
+    prenorm_hidden: torch.Tensor  # [L, D] last decoder layer output before the final RMSNorm
+    position_ids: torch.Tensor  # [3, L]
+    rope_delta: int
+    past_key_values: Any = None
+    video_embeds: torch.Tensor | None = None  # [N, D] raster order
+    merger_input: torch.Tensor | None = None  # [N, 4*Cv] window order
+    window_index: torch.Tensor | None = None  # [N]
+    ref_sparse: list[torch.Tensor] = field(default_factory=list)  # per object [n_tokens, C]
+    ref_proj_input: torch.Tensor | None = None  # [R, 6C]
+    ref_embeds: torch.Tensor | None = None  # [R, D]
+    mem_pooled: torch.Tensor | None = None  # [M, 4*Cv]
+    mem_embeds: torch.Tensor | None = None  # [M, D]
+    seg_positions: list[int] = field(default_factory=list)  # teacher-forced <|seg|>: positions i with ids[i+1]==seg
+
+
+@dataclass
+class GenerationOutput:
+    """Greedy decoding. `seg_states` holds the pre-norm hidden state behind every `<|seg|>` (teacher-forced ones
+    in the prompt first, then generated ones), in text order."""
+
+    prompt_length: int
+    generated_ids: torch.Tensor  # [N] new tokens (a final stop token included)
+    step_logits: torch.Tensor  # [N, V] logits that produced each new token
+    step_prenorm_hidden: torch.Tensor  # [N, D] pre-norm state of the last position of each forward
+    seg_states: torch.Tensor  # [O, D]
+    seg_token_index: list[int]  # for each object: index into generated_ids of its <|seg|> (-1 = in the prompt)
+    prefill: UniPixelOutput
+
+
+@dataclass
+class SegmentationOutput:
+    """Masks for every `<|seg|>` of a query, objects in text order."""
+
+    prompt_tokens: torch.Tensor  # [O, H, C] seg_head outputs given to SAM2
+    masks: torch.Tensor  # bool [O, T, H, W] at the original frame size
+    mask_logits: torch.Tensor  # [O, T, H, W]
+    sam2: Any = None  # the SAM2 module's full tracking output
+
+
+@dataclass
+class Prediction:
+    """What `predict` returns: the answer's token ids and one mask track per `<|seg|>`."""
+
+    generated_ids: torch.Tensor
+    seg_token_index: list[int]
+    segmentation: SegmentationOutput | None
+    generation: GenerationOutput
+
+
+# ----------------------------------------------------------------------------------------------- model
+
+
+def _sam2_module():
+    """The SAM2 implementation (`pixelwise.modules.sam2`), or None with the reason when it is not available."""
+    try:
+        from pixelwise.modules.sam2 import Sam2Config, Sam2Model  # noqa: F401
+    except ImportError as e:  # the module is built separately; its absence must be reported, not hidden
+        return None, f"SAM2 module missing ({e})"
+    return (Sam2Config, Sam2Model), None
+
+
+class UniPixelForConditionalGeneration(nn.Module):
+    """The UniPixel model. Module names follow the official checkpoint (see `convert_unipixel_checkpoint`)."""
+
+    def __init__(self, config: UniPixelConfig, build_sam2: bool = True):
+        super().__init__()
+        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+            Qwen2_5_VisionTransformerPretrainedModel,
+            Qwen2_5_VLTextModel,
+        )
+
+        self.config = config
+        text_cfg = config.build_text_config()
+        vision_cfg = config.build_vision_config()
+        self.visual = Qwen2_5_VisionTransformerPretrainedModel(vision_cfg)
+        self.language_model = Qwen2_5_VLTextModel(text_cfg)
+        d = config.hidden_size
+        self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.language_model.embed_tokens.weight
+
+        c = config.sam2_hidden_dim
+        n_tok = config.sam2_hidden_tokens
+        self.seg_head = nn.Sequential(
+            _rms_norm(d, text_cfg.rms_norm_eps), nn.Linear(d, d), nn.GELU(), nn.Linear(d, c * n_tok)
+        )
+        self.ref_encoder = RefPromptEncoder(c, config.sam2_embedding_size, config.sam2_image_size)
+        self.ref_proj_single = nn.Linear(2 * c, 3 * c)
+        self.ref_proj_double = nn.Linear(3 * c, 3 * c)
+        self.tem_pe = TemporalFourierEncoding(c // 2)
+        self.tem_emb = nn.Embedding(1, c)
+        self.tem_proj = nn.Linear(c, 3 * c)
+        self.ref_proj = nn.Sequential(nn.GELU(), nn.Linear(6 * c, d))
+        m = config.merger_hidden_size
+        self.msk_proj = nn.Sequential(nn.Linear(m, m), nn.GELU(), nn.Linear(m, d))
+
+        self.sam2: nn.Module | None = None
+        self.sam2_unavailable: str | None = None
+        if config.has_sam2 and build_sam2:
+            classes, reason = _sam2_module()
+            if classes is None:
+                self.sam2_unavailable = reason
+            else:
+                sam2_config_cls, sam2_model_cls = classes
+                self.sam2 = sam2_model_cls(sam2_config_cls.from_unipixel_config(config.to_dict()))
+        elif not config.has_sam2:
+            self.sam2_unavailable = "this checkpoint has no SAM2 part"
+        else:
+            self.sam2_unavailable = "SAM2 not built (build_sam2=False)"
+
+    # ------------------------------------------------------------------ loading / saving
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, build_sam2: bool = True) -> "UniPixelForConditionalGeneration":
+        """Build from `config.json` and load the official-layout safetensors weights (sharded or not)."""
+        from pixelwise.models.unipixel.convert_unipixel_checkpoint import load_official_state_dict, read_state_dict
+
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: not a checkpoint folder")
+        config = UniPixelConfig.from_pretrained(path)
+        state = read_state_dict(path)
+        model = cls(config, build_sam2=build_sam2)
+        load_official_state_dict(model, state, source=str(path))
+        return model.eval()
+
+    def save_pretrained(self, path: str | Path, processor: Any = None, max_shard_bytes: int | None = None) -> Path:
+        """Write config.json + safetensors in the official layout (so the official loader and ours both read it)."""
+        from pixelwise.models.unipixel.convert_unipixel_checkpoint import official_state_dict, save_state_dict
+
+        if self.sam2 is None and self.config.has_sam2:
+            raise CheckpointError(f"cannot save without the SAM2 part: {self.sam2_unavailable}")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.config.save_pretrained(path)
+        save_state_dict(official_state_dict(self), path, max_shard_bytes=max_shard_bytes)
+        if processor is not None:
+            processor.save_pretrained(path)
+        return path
+
+    # ------------------------------------------------------------------ pieces
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
+
+    def visual_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (merged embeddings [N, D] raster order, merger-MLP input [N, 4*Cv] window order, window_index [N])."""
+        from transformers.vision_utils import get_vision_window_index
+
+        captured: dict[str, torch.Tensor] = {}
+
+        def hook(_module, args):
+            captured["x"] = args[0]
+
+        handle = self.visual.merger.mlp.register_forward_pre_hook(hook)
+        try:
+            out = self.visual(pixel_values.to(self.dtype), grid_thw=grid_thw)
+        finally:
+            handle.remove()
+        vc = self.visual.config
+        window_index, _ = get_vision_window_index(grid_thw, vc.spatial_merge_size, vc.window_size, vc.patch_size)
+        return out.pooler_output, captured["x"], window_index
+
+    def temporal_code(self, frames: torch.Tensor, num_llm_frames: int) -> torch.Tensor:
+        """Prompt frame indices [R] -> [R, 3C]; frames are normalised by (2*grid_t - 1) as in the official model."""
+        t = frames.to(torch.float32) / max(1, num_llm_frames - 1)
+        x = self.tem_pe(t) + self.tem_emb.weight
+        return self.tem_proj(x)
+
+    def ref_embeddings(self, prompts: Sequence[RefPrompt], grid_t: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """`<|ref|>` objects -> (embeddings [R, D], ref_proj inputs [R, 6C], sparse tokens per object)."""
+        sparse_list, spatial = [], []
+        for p in prompts:
+            sparse = self.ref_encoder.embed_points(p.coords.to(self.device), p.labels.to(self.device))  # [1, n+1, C]
+            sparse_list.append(sparse[0])
+            flat = sparse.flatten(1)
+            n_tok = sparse.shape[1]
+            if n_tok == 2:
+                spatial.append(self.ref_proj_single(flat))
+            elif n_tok == 3:
+                spatial.append(self.ref_proj_double(flat))
+            else:
+                raise PromptError(f"a <|ref|> prompt is one point or one box, got {n_tok - 1} coordinates")
+        frames = torch.tensor([p.frame for p in prompts], dtype=torch.int64, device=self.device)
+        temporal = self.temporal_code(frames, 2 * grid_t)
+        proj_in = torch.cat([torch.cat(spatial, 0), temporal], dim=-1)
+        return self.ref_proj(proj_in), proj_in, sparse_list
+
+    @staticmethod
+    def pool_memory(merger_input: torch.Tensor, refer_mask: torch.Tensor) -> torch.Tensor:
+        """Mean merger-MLP input under each (object, frame pair) mask -> [M, 4*Cv], objects outer, pairs inner.
+
+        `merger_input` is in window order and `refer_mask` in raster order: the official model pairs them so, and its
+        weights were trained that way.
+        """
+        groups, num_objects = refer_mask.shape[:2]
+        per_group = refer_mask[0, 0].numel()
+        if merger_input.shape[0] != groups * per_group:
+            raise PromptError(
+                f"refer_mask covers {groups} frame pairs x {per_group} tokens, the video has {merger_input.shape[0]}"
+            )
+        feats = merger_input.view(groups, per_group, -1)
+        pooled = []
+        for o in range(num_objects):
+            for g in range(groups):
+                m = refer_mask[g, o].reshape(-1).to(merger_input.device)
+                if m.any():
+                    pooled.append(feats[g][m].mean(0))
+        if not pooled:
+            return merger_input.new_zeros(0, merger_input.shape[-1])
+        return torch.stack(pooled)
+
+    def seg_prompt_tokens(self, states: torch.Tensor) -> torch.Tensor:
+        """Pre-norm hidden states [O, D] -> SAM2 prompt tokens [O, sam2_hidden_tokens, C]."""
+        out = self.seg_head(states)
+        return out.view(states.shape[0], self.config.sam2_hidden_tokens, self.config.sam2_hidden_dim)
+
+    # ------------------------------------------------------------------ forward
+
+    def embed(self, inputs: UniPixelInputs) -> tuple[torch.Tensor, UniPixelOutput]:
+        """Token embeddings with the visual, `<|ref|>` and `<|mem|>` slots filled -> ([1, L, D], partial output)."""
+        cfg = self.config
+        ids = inputs.input_ids.to(self.device).reshape(-1)
+        embeds = self.language_model.embed_tokens(ids).clone()
+        info = UniPixelOutput(logits=torch.empty(0), prenorm_hidden=torch.empty(0), position_ids=torch.empty(0),
+                              rope_delta=0)
+        video_pos = (ids == cfg.video_token_id).nonzero().flatten()
+        if inputs.pixel_values_videos is not None and video_pos.numel():
+            video_embeds, merger_input, window_index = self.visual_features(
+                inputs.pixel_values_videos.to(self.device), inputs.video_grid_thw.to(self.device)
+            )
+            if video_embeds.shape[0] != video_pos.numel():
+                raise PromptError(f"{video_pos.numel()} <|video_pad|> tokens for {video_embeds.shape[0]} visual tokens")
+            embeds[video_pos] = video_embeds.to(embeds.dtype)
+            info.video_embeds, info.merger_input, info.window_index = video_embeds, merger_input, window_index
+        elif video_pos.numel():
+            raise PromptError("the text has <|video_pad|> tokens but no frames were given")
+
+        ref_pos = (ids == cfg.ref_token_id).nonzero().flatten()
+        if ref_pos.numel() != len(inputs.ref_prompts):
+            raise PromptError(f"{ref_pos.numel()} <|ref|> tokens in the text but {len(inputs.ref_prompts)} visual prompts")
+        if ref_pos.numel():
+            grid_t = int(inputs.video_grid_thw.reshape(-1, 3)[0, 0])
+            ref_embeds, proj_in, sparse = self.ref_embeddings(inputs.ref_prompts, grid_t)
+            embeds[ref_pos] = ref_embeds.to(embeds.dtype)
+            info.ref_embeds, info.ref_proj_input, info.ref_sparse = ref_embeds, proj_in, sparse
+
+        mem_pos = (ids == cfg.mem_token_id).nonzero().flatten()
+        if mem_pos.numel() or inputs.refer_mask is not None:
+            if inputs.refer_mask is None or info.merger_input is None:
+                raise PromptError("<|mem|> tokens need frames and a refer_mask")
+            pooled = self.pool_memory(info.merger_input, inputs.refer_mask)
+            if pooled.shape[0] != mem_pos.numel():
+                raise PromptError(f"{mem_pos.numel()} <|mem|> tokens in the text but {pooled.shape[0]} non-empty "
+                                  "(object, frame pair) masks")
+            mem_embeds = self.msk_proj(pooled)
+            embeds[mem_pos] = mem_embeds.to(embeds.dtype)
+            info.mem_pooled, info.mem_embeds = pooled, mem_embeds
+        return embeds.unsqueeze(0), info
+
+    def _run_llm(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, past_key_values: Any = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """LLM forward -> (logits [1, L, V], pre-norm hidden [1, L, D], cache)."""
+        captured: dict[str, torch.Tensor] = {}
+
+        def hook(_module, args):
+            captured["x"] = args[0]
+
+        handle = self.language_model.norm.register_forward_pre_hook(hook)
+        try:
+            out = self.language_model(inputs_embeds=inputs_embeds, position_ids=position_ids,
+                                      past_key_values=past_key_values, use_cache=True)
+        finally:
+            handle.remove()
+        return self.lm_head(out.last_hidden_state), captured["x"], out.past_key_values
+
+    def positions(self, inputs: UniPixelInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        return mrope_position_ids(
+            inputs.input_ids, inputs.video_grid_thw, inputs.second_per_grid_ts, video_token_id=cfg.video_token_id,
+            vision_start_token_id=cfg.vision_start_token_id, spatial_merge_size=cfg.spatial_merge_size,
+            tokens_per_second=cfg.tokens_per_second,
+        )
+
+    @torch.no_grad()
+    def forward(self, inputs: UniPixelInputs) -> UniPixelOutput:
+        """Prefill: logits and pre-norm states for every prompt position (teacher forcing when the text has an answer)."""
+        embeds, info = self.embed(inputs)
+        pos, delta = self.positions(inputs)
+        logits, prenorm, cache = self._run_llm(embeds, pos.unsqueeze(1).to(self.device))
+        ids = inputs.input_ids.reshape(-1)
+        info.logits, info.prenorm_hidden = logits[0], prenorm[0]
+        info.position_ids, info.rope_delta, info.past_key_values = pos, int(delta), cache
+        info.seg_positions = (ids[1:] == self.config.seg_token_id).nonzero().flatten().tolist()
+        return info
+
+    @torch.no_grad()
+    def generate(self, inputs: UniPixelInputs, max_new_tokens: int = 512,
+                 stop_token_ids: Sequence[int] | None = None) -> GenerationOutput:
+        """Greedy decoding (pure argmax, as the official evaluation) with the 4.53.3 decoding positions.
+
+        A `<|seg|>` chosen at a step takes the pre-norm state of the position that predicted it.
+        """
+        if stop_token_ids is None:
+            stop_token_ids = self.default_stop_token_ids()
+        stops = set(int(s) for s in stop_token_ids)
+        pre = self.forward(inputs)
+        length = int(inputs.input_ids.numel())
+        seg_states = [pre.prenorm_hidden[i] for i in pre.seg_positions]
+        seg_index = [-1] * len(seg_states)
+        logits, prenorm, cache = pre.logits[-1], pre.prenorm_hidden[-1], pre.past_key_values
+        new_ids, step_logits, step_prenorm = [], [], []
+        seg_id = self.config.seg_token_id
+        for step in range(max_new_tokens):
+            tok = int(torch.argmax(logits))
+            new_ids.append(tok)
+            step_logits.append(logits)
+            step_prenorm.append(prenorm)
+            if tok == seg_id:
+                seg_states.append(prenorm)
+                seg_index.append(step)
+            if tok in stops or step == max_new_tokens - 1:
+                break
+            emb = self.language_model.embed_tokens(torch.tensor([[tok]], device=self.device))
+            pos = decode_position_ids(length + step, pre.rope_delta).to(self.device)
+            out_logits, out_prenorm, cache = self._run_llm(emb, pos, cache)
+            logits, prenorm = out_logits[0, -1], out_prenorm[0, -1]
+        d = self.config.hidden_size
+        return GenerationOutput(
+            prompt_length=length,
+            generated_ids=torch.tensor(new_ids, dtype=torch.int64),
+            step_logits=torch.stack(step_logits),
+            step_prenorm_hidden=torch.stack(step_prenorm),
+            seg_states=torch.stack(seg_states) if seg_states else pre.prenorm_hidden.new_zeros(0, d),
+            seg_token_index=seg_index,
+            prefill=pre,
+        )
+
+    def default_stop_token_ids(self) -> list[int]:
+        raw = self.config.raw
+        ids = [raw.get("eos_token_id"), raw.get("bos_token_id")]  # <|im_end|>, <|endoftext|>
+        out = []
+        for i in ids:
+            out.extend(i if isinstance(i, list) else [i])
+        return [int(i) for i in out if i is not None]
+
+    # ------------------------------------------------------------------ segmentation
+
+    def require_sam2(self) -> nn.Module:
+        if self.sam2 is None:
+            raise CheckpointError(f"segmentation unavailable: {self.sam2_unavailable}")
+        return self.sam2
+
+    @torch.no_grad()
+    def segment(self, seg_states: torch.Tensor, sam2_frames: torch.Tensor, frame_size: tuple[int, int]
+                ) -> SegmentationOutput:
+        """Pre-norm states behind the `<|seg|>` tokens [O, D] -> masks [O, T, H, W].
+
+        All objects are tracked as one SAM2 batch; the frames are encoded once and shared by every object.
+        """
+        prompts = self.seg_prompt_tokens(seg_states.to(self.device))
+        sam2 = self.require_sam2()
+        feats = sam2.encode_frames(sam2_frames.to(self.device, self.dtype))
+        out = sam2.track(feats, prompts, frame_size=tuple(int(v) for v in frame_size), cond_frame=0)
+        return SegmentationOutput(prompt_tokens=prompts, masks=out.masks, mask_logits=out.mask_logits, sam2=out)
+
+    @torch.no_grad()
+    def predict(self, inputs: UniPixelInputs, max_new_tokens: int = 512,
+                stop_token_ids: Sequence[int] | None = None) -> Prediction:
+        """Answer a query: greedy text, then one mask track per `<|seg|>` (prompt and answer), as one SAM2 batch."""
+        gen = self.generate(inputs, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
+        seg = None
+        if gen.seg_states.shape[0]:
+            if inputs.sam2_frames is None:
+                raise PromptError("the answer has <|seg|> tokens but no SAM2 frames were processed")
+            seg = self.segment(gen.seg_states, inputs.sam2_frames, inputs.frame_size)
+        return Prediction(generated_ids=gen.generated_ids, seg_token_index=gen.seg_token_index, segmentation=seg,
+                          generation=gen)
+
+
+def _rms_norm(dim: int, eps: float) -> nn.Module:
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLRMSNorm
+
+    return Qwen2_5_VLRMSNorm(dim, eps=eps)

@@ -1,0 +1,445 @@
+"""UniPixel input processing without torchvision: frames -> Qwen2.5-VL video patches, SAM2 frames, chat tokens.
+
+What the official pipeline does, reproduced step by step (the conformance vectors check every output to the bit):
+
+* Every visual input is a Qwen "video" made of a frame list; an image is a one-frame list, padded to two frames.
+  Frame lists are padded to an even length by repeating the last frame (one temporal patch = two frames).
+* Each frame is resized with qwen-vl-utils' `smart_resize` (factor 28, aspect kept, `min_pixels`/`max_pixels` budget)
+  using PIL bicubic; the Qwen processor itself does not resize (`do_resize=False`).
+* Normalisation is the fused rescale+normalise of transformers' fast processors: `(x - 255*mean) / (255*std)` in
+  float32; patches are flattened as (C, temporal, 14, 14) in merge-block order.
+* SAM2 sees the *un-padded* frames: float/255, bilinear antialiased resize to S x S, ImageNet mean/std.
+* Frame lists use fps 2.0, so `second_per_grid_ts` = temporal_patch_size / fps = 1.0.
+
+Prompt builders turn visual prompts into the model's inputs: `<|ref|>` for points/boxes (coordinates in the S x S SAM2
+frame + the sampled-frame index) and `<|mem|>` for masks (a text prefix listing the highlighted regions per pair of
+frames, plus the pooled-mask grid `refer_mask`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pixelwise.core.errors import CheckpointError, MediaError, PromptError
+from pixelwise.core.prompts import Box, MaskPrompt, Point
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+VISION_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
+REF_TOKEN, SEG_TOKEN, MEM_TOKEN = "<|ref|>", "<|seg|>", "<|mem|>"
+VIDEO_PAD = "<|video_pad|>"
+
+# Official inference budgets (tools/inference.py): min 128*28*28; max 256*28*28 * int(16 / num_frames).
+DEFAULT_MIN_PIXELS = 128 * 28 * 28
+DEFAULT_MAX_PIXELS_PER_16 = 256 * 28 * 28
+DEFAULT_FPS = 2.0
+_MAX_RATIO = 200
+
+
+# ----------------------------------------------------------------------------------------------- resizing
+
+
+def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = DEFAULT_MIN_PIXELS,
+                 max_pixels: int = 16384 * 28 * 28) -> tuple[int, int]:
+    """qwen-vl-utils' size rule: both sides multiples of `factor`, area within [min_pixels, max_pixels], aspect kept."""
+    if max(height, width) / min(height, width) > _MAX_RATIO:
+        raise MediaError(f"aspect ratio of a {width}x{height} frame exceeds {_MAX_RATIO}:1")
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def default_max_pixels(num_frames: int) -> int:
+    """Official per-frame budget: 256*28*28 * int(16 / n) (a single image may use 16x that)."""
+    return DEFAULT_MAX_PIXELS_PER_16 * max(1, int(16 / max(1, num_frames)))
+
+
+def resize_for_llm(frames: np.ndarray, min_pixels: int, max_pixels: int, temporal_patch_size: int = 2,
+                   factor: int = 28) -> np.ndarray:
+    """uint8 [T, H, W, 3] -> uint8 [T_even, h, w, 3]: smart-resize each frame (PIL bicubic), pad to a multiple of
+    the temporal patch by repeating the last frame."""
+    frames = _check_frames(frames)
+    h, w = frames.shape[1:3]
+    rh, rw = smart_resize(h, w, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+    out = [np.asarray(Image.fromarray(f).resize((rw, rh), resample=Image.BICUBIC)) for f in frames]
+    while len(out) % temporal_patch_size:
+        out.append(out[-1])
+    return np.stack(out)
+
+
+def patchify(llm_frames: np.ndarray, patch_size: int = 14, merge_size: int = 2, temporal_patch_size: int = 2,
+             mean: Sequence[float] = OPENAI_CLIP_MEAN, std: Sequence[float] = OPENAI_CLIP_STD,
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resized frames -> (`pixel_values_videos` float32 [N, 3*tp*p*p], `video_grid_thw` int64 [1, 3]).
+
+    Same arithmetic as transformers' fast processors: the 1/255 rescale is folded into mean and std (both multiplied
+    by 255 in float32), then `(x - mean) / std` in float32.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(llm_frames)).permute(0, 3, 1, 2).to(torch.float32)  # T,C,H,W
+    t, c, h, w = x.shape
+    if t % temporal_patch_size or h % (patch_size * merge_size) or w % (patch_size * merge_size):
+        raise MediaError(f"frames of shape {tuple(llm_frames.shape)} are not resized/padded for patchify")
+    scale = 1.0 / (1 / 255)
+    m = torch.tensor(mean, dtype=torch.float32) * scale
+    s = torch.tensor(std, dtype=torch.float32) * scale
+    x = (x - m.view(1, -1, 1, 1)) / s.view(1, -1, 1, 1)
+    gt, gh, gw = t // temporal_patch_size, h // patch_size, w // patch_size
+    x = x.reshape(gt, temporal_patch_size, c, gh // merge_size, merge_size, patch_size, gw // merge_size, merge_size,
+                  patch_size)
+    x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    pv = x.reshape(gt * gh * gw, c * temporal_patch_size * patch_size * patch_size).contiguous()
+    return pv, torch.tensor([[gt, gh, gw]], dtype=torch.int64)
+
+
+def sam2_transform(frames: np.ndarray, image_size: int) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float32 [T, 3, S, S]: /255, bilinear antialiased resize, ImageNet normalisation."""
+    frames = _check_frames(frames)
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] == 0:
+        raise MediaError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+    return frames
+
+
+# ----------------------------------------------------------------------------------------------- prompts
+
+
+@dataclass
+class RefPrompt:
+    """One `<|ref|>` object: SAM2-frame coordinates [1, n, 2], labels [1, n] (1 point, 2/3 box corners), frame."""
+
+    coords: torch.Tensor
+    labels: torch.Tensor
+    frame: int
+
+    @property
+    def is_box(self) -> bool:
+        return bool((self.labels == 2).any())
+
+
+def ref_prompt(prompt: Point | Box, frame_size: tuple[int, int], image_size: int, num_frames: int = 1) -> RefPrompt:
+    """A user point/box (original pixels) -> the SAM2 S x S frame, as SAM2's own predictor scales coordinates."""
+    h, w = frame_size
+    prompt.validate(h, w, num_frames)
+    sx, sy = image_size / w, image_size / h
+    if isinstance(prompt, Point):
+        if not prompt.positive:
+            raise PromptError("UniPixel's <|ref|> prompts take positive points only")
+        coords = torch.tensor([[[prompt.x * sx, prompt.y * sy]]], dtype=torch.float32)
+        labels = torch.tensor([[1]], dtype=torch.int32)
+    elif isinstance(prompt, Box):
+        coords = torch.tensor([[[prompt.x1 * sx, prompt.y1 * sy], [prompt.x2 * sx, prompt.y2 * sy]]],
+                              dtype=torch.float32)
+        labels = torch.tensor([[2, 3]], dtype=torch.int32)
+    else:
+        raise PromptError(f"<|ref|> prompts are points or boxes, got {type(prompt).__name__}")
+    return RefPrompt(coords, labels, int(prompt.frame))
+
+
+def ref_text(obj_id: int) -> str:
+    """How an object with a visual prompt is written in the question: `[k] <|ref|>`."""
+    return f"[{obj_id}] {REF_TOKEN}"
+
+
+def masks_for_memory(prompts: Sequence[Sequence[MaskPrompt]], num_frames: int, frame_size: tuple[int, int]) -> torch.Tensor:
+    """Per object a list of mask prompts -> bool label mask [T, O, H, W] (empty on frames without a prompt)."""
+    h, w = frame_size
+    out = torch.zeros(num_frames, len(prompts), h, w, dtype=torch.bool)
+    for o, obj in enumerate(prompts):
+        for p in obj:
+            p.validate(h, w, num_frames)
+            out[p.frame, o] |= torch.from_numpy(np.asarray(p.mask, dtype=bool))
+    return out
+
+
+def pool_label_mask(label_mask: torch.Tensor, temporal_patch_size: int = 2) -> torch.Tensor:
+    """bool [T, O, H, W] -> [ceil(T/2), O, H, W]: pad to even T (repeat last frame), max over frame pairs."""
+    t = label_mask.shape[0]
+    if t % temporal_patch_size:
+        pad = temporal_patch_size - t % temporal_patch_size
+        label_mask = torch.cat([label_mask, label_mask[-1:].expand(pad, *label_mask.shape[1:])], 0)
+    g = label_mask.shape[0] // temporal_patch_size
+    return label_mask.reshape(g, temporal_patch_size, *label_mask.shape[1:]).amax(1)
+
+
+def refer_mask_from_pooled(pooled: torch.Tensor, grid_thw: torch.Tensor, patch_size: int = 14,
+                           merge_size: int = 2) -> torch.Tensor:
+    """bool [T/2, O, H, W] -> bool [T/2, O, h, w] on the merged-token grid (raster order).
+
+    Bilinear antialiased resize to the LLM frame size, max-pool over one merged token (28 x 28), > 0.
+    """
+    _, gh, gw = (int(v) for v in grid_thw.reshape(-1, 3)[0])
+    x = pooled.to(torch.float32)
+    x = F.interpolate(x, size=(gh * patch_size, gw * patch_size), mode="bilinear", align_corners=False, antialias=True)
+    k = patch_size * merge_size
+    x = F.max_pool2d(x, kernel_size=k, stride=k)
+    return x > 0
+
+
+def mem_prefix(refer_mask: torch.Tensor, num_frames: int, is_image: bool, object_ids: Sequence[int] | None = None) -> str:
+    """The official "highlighted regions" prefix with one `<|mem|>` per (object, non-empty frame pair).
+
+    Objects with no mask at all are left out (they would have no `<|mem|>` feature); their ids are still usable in
+    the question text.
+    """
+    num_objects = refer_mask.shape[1]
+    ids = list(object_ids) if object_ids is not None else list(range(num_objects))
+    if len(ids) != num_objects:
+        raise PromptError(f"{len(ids)} object ids for {num_objects} mask objects")
+    if is_image:
+        lines = [f"[{ids[o]}]: {MEM_TOKEN}\n" for o in range(num_objects) if refer_mask[:, o].any()]
+        return "Here is an image with the following highlighted regions:\n" + "".join(lines)
+    lines = []
+    for o in range(num_objects):
+        groups = [g for g in range(refer_mask.shape[0]) if refer_mask[g, o].any()]
+        if not groups:
+            continue
+        parts = " ".join(f"<{2 * g + 1}>-<{2 * g + 2}> {MEM_TOKEN}" for g in groups)
+        lines.append(f"[{ids[o]}]: {parts}\n")
+    return (f"Here is a video with {num_frames} frames denoted as <1> to <{num_frames}>. "
+            "The highlighted regions are as follows:\n" + "".join(lines))
+
+
+# ----------------------------------------------------------------------------------------------- chat
+
+
+def render_chat(messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True,
+                assistant_prefix: str = "", system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
+    """Qwen2.5-VL ChatML as the checkpoint's chat template renders it (visual items become one placeholder).
+
+    `assistant_prefix` primes the answer (e.g. "The best option is (") after the generation prompt.
+    """
+    parts: list[str] = []
+    for i, msg in enumerate(messages):
+        role = msg.get("role")
+        if role not in ("system", "user", "assistant"):
+            raise PromptError(f"message {i}: unknown role {role!r}")
+        if i == 0 and role != "system":
+            parts.append(f"<|im_start|>system\n{system_prompt}<|im_end|>\n")
+        content = msg.get("content", "")
+        parts.append(f"<|im_start|>{role}\n")
+        if isinstance(content, str):
+            parts.append(content)
+        else:
+            for item in content:
+                kind = item.get("type")
+                if kind in ("image", "video") or "image" in item or "video" in item or "image_url" in item:
+                    parts.append(VISION_PLACEHOLDER)
+                elif "text" in item:
+                    parts.append(item["text"])
+        parts.append("<|im_end|>\n")
+    if add_generation_prompt:
+        parts.append("<|im_start|>assistant\n" + assistant_prefix)
+    elif assistant_prefix:
+        raise PromptError("assistant_prefix needs add_generation_prompt=True")
+    return "".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------- processor
+
+
+@dataclass
+class UniPixelInputs:
+    """Everything the model needs for one query (batch of one), plus the intermediate images for inspection."""
+
+    input_ids: torch.Tensor  # int64 [L]
+    attention_mask: torch.Tensor  # int64 [L]
+    pixel_values_videos: torch.Tensor  # float32 [N, 3*tp*p*p]
+    video_grid_thw: torch.Tensor  # int64 [1, 3]
+    second_per_grid_ts: torch.Tensor  # float32 [1]
+    frame_size: tuple[int, int]
+    sam2_frames: torch.Tensor | None  # float32 [T, 3, S, S] (un-padded frames)
+    llm_frames: np.ndarray  # uint8 [T_even, h, w, 3]
+    chat_text: str
+    num_frames: int
+    ref_prompts: list[RefPrompt] = field(default_factory=list)
+    refer_mask: torch.Tensor | None = None  # bool [T/2, O, h, w]
+
+
+class UniPixelProcessor:
+    """Tokenizer + frame processing for UniPixel, built from the files of a checkpoint folder."""
+
+    def __init__(self, tokenizer, sam2_image_size: int, patch_size: int = 14, merge_size: int = 2,
+                 temporal_patch_size: int = 2, image_mean: Sequence[float] = OPENAI_CLIP_MEAN,
+                 image_std: Sequence[float] = OPENAI_CLIP_STD, fps: float = DEFAULT_FPS):
+        self.tokenizer = tokenizer
+        self.sam2_image_size = sam2_image_size
+        self.patch_size = patch_size
+        self.merge_size = merge_size
+        self.temporal_patch_size = temporal_patch_size
+        self.image_mean = tuple(image_mean)
+        self.image_std = tuple(image_std)
+        self.fps = fps
+        for tok in (REF_TOKEN, SEG_TOKEN, MEM_TOKEN, VIDEO_PAD, "<|im_end|>"):
+            if self.tokenizer.token_to_id(tok) is None:
+                raise CheckpointError(f"tokenizer has no {tok} token")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, sam2_image_size: int | None = None) -> "UniPixelProcessor":
+        from tokenizers import Tokenizer
+
+        path = Path(path)
+        tok_file = path / "tokenizer.json"
+        if not tok_file.is_file():
+            raise CheckpointError(f"{path}: no tokenizer.json (the fast tokenizer file is required)")
+        tokenizer = Tokenizer.from_file(str(tok_file))
+        pre: dict[str, Any] = {}
+        if (path / "preprocessor_config.json").is_file():
+            pre = json.loads((path / "preprocessor_config.json").read_text())
+        if sam2_image_size is None:
+            cfg = json.loads((path / "config.json").read_text())
+            sam2_image_size = int(cfg.get("sam2_image_size", 1024))
+        return cls(
+            tokenizer,
+            sam2_image_size=sam2_image_size,
+            patch_size=int(pre.get("patch_size", 14)),
+            merge_size=int(pre.get("merge_size", 2)),
+            temporal_patch_size=int(pre.get("temporal_patch_size", 2)),
+            image_mean=pre.get("image_mean", OPENAI_CLIP_MEAN),
+            image_std=pre.get("image_std", OPENAI_CLIP_STD),
+        )
+
+    def save_pretrained(self, path: str | Path) -> None:
+        from pixelwise.core.io import atomic_write_text
+
+        path = Path(path)
+        atomic_write_text(path / "tokenizer.json", self.tokenizer.to_str())
+        pre = {
+            "image_processor_type": "Qwen2VLImageProcessor",
+            "processor_class": "Qwen2_5_VLProcessor",
+            "patch_size": self.patch_size,
+            "merge_size": self.merge_size,
+            "temporal_patch_size": self.temporal_patch_size,
+            "image_mean": list(self.image_mean),
+            "image_std": list(self.image_std),
+        }
+        atomic_write_text(path / "preprocessor_config.json", json.dumps(pre, indent=2) + "\n")
+
+    # ------------------------------------------------------------------ tokens
+
+    def token_id(self, token: str) -> int:
+        tid = self.tokenizer.token_to_id(token)
+        if tid is None:
+            raise CheckpointError(f"tokenizer has no {token} token")
+        return int(tid)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def expand_vision(self, text: str, grid_thw: torch.Tensor) -> str:
+        """Replace the single `<|video_pad|>` with one copy per merged visual token."""
+        if text.count(VIDEO_PAD) != 1:
+            raise PromptError(f"the chat text must hold exactly one visual placeholder, found {text.count(VIDEO_PAD)}")
+        n = int(grid_thw.prod()) // self.merge_size**2
+        return text.replace(VIDEO_PAD, VIDEO_PAD * n)
+
+    # ------------------------------------------------------------------ frames
+
+    def process_frames(self, frames: np.ndarray, min_pixels: int | None = None, max_pixels: int | None = None,
+                       ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """uint8 [T, H, W, 3] -> (llm_frames, pixel_values_videos, video_grid_thw)."""
+        frames = _check_frames(frames)
+        min_pixels = DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels
+        max_pixels = default_max_pixels(frames.shape[0]) if max_pixels is None else max_pixels
+        llm = resize_for_llm(frames, min_pixels, max_pixels, self.temporal_patch_size,
+                             factor=self.patch_size * self.merge_size)
+        pv, thw = patchify(llm, self.patch_size, self.merge_size, self.temporal_patch_size, self.image_mean,
+                           self.image_std)
+        return llm, pv, thw
+
+    def sam2_frames(self, frames: np.ndarray) -> torch.Tensor:
+        return sam2_transform(frames, self.sam2_image_size)
+
+    # ------------------------------------------------------------------ all together
+
+    def __call__(self, frames: np.ndarray, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool | None = None,
+                 assistant_prefix: str = "", min_pixels: int | None = None, max_pixels: int | None = None,
+                 with_sam2: bool = True) -> UniPixelInputs:
+        """Frames + chat messages (one visual item, official format) -> model inputs.
+
+        `min_pixels`/`max_pixels` default to the values of the visual item in `messages`, then to the official
+        budgets. `add_generation_prompt` defaults to True unless the last message is the assistant's (teacher forcing).
+        """
+        frames = _check_frames(frames)
+        item = _visual_item(messages)
+        if item is not None:
+            min_pixels = item.get("min_pixels", min_pixels) if min_pixels is None else min_pixels
+            max_pixels = item.get("max_pixels", max_pixels) if max_pixels is None else max_pixels
+        if add_generation_prompt is None:
+            add_generation_prompt = messages[-1].get("role") != "assistant"
+        chat = render_chat(messages, add_generation_prompt=add_generation_prompt, assistant_prefix=assistant_prefix)
+        llm, pv, thw = self.process_frames(frames, min_pixels, max_pixels)
+        ids = self.encode(self.expand_vision(chat, thw))
+        input_ids = torch.tensor(ids, dtype=torch.int64)
+        return UniPixelInputs(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            pixel_values_videos=pv,
+            video_grid_thw=thw,
+            second_per_grid_ts=torch.tensor([self.temporal_patch_size / self.fps], dtype=torch.float32),
+            frame_size=(int(frames.shape[1]), int(frames.shape[2])),
+            sam2_frames=self.sam2_frames(frames) if with_sam2 else None,
+            llm_frames=llm,
+            chat_text=chat,
+            num_frames=int(frames.shape[0]),
+        )
+
+    def memory_inputs(self, label_mask: torch.Tensor, grid_thw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """bool [T, O, H, W] object masks -> (pooled [T/2, O, H, W], refer_mask [T/2, O, h, w])."""
+        pooled = pool_label_mask(label_mask, self.temporal_patch_size)
+        return pooled, refer_mask_from_pooled(pooled, grid_thw, self.patch_size, self.merge_size)
+
+
+def _visual_item(messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    found = None
+    for msg in messages:
+        content = msg.get("content")
+        if isinstance(content, list):
+            for item in content:
+                if item.get("type") in ("image", "video") or "video" in item or "image" in item:
+                    if found is not None:
+                        raise PromptError("UniPixel takes one image or video per query")
+                    found = item
+    return found
+
+
+def video_message(text: str, num_frames: int, min_pixels: int | None = None, max_pixels: int | None = None,
+                  ) -> dict[str, Any]:
+    """The official user turn: the frame list as one video item, then the question."""
+    item: dict[str, Any] = {"type": "video", "video": [f"<frame {i}>" for i in range(num_frames)]}
+    item["min_pixels"] = DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels
+    item["max_pixels"] = default_max_pixels(num_frames) if max_pixels is None else max_pixels
+    return {"role": "user", "content": [item, {"type": "text", "text": text}]}
