@@ -15,6 +15,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from pixelwise.data.formats.groundmore import groundmore_action_frames, groundmore_window  # noqa: F401 (protocol API)
 from pixelwise.eval.metrics import f_scores, j_scores
 
 
@@ -96,30 +97,6 @@ def ref_davis17_visa(scores: Sequence[ExpressionScore]) -> dict[str, float]:
     """
     j, f = 100 * _mean(s.J for s in scores), 100 * _mean(s.F for s in scores)
     return {"J": float(np.round(j, 2)), "F": float(np.round(f, 2)), "J&F": float(np.round((j + f) / 2, 2))}
-
-
-def groundmore_window(num_frames: int, action_start: int, action_end: int, samples: int = 20) -> list[tuple[int, bool]]:
-    """GroundMoRe's scored frames: `samples` indices from linspace(0, n − 1) (truncated), each with whether it lies
-    inside the action window [action_start, action_end]. Outside the window the ground truth is empty, so a model
-    must predict nothing there to score.
-    """
-    idx = np.linspace(0, num_frames - 1, samples).astype(int)
-    return [(int(i), action_start <= int(i) <= action_end) for i in idx]
-
-
-def groundmore_action_frames(clip_window_start: str, start: str, end: str, fps: int = 6) -> tuple[int, int]:
-    """(action_start, action_end) frame indices from GroundMoRe time strings ("M:S" or "H:M:S"), at 6 fps:
-    start = (t(start) − t(clip)) × fps, end = (t(end) − t(clip)) × fps − 1.
-    """
-
-    def seconds(s: str) -> int:
-        total = 0
-        for part in s.split(":"):
-            total = total * 60 + int(part)
-        return total
-
-    base = seconds(clip_window_start)
-    return (seconds(start) - base) * fps, (seconds(end) - base) * fps - 1
 
 
 def groundmore(scores: Sequence[ExpressionScore]) -> dict[str, dict[str, float]]:

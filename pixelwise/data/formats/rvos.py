@@ -1,0 +1,130 @@
+"""Referring video segmentation layouts built on `meta_expressions.json`: Ref-YouTube-VOS, MeViS, ReVOS, Ref-SAV,
+Ref-DAVIS17 (after ReferFormer's conversion).
+
+```
+meta_expressions.json  {"videos": {vid: {"frames": [...], "expressions": {exp_id: {"exp", "obj_id", "anno_id"?,
+                                                                                   "type_id"?}}, "height"?, ...}}}
+mask_dict.json         {anno_id: [RLE or null per frame]}           (MeViS, ReVOS, Ref-SAV)
+Annotations/<vid>/<frame>.png                                       (Ref-YouTube-VOS, Ref-DAVIS17: index = obj_id)
+mask_dict_foreground.json  {vid: {"masks_rle": [RLE per frame]}}    (ReVOS robustness)
+JPEGImages/<vid>/<frame>.jpg
+```
+One sample per expression over *all* listed frames; ground truth = union of the expression's objects (`anno_id`s in
+a mask dict, or `obj_id`s in the PNGs). Every reference is checked at read time: an expression naming an unknown
+anno_id, a mask list of the wrong length, or a listed frame without an image is a FormatError naming file and field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pixelwise.core.errors import FormatError
+from pixelwise.data.formats.sample import PngTrack, RleTrack, Sample, frame_file, image_size, load_json, require
+
+
+@dataclass(frozen=True)
+class RvosLayout:
+    """Where one benchmark keeps its files, relative to the dataset root."""
+
+    meta: str
+    mask_dict: str | None = None  # RLE ground truth; else PNGs under `annotations`
+    annotations: str | None = None
+    images: str = "JPEGImages"
+    foreground: str | None = None
+    exclude_meta: str | None = None  # videos listed here are dropped (Ref-YouTube-VOS test videos in valid meta)
+
+
+LAYOUTS: dict[str, RvosLayout] = {
+    "mevis": RvosLayout("meta_expressions.json", mask_dict="mask_dict.json"),
+    "revos": RvosLayout("meta_expressions_valid_.json", mask_dict="mask_dict.json",
+                        foreground="mask_dict_foreground.json"),
+    "ref-sav": RvosLayout("meta_expressions_valid.json", mask_dict="mask_dict.json"),
+    "ref-youtube-vos": RvosLayout("meta_expressions/valid/meta_expressions.json", annotations="valid/Annotations",
+                                  images="valid/JPEGImages", exclude_meta="meta_expressions/test/meta_expressions.json"),
+    "ref-davis17": RvosLayout("meta_expressions/valid/meta_expressions.json", annotations="valid/Annotations",
+                              images="valid/JPEGImages"),
+}
+
+
+def _ids(value: Any, source: str, field: str) -> list:
+    ids = value if isinstance(value, list) else [value]
+    for v in ids:
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise FormatError(f"{source}: field '{field}' must be an id or a list of ids, got {v!r}")
+    return ids
+
+
+def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | None = None) -> list[Sample]:
+    """All expressions of a referring-VOS benchmark (see module docstring for the layouts)."""
+    root = Path(root)
+    if layout is None:
+        if benchmark not in LAYOUTS:
+            raise FormatError(f"unknown video benchmark '{benchmark}' (known: {', '.join(LAYOUTS)})")
+        layout = LAYOUTS[benchmark]
+    meta_path = root / layout.meta
+    meta = load_json(meta_path)
+    src = str(meta_path)
+    videos = require(meta, "videos", src, "", dict)
+    if layout.exclude_meta and (root / layout.exclude_meta).is_file():
+        test = require(load_json(root / layout.exclude_meta), "videos", str(root / layout.exclude_meta), "", dict)
+        videos = {k: v for k, v in videos.items() if k not in test}
+    mask_dict: dict | None = None
+    mask_src = ""
+    if layout.mask_dict:
+        mask_src = str(root / layout.mask_dict)
+        mask_dict = load_json(root / layout.mask_dict)
+        if not isinstance(mask_dict, dict):
+            raise FormatError(f"{mask_src}: must be a JSON object keyed by anno_id")
+    foreground: dict | None = None
+    if layout.foreground:
+        foreground = load_json(root / layout.foreground)
+    samples: list[Sample] = []
+    for vid, video in videos.items():
+        where = f"videos.{vid}"
+        frames = require(video, "frames", src, where, list)
+        if not frames:
+            raise FormatError(f"{src}: field '{where}.frames' is empty")
+        names = [str(f) for f in frames]
+        folder = root / layout.images / vid
+        paths = [frame_file(folder, n, f"{src}: {where}.frames") for n in names]
+        if "height" in video and "width" in video:
+            size = (int(video["height"]), int(video["width"]))
+        else:
+            size = image_size(paths[0])
+        fg_track = None
+        if foreground is not None:
+            fsrc = str(root / layout.foreground)
+            rles = require(require(foreground, vid, fsrc, ""), "masks_rle", fsrc, vid, list)
+            if len(rles) != len(names):
+                raise FormatError(f"{fsrc}: field '{vid}.masks_rle' has {len(rles)} masks for {len(names)} frames")
+            fg_track = RleTrack(rles, size, f"{fsrc}: {vid}.masks_rle")
+        for exp_id, exp in require(video, "expressions", src, where, dict).items():
+            ewhere = f"{where}.expressions.{exp_id}"
+            text = require(exp, "exp", src, ewhere, str)
+            tracks: list = []
+            if mask_dict is not None:
+                for anno in _ids(require(exp, "anno_id", src, ewhere), src, f"{ewhere}.anno_id"):
+                    rles = mask_dict.get(str(anno))
+                    if rles is None:
+                        raise FormatError(f"{mask_src}: missing field '{anno}' (anno_id of {ewhere})")
+                    if not isinstance(rles, list) or len(rles) != len(names):
+                        n = len(rles) if isinstance(rles, list) else type(rles).__name__
+                        raise FormatError(f"{mask_src}: field '{anno}' has {n} masks for the {len(names)} "
+                                          f"frames of video {vid}")
+                    tracks.append(RleTrack(rles, size, f"{mask_src}: {anno}"))
+            elif layout.annotations:
+                ann_dir = root / layout.annotations / vid
+                pngs = [ann_dir / f"{n}.png" for n in names]
+                pngs = [p if p.is_file() else None for p in pngs]
+                for obj in _ids(require(exp, "obj_id", src, ewhere), src, f"{ewhere}.obj_id"):
+                    tracks.append(PngTrack(pngs, size, value=int(obj)))
+            meta = {"video": vid, "exp_id": str(exp_id), "obj_id": exp.get("obj_id"), "fps": 6.0}
+            if "type_id" in exp:
+                meta["type_id"] = int(exp["type_id"])
+            if fg_track is not None:
+                meta["foreground"] = fg_track
+            samples.append(Sample(key=f"{vid}/{exp_id}", text=text, frames=paths, frame_names=names, size=size,
+                                  targets=tracks, meta=meta))
+    return samples
