@@ -14,7 +14,7 @@ import typer
 from pixelwise.core.errors import PixelwiseError
 
 # Modules under pixelwise.cli whose register(app) adds commands, in help order.
-COMMAND_MODULES = ("media",)
+COMMAND_MODULES = ("media", "conformance", "pixelworld")
 
 app = typer.Typer(
     name="pixelwise",
@@ -47,7 +47,7 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, map library errors to exit code 2 with a one-line message."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except PixelwiseError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             e.show()
             return 2
         raise
-    return 0
+    # With standalone_mode=False click returns the code of a `typer.Exit` instead of raising it.
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

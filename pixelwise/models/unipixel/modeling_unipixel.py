@@ -196,8 +196,8 @@ def _sam2_module():
     """The SAM2 implementation (`pixelwise.modules.sam2`), or None with the reason when it is not available."""
     try:
         from pixelwise.modules.sam2 import Sam2Config, Sam2Model  # noqa: F401
-    except ImportError as e:  # the module is built separately; its absence must be reported, not hidden
-        return None, f"SAM2 module missing ({e})"
+    except ImportError:  # the module is built separately; its absence must be reported, not hidden
+        return None, "SAM2 module missing (pixelwise.modules.sam2)"
     return (Sam2Config, Sam2Model), None
 
 
