@@ -1,0 +1,46 @@
+"""Per-frame image features of SAM2, computed once per clip and shared by every tracked object.
+
+`Sam2Features` holds the features of T frames batched along dim 0 and behaves like a sequence of
+`Sam2FrameFeatures` (one frame each, batch dim 1), which is what `Sam2Model.track` consumes frame by frame. A streaming
+caller can instead hand `track` a callable `t -> Sam2FrameFeatures` that encodes frame t on demand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence, Union
+
+import torch
+
+
+@dataclass
+class Sam2FrameFeatures:
+    """Features of one frame (batch dim 1; `track` broadcasts them over the objects without copying)."""
+
+    embed: torch.Tensor  # [1, C, h, w]   stride-16 FPN level (the "image embedding"), before any memory
+    high_res_s0: torch.Tensor  # [1, C/8, 4h, 4w]  stride-4 FPN level after the decoder's conv_s0
+    high_res_s1: torch.Tensor  # [1, C/4, 2h, 2w]  stride-8 FPN level after the decoder's conv_s1
+    pos: torch.Tensor  # [1, C, h, w]   sine positional encoding of the stride-16 level
+
+
+@dataclass
+class Sam2Features:
+    """Features of T frames: the same fields as `Sam2FrameFeatures` with T in dim 0 (`pos` stays `[1, ...]`)."""
+
+    embed: torch.Tensor
+    high_res_s0: torch.Tensor
+    high_res_s1: torch.Tensor
+    pos: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.embed.shape[0]
+
+    def __getitem__(self, t: int) -> Sam2FrameFeatures:
+        if not -len(self) <= t < len(self):
+            raise IndexError(f"frame {t} out of range for {len(self)} frames")
+        s = slice(t, t + 1) if t >= 0 else slice(t, t + 1 or None)
+        return Sam2FrameFeatures(self.embed[s], self.high_res_s0[s], self.high_res_s1[s], self.pos)
+
+
+FrameSource = Union[Sam2Features, Sequence[Sam2FrameFeatures], Callable[[int], Sam2FrameFeatures]]
+"""What `Sam2Model.track` accepts: precomputed features (indexable) or a lazy per-frame encoder."""

@@ -1,0 +1,304 @@
+"""SAM 2.1 video segmenter driven by hidden prompt tokens (the UniPixel way of prompting SAM2).
+
+`Sam2Model.track` reproduces what UniPixel's inference does per `<|seg|>` with the official `SAM2VideoPredictor`
+(`init_state` -> `add_new_hidden_state(frame 0)` -> `propagate_in_video` forward), but for O objects at once:
+
+* conditioning frame: image embedding + `no_mem_embed` (no memory attention); sparse prompt = 2 not-a-point tokens
+  + the object's hidden tokens; dense prompt = `no_mask_embed`;
+* every later frame: memory attention over the conditioning frame's memory, up to `num_maskmem - 1` most recent
+  frames' memories (each with its temporal embedding) and the object pointers of the conditioning frame and of up to
+  `max_obj_ptrs_in_encoder - 1` past frames (signed temporal sine encoding); sparse prompt = 2 not-a-point tokens;
+* every frame: multimask decoding, the candidate with the highest predicted IoU is kept; in inference mode an object
+  score <= 0 replaces all low-res logits by -1024 and the object pointer by `no_obj_ptr`; the memory of the frame is
+  encoded from the kept mask upsampled to S x S (`sigmoid * 20 - 10`) plus `no_obj_embed_spatial` when absent.
+
+Nothing here is wrapped in `no_grad`: the same code path trains (gradients flow through the memory), and in training
+mode (`model.train()`) the no-object masking of the logits is off, as in UniPixel's `SAM2Train`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixelwise.core.errors import CheckpointError
+from pixelwise.modules.sam2.common import (MLP, NO_OBJ_SCORE, resize_logits, sine_encoding_1d,
+                                           sine_position_encoding_2d)
+from pixelwise.modules.sam2.config import Sam2Config
+from pixelwise.modules.sam2.features import FrameSource, Sam2FrameFeatures, Sam2Features
+from pixelwise.modules.sam2.image_encoder import ImageEncoder
+from pixelwise.modules.sam2.mask_decoder import MaskDecoder
+from pixelwise.modules.sam2.memory_attention import MemoryAttention
+from pixelwise.modules.sam2.memory_encoder import MemoryEncoder
+from pixelwise.modules.sam2.prompt_encoder import PromptEncoder
+
+
+@dataclass
+class Sam2TrackOutput:
+    """Per-object, per-frame results of `Sam2Model.track` (O objects, T frames, S input size, h4 = S/4)."""
+
+    mask_logits: torch.Tensor  # [O, T, H, W] at the original frame size, before thresholding
+    masks: torch.Tensor  # [O, T, H, W] bool, mask_logits > 0
+    lowres_mask_logits: torch.Tensor  # [O, T, h4, w4] kept candidate, after no-object masking (inference mode)
+    object_score_logits: torch.Tensor  # [O, T]
+    obj_ptr: torch.Tensor  # [O, T, C]
+    decoder_iou_pred: torch.Tensor  # [O, T, 3]
+    decoder_multimask_logits: torch.Tensor  # [O, T, 3, h4, w4] raw decoder candidates (before selection/masking)
+    sparse_prompt: torch.Tensor  # [O, 4, C] sparse tokens of the conditioning frame (2 not-a-point + hidden)
+    tracked: torch.Tensor  # [T] bool, frames that were processed (frames before the conditioning frame are not)
+
+
+@dataclass
+class _FrameMemory:
+    """What a processed frame leaves behind for later frames."""
+
+    features: torch.Tensor  # [O, mem_dim, h, w]
+    obj_ptr: torch.Tensor  # [O, C]
+
+
+@dataclass
+class _HeadsOutput:
+    multimask_logits: torch.Tensor  # [O, 3, h4, w4] raw
+    iou_pred: torch.Tensor  # [O, 3]
+    lowres_logits: torch.Tensor  # [O, 1, h4, w4] kept candidate (masked if inference)
+    obj_ptr: torch.Tensor  # [O, C]
+    object_score_logits: torch.Tensor  # [O, 1]
+    sparse_prompt: torch.Tensor  # [O, N, C]
+
+
+class Sam2Model(nn.Module):
+    """SAM 2.1 (official module/parameter layout) with hidden-token prompting and batched multi-object tracking."""
+
+    def __init__(self, cfg: Sam2Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c, m, s = cfg.hidden_dim, cfg.mem_dim, cfg.image_embedding_size
+        self.hidden_dim, self.mem_dim, self.image_size = c, m, cfg.image_size
+        self.num_maskmem = cfg.num_maskmem
+        self.image_encoder = ImageEncoder(cfg)
+        self.sam_prompt_encoder = PromptEncoder(c, (s, s), (cfg.image_size, cfg.image_size), cfg.mask_in_chans)
+        self.sam_mask_decoder = MaskDecoder(c, cfg.decoder_num_heads, cfg.decoder_mlp_dim, cfg.decoder_depth,
+                                            cfg.decoder_attention_downsample_rate, cfg.num_multimask_outputs,
+                                            cfg.iou_head_depth, cfg.iou_head_hidden_dim)
+        self.memory_attention = MemoryAttention(cfg)
+        self.memory_encoder = MemoryEncoder(cfg)
+        self.maskmem_tpos_enc = nn.Parameter(torch.zeros(cfg.num_maskmem, 1, 1, m))
+        self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, c))
+        self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, c))  # official parameter; unused with directly_add_no_mem_embed
+        self.no_obj_ptr = nn.Parameter(torch.zeros(1, c))
+        self.no_obj_embed_spatial = nn.Parameter(torch.zeros(1, m))
+        # Official parameter of SAM2's "mask given as input -> use it as output" path (mask prompts on a frame).
+        # UniPixel never prompts SAM2 with masks, so track() does not use it; it is kept for checkpoint parity.
+        self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
+        self.obj_ptr_proj = MLP(c, c, c, 3)
+        self.obj_ptr_tpos_proj = nn.Linear(c, m)
+        for p in (self.maskmem_tpos_enc, self.no_mem_embed, self.no_mem_pos_enc, self.no_obj_ptr,
+                  self.no_obj_embed_spatial):
+            nn.init.trunc_normal_(p, std=0.02)
+        self.encoded_frame_count = 0
+        """Number of frames run through the image encoder since construction (tests reset it to 0 freely)."""
+
+    # ---------------------------------------------------------------------------------------------------- loading
+    def load_official_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Load official facebookresearch/UniPixel SAM2 weights (keys without the `sam2.` prefix).
+
+        Meta's `.pt` layer-scale name `fuser.layers.N.gamma` is accepted and renamed to `.weight`. Any missing,
+        unexpected or mis-shaped key raises `CheckpointError` naming the keys.
+        """
+        sd = {(k[: -len(".gamma")] + ".weight" if k.endswith(".gamma") else k): v for k, v in state_dict.items()}
+        own = self.state_dict()
+        missing = sorted(set(own) - set(sd))
+        unexpected = sorted(set(sd) - set(own))
+        mis_shaped = sorted(f"{k} (checkpoint {tuple(sd[k].shape)}, model {tuple(own[k].shape)})"
+                            for k in set(own) & set(sd) if tuple(sd[k].shape) != tuple(own[k].shape))
+        problems = []
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mis_shaped)):
+            if keys:
+                shown = ", ".join(keys[:12]) + (f", ... ({len(keys)} in total)" if len(keys) > 12 else "")
+                problems.append(f"{what} keys: {shown}")
+        if problems:
+            raise CheckpointError("SAM2 weights do not match the configured architecture: " + "; ".join(problems))
+        self.load_state_dict(sd, strict=True)
+
+    # --------------------------------------------------------------------------------------------------- encoding
+    def encode_frames(self, frames: torch.Tensor, chunk_size: int = 16) -> Sam2Features:
+        """Run frames `[T, 3, S, S]` (SAM2-normalised) through the image encoder once, in chunks of `chunk_size`."""
+        if frames.ndim != 4 or frames.shape[1] != 3 or tuple(frames.shape[-2:]) != (self.image_size,) * 2:
+            raise ValueError(f"expected frames [T, 3, {self.image_size}, {self.image_size}], got {tuple(frames.shape)}")
+        embed, s0, s1 = [], [], []
+        pos = None
+        for start in range(0, frames.shape[0], chunk_size):
+            out = self.image_encoder(frames[start: start + chunk_size])
+            self.encoded_frame_count += out.backbone_fpn[0].shape[0]
+            s0.append(self.sam_mask_decoder.conv_s0(out.backbone_fpn[0]))
+            s1.append(self.sam_mask_decoder.conv_s1(out.backbone_fpn[1]))
+            embed.append(out.backbone_fpn[-1])
+            pos = out.vision_pos_enc[-1]
+        assert pos is not None
+        return Sam2Features(embed=torch.cat(embed), high_res_s0=torch.cat(s0), high_res_s1=torch.cat(s1), pos=pos)
+
+    def encode_frame(self, frame: torch.Tensor) -> Sam2FrameFeatures:
+        """Encode a single frame `[3, S, S]`; convenient as the lazy source of a streaming `track`."""
+        return self.encode_frames(frame.unsqueeze(0))[0]
+
+    # --------------------------------------------------------------------------------------------------- tracking
+    def track(self, feats: FrameSource, hidden_prompts: torch.Tensor, frame_size: tuple[int, int] | Sequence[int],
+              cond_frame: int = 0, num_frames: int | None = None,
+              no_obj_masking: bool | None = None) -> Sam2TrackOutput:
+        """Segment O objects over a clip, prompted by hidden tokens on `cond_frame`, propagating forward.
+
+        Args:
+            feats: `encode_frames` output, a sequence of per-frame features, or a callable `t -> Sam2FrameFeatures`
+                (then `num_frames` is required); frame t is requested once, in increasing order, so a lazy source
+                may encode on demand and drop old frames.
+            hidden_prompts: `[O, n_hidden, C]` LLM prompt tokens, one row per object (objects are tracked as a batch).
+            frame_size: original `(H, W)`; `mask_logits` are resized to it.
+            cond_frame: the prompted frame; frames before it are not processed (logits -1024, `tracked` False).
+            num_frames: clip length (defaults to `len(feats)`).
+            no_obj_masking: replace logits of absent objects by -1024 (default: `not self.training`, as upstream).
+        """
+        if hidden_prompts.ndim != 3 or hidden_prompts.shape[-1] != self.hidden_dim:
+            raise ValueError(f"hidden_prompts must be [O, n, {self.hidden_dim}], got {tuple(hidden_prompts.shape)}")
+        get_frame: Callable[[int], Sam2FrameFeatures] = feats if callable(feats) else feats.__getitem__
+        if num_frames is None:
+            if callable(feats):
+                raise ValueError("num_frames is required when feats is a callable")
+            num_frames = len(feats)
+        if not 0 <= cond_frame < num_frames:
+            raise ValueError(f"cond_frame {cond_frame} outside a clip of {num_frames} frames")
+        mask_nonobj = (not self.training) if no_obj_masking is None else no_obj_masking
+        n_obj = hidden_prompts.shape[0]
+        height, width = int(frame_size[0]), int(frame_size[1])
+
+        memories: dict[int, _FrameMemory] = {}
+        keep = max(self.num_maskmem - 1, self.cfg.max_obj_ptrs_in_encoder - 1)
+        per_frame: list[_HeadsOutput | None] = [None] * num_frames
+        video_logits: list[torch.Tensor | None] = [None] * num_frames
+        for t in range(cond_frame, num_frames):
+            frame = get_frame(t)
+            expand = (lambda x: x.expand(n_obj, *x.shape[1:]))  # noqa: E731 - share frame features across objects
+            embed, s0, s1 = expand(frame.embed), expand(frame.high_res_s0), expand(frame.high_res_s1)
+            if t == cond_frame:
+                pix = embed + self.no_mem_embed.view(1, -1, 1, 1)
+                heads = self._forward_heads(pix, (s0, s1), hidden_prompts, mask_nonobj)
+            else:
+                pix = self._condition_on_memory(t, cond_frame, embed, frame.pos, memories, num_frames)
+                heads = self._forward_heads(pix, (s0, s1), None, mask_nonobj)
+            memories[t] = self._encode_memory(embed, heads)
+            stale = t - keep - 1  # no later frame reads this memory again: keep the bank bounded
+            if stale != cond_frame:
+                memories.pop(stale, None)
+            per_frame[t] = heads
+            video_logits[t] = resize_logits(heads.lowres_logits, (height, width))[:, 0]
+        return self._collect(per_frame, video_logits, cond_frame, (height, width))
+
+    # ---------------------------------------------------------------------------------------------------- helpers
+    def _forward_heads(self, pix: torch.Tensor, high_res: tuple[torch.Tensor, torch.Tensor],
+                       hidden: torch.Tensor | None, mask_nonobj: bool) -> _HeadsOutput:
+        """Prompt encoder + mask decoder + candidate selection + object pointer for one frame of O objects."""
+        n = pix.shape[0]
+        coords = pix.new_zeros(n, 1, 2)  # no clicks: one not-a-point (+ the encoder's padding not-a-point)
+        labels = -torch.ones(n, 1, dtype=torch.int32, device=pix.device)
+        sparse, dense = self.sam_prompt_encoder(points=(coords, labels), hidden=hidden)
+        dec = self.sam_mask_decoder(pix, self.sam_prompt_encoder.get_dense_pe(), sparse, dense, high_res,
+                                    multimask_output=True)
+        present = dec.object_score_logits > 0  # [O, 1]
+        masks = dec.masks
+        if mask_nonobj:
+            masks = torch.where(present[:, :, None, None], masks, torch.full_like(masks, NO_OBJ_SCORE))
+        best = torch.argmax(dec.iou_pred, dim=-1)
+        rows = torch.arange(n, device=pix.device)
+        lowres = masks[rows, best].unsqueeze(1)
+        token = dec.sam_tokens[rows, best]
+        obj_ptr = self.obj_ptr_proj(token)
+        lam = present.to(obj_ptr.dtype)
+        obj_ptr = lam * obj_ptr + (1 - lam) * self.no_obj_ptr
+        return _HeadsOutput(dec.masks, dec.iou_pred, lowres, obj_ptr, dec.object_score_logits, sparse)
+
+    def _encode_memory(self, embed: torch.Tensor, heads: _HeadsOutput) -> _FrameMemory:
+        """Memory of a frame from its raw image embedding and the kept mask (upsampled to S x S)."""
+        high_res = resize_logits(heads.lowres_logits, (self.image_size, self.image_size))
+        mask_for_mem = torch.sigmoid(high_res) * self.cfg.sigmoid_scale_for_mem_enc + self.cfg.sigmoid_bias_for_mem_enc
+        features, _ = self.memory_encoder(embed, mask_for_mem)
+        absent = 1.0 - (heads.object_score_logits > 0).to(features.dtype)
+        features = features + absent[:, :, None, None] * self.no_obj_embed_spatial[:, :, None, None]
+        return _FrameMemory(features=features, obj_ptr=heads.obj_ptr)
+
+    def _condition_on_memory(self, t: int, cond_frame: int, embed: torch.Tensor, pos: torch.Tensor,
+                             memories: dict[int, _FrameMemory], num_frames: int) -> torch.Tensor:
+        """Memory attention of frame t over the conditioning memory, recent memories and object pointers."""
+        n, c, h, w = embed.shape
+        mem_pos_spatial = None
+        tokens, token_pos = [], []
+        # (frame index, temporal-embedding slot): the conditioning frame uses the last slot, frame t-k slot k-1.
+        slots = [(cond_frame, self.num_maskmem - 1)]
+        for t_rel in range(self.num_maskmem - 1, 0, -1):  # oldest first, as upstream concatenates them
+            prev = t - t_rel
+            if prev != cond_frame and prev in memories:
+                slots.append((prev, t_rel - 1))
+        for idx, slot in slots:
+            feat = memories[idx].features
+            if mem_pos_spatial is None:
+                mem_pos_spatial = self.memory_encoder_pos(feat)
+            tokens.append(feat.flatten(2).transpose(1, 2))
+            token_pos.append((mem_pos_spatial + self.maskmem_tpos_enc[slot].view(1, 1, -1)).expand(n, -1, -1))
+
+        # Object pointers: the conditioning frame (signed distance) then up to max-1 past frames (distance t_diff).
+        max_ptrs = min(num_frames, self.cfg.max_obj_ptrs_in_encoder)
+        ptr_items = [(t - cond_frame, memories[cond_frame].obj_ptr)]
+        for t_diff in range(1, max_ptrs):
+            prev = t - t_diff
+            if prev < 0:
+                break
+            if prev != cond_frame and prev in memories:
+                ptr_items.append((t_diff, memories[prev].obj_ptr))
+        distances = torch.tensor([d for d, _ in ptr_items], dtype=torch.float32, device=embed.device)
+        ptr_pos = self.obj_ptr_tpos_proj(sine_encoding_1d(distances / (max_ptrs - 1), c))  # [P, mem]
+        ptrs = torch.stack([p for _, p in ptr_items], dim=1)  # [O, P, C]
+        split = c // self.mem_dim  # each pointer becomes `split` tokens of width mem_dim
+        ptrs = ptrs.reshape(n, len(ptr_items) * split, self.mem_dim)
+        ptr_pos = ptr_pos.repeat_interleave(split, dim=0).unsqueeze(0).expand(n, -1, -1)
+        tokens.append(ptrs)
+        token_pos.append(ptr_pos)
+
+        memory = torch.cat(tokens, dim=1)
+        memory_pos = torch.cat(token_pos, dim=1)
+        curr = embed.flatten(2).transpose(1, 2)
+        curr_pos = pos.flatten(2).transpose(1, 2)
+        out = self.memory_attention(curr, curr_pos, memory, memory_pos, (h, w), num_obj_ptr_tokens=ptrs.shape[1])
+        return out.transpose(1, 2).reshape(n, c, h, w)
+
+    def memory_encoder_pos(self, features: torch.Tensor) -> torch.Tensor:
+        """Sine PE `[1, h*w, mem_dim]` of memory features (depends only on the grid size)."""
+        pe = sine_position_encoding_2d(self.mem_dim, features.shape[-2], features.shape[-1], device=features.device,
+                                       dtype=features.dtype)
+        return pe.flatten(2).transpose(1, 2)
+
+    def _collect(self, per_frame: list[_HeadsOutput | None], video_logits: list[torch.Tensor | None],
+                 cond_frame: int, size: tuple[int, int]) -> Sam2TrackOutput:
+        """Stack per-frame results along a new T axis; frames never processed get -1024 logits and zeros."""
+        ref = per_frame[cond_frame]
+        assert ref is not None
+        n = ref.obj_ptr.shape[0]
+
+        def stack(get: Callable[[_HeadsOutput], torch.Tensor], fill: float, like: torch.Tensor) -> torch.Tensor:
+            return torch.stack([get(o) if o is not None else torch.full_like(like, fill) for o in per_frame], dim=1)
+
+        logits = torch.stack([v if v is not None else ref.lowres_logits.new_full((n, *size), NO_OBJ_SCORE)
+                              for v in video_logits], dim=1)
+        return Sam2TrackOutput(
+            mask_logits=logits,
+            masks=logits > 0,
+            lowres_mask_logits=stack(lambda o: o.lowres_logits[:, 0], NO_OBJ_SCORE, ref.lowres_logits[:, 0]),
+            object_score_logits=stack(lambda o: o.object_score_logits[:, 0], NO_OBJ_SCORE,
+                                      ref.object_score_logits[:, 0]),
+            obj_ptr=stack(lambda o: o.obj_ptr, 0.0, ref.obj_ptr),
+            decoder_iou_pred=stack(lambda o: o.iou_pred, 0.0, ref.iou_pred),
+            decoder_multimask_logits=stack(lambda o: o.multimask_logits, NO_OBJ_SCORE, ref.multimask_logits),
+            sparse_prompt=ref.sparse_prompt,
+            tracked=torch.tensor([o is not None for o in per_frame]),
+        )
