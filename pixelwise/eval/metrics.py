@@ -307,6 +307,8 @@ def muse_ciou_giou(images: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]]) ->
         "gIoU": iou_sum / weight if weight else 0.0,
         "intersection": total_i,
         "union": total_u,
+        "iou_sum": iou_sum,
+        "weight": weight,
     }
 
 

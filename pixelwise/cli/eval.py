@@ -1,0 +1,68 @@
+"""`pixelwise eval`: score predictions (or a model) on a public benchmark, print a table, write JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pixelwise.core.errors import PixelwiseError
+
+
+def _flatten(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
+    rows: list[tuple[str, object]] = []
+    for k, v in metrics.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            rows += _flatten(v, f"{name} / ")
+        else:
+            rows.append((name, v))
+    return rows
+
+
+def _print_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report['benchmark']} — {report['protocol']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, v in _flatten(report["metrics"]):
+        table.add_row(name, "nan" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))
+    console = Console()
+    console.print(table)
+    extra = f"{report['samples']} samples, {report['missing']} without prediction, {report['seconds']:.1f}s"
+    console.print(extra)
+
+
+def eval_cmd(
+    benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name, e.g. mevis, revos, refcoco:testA."),
+    data: Path = typer.Option(..., "--data", help="Dataset root in the benchmark's official layout."),
+    pred: Optional[Path] = typer.Option(None, "--pred", help="Predictions in the official layout (scored as they are)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model to run first (or 'oracle'); writes to --pred."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the metrics (and per-sample scores) as JSON."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Scoring processes (default: up to 4)."),
+    json_only: bool = typer.Option(False, "--json", help="Print the metrics JSON instead of a table."),
+) -> None:
+    """Score a benchmark with the official protocol: existing predictions (--pred) or a model (--model)."""
+    from pixelwise.eval import runner
+
+    if model is None and pred is None:
+        raise PixelwiseError("give --pred DIR (score predictions) or --model PATH (run a model)")
+    if model is not None:
+        pred_dir = pred or Path("predictions") / benchmark.replace(":", "_")
+        report = runner.run(benchmark, data, runner.load_predictor(model), pred_dir, workers, progress=not json_only)
+    else:
+        report = runner.score(benchmark, data, pred, workers=workers, progress=not json_only)
+    if out is not None:
+        runner.write_report(report, out)
+    if json_only:
+        typer.echo(json.dumps({k: v for k, v in report.items() if k != "per_sample"}))
+    else:
+        _print_table(report)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="eval")(eval_cmd)
