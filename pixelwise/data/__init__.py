@@ -1,0 +1,1 @@
+"""Datasets and data formats used to train and evaluate pixelwise models."""
