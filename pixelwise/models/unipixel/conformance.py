@@ -223,7 +223,7 @@ def run_conformance(directory: str | Path, only: list[str] | None = None,
         t1 = time.perf_counter()
         try:
             tensors = load_file(str(directory / case["file"]))
-            _run_case(model, processor, case, tensors, media, result)
+            _run_case(model, processor, case, tensors, media, result, spec.get("media"))
         except Exception as e:  # report, keep going: one broken case must not hide the others
             result.error = f"{type(e).__name__}: {e}"
         result.seconds = time.perf_counter() - t1
@@ -234,7 +234,7 @@ def run_conformance(directory: str | Path, only: list[str] | None = None,
 
 
 def _run_case(model, processor, case: dict[str, Any], tensors: dict[str, torch.Tensor],
-              media: dict[str, torch.Tensor], result: CaseResult) -> None:
+              media: dict[str, torch.Tensor], result: CaseResult, spec_media: dict[str, Any] | None = None) -> None:
     from pixelwise.models.unipixel.processing_unipixel import RefPrompt, mem_prefix, render_chat
 
     spec_tensors: dict[str, Any] = case.get("tensors", {})
@@ -244,6 +244,7 @@ def _run_case(model, processor, case: dict[str, Any], tensors: dict[str, torch.T
     # ---------------------------------------------------------------- processor
     keys = case["shared_media_keys"]
     frames = media[keys["frames"]].numpy()
+    _check_sampling(case, keys, media, spec_media, checks)
     messages = case["messages"]
     generation_prompt = messages[-1].get("role") != "assistant"
     rendered = render_chat(messages, add_generation_prompt=generation_prompt)
@@ -253,7 +254,8 @@ def _run_case(model, processor, case: dict[str, Any], tensors: dict[str, torch.T
         # The vectors store a primed answer ("The best option is (") only in the chat text.
         prefix = expected_chat[len(rendered):]
         result.notes.append(f"assistant primed with {prefix!r}")
-    inputs = processor(frames, messages, assistant_prefix=prefix)
+    fps = case.get("fps") or [None]
+    inputs = processor(frames, messages, assistant_prefix=prefix, fps=fps[0])
     checks.append(compare("text.chat_text", inputs.chat_text, expected_chat, _EXACT))
     checks.append(compare("text.input_ids", inputs.input_ids.tolist(), list(case["input_ids"]), _EXACT))
     for name in ("llm_frames", "pixel_values_videos", "sam2_frames"):
@@ -327,8 +329,7 @@ def _run_case(model, processor, case: dict[str, Any], tensors: dict[str, torch.T
             else:
                 seg = model.segment(seg_states, inputs.sam2_frames, inputs.frame_size)
                 _collect_sam2(seg.sam2, prompts.shape[0], spec_tensors, produced)
-                for key, value in _sam2_debug(model, inputs).items():
-                    produced.setdefault(key, value)
+                produced.update(_sam2_debug(seg.features))
 
     # ---------------------------------------------------------------- compare every described tensor
     for key, meta in spec_tensors.items():
@@ -352,6 +353,21 @@ def _run_case(model, processor, case: dict[str, Any], tensors: dict[str, torch.T
             checks.append(Check(key, "n/a", None, "debug tensor not exposed by our implementation"))
 
 
+def _check_sampling(case: dict[str, Any], keys: dict[str, str], media: dict[str, torch.Tensor],
+                    spec_media: dict[str, Any] | None, checks: list[Check]) -> None:
+    """For a video given as raw frames + sampled indices: our uniform sampling picks the same frames."""
+    from pixelwise.core.media import uniform_indices
+
+    prefix = keys["frames"].rsplit(".", 1)[0]
+    raw, idx = media.get(f"{prefix}.raw_frames"), media.get(f"{prefix}.sample_indices")
+    count = ((spec_media or {}).get(case.get("media", ""), {}) or {}).get("sample_frames")
+    if raw is None or idx is None or not count:
+        return
+    mine = uniform_indices(int(raw.shape[0]), int(count))
+    checks.append(compare("media.sample_indices", mine, idx.tolist(), _EXACT))
+    checks.append(compare("media.frames", raw[mine], media[keys["frames"]], _EXACT))
+
+
 def _collect_sam2(sam2_out: Any, num_objects: int, spec_tensors: dict[str, Any], produced: dict[str, Any]) -> None:
     """Per-object SAM2 outputs named as in the vectors (`out.seg{k}.{name}`), read from the module's output."""
     names = {k.split(".", 2)[2] for k in spec_tensors if k.startswith("out.seg") and k.count(".") >= 2}
@@ -369,15 +385,21 @@ def _collect_sam2(sam2_out: Any, num_objects: int, spec_tensors: dict[str, Any],
             produced[f"out.seg{k}.{name}"] = value[k]
 
 
-def _sam2_debug(model, inputs) -> dict[str, torch.Tensor]:
-    """Optional SAM2 debug tensors (frame-0 encoder features) when the module exposes them."""
-    hook = getattr(model.sam2, "debug_tensors", None)
-    if not callable(hook):
-        return {}
-    try:
-        return dict(hook(inputs.sam2_frames))
-    except Exception:  # debug only: never let it fail a case
-        return {}
+def _sam2_debug(feats: Any) -> dict[str, torch.Tensor]:
+    """Frame-0 SAM2 encoder features under the vectors' debug names (those our feature cache keeps)."""
+    names = {
+        "dbg.sam2_cached.fpn0_frame0": "high_res_s0",  # stride-4 level after conv_s0
+        "dbg.sam2_cached.fpn1_frame0": "high_res_s1",  # stride-8 level after conv_s1
+        "dbg.sam2_cached.fpn2_frame0": "embed",  # stride-16 level = image embedding
+        "dbg.sam2_image_encoder.fpn2_frame0": "embed",
+        "dbg.sam2_image_encoder.pos2_frame0": "pos",
+    }
+    out = {}
+    for key, attr in names.items():
+        value = getattr(feats, attr, None)
+        if isinstance(value, torch.Tensor):
+            out[key] = value[0]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- table

@@ -177,6 +177,7 @@ class SegmentationOutput:
     masks: torch.Tensor  # bool [O, T, H, W] at the original frame size
     mask_logits: torch.Tensor  # [O, T, H, W]
     sam2: Any = None  # the SAM2 module's full tracking output
+    features: Any = None  # the SAM2 frame features (computed once, shared by all objects)
 
 
 @dataclass
@@ -511,7 +512,8 @@ class UniPixelForConditionalGeneration(nn.Module):
         sam2 = self.require_sam2()
         feats = sam2.encode_frames(sam2_frames.to(self.device, self.dtype))
         out = sam2.track(feats, prompts, frame_size=tuple(int(v) for v in frame_size), cond_frame=0)
-        return SegmentationOutput(prompt_tokens=prompts, masks=out.masks, mask_logits=out.mask_logits, sam2=out)
+        return SegmentationOutput(prompt_tokens=prompts, masks=out.masks, mask_logits=out.mask_logits, sam2=out,
+                                  features=feats)
 
     @torch.no_grad()
     def predict(self, inputs: UniPixelInputs, max_new_tokens: int = 512,

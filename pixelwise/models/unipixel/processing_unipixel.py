@@ -387,11 +387,12 @@ class UniPixelProcessor:
 
     def __call__(self, frames: np.ndarray, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool | None = None,
                  assistant_prefix: str = "", min_pixels: int | None = None, max_pixels: int | None = None,
-                 with_sam2: bool = True) -> UniPixelInputs:
+                 fps: float | None = None, with_sam2: bool = True) -> UniPixelInputs:
         """Frames + chat messages (one visual item, official format) -> model inputs.
 
         `min_pixels`/`max_pixels` default to the values of the visual item in `messages`, then to the official
         budgets. `add_generation_prompt` defaults to True unless the last message is the assistant's (teacher forcing).
+        `fps` (default 2.0, the official value for frame lists) sets `second_per_grid_ts` = temporal_patch_size / fps.
         """
         frames = _check_frames(frames)
         item = _visual_item(messages)
@@ -409,7 +410,7 @@ class UniPixelProcessor:
             attention_mask=torch.ones_like(input_ids),
             pixel_values_videos=pv,
             video_grid_thw=thw,
-            second_per_grid_ts=torch.tensor([self.temporal_patch_size / self.fps], dtype=torch.float32),
+            second_per_grid_ts=torch.tensor([self.temporal_patch_size / (fps or self.fps)], dtype=torch.float32),
             frame_size=(int(frames.shape[1]), int(frames.shape[2])),
             sam2_frames=self.sam2_frames(frames) if with_sam2 else None,
             llm_frames=llm,
