@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from pixelwise.core.errors import ConfigError
 
@@ -106,8 +107,23 @@ class Sam2Config:
             raise ConfigError("sam2 backbone_channel_list needs one entry per trunk stage")
 
     # ------------------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready flat dict (suitable as a UniPixel `sam2_arch`; read back by `from_dict`)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
     @classmethod
-    def preset(cls, name: str, image_size: int | None = None) -> "Sam2Config":
+    def from_dict(cls, data: Mapping[str, Any]) -> Sam2Config:
+        """Inverse of `to_dict`; unknown keys are kept in `extra` (never interpreted)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        try:
+            return cls(**known, extra={k: v for k, v in data.items() if k not in names})
+        except TypeError as exc:
+            raise ConfigError(f"bad SAM2 config: {exc}") from None
+
+    @classmethod
+    def preset(cls, name: str, image_size: int | None = None) -> Sam2Config:
         """Official SAM 2.1 sizes: 't', 's', 'b+' (alias 'b_plus', 'base_plus') or 'l'."""
         key = {"b_plus": "b+", "base_plus": "b+", "tiny": "t", "small": "s", "large": "l"}.get(name, name)
         if key not in _PRESETS:
@@ -118,7 +134,7 @@ class Sam2Config:
         return cfg
 
     @classmethod
-    def from_hydra_model_config(cls, model: Mapping[str, Any]) -> "Sam2Config":
+    def from_hydra_model_config(cls, model: Mapping[str, Any]) -> Sam2Config:
         """Build from an official (resolved) hydra `model:` section, e.g. `config.json['sam2_arch']['resolved_model_config']`."""
         try:
             trunk = model["image_encoder"]["trunk"]
@@ -133,45 +149,45 @@ class Sam2Config:
         mds = mem_enc.get("mask_downsampler", {})
         fuser = mem_enc.get("fuser", {})
         fuser_layer = fuser.get("layer", {})
-        kw: dict[str, Any] = dict(
-            image_size=int(model.get("image_size", base.image_size)),
-            hidden_dim=int(neck["d_model"]),
-            mem_dim=int(mem_enc.get("out_dim", base.mem_dim)),
-            trunk_embed_dim=int(trunk.get("embed_dim", 96)),
-            trunk_num_heads=int(trunk.get("num_heads", 1)),
-            trunk_stages=tuple(trunk.get("stages", base.trunk_stages)),
-            trunk_global_att_blocks=tuple(trunk.get("global_att_blocks", base.trunk_global_att_blocks)),
-            trunk_window_spec=tuple(trunk.get("window_spec", base.trunk_window_spec)),
-            trunk_window_pos_embed_bkg_spatial_size=tuple(
+        kw: dict[str, Any] = {
+            "image_size": int(model.get("image_size", base.image_size)),
+            "hidden_dim": int(neck["d_model"]),
+            "mem_dim": int(mem_enc.get("out_dim", base.mem_dim)),
+            "trunk_embed_dim": int(trunk.get("embed_dim", 96)),
+            "trunk_num_heads": int(trunk.get("num_heads", 1)),
+            "trunk_stages": tuple(trunk.get("stages", base.trunk_stages)),
+            "trunk_global_att_blocks": tuple(trunk.get("global_att_blocks", base.trunk_global_att_blocks)),
+            "trunk_window_spec": tuple(trunk.get("window_spec", base.trunk_window_spec)),
+            "trunk_window_pos_embed_bkg_spatial_size": tuple(
                 trunk.get("window_pos_embed_bkg_spatial_size", base.trunk_window_pos_embed_bkg_spatial_size)),
-            trunk_q_pool=int(trunk.get("q_pool", base.trunk_q_pool)),
-            trunk_q_stride=tuple(trunk.get("q_stride", base.trunk_q_stride)),
-            trunk_dim_mul=float(trunk.get("dim_mul", base.trunk_dim_mul)),
-            trunk_head_mul=float(trunk.get("head_mul", base.trunk_head_mul)),
-            trunk_mlp_ratio=float(trunk.get("mlp_ratio", base.trunk_mlp_ratio)),
-            trunk_drop_path_rate=float(trunk.get("drop_path_rate", 0.0)),
-            backbone_channel_list=tuple(neck["backbone_channel_list"]),
-            fpn_top_down_levels=tuple(neck.get("fpn_top_down_levels") or range(len(neck["backbone_channel_list"]))),
-            fpn_interp_model=str(neck.get("fpn_interp_model", "bilinear")),
-            scalp=int(model["image_encoder"].get("scalp", 0)),
-            memory_attention_layers=int(mem_att.get("num_layers", base.memory_attention_layers)),
-            memory_attention_ff_dim=int(layer.get("dim_feedforward", base.memory_attention_ff_dim)),
-            memory_attention_num_heads=int(cross.get("num_heads", 1)),
-            memory_attention_dropout=float(layer.get("dropout", base.memory_attention_dropout)),
-            memory_attention_rope_theta=float(cross.get("rope_theta", base.memory_attention_rope_theta)),
-            mask_downsampler_kernel_size=int(mds.get("kernel_size", 4)),
-            mask_downsampler_stride=int(mds.get("stride", 4)),
-            mask_downsampler_padding=int(mds.get("padding", 0)),
-            mask_downsampler_total_stride=int(mds.get("total_stride", 16)),
-            fuser_num_layers=int(fuser.get("num_layers", base.fuser_num_layers)),
-            fuser_kernel_size=int(fuser_layer.get("kernel_size", base.fuser_kernel_size)),
-            fuser_padding=int(fuser_layer.get("padding", base.fuser_padding)),
-            num_maskmem=int(model.get("num_maskmem", base.num_maskmem)),
-            max_obj_ptrs_in_encoder=int(model.get("max_obj_ptrs_in_encoder", base.max_obj_ptrs_in_encoder)),
-            sigmoid_scale_for_mem_enc=float(model.get("sigmoid_scale_for_mem_enc", 1.0)),
-            sigmoid_bias_for_mem_enc=float(model.get("sigmoid_bias_for_mem_enc", 0.0)),
-            backbone_stride=int(model.get("backbone_stride", 16)),
-        )
+            "trunk_q_pool": int(trunk.get("q_pool", base.trunk_q_pool)),
+            "trunk_q_stride": tuple(trunk.get("q_stride", base.trunk_q_stride)),
+            "trunk_dim_mul": float(trunk.get("dim_mul", base.trunk_dim_mul)),
+            "trunk_head_mul": float(trunk.get("head_mul", base.trunk_head_mul)),
+            "trunk_mlp_ratio": float(trunk.get("mlp_ratio", base.trunk_mlp_ratio)),
+            "trunk_drop_path_rate": float(trunk.get("drop_path_rate", 0.0)),
+            "backbone_channel_list": tuple(neck["backbone_channel_list"]),
+            "fpn_top_down_levels": tuple(neck.get("fpn_top_down_levels") or range(len(neck["backbone_channel_list"]))),
+            "fpn_interp_model": str(neck.get("fpn_interp_model", "bilinear")),
+            "scalp": int(model["image_encoder"].get("scalp", 0)),
+            "memory_attention_layers": int(mem_att.get("num_layers", base.memory_attention_layers)),
+            "memory_attention_ff_dim": int(layer.get("dim_feedforward", base.memory_attention_ff_dim)),
+            "memory_attention_num_heads": int(cross.get("num_heads", 1)),
+            "memory_attention_dropout": float(layer.get("dropout", base.memory_attention_dropout)),
+            "memory_attention_rope_theta": float(cross.get("rope_theta", base.memory_attention_rope_theta)),
+            "mask_downsampler_kernel_size": int(mds.get("kernel_size", 4)),
+            "mask_downsampler_stride": int(mds.get("stride", 4)),
+            "mask_downsampler_padding": int(mds.get("padding", 0)),
+            "mask_downsampler_total_stride": int(mds.get("total_stride", 16)),
+            "fuser_num_layers": int(fuser.get("num_layers", base.fuser_num_layers)),
+            "fuser_kernel_size": int(fuser_layer.get("kernel_size", base.fuser_kernel_size)),
+            "fuser_padding": int(fuser_layer.get("padding", base.fuser_padding)),
+            "num_maskmem": int(model.get("num_maskmem", base.num_maskmem)),
+            "max_obj_ptrs_in_encoder": int(model.get("max_obj_ptrs_in_encoder", base.max_obj_ptrs_in_encoder)),
+            "sigmoid_scale_for_mem_enc": float(model.get("sigmoid_scale_for_mem_enc", 1.0)),
+            "sigmoid_bias_for_mem_enc": float(model.get("sigmoid_bias_for_mem_enc", 0.0)),
+            "backbone_stride": int(model.get("backbone_stride", 16)),
+        }
         _check_supported_flags(model)
         # The memory encoder's input width must equal the neck width, and its mask embedding must match it too.
         in_dim = int(mem_enc.get("in_dim", kw["hidden_dim"]))
@@ -181,7 +197,7 @@ class Sam2Config:
         return cls(**kw)
 
     @classmethod
-    def from_unipixel_config(cls, config: Mapping[str, Any]) -> "Sam2Config":
+    def from_unipixel_config(cls, config: Mapping[str, Any]) -> Sam2Config:
         """Build from a UniPixel `config.json` dict.
 
         Uses `sam2_arch.resolved_model_config` when present, else maps `sam2_config` (e.g. `configs/sam2.1_hiera_b+`)
@@ -190,6 +206,8 @@ class Sam2Config:
         arch = config.get("sam2_arch")
         if isinstance(arch, Mapping) and isinstance(arch.get("resolved_model_config"), Mapping):
             cfg = cls.from_hydra_model_config(arch["resolved_model_config"])
+        elif isinstance(arch, Mapping) and "hidden_dim" in arch and "trunk_embed_dim" in arch:
+            cfg = cls.from_dict(arch)  # flat form written by `to_dict` (our own tiny models)
         else:
             name = str(config.get("sam2_config") or "")
             match = re.search(r"hiera_(t|s|b\+|l)(?:\.yaml)?$", name) or re.fullmatch(r"(t|s|b\+|l)", name)
@@ -231,7 +249,7 @@ def _check_supported_flags(model: Mapping[str, Any]) -> None:
         raise ConfigError(f"unsupported SAM2 options (this implementation follows SAM 2.1 defaults): {bad}")
 
 
-_COMMON: dict[str, Any] = dict(image_size=1024, hidden_dim=256, mem_dim=64)
+_COMMON: dict[str, Any] = {"image_size": 1024, "hidden_dim": 256, "mem_dim": 64}
 _PRESETS: dict[str, dict[str, Any]] = {
     "t": dict(_COMMON, trunk_embed_dim=96, trunk_num_heads=1, trunk_stages=(1, 2, 7, 2),
               trunk_global_att_blocks=(5, 7, 9), trunk_window_pos_embed_bkg_spatial_size=(7, 7),

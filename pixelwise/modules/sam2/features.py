@@ -7,8 +7,8 @@ caller can instead hand `track` a callable `t -> Sam2FrameFeatures` that encodes
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
 
 import torch
 
@@ -42,5 +42,5 @@ class Sam2Features:
         return Sam2FrameFeatures(self.embed[s], self.high_res_s0[s], self.high_res_s1[s], self.pos)
 
 
-FrameSource = Union[Sam2Features, Sequence[Sam2FrameFeatures], Callable[[int], Sam2FrameFeatures]]
+FrameSource = Sam2Features | Sequence[Sam2FrameFeatures] | Callable[[int], Sam2FrameFeatures]
 """What `Sam2Model.track` accepts: precomputed features (indexable) or a lazy per-frame encoder."""

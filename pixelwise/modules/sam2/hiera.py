@@ -134,7 +134,7 @@ class Hiera(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_dim, *cfg.trunk_window_pos_embed_bkg_spatial_size))
         self.pos_embed_window = nn.Parameter(torch.zeros(1, embed_dim, cfg.trunk_window_spec[0],
                                                          cfg.trunk_window_spec[0]))
-        drop_rates = torch.linspace(0, cfg.trunk_drop_path_rate, depth).tolist()
+        drop_rates = [cfg.trunk_drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear schedule
         blocks = []
         stage = 1
         for i in range(depth):

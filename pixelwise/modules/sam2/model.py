@@ -18,18 +18,16 @@ mode (`model.train()`) the no-object masking of the logits is off, as in UniPixe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pixelwise.core.errors import CheckpointError
-from pixelwise.modules.sam2.common import (MLP, NO_OBJ_SCORE, resize_logits, sine_encoding_1d,
-                                           sine_position_encoding_2d)
+from pixelwise.modules.sam2.common import MLP, NO_OBJ_SCORE, resize_logits, sine_encoding_1d, sine_position_encoding_2d
 from pixelwise.modules.sam2.config import Sam2Config
-from pixelwise.modules.sam2.features import FrameSource, Sam2FrameFeatures, Sam2Features
+from pixelwise.modules.sam2.features import FrameSource, Sam2Features, Sam2FrameFeatures
 from pixelwise.modules.sam2.image_encoder import ImageEncoder
 from pixelwise.modules.sam2.mask_decoder import MaskDecoder
 from pixelwise.modules.sam2.memory_attention import MemoryAttention
@@ -178,10 +176,13 @@ class Sam2Model(nn.Module):
         keep = max(self.num_maskmem - 1, self.cfg.max_obj_ptrs_in_encoder - 1)
         per_frame: list[_HeadsOutput | None] = [None] * num_frames
         video_logits: list[torch.Tensor | None] = [None] * num_frames
+
+        def share(x: torch.Tensor) -> torch.Tensor:
+            return x.expand(n_obj, *x.shape[1:])  # one frame's features viewed by every object, no copy
+
         for t in range(cond_frame, num_frames):
             frame = get_frame(t)
-            expand = (lambda x: x.expand(n_obj, *x.shape[1:]))  # noqa: E731 - share frame features across objects
-            embed, s0, s1 = expand(frame.embed), expand(frame.high_res_s0), expand(frame.high_res_s1)
+            embed, s0, s1 = share(frame.embed), share(frame.high_res_s0), share(frame.high_res_s1)
             if t == cond_frame:
                 pix = embed + self.no_mem_embed.view(1, -1, 1, 1)
                 heads = self._forward_heads(pix, (s0, s1), hidden_prompts, mask_nonobj)
