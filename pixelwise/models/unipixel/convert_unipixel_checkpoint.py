@@ -131,11 +131,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_official_state_dict(model: "UniPixelForConditionalGeneration", state: dict[str, torch.Tensor],
-                             source: str = "checkpoint") -> None:
-    """Copy an official-layout state dict into `model`; every mismatch is a `CheckpointError`.
+                             source: str = "checkpoint", assign: bool = False,
+                             dtype: torch.dtype | None = None) -> None:
+    """Load an official-layout state dict into `model`; every mismatch is a `CheckpointError`.
 
     Missing keys, unexpected keys and shape mismatches are all reported (first few of each). A tied `lm_head`
-    may be absent (it is the embedding matrix); an untied one must be present.
+    may be absent (it is the embedding matrix); an untied one must be present. `assign=True` makes the checkpoint
+    tensors (cast to `dtype`) the model's parameters, for a model built on the meta device.
     """
     internal = {official_to_internal(k): v for k, v in state.items()}
     if len(internal) != len(state):
@@ -166,7 +168,7 @@ def load_official_state_dict(model: "UniPixelForConditionalGeneration", state: d
     if bad_shapes:
         problems.append("shape mismatch: " + "; ".join(bad_shapes[:_MAX_LISTED]))
     if model.sam2 is None and sam2_state and model.config.has_sam2:
-        pass  # SAM2 weights kept aside by the caller; segmentation reports the missing module
+        pass  # SAM2 module unavailable: its weights are not used, segmentation reports why
     elif model.sam2 is None and sam2_state:
         problems.append(f"unexpected keys: {_listing('sam2.' + k for k in sam2_state)}")
     elif model.sam2 is not None and not sam2_state:
@@ -174,13 +176,22 @@ def load_official_state_dict(model: "UniPixelForConditionalGeneration", state: d
     if problems:
         raise CheckpointError(f"{source}: weights do not match the config — " + " | ".join(problems))
 
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        buffers = dict(model.named_buffers())
-        for k, v in own_state.items():
-            target = params.get(k, buffers.get(k))
-            target.copy_(v.to(target.dtype))
+    if assign:
+        cast = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in own_state.items()}
+        model.load_state_dict(cast, strict=False, assign=True)
+        if model.config.tie_word_embeddings:
+            model.lm_head.weight = model.language_model.embed_tokens.weight
+    else:
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            buffers = dict(model.named_buffers())
+            for k, v in own_state.items():
+                target = params.get(k, buffers.get(k))
+                target.copy_(v.to(target.dtype))
     if model.sam2 is not None:
+        if dtype is not None:
+            model.sam2.to(dtype)
+            sam2_state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sam2_state.items()}
         try:
             model.sam2.load_official_state_dict(sam2_state)
         except CheckpointError as e:

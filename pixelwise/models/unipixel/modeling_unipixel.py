@@ -238,24 +238,33 @@ class UniPixelForConditionalGeneration(nn.Module):
         self.msk_proj = nn.Sequential(nn.Linear(m, m), nn.GELU(), nn.Linear(m, d))
 
         self.sam2: nn.Module | None = None
-        self.sam2_unavailable: str | None = None
-        if config.has_sam2 and build_sam2:
-            classes, reason = _sam2_module()
-            if classes is None:
-                self.sam2_unavailable = reason
-            else:
-                sam2_config_cls, sam2_model_cls = classes
-                self.sam2 = sam2_model_cls(sam2_config_cls.from_unipixel_config(config.to_dict()))
-        elif not config.has_sam2:
+        self.sam2_unavailable: str | None = "SAM2 not built (build_sam2=False)"
+        if not config.has_sam2:
             self.sam2_unavailable = "this checkpoint has no SAM2 part"
-        else:
-            self.sam2_unavailable = "SAM2 not built (build_sam2=False)"
+        elif build_sam2:
+            self.build_sam2()
+
+    def build_sam2(self) -> None:
+        """Create the SAM2 part from the config (`pixelwise.modules.sam2`); records why when it is unavailable."""
+        classes, reason = _sam2_module()
+        if classes is None:
+            self.sam2, self.sam2_unavailable = None, reason
+            return
+        sam2_config_cls, sam2_model_cls = classes
+        self.sam2 = sam2_model_cls(sam2_config_cls.from_unipixel_config(self.config.to_dict()))
+        self.sam2_unavailable = None
 
     # ------------------------------------------------------------------ loading / saving
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, build_sam2: bool = True) -> "UniPixelForConditionalGeneration":
-        """Build from `config.json` and load the official-layout safetensors weights (sharded or not)."""
+    def from_pretrained(cls, path: str | Path, dtype: torch.dtype = torch.float32, build_sam2: bool = True,
+                        ) -> "UniPixelForConditionalGeneration":
+        """Build from `config.json` and load the official-layout safetensors weights (sharded or not).
+
+        The Qwen part and the adapters are created on the meta device and take the checkpoint tensors directly
+        (no random init, no second copy: a 3B/7B model loads in its own memory footprint); `dtype` is the compute
+        dtype (float32 on CPU, as the conformance vectors).
+        """
         from pixelwise.models.unipixel.convert_unipixel_checkpoint import load_official_state_dict, read_state_dict
 
         path = Path(path)
@@ -263,9 +272,24 @@ class UniPixelForConditionalGeneration(nn.Module):
             raise CheckpointError(f"{path}: not a checkpoint folder")
         config = UniPixelConfig.from_pretrained(path)
         state = read_state_dict(path)
-        model = cls(config, build_sam2=build_sam2)
-        load_official_state_dict(model, state, source=str(path))
+        with torch.device("meta"):
+            model = cls(config, build_sam2=False)
+        if config.has_sam2 and build_sam2:
+            model.build_sam2()  # small; built for real because its loader copies into existing tensors
+        load_official_state_dict(model, state, source=str(path), assign=True, dtype=dtype)
+        model._materialize_rotary()
+        meta = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+        if meta:
+            raise CheckpointError(f"{path}: tensors left uninitialised after loading: {', '.join(meta[:8])}")
         return model.eval()
+
+    def _materialize_rotary(self) -> None:
+        """Re-create the rotary tables (non-persistent buffers, never in a checkpoint) after a meta-device build."""
+        vis, txt = self.visual.rotary_pos_emb, self.language_model.rotary_emb
+        if any(b.is_meta for b in vis.buffers()):
+            self.visual.rotary_pos_emb = type(vis)(self.visual.config)
+        if any(b.is_meta for b in txt.buffers()):
+            self.language_model.rotary_emb = type(txt)(config=self.language_model.config)
 
     def save_pretrained(self, path: str | Path, processor: Any = None, max_shard_bytes: int | None = None) -> Path:
         """Write config.json + safetensors in the official layout (so the official loader and ours both read it)."""
