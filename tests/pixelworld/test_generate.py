@@ -102,12 +102,10 @@ def test_holdout_combinations_never_appear_outside_the_holdout_split():
 
 def test_holdout_split_is_made_of_holdout_combinations():
     samples = generate_in_memory(GenConfig(split="holdout", num=70, seed=21))
-    with_combo = 0
     target_combo = 0
     for s in samples:
         objs = {o["id"]: o for o in s["scene"]["objects"]}
         assert any((o["color"], o["shape"]) in splits.HOLDOUT_COMBOS for o in objs.values())
-        with_combo += 1
         if any((objs[t["obj_id"]]["color"], objs[t["obj_id"]]["shape"]) in splits.HOLDOUT_COMBOS
                for t in s["targets"] if t["obj_id"] in objs):
             target_combo += 1

@@ -112,7 +112,7 @@ def mask_to_labelme_polygons(mask: np.ndarray) -> list[list[list[int]]]:
         cs, hier = cv2.findContours(m, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
         if hier is not None and (hier[0][:, 3] >= 0).any():
             hole = cs[int(np.flatnonzero(hier[0][:, 3] >= 0)[0])]
-            xc = int(round(float(hole[:, 0, 0].mean())))
+            xc = round(float(hole[:, 0, 0].mean()))
             left, right = m.copy(), m.copy()
             left[:, xc:] = 0
             right[:, :xc] = 0

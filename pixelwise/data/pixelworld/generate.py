@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -134,20 +135,19 @@ def _write_mp4(path: Path, frames: np.ndarray) -> None:
     import av
 
     h, w = frames.shape[1:3]
-    with atomic_write(path) as f:
-        with av.open(f, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(int(FPS)))
-            stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
-            stream.options = {"crf": "16", "preset": "veryfast", "threads": "1"}
-            stream.codec_context.thread_count = 1
-            container.metadata["encoder"] = "pixelwise"
-            for arr in frames:
-                if h % 2 or w % 2:
-                    arr = np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
+    with atomic_write(path) as f, av.open(f, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(int(FPS)))
+        stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+        stream.options = {"crf": "16", "preset": "veryfast", "threads": "1"}
+        stream.codec_context.thread_count = 1
+        container.metadata["encoder"] = "pixelwise"
+        for arr in frames:
+            if h % 2 or w % 2:
+                arr = np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")):
                 container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
 
 
 def generate_sample(cfg: GenConfig, index: int, root: Path | None) -> dict[str, Any]:

@@ -123,7 +123,6 @@ def _object_facts(scene: Scene, o: Obj) -> dict[str, bool | None]:
     v = np.stack([np.diff(o.x), np.diff(o.y)], 1) if T > 1 else np.zeros((0, 2))
     speed = np.linalg.norm(v, axis=1)
     path = float(speed.sum())
-    net = float(np.hypot(dx, dy))
     # direction changes: compare unit velocities 3 frames apart among moving frames
     moving = speed > 0.15
     u = np.where(moving[:, None], v / np.maximum(speed, 1e-9)[:, None], 0)
@@ -411,7 +410,7 @@ def attribute_filters(o: Obj) -> list[dict[str, str]]:
 
 @lru_cache(maxsize=1)
 def _masks_by_size() -> tuple[int, ...]:
-    return tuple(sorted(range(1, 16), key=lambda m: (bin(m).count("1"), m)))
+    return tuple(sorted(range(1, 16), key=lambda m: (m.bit_count(), m)))
 
 
 def unique_attr_exprs(scene: Scene, o: Obj) -> list[Expr]:

@@ -12,8 +12,9 @@ Boxes are pixel coordinates with exclusive x2/y2. Masks are the *visible* parts,
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -57,7 +57,7 @@ class Obj:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Obj":
+    def from_json(cls, d: dict[str, Any]) -> Obj:
         cc = d.get("color_change")
         return cls(
             id=int(d["id"]), shape=d["shape"], color=d["color"], size=d["size"], texture=d["texture"], z=int(d["z"]),
@@ -86,11 +86,11 @@ class Scene:
                 "background": dict(self.background), "objects": [o.to_json() for o in self.objects]}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Scene":
+    def from_json(cls, d: dict[str, Any]) -> Scene:
         return cls(width=int(d["width"]), height=int(d["height"]), num_frames=int(d["num_frames"]),
                    background=dict(d["background"]), objects=[Obj.from_json(o) for o in d["objects"]])
 
-    def copy(self) -> "Scene":
+    def copy(self) -> Scene:
         return Scene.from_json(self.to_json())
 
 

@@ -126,5 +126,5 @@ def save_gif(path: Path, frames: list[np.ndarray], fps: float) -> Path:
     images = [Image.fromarray(f).quantize(palette=pal, dither=Image.Dither.NONE) for f in frames]
     with atomic_write(path) as f:
         images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
-                       duration=max(20, int(round(1000 / fps))), loop=0)
+                       duration=max(20, round(1000 / fps)), loop=0)
     return path

@@ -7,8 +7,9 @@ order of `targets`. All expressions are checked with `grammar.resolve` before th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -558,7 +559,8 @@ def task_editing(ctx: Ctx) -> TaskOutput | None:
         size = ctx.choice(("medium", "large"))
         where = ctx.choice(list(QUADRANTS))
         fx, fy = QUADRANTS[where]
-        from pixelwise.data.pixelworld.scene import Obj as _Obj, _q
+        from pixelwise.data.pixelworld.scene import Obj as _Obj
+        from pixelwise.data.pixelworld.scene import _q
 
         T = sc.num_frames
         new_id = max(o.id for o in sc.objects) + 1
@@ -570,7 +572,7 @@ def task_editing(ctx: Ctx) -> TaskOutput | None:
         instr = str(ctx.choice(("Draw a {c} {s} at the {w}.", "Add a {sz} {c} {s} in the {w}.",
                                 "Put a {c} {s} at the {w} of the {m}."))).format(c=color, s=shape, w=where, sz=size,
                                                                                    m=ctx.media_word)
-        frames2, vis2, area2 = render(edited)
+        _, vis2, _ = render(edited)
         # the new object must not bury an existing one
         for i, o in enumerate(sc.objects):
             before = ctx.vis[i].reshape(T, -1).sum(1)
