@@ -64,19 +64,30 @@ def _pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p, g
 
 
+_CHUNK_PIXELS = 1 << 24  # frames are processed in chunks of ~16 M pixels to bound temporary memory
+
+
+def _chunks(num_frames: int, height: int, width: int) -> list[slice]:
+    step = max(1, _CHUNK_PIXELS // max(1, height * width))
+    return [slice(i, i + step) for i in range(0, num_frames, step)]
+
+
 def j_scores(preds: np.ndarray, gts: np.ndarray, void: np.ndarray | None = None) -> np.ndarray:
     """Per-frame Jaccard of two stacks [T, H, W] (float64 [T]); a frame whose union is empty scores 1.
 
     `void` pixels (DAVIS label 255) are excluded from intersection and union.
     """
     p, g = _pair(preds, gts)
-    inter_map, union_map = p & g, p | g
-    if void is not None:
-        keep = ~_stack(void, "void")
-        inter_map &= keep
-        union_map &= keep
-    inter = np.count_nonzero(inter_map, axis=(1, 2))
-    union = np.count_nonzero(union_map, axis=(1, 2))
+    v = None if void is None else _stack(void, "void")
+    inter = np.empty(len(p), dtype=np.int64)
+    union = np.empty(len(p), dtype=np.int64)
+    for c in _chunks(*p.shape):
+        inter_map, union_map = p[c] & g[c], p[c] | g[c]
+        if v is not None:
+            inter_map &= ~v[c]
+            union_map &= ~v[c]
+        inter[c] = np.count_nonzero(inter_map, axis=(1, 2))
+        union[c] = np.count_nonzero(union_map, axis=(1, 2))
     j = np.ones(len(p), dtype=np.float64)
     nz = union > 0
     j[nz] = inter[nz] / union[nz]  # int64 / int64 -> correctly rounded float64, as in the reference
@@ -149,25 +160,25 @@ def f_scores(
     none predicted but some in GT → P = 1, R = 0 → F = 0; the reverse → F = 0.
     """
     p, g = _pair(preds, gts)
-    if void is not None:
-        keep = ~_stack(void, "void")
-        p, g = p & keep, g & keep
+    v = None if void is None else _stack(void, "void")
     t, h, w = p.shape
     kernel = disk(tolerance_radius(h, w, bound_th))
-    pb, gb = boundary_map(p), boundary_map(g)
-    n_fg = np.count_nonzero(pb, axis=(1, 2))
-    n_gt = np.count_nonzero(gb, axis=(1, 2))
     out = np.empty(t, dtype=np.float64)
-    for i in range(t):
-        if n_fg[i] == 0 or n_gt[i] == 0:
-            precision = 1.0 if n_fg[i] == 0 else 0.0
-            recall = 1.0 if n_gt[i] == 0 else 0.0
-        else:
-            # Only the matched counts need the dilations; boundaries are sparse, so index them instead of
-            # AND-ing full frames.
-            precision = np.count_nonzero(_dilate(gb[i], kernel)[pb[i]]) / float(n_fg[i])
-            recall = np.count_nonzero(_dilate(pb[i], kernel)[gb[i]]) / float(n_gt[i])
-        out[i] = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    for c in _chunks(t, h, w):
+        pc, gc = (p[c], g[c]) if v is None else (p[c] & ~v[c], g[c] & ~v[c])
+        pb, gb = boundary_map(pc), boundary_map(gc)
+        n_fg = np.count_nonzero(pb, axis=(1, 2))
+        n_gt = np.count_nonzero(gb, axis=(1, 2))
+        for i in range(len(pb)):
+            if n_fg[i] == 0 or n_gt[i] == 0:
+                precision = 1.0 if n_fg[i] == 0 else 0.0
+                recall = 1.0 if n_gt[i] == 0 else 0.0
+            else:
+                # Only the matched counts need the dilations; boundaries are sparse, so index them instead of
+                # AND-ing full frames.
+                precision = np.count_nonzero(_dilate(gb[i], kernel)[pb[i]]) / float(n_fg[i])
+                recall = np.count_nonzero(_dilate(pb[i], kernel)[gb[i]]) / float(n_gt[i])
+            out[c.start + i] = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     return out
 
 

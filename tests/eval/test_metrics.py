@@ -43,9 +43,9 @@ def ref_boundary(seg: np.ndarray) -> np.ndarray:
     return out
 
 
-def ref_f(pred: np.ndarray, gt: np.ndarray) -> float:
+def ref_f(pred: np.ndarray, gt: np.ndarray, r: int | None = None) -> float:
     h, w = gt.shape
-    r = int(math.ceil(0.008 * math.hypot(h, w)))
+    r = int(math.ceil(0.008 * math.hypot(h, w))) if r is None else r
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     fp = yy**2 + xx**2 <= r * r
     pb, gb = ref_boundary(pred), ref_boundary(gt)
@@ -320,3 +320,22 @@ def test_muse_scores():
     # q1: IoU 1, 1; q2: extra (1px) vs g0 (8px): IoU 1/8 — matched; n_pred = 3, n_gt = 3
     assert out["gIoU"] == pytest.approx((1 + 1 + 1 / 8) / 3)
     assert out["cIoU"] == pytest.approx((8 + 8 + 1) / (8 + 8 + 8))
+
+
+def test_chunked_processing_gives_identical_values(monkeypatch):
+    rng = np.random.default_rng(3)
+    preds = rng.random((7, 20, 30)) < 0.3
+    gts = rng.random((7, 20, 30)) < 0.3
+    whole = M.jf_video(preds, gts)
+    monkeypatch.setattr(M, "_CHUNK_PIXELS", 2 * 20 * 30)  # chunks of 2 frames
+    chunked = M.jf_video(preds, gts)
+    assert np.array_equal(whole["J_frames"], chunked["J_frames"])
+    assert np.array_equal(whole["F_frames"], chunked["F_frames"])
+
+
+def test_kernel_larger_than_image_matches_definition():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        a, b = rng.random((4, 6)) < 0.4, rng.random((4, 6)) < 0.4
+        assert M.f_scores(a, b, bound_th=5)[0] == ref_f(a, b, r=5)
+        assert M.f_scores(a, b, bound_th=1)[0] == ref_f(a, b, r=1)
