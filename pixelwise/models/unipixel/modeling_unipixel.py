@@ -541,16 +541,22 @@ class UniPixelForConditionalGeneration(nn.Module):
 
     @torch.no_grad()
     def predict(self, inputs: UniPixelInputs, max_new_tokens: int = 512,
-                stop_token_ids: Sequence[int] | None = None) -> Prediction:
-        """Answer a query: greedy text, then one mask track per `<|seg|>` (prompt and answer), as one SAM2 batch."""
+                stop_token_ids: Sequence[int] | None = None, include_prompt_segs: bool = True) -> Prediction:
+        """Answer a query: greedy text, then one mask track per `<|seg|>`, all objects as one SAM2 batch.
+
+        The official model also segments `<|seg|>` tokens already in the prompt (earlier turns, teacher forcing);
+        `include_prompt_segs=False` keeps only those of the new answer (a chat turn then costs one SAM2 batch for
+        the new objects). `seg_token_index[k]` is the index of object k's token in `generated_ids` (-1 = prompt).
+        """
         gen = self.generate(inputs, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
+        keep = [k for k, i in enumerate(gen.seg_token_index) if include_prompt_segs or i >= 0]
         seg = None
-        if gen.seg_states.shape[0]:
+        if keep:
             if inputs.sam2_frames is None:
                 raise PromptError("the answer has <|seg|> tokens but no SAM2 frames were processed")
-            seg = self.segment(gen.seg_states, inputs.sam2_frames, inputs.frame_size)
-        return Prediction(generated_ids=gen.generated_ids, seg_token_index=gen.seg_token_index, segmentation=seg,
-                          generation=gen)
+            seg = self.segment(gen.seg_states[keep], inputs.sam2_frames, inputs.frame_size)
+        return Prediction(generated_ids=gen.generated_ids, seg_token_index=[gen.seg_token_index[k] for k in keep],
+                          segmentation=seg, generation=gen)
 
 
 def _rms_norm(dim: int, eps: float) -> nn.Module:

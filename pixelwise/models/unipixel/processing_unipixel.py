@@ -359,6 +359,24 @@ class UniPixelProcessor:
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
+    def decode_answer(self, ids: Sequence[int], stop_token_ids: Sequence[int] = ()) -> tuple[str, list[tuple[int, int]]]:
+        """Generated ids -> (answer text without a final stop token, character span of every `<|seg|>`)."""
+        ids = [int(i) for i in ids]
+        if ids and ids[-1] in set(int(s) for s in stop_token_ids):
+            ids = ids[:-1]
+        seg = self.token_id(SEG_TOKEN)
+        text, spans, chunk = "", [], []
+        for i in ids + [None]:
+            if i is None or i == seg:
+                text += self.decode(chunk)
+                chunk = []
+                if i is not None:
+                    spans.append((len(text), len(text) + len(SEG_TOKEN)))
+                    text += SEG_TOKEN
+            else:
+                chunk.append(i)
+        return text, spans
+
     def expand_vision(self, text: str, grid_thw: torch.Tensor) -> str:
         """Replace the single `<|video_pad|>` with one copy per merged visual token."""
         if text.count(VIDEO_PAD) != 1:

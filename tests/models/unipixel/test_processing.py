@@ -126,3 +126,12 @@ def test_memory_prompt_odd_frame_count():
         "Here is an image with the following highlighted regions:\n[7]: <|mem|>\n")
     with pytest.raises(PromptError):
         P.masks_for_memory([[MaskPrompt(np.zeros((h, w), bool), 0)]], 1, (h, w))
+
+
+def test_decode_answer_spans(processor):
+    seg = processor.token_id("<|seg|>")
+    end = processor.token_id("<|im_end|>")
+    ids = processor.encode("The target is ") + [seg] + processor.encode(" and ") + [seg] + processor.encode(".") + [end]
+    text, spans = processor.decode_answer(ids, stop_token_ids=[end])
+    assert text == "The target is <|seg|> and <|seg|>."
+    assert [text[a:b] for a, b in spans] == ["<|seg|>", "<|seg|>"] and spans[0][0] == len("The target is ")
