@@ -223,7 +223,8 @@ def run_conformance(directory: str | Path, only: list[str] | None = None,
         t1 = time.perf_counter()
         try:
             tensors = load_file(str(directory / case["file"]))
-            _run_case(model, processor, case, tensors, media, result, spec.get("media"))
+            with torch.no_grad():
+                _run_case(model, processor, case, tensors, media, result, spec.get("media"))
         except Exception as e:  # report, keep going: one broken case must not hide the others
             result.error = f"{type(e).__name__}: {e}"
         result.seconds = time.perf_counter() - t1

@@ -237,6 +237,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         m = config.merger_hidden_size
         self.msk_proj = nn.Sequential(nn.Linear(m, m), nn.GELU(), nn.Linear(m, d))
 
+        self.stop_token_ids: list[int] | None = None  # from generation_config.json when loaded from a folder
         self.sam2: nn.Module | None = None
         self.sam2_unavailable: str | None = "SAM2 not built (build_sam2=False)"
         if not config.has_sam2:
@@ -281,6 +282,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         meta = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
         if meta:
             raise CheckpointError(f"{path}: tensors left uninitialised after loading: {', '.join(meta[:8])}")
+        model.stop_token_ids = _generation_stop_ids(path)
         return model.eval()
 
     def _materialize_rotary(self) -> None:
@@ -301,6 +303,13 @@ class UniPixelForConditionalGeneration(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         self.config.save_pretrained(path)
         save_state_dict(official_state_dict(self), path, max_shard_bytes=max_shard_bytes)
+        if self.stop_token_ids is not None:
+            import json
+
+            from pixelwise.core.io import atomic_write_text
+
+            atomic_write_text(path / "generation_config.json",
+                              json.dumps({"eos_token_id": self.stop_token_ids}, indent=2) + "\n")
         if processor is not None:
             processor.save_pretrained(path)
         return path
@@ -456,9 +465,11 @@ class UniPixelForConditionalGeneration(nn.Module):
             tokens_per_second=cfg.tokens_per_second,
         )
 
-    @torch.no_grad()
     def forward(self, inputs: UniPixelInputs) -> UniPixelOutput:
-        """Prefill: logits and pre-norm states for every prompt position (teacher forcing when the text has an answer)."""
+        """Prefill: logits and pre-norm states for every prompt position (teacher forcing when the text has an answer).
+
+        Differentiable (no `no_grad` here) so training can reuse it; inference entry points disable gradients.
+        """
         embeds, info = self.embed(inputs)
         pos, delta = self.positions(inputs)
         logits, prenorm, cache = self._run_llm(embeds, pos.unsqueeze(1).to(self.device))
@@ -511,12 +522,11 @@ class UniPixelForConditionalGeneration(nn.Module):
         )
 
     def default_stop_token_ids(self) -> list[int]:
-        raw = self.config.raw
-        ids = [raw.get("eos_token_id"), raw.get("bos_token_id")]  # <|im_end|>, <|endoftext|>
-        out = []
-        for i in ids:
-            out.extend(i if isinstance(i, list) else [i])
-        return [int(i) for i in out if i is not None]
+        """`eos_token_id` of the checkpoint's generation_config.json (official: `<|im_end|>`, `<|endoftext|>`),
+        else of config.json."""
+        ids = self.stop_token_ids if self.stop_token_ids is not None else self.config.raw.get("eos_token_id")
+        ids = ids if isinstance(ids, list) else [ids]
+        return [int(i) for i in ids if i is not None]
 
     # ------------------------------------------------------------------ segmentation
 
@@ -557,6 +567,21 @@ class UniPixelForConditionalGeneration(nn.Module):
             seg = self.segment(gen.seg_states[keep], inputs.sam2_frames, inputs.frame_size)
         return Prediction(generated_ids=gen.generated_ids, seg_token_index=[gen.seg_token_index[k] for k in keep],
                           segmentation=seg, generation=gen)
+
+
+def _generation_stop_ids(path: Path) -> list[int] | None:
+    import json
+
+    file = path / "generation_config.json"
+    if not file.is_file():
+        return None
+    try:
+        ids = json.loads(file.read_text()).get("eos_token_id")
+    except (OSError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{file}: unreadable ({e})") from e
+    if ids is None:
+        return None
+    return [int(i) for i in (ids if isinstance(ids, list) else [ids])]
 
 
 def _rms_norm(dim: int, eps: float) -> nn.Module:

@@ -143,6 +143,7 @@ def test_save_load_round_trip(tmp_path, tiny_config, tied, shard):
     cfg = UniPixelConfig.from_dict(raw)
     torch.manual_seed(0)
     model = UniPixelForConditionalGeneration(cfg).eval()
+    model.stop_token_ids = [408, 406]
     out = model.save_pretrained(tmp_path / "own", max_shard_bytes=shard)
     on_disk = read_state_dict(out)
     assert ("lm_head.weight" in on_disk) == (not tied)
@@ -153,6 +154,7 @@ def test_save_load_round_trip(tmp_path, tiny_config, tied, shard):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (loaded.lm_head.weight is loaded.language_model.embed_tokens.weight) == tied
+    assert loaded.default_stop_token_ids() == [408, 406]
 
 
 def test_config_errors(official_config):
