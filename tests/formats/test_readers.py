@@ -59,9 +59,17 @@ def test_rvos_rle_of_wrong_size(tmp_path):
     md = json.loads(d["mask_dict"].read_text())
     md["11"][0] = B.rle_encode(np.ones((5, 5), bool))
     d["mask_dict"].write_text(json.dumps(md))
-    s = {s.key: s for s in read_rvos(d["root"], "mevis")}["vidA/0"]
-    with pytest.raises(FormatError, match=r"mask_dict\.json: 11\[0\].*5x5.*12x16"):
-        s.gt_union()
+    with pytest.raises(FormatError, match=r"mask_dict\.json: field '11\[0\]'.*5x5.*12x16"):
+        read_rvos(d["root"], "mevis")
+
+
+def test_rvos_rle_runs_not_covering_the_frame(tmp_path):
+    d = B.build_mask_dict_dataset(tmp_path, "mevis")
+    md = json.loads(d["mask_dict"].read_text())
+    md["12"][2] = {"size": [B.H, B.W], "counts": [10, 5]}  # 15 pixels for a 192-pixel frame
+    d["mask_dict"].write_text(json.dumps(md))
+    with pytest.raises(FormatError, match=r"mask_dict\.json: field '12\[2\]'.*15.*192"):
+        read_rvos(d["root"], "mevis")
 
 
 def test_rvos_wrong_mask_count_and_unknown_anno(tmp_path):
@@ -162,3 +170,17 @@ def test_videorefer_region_missing_on_prompt_frame(tmp_path):
     path.write_text(json.dumps(qs))
     with pytest.raises(FormatError, match=r"VideoRefer-Bench-Q\.json.*\[1\]\.annotation\[0\].*frame_idx 1"):
         read_videorefer(path, d["root"])
+
+
+def test_annotation_only_copy_is_enough_to_score(tmp_path):
+    import shutil
+
+    d = B.build_mask_dict_dataset(tmp_path, "mevis")
+    shutil.rmtree(d["root"] / "JPEGImages")
+    meta = json.loads(d["meta"].read_text())
+    for v in meta["videos"].values():
+        del v["height"], v["width"]
+    d["meta"].write_text(json.dumps(meta))
+    samples = {s.key: s for s in read_rvos(d["root"], "mevis")}
+    assert samples["vidA/1"].size == (B.H, B.W)  # from the RLEs
+    assert np.array_equal(samples["vidA/1"].gt_union(), d["gt"]["vidA/1"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pixelwise.core.errors import FormatError
-from pixelwise.data.formats.sample import ArrayTrack, Sample, coco_segmentation_mask, load_json, require
+from pixelwise.data.formats.sample import CocoTrack, Sample, load_json, require, validate_coco_segmentation
 
 
 def _image_name(rec: dict, source: str, where: str) -> str:
@@ -38,8 +38,9 @@ def read_muse(json_path: str | Path, image_dir: str | Path) -> list[Sample]:
             tracks = []
             for t, inst in enumerate(targets):
                 segm = require(inst, "segmentation", src, f"{where}.answers[{q}][{t}]")
-                m = coco_segmentation_mask(segm, h, w, f"{src}: {where}.answers[{q}][{t}].segmentation")
-                tracks.append(ArrayTrack(m[None]))
+                segm_src = f"{src}: field '{where}.answers[{q}][{t}].segmentation'"
+                validate_coco_segmentation(segm, (h, w), segm_src)
+                tracks.append(CocoTrack(segm, (h, w), segm_src))
             samples.append(
                 Sample(
                     key=f"{Path(name).stem}/{q}",

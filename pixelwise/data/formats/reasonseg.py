@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pixelwise.core.errors import FormatError
-from pixelwise.data.formats.sample import ArrayTrack, Sample, image_size, labelme_mask, load_json, require
+from pixelwise.data.formats.sample import LabelMeTrack, Sample, image_size, labelme_mask, load_json, require
 
 
 def read_reasonseg(split_dir: str | Path) -> list[Sample]:
@@ -30,7 +30,7 @@ def read_reasonseg(split_dir: str | Path) -> list[Sample]:
             raise FormatError(f"{js}: field 'text' is empty")
         shapes = require(data, "shapes", str(js), "", list)
         h, w = image_size(image)
-        labels = labelme_mask(shapes, h, w, str(js))
+        labelme_mask(shapes, h, w, str(js))  # validates every shape now; rasterised again when scored
         samples.append(
             Sample(
                 key=js.stem,
@@ -38,8 +38,8 @@ def read_reasonseg(split_dir: str | Path) -> list[Sample]:
                 frames=[image],
                 frame_names=[js.stem],
                 size=(h, w),
-                targets=[ArrayTrack((labels == 1)[None])],
-                ignore=ArrayTrack((labels == 255)[None]),
+                targets=[LabelMeTrack(shapes, (h, w), 1, str(js))],
+                ignore=LabelMeTrack(shapes, (h, w), 255, str(js)),
                 meta={"is_sentence": bool(data.get("is_sentence", False))},
             )
         )

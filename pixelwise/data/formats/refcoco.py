@@ -11,7 +11,7 @@ import pickle
 from pathlib import Path
 
 from pixelwise.core.errors import FormatError
-from pixelwise.data.formats.sample import ArrayTrack, Sample, coco_segmentation_mask, load_json, require
+from pixelwise.data.formats.sample import CocoTrack, Sample, load_json, require, validate_coco_segmentation
 
 SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
 
@@ -78,7 +78,9 @@ def read_refcoco(
         w = require(im, "width", str(inst_path), f"images[id={image_id}]", int)
         name = require(im, "file_name", str(inst_path), f"images[id={image_id}]", str)
         segm = require(ann, "segmentation", str(inst_path), f"annotations[id={ann_id}]")
-        gt = coco_segmentation_mask(segm, h, w, f"{inst_path}: annotations[id={ann_id}].segmentation")
+        segm_src = f"{inst_path}: field 'annotations[id={ann_id}].segmentation'"
+        validate_coco_segmentation(segm, (h, w), segm_src)
+        gt = CocoTrack(segm, (h, w), segm_src)  # shared by the ref's sentences, rasterised when scored
         bx, by, bw, bh = require(ann, "bbox", str(inst_path), f"annotations[id={ann_id}]", list)
         for s, sent in enumerate(require(ref, "sentences", str(refs_path), where, list)):
             text = require(sent, "sent", str(refs_path), f"{where}.sentences[{s}]", str)
@@ -90,7 +92,7 @@ def read_refcoco(
                     frames=[images / name],
                     frame_names=[Path(name).stem],
                     size=(h, w),
-                    targets=[ArrayTrack(gt[None])],
+                    targets=[gt],
                     meta={"image_id": image_id, "ref_id": ref.get("ref_id"), "ann_id": ann_id,
                           "box": (bx, by, bx + bw, by + bh)},
                 )

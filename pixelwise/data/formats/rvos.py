@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from pixelwise.core.errors import FormatError
-from pixelwise.data.formats.sample import PngTrack, RleTrack, Sample, frame_file, image_size, load_json, require
+from pixelwise.data.formats.sample import (
+    PngTrack,
+    RleTrack,
+    Sample,
+    frame_file,
+    image_size,
+    load_json,
+    require,
+    validate_rle,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,26 @@ def _ids(value: Any, source: str, field: str) -> list:
     return ids
 
 
+def _frame_size(video: dict, paths: list[Path], have_frames: bool, mask_dict: dict | None, ann_dir: Path | None,
+                names: list[str], where: str) -> tuple[int, int]:
+    """(H, W) of a video: meta `height`/`width`, else the first frame, else the first annotation found."""
+    if "height" in video and "width" in video:
+        return int(video["height"]), int(video["width"])
+    if have_frames:
+        return image_size(paths[0])
+    if mask_dict is not None:
+        for exp in (video.get("expressions") or {}).values():
+            for anno in _ids(exp.get("anno_id", []), where, "anno_id"):
+                for rle in mask_dict.get(str(anno)) or []:
+                    if isinstance(rle, dict) and isinstance(rle.get("size"), list) and len(rle["size"]) == 2:
+                        return int(rle["size"][0]), int(rle["size"][1])
+    if ann_dir is not None:
+        for n in names:
+            if (ann_dir / f"{n}.png").is_file():
+                return image_size(ann_dir / f"{n}.png")
+    raise FormatError(f"{where}: cannot tell the frame size (no height/width, no frames, no annotation)")
+
+
 def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | None = None) -> list[Sample]:
     """All expressions of a referring-VOS benchmark (see module docstring for the layouts)."""
     root = Path(root)
@@ -81,6 +110,7 @@ def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | N
     if layout.foreground:
         foreground = load_json(root / layout.foreground)
     samples: list[Sample] = []
+    checked: set[tuple[str, tuple[int, int]]] = set()  # anno_ids whose RLEs were validated (shared across videos)
     for vid, video in videos.items():
         where = f"videos.{vid}"
         frames = require(video, "frames", src, where, list)
@@ -88,17 +118,20 @@ def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | N
             raise FormatError(f"{src}: field '{where}.frames' is empty")
         names = [str(f) for f in frames]
         folder = root / layout.images / vid
-        paths = [frame_file(folder, n, f"{src}: {where}.frames") for n in names]
-        if "height" in video and "width" in video:
-            size = (int(video["height"]), int(video["width"]))
-        else:
-            size = image_size(paths[0])
+        if folder.is_dir():  # frames present: every listed frame must exist
+            paths = [frame_file(folder, n, f"{src}: {where}.frames") for n in names]
+        else:  # annotation-only copy (enough for scoring); predicting will need the frames
+            paths = [folder / f"{n}.jpg" for n in names]
+        size = _frame_size(video, paths, folder.is_dir(), mask_dict, root / layout.annotations / vid
+                           if layout.annotations else None, names, f"{src}: {where}")
         fg_track = None
         if foreground is not None:
             fsrc = str(root / layout.foreground)
             rles = require(require(foreground, vid, fsrc, ""), "masks_rle", fsrc, vid, list)
             if len(rles) != len(names):
                 raise FormatError(f"{fsrc}: field '{vid}.masks_rle' has {len(rles)} masks for {len(names)} frames")
+            for t, rle in enumerate(rles):
+                validate_rle(rle, size, f"{fsrc}: field '{vid}.masks_rle[{t}]'")
             fg_track = RleTrack(rles, size, f"{fsrc}: {vid}.masks_rle")
         for exp_id, exp in require(video, "expressions", src, where, dict).items():
             ewhere = f"{where}.expressions.{exp_id}"
@@ -113,6 +146,11 @@ def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | N
                         n = len(rles) if isinstance(rles, list) else type(rles).__name__
                         raise FormatError(f"{mask_src}: field '{anno}' has {n} masks for the {len(names)} "
                                           f"frames of video {vid}")
+                    if (str(anno), size) not in checked:
+                        for t, rle in enumerate(rles):
+                            if rle:
+                                validate_rle(rle, size, f"{mask_src}: field '{anno}[{t}]'")
+                        checked.add((str(anno), size))
                     tracks.append(RleTrack(rles, size, f"{mask_src}: {anno}"))
             elif layout.annotations:
                 ann_dir = root / layout.annotations / vid

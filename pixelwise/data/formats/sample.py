@@ -80,6 +80,32 @@ class ArrayTrack:
         return np.asarray(self.masks, dtype=bool)
 
 
+@dataclass
+class CocoTrack:
+    """A COCO annotation's `segmentation` (polygons or RLE), rasterised on load like LISA (`coco_segmentation_mask`).
+    Kept as the raw JSON value so a benchmark of 10k sentences does not hold 10k full-resolution masks."""
+
+    segmentation: Any
+    size: tuple[int, int]
+    source: str
+
+    def load(self) -> np.ndarray:
+        return coco_segmentation_mask(self.segmentation, self.size[0], self.size[1], self.source)[None]
+
+
+@dataclass
+class LabelMeTrack:
+    """ReasonSeg polygons, rasterised on load like LISA (`labelme_mask`); `value` 1 = target, 255 = ignore."""
+
+    shapes: list[dict]
+    size: tuple[int, int]
+    value: int
+    source: str
+
+    def load(self) -> np.ndarray:
+        return (labelme_mask(self.shapes, self.size[0], self.size[1], self.source) == self.value)[None]
+
+
 def read_label_png(path: Path) -> np.ndarray:
     """An annotation PNG as integer labels: palette *indices* for P-mode (not colour luma, as cv2 would give)."""
     with open_image_checked(path) as im:
@@ -184,6 +210,26 @@ def load_json(path: Path, encodings: Sequence[str] = ("utf-8",)) -> Any:
     raise FormatError(f"{path}: cannot decode text ({last})")
 
 
+def validate_rle(rle: Any, size: tuple[int, int], source: str) -> None:
+    """Check an RLE without decoding it: structure, `size` equal to the frame size, runs covering exactly H × W.
+
+    Readers call this on every referenced RLE so a malformed mask dict fails when it is read, naming the field,
+    instead of half-way through scoring.
+    """
+    try:
+        coco = mask_ops._to_coco(rle, source)
+        if tuple(coco["size"]) != tuple(size):
+            raise FormatError(f"{source}: RLE size {coco['size'][0]}x{coco['size'][1]} does not match the "
+                              f"frame size {size[0]}x{size[1]}")
+        if isinstance(coco["counts"], bytes):
+            total = mask_ops._compressed_run_total(coco["counts"], source)
+            if total != size[0] * size[1]:
+                raise FormatError(f"{source}: RLE runs cover {total} pixels, but {size[0]}x{size[1]} needs "
+                                  f"{size[0] * size[1]}")
+    except MaskError as e:
+        raise FormatError(str(e)) from None
+
+
 def frame_file(folder: Path, name: str, source: str) -> Path:
     """The image file of frame `name` in `folder` (.jpg, .jpeg or .png); FormatError if it is missing."""
     for ext in (".jpg", ".jpeg", ".png"):
@@ -224,6 +270,20 @@ def labelme_mask(shapes: list[dict], height: int, width: int, source: str) -> np
         cv2.polylines(mask, pts, True, value, 1)
         cv2.fillPoly(mask, pts, value)
     return mask
+
+
+def validate_coco_segmentation(segm: Any, size: tuple[int, int], source: str) -> None:
+    """Structure check of a COCO `segmentation` without rasterising: polygons of ≥ 3 points with an even number of
+    coordinates, or RLE(s) of the image size."""
+    if not segm:
+        return
+    if isinstance(segm, list) and all(isinstance(p, list) for p in segm):
+        for k, p in enumerate(segm):
+            if len(p) < 6 or len(p) % 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p):
+                raise FormatError(f"{source}[{k}]: a polygon needs ≥ 3 (x, y) number pairs")
+        return
+    for k, r in enumerate([segm] if isinstance(segm, dict) else segm if isinstance(segm, list) else [segm]):
+        validate_rle(r, size, f"{source}[{k}]" if not isinstance(segm, dict) else source)
 
 
 def coco_segmentation_mask(segm: Any, height: int, width: int, source: str) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from pixelwise.core import masks as mask_ops
 from pixelwise.core.errors import FormatError, MaskError
 from pixelwise.core.prompts import Box, MaskPrompt, Point
-from pixelwise.data.formats.sample import ArrayTrack, Sample, image_size, load_json, require
+from pixelwise.data.formats.sample import RleTrack, Sample, image_size, load_json, require, validate_rle
 
 PROMPT_TYPES = ("mask", "box", "point")
 
@@ -65,22 +65,27 @@ def read_videorefer(json_path: str | Path, video_root: str | Path, prompt_type: 
             rw = f"{where}.annotation[{r}]"
             if not isinstance(region, dict) or not region:
                 raise FormatError(f"{src}: field '{rw}' must map frame indices to segmentations")
-            track = np.zeros((len(frames), *size), bool)
+            rles: list = [None] * len(frames)  # kept encoded: decoded only when scored
             for fk, ann in region.items():
                 try:
                     t = int(fk)
-                    m = mask_ops.rle_decode(require(ann, "segmentation", src, f"{rw}.{fk}"), size, f"{src}: {rw}.{fk}")
-                except MaskError as e:
-                    raise FormatError(str(e)) from None
                 except ValueError:
                     raise FormatError(f"{src}: field '{rw}' key {fk!r} is not a frame index") from None
                 if not 0 <= t < len(frames):
                     raise FormatError(f"{src}: field '{rw}.{fk}' names a frame beyond the {len(frames)} in {folder}")
-                track[t] = m
-            if str(frame_idx) not in region or not track[frame_idx].any():
+                rle = require(ann, "segmentation", src, f"{rw}.{fk}")
+                validate_rle(rle, size, f"{src}: field '{rw}.{fk}.segmentation'")
+                rles[t] = rle
+            if rles[frame_idx] is None:
                 raise FormatError(f"{src}: field '{rw}' has no mask on frame_idx {frame_idx}")
-            prompts.append(region_prompt(track[frame_idx], frame_idx, prompt_type))
-            tracks.append(ArrayTrack(track))
+            try:
+                prompt_mask = mask_ops.rle_decode(rles[frame_idx], size, f"{src}: {rw}.{frame_idx}")
+            except MaskError as e:
+                raise FormatError(str(e)) from None
+            if not prompt_mask.any():
+                raise FormatError(f"{src}: field '{rw}' has an empty mask on frame_idx {frame_idx}")
+            prompts.append(region_prompt(prompt_mask, frame_idx, prompt_type))
+            tracks.append(RleTrack(rles, size, f"{src}: {rw}"))
         options = [str(o) for o in require(q, "options", src, where, list)]
         samples.append(
             Sample(
