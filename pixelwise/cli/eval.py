@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -40,10 +39,10 @@ def _print_table(report: dict) -> None:
 def eval_cmd(
     benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name, e.g. mevis, revos, refcoco:testA."),
     data: Path = typer.Option(..., "--data", help="Dataset root in the benchmark's official layout."),
-    pred: Optional[Path] = typer.Option(None, "--pred", help="Predictions in the official layout (scored as they are)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model to run first (or 'oracle'); writes to --pred."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the metrics (and per-sample scores) as JSON."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Scoring processes (default: up to 4)."),
+    pred: Path | None = typer.Option(None, "--pred", help="Predictions in the official layout (scored as they are)."),
+    model: str | None = typer.Option(None, "--model", help="Model to run first (or 'oracle'); writes to --pred."),
+    out: Path | None = typer.Option(None, "--out", help="Write the metrics (and per-sample scores) as JSON."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Scoring processes (default: up to 4)."),
     json_only: bool = typer.Option(False, "--json", help="Print the metrics JSON instead of a table."),
 ) -> None:
     """Score a benchmark with the official protocol: existing predictions (--pred) or a model (--model)."""

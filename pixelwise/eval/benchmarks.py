@@ -17,9 +17,10 @@ Names accept an optional split after a colon: `refcoco:testA`, `refcocog:test`, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pixelwise.core.errors import PixelwiseError
 from pixelwise.data.formats.groundmore import read_groundmore

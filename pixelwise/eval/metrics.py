@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -24,9 +24,9 @@ from pixelwise.core.errors import MaskError
 
 __all__ = [
     "accuracy",
+    "boundary_map",
     "box_accuracy",
     "box_iou",
-    "boundary_map",
     "ciou_giou",
     "f_score",
     "f_scores",

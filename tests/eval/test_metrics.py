@@ -45,7 +45,7 @@ def ref_boundary(seg: np.ndarray) -> np.ndarray:
 
 def ref_f(pred: np.ndarray, gt: np.ndarray, r: int | None = None) -> float:
     h, w = gt.shape
-    r = int(math.ceil(0.008 * math.hypot(h, w))) if r is None else r
+    r = math.ceil(0.008 * math.hypot(h, w)) if r is None else r
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     fp = yy**2 + xx**2 <= r * r
     pb, gb = ref_boundary(pred), ref_boundary(gt)

@@ -150,7 +150,7 @@ def test_muse(tmp_path):
 
 def test_videorefer(tmp_path):
     d = B.build_videorefer(tmp_path)
-    q0, q1 = read_videorefer(d["root"] / "VideoRefer-Bench-Q.json", d["root"])
+    q0, _ = read_videorefer(d["root"] / "VideoRefer-Bench-Q.json", d["root"])
     assert q0.num_frames == 6 and q0.options[0] == "(A) moving right" and q0.answer.startswith("(A)")
     (p,) = q0.prompts
     assert isinstance(p, MaskPrompt) and p.frame == 2 and np.array_equal(p.mask, d["obj"][2])

@@ -8,13 +8,13 @@ and so samples stay small and picklable for multiprocess scoring.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from pixelwise.core import masks as mask_ops
 from pixelwise.core.clip import Clip
