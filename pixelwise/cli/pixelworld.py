@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,20 +18,21 @@ def generate(
     split: str = typer.Option("train", help="train, val, test, holdout or long."),
     num: int = typer.Option(100, help="Number of samples."),
     seed: int = typer.Option(0, help="Seed; (seed, split, num) gives byte-identical output."),
-    tasks: Optional[list[str]] = typer.Option(None, "--tasks", help="Task(s) to generate (repeat or comma-separate)."),
+    tasks: list[str] | None = typer.Option(None, "--tasks", help="Task(s) to generate (repeat or comma-separate)."),
     video: bool = typer.Option(False, "--video", help="Video clips instead of images (always on for --split long)."),
     fmt: str = typer.Option("native", "--format", help="Also export to: " + ", ".join(FORMATS[1:]) + "."),
     resolution: int = typer.Option(128, help="Frame side in pixels."),
-    frames: Optional[int] = typer.Option(None, help="Frames per clip (default 32; 320 for the long split)."),
+    frames: int | None = typer.Option(None, help="Frames per clip (default 32; 320 for the long split)."),
     video_format: str = typer.Option("mp4", help="mp4 or png (a folder of lossless PNG frames per clip)."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes (output does not depend on it)."),
+    workers: int | None = typer.Option(None, help="Worker processes (output does not depend on it)."),
 ) -> None:
     """Generate a PixelWorld split."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from pixelwise.core.errors import ConfigError
     from pixelwise.data.pixelworld import export
-    from pixelwise.data.pixelworld.generate import GenConfig, generate as run
+    from pixelwise.data.pixelworld.generate import GenConfig
+    from pixelwise.data.pixelworld.generate import generate as run
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -56,12 +56,13 @@ def generate(
 def show(
     root: Path = typer.Argument(..., help="A folder written by `pixelworld generate`."),
     index: int = typer.Option(0, "--index", "-i", help="Sample index (line of samples.jsonl)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .png (images) or .gif (videos)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output .png (images) or .gif (videos)."),
+    strip: int = typer.Option(0, help="Instead of a GIF, a PNG of this many evenly spaced frames side by side."),
 ) -> None:
     """Render one sample with its question, answer, masks and prompts."""
     from pixelwise.data.pixelworld.show import show as run
 
-    typer.echo(f"wrote {run(root, index, out)}")
+    typer.echo(f"wrote {run(root, index, out, strip=strip)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -385,12 +385,21 @@ def realize(expr: Expr, rng: np.random.Generator) -> str:
 
 
 def describe_object(o: Obj, frame: int = 0) -> str:
-    """Full description used in answers: "a small red striped star"."""
+    """Full description used in answers: "a small red striped star"; attributes that change during a clip are
+    told as a change ("a small heart that changes from blue to cyan") so the answer is true on every frame."""
     flt = {"size": o.size, "color": o.color_at(frame), "shape": o.shape}
     if o.texture != "solid":
         flt["texture"] = o.texture
+    tail = ""
+    if o.color_change is not None:
+        del flt["color"]
+        tail = f" that changes from {o.color} to {o.color_change[1]}"
+    elif o.size_change is not None:
+        del flt["size"]
+        verb = "grows" if vocab.SIZES.index(o.size_change) > vocab.SIZES.index(o.size) else "shrinks"
+        tail = f" that {verb} from {o.size} to {o.size_change}"
     np_ = noun_phrase(flt)
-    return ("an " if np_[0] in "aeiou" else "a ") + np_
+    return ("an " if np_[0] in "aeiou" else "a ") + np_ + tail
 
 
 def short_name(o: Obj, frame: int = 0) -> str:

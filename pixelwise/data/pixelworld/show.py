@@ -94,11 +94,35 @@ def render_sample(root: str | Path, sample: dict[str, Any], scale: int = SCALE) 
     return [np.concatenate([f, panel], 0) for f in out]
 
 
-def show(root: str | Path, index: int, out: str | Path | None = None) -> Path:
+def render_strip(root: str | Path, sample: dict[str, Any], num: int = 4, scale: int = 2) -> np.ndarray:
+    """One PNG-able picture of a (video) sample: `num` evenly spaced frames side by side over the text panel."""
+    frames = render_sample(root, sample, scale=scale)
+    panel_h = frames[0].shape[0] - sample["height"] * scale
+    media = [f[: f.shape[0] - panel_h] for f in frames]
+    picks = sorted({round(k * (len(media) - 1) / max(num - 1, 1)) for k in range(num)})
+    for p in sample.get("prompts") or []:  # always show the frames the visual prompts are drawn on
+        if p["frame"] not in picks:
+            picks[min(range(len(picks)), key=lambda k: abs(picks[k] - p["frame"]))] = p["frame"]
+    picks = sorted(set(picks))
+    gap = np.full((media[0].shape[0], 4, 3), 255, np.uint8)
+    row = np.concatenate([x for t in picks for x in (media[t], gap)][:-1], 1)
+    lines = [f"[{sample['task']}] {sample['id']}  (frames {', '.join(map(str, picks))})",
+             "Q: " + sample["question"], "A: " + sample["answer"]]
+    if sample.get("correct"):
+        lines.append(f"correct: ({sample['correct']})")
+    return np.concatenate([row, _text_panel(lines, row.shape[1])], 0)
+
+
+def show(root: str | Path, index: int, out: str | Path | None = None, strip: int = 0) -> Path:
     samples = native.load_samples(root)
     if not 0 <= index < len(samples):
         raise FormatError(f"{root}: index {index} out of range (0..{len(samples) - 1})")
     sample = samples[index]
+    if strip:
+        out = Path(out) if out is not None else Path(root) / "show" / f"{sample['id']}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        viz.save_image(out, render_strip(root, sample, num=strip))
+        return out
     frames = render_sample(root, sample)
     if out is None:
         out = Path(root) / "show" / (sample["id"] + (".gif" if len(frames) > 1 else ".png"))

@@ -52,9 +52,12 @@ class Ctx:
         return next(i for i, o in enumerate(self.scene.objects) if o.id == oid)
 
     def well_visible_frames(self, oid: int) -> list[int]:
+        """Frames where most of the object shows: not hidden behind others and not cut by the frame border (the
+        object's largest in-frame area stands for its full area)."""
         i = self._index(oid)
         vis = self.vis[i].reshape(self.vis.shape[1], -1).sum(1)
-        return [t for t in range(self.scene.num_frames) if vis[t] >= max(12, 0.6 * self.area[i, t])]
+        full = max(1, int(self.area[i].max()))
+        return [t for t in range(self.scene.num_frames) if vis[t] >= max(12, 0.75 * full)]
 
     def choice(self, seq: Any) -> Any:
         seq = list(seq)
