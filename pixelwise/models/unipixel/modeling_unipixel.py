@@ -66,8 +66,9 @@ class RandomFourierEncoding(nn.Module):
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(in_dim, num_feats))
 
     def encode(self, coords: torch.Tensor) -> torch.Tensor:
-        coords = 2 * coords - 1
-        coords = coords @ self.positional_encoding_gaussian_matrix
+        """Always in float32 (the official code disables autocast here); the caller casts the result."""
+        coords = 2 * coords.to(torch.float32) - 1
+        coords = coords @ self.positional_encoding_gaussian_matrix.to(torch.float32)
         coords = 2 * math.pi * coords
         return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
 
@@ -109,7 +110,7 @@ class RefPromptEncoder(nn.Module):
         norm = coords.clone()
         norm[..., 0] = norm[..., 0] / self.input_image_size[1]
         norm[..., 1] = norm[..., 1] / self.input_image_size[0]
-        emb = self.pe_layer.encode(norm)
+        emb = self.pe_layer.encode(norm).to(self.not_a_point_embed.weight.dtype)
         lab = labels.unsqueeze(-1)
         emb = torch.where(lab == -1, torch.zeros_like(emb) + self.not_a_point_embed.weight, emb)
         for code in range(4):
@@ -127,9 +128,10 @@ class TemporalFourierEncoding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         """t [N] in [0, 1] -> [N, 2 * num_feats]."""
         x = 2 * t.to(torch.float32).unsqueeze(-1) - 1
-        x = x @ self.positional_encoding_gaussian_matrix
+        x = x @ self.positional_encoding_gaussian_matrix.to(torch.float32)
         x = 2 * math.pi * x
-        return torch.cat([torch.sin(x), torch.cos(x)], dim=-1)
+        out = torch.cat([torch.sin(x), torch.cos(x)], dim=-1)
+        return out.to(self.positional_encoding_gaussian_matrix.dtype)
 
 
 # ----------------------------------------------------------------------------------------------- outputs
@@ -366,7 +368,7 @@ class UniPixelForConditionalGeneration(nn.Module):
                 raise PromptError(f"a <|ref|> prompt is one point or one box, got {n_tok - 1} coordinates")
         frames = torch.tensor([p.frame for p in prompts], dtype=torch.int64, device=self.device)
         temporal = self.temporal_code(frames, 2 * grid_t)
-        proj_in = torch.cat([torch.cat(spatial, 0), temporal], dim=-1)
+        proj_in = torch.cat([torch.cat(spatial, 0), temporal.to(spatial[0].dtype)], dim=-1)
         return self.ref_proj(proj_in), proj_in, sparse_list
 
     @staticmethod
