@@ -90,9 +90,22 @@ def _qa_agg(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# Spellings seen in papers and repos → registry name (compared with case, "-", "_" and spaces removed).
+ALIASES = {
+    "mevis": "mevis", "mevisvalidu": "mevis", "revos": "revos", "refsav": "ref-sav",
+    "refyoutubevos": "ref-youtube-vos", "refytvos": "ref-youtube-vos", "ytvos": "ref-youtube-vos",
+    "refdavis17": "ref-davis17", "refdavis": "ref-davis17", "davis17": "ref-davis17",
+    "refdavis17referformer": "ref-davis17-referformer", "groundmore": "groundmore",
+    "refcoco": "refcoco", "refcoco+": "refcoco+", "refcocoplus": "refcoco+", "refcocog": "refcocog",
+    "reasonseg": "reasonseg", "muse": "muse", "videoreferbenchq": "videorefer-bench-q", "videorefer": "videorefer-bench-q",
+    "videoreferbench": "videorefer-bench-q", "pixelqa": "pixelqa",
+}
+
+
 def _split(name: str) -> tuple[str, str | None]:
     base, _, split = name.partition(":")
-    return base.lower(), split or None
+    key = "".join(ch for ch in base.lower() if ch.isalnum() or ch == "+")
+    return ALIASES.get(key, base.lower()), split or None
 
 
 def _refcoco_reader(dataset: str, split: str | None) -> Callable[[Path], list[Sample]]:

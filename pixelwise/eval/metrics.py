@@ -216,14 +216,18 @@ def intersection_union(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | No
 
 
 def ciou_giou(
-    preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], ignore_masks: Sequence[np.ndarray | None] | None = None
+    preds: Sequence[np.ndarray],
+    gts: Sequence[np.ndarray],
+    ignore_masks: Sequence[np.ndarray | None] | None = None,
+    lisa_epsilon: bool = False,
 ) -> dict[str, float]:
     """cIoU = ΣI / ΣU over all pairs; gIoU = mean over pairs of I/U, where an empty union scores 1.
 
     One pair per referring sentence (RefCOCO) or query (ReasonSeg). `ignore_masks[i]` marks pixels (ReasonSeg's
     "ignore" polygons, label 255) that count neither in I nor in U. LISA adds epsilons (I/(U+1e-5) per pair,
     ΣI/(ΣU+1e-10), Σ/(N+1e-5)) and accumulates in float32; we use the exact ratios, which agree with LISA to
-    ~1e-8 on ordinary masks. With no union at all, cIoU is 0 (as LISA's 0/1e-10).
+    ~1e-8 on ordinary masks (more on 1-pixel masks or a handful of pairs); `lisa_epsilon=True` adds LISA's
+    epsilons (in float64). With no union at all, cIoU is 0 (as LISA's 0/1e-10).
     """
     if len(preds) != len(gts):
         raise MaskError(f"{len(preds)} predictions for {len(gts)} ground-truth masks")
@@ -235,10 +239,18 @@ def ciou_giou(
         i, u = intersection_union(p, g, None if ignore_masks is None else ignore_masks[k])
         total_i += i
         total_u += u
-        ious.append(1.0 if u == 0 else i / u)
+        if lisa_epsilon:
+            ious.append(i / (u + 1e-5) + (1.0 if u == 0 else 0.0))
+        else:
+            ious.append(1.0 if u == 0 else i / u)
+    if lisa_epsilon:
+        ciou, giou = total_i / (total_u + 1e-10), math.fsum(ious) / (len(ious) + 1e-5)
+    else:
+        ciou = total_i / total_u if total_u else 0.0
+        giou = math.fsum(ious) / len(ious) if ious else 0.0
     return {
-        "cIoU": total_i / total_u if total_u else 0.0,
-        "gIoU": math.fsum(ious) / len(ious) if ious else 0.0,
+        "cIoU": ciou,
+        "gIoU": giou,
         "intersection": total_i,
         "union": total_u,
         "pairs": len(ious),

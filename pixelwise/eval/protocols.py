@@ -58,14 +58,16 @@ def round2(x: float) -> float:
 
 
 def _subset(scores: Sequence[ExpressionScore], names: Sequence[str]) -> dict[str, float]:
-    """Means of per-expression rounded values; J&F of the subset is (J + F) / 2 of the subset means."""
+    """Means of per-expression rounded values; J&F of the subset is (J + F) / 2 of the subset means.
+    A metric nobody computed (R without `mask_dict_foreground.json`) is left out."""
+    names = [n for n in names if n in ("J", "F") or all(getattr(s, n) is not None for s in scores)]
     out = {name: _mean(round2(getattr(s, name)) for s in scores) for name in names}
     out["J&F"] = (out["J"] + out["F"]) / 2
     return out
 
 
 def _macro(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    return {k: (a[k] + b[k]) / 2 for k in a}
+    return {k: (a[k] + b[k]) / 2 for k in a if k in b}
 
 
 def revos(scores: Sequence[ExpressionScore]) -> dict[str, dict[str, float]]:

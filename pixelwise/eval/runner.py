@@ -58,13 +58,26 @@ def _load_result(sample: Sample, pred: str):
     return P.read_result(pred, sample.key)
 
 
-def _score_image(sample: Sample, pred: str, _: Any) -> dict[str, Any]:
+def _image_prediction(sample: Sample, pred: str) -> np.ndarray | None:
+    """bool [1, H, W] from `<key>.json` (pixelwise result) or, failing that, a mask PNG `<key>.png`."""
     result = _load_result(sample, pred)
+    if result is not None:
+        return union_masks(result, 1, sample.size, sample.key)
+    png = Path(pred) / f"{sample.key}.png"
+    if not png.is_file():
+        return None
+    m = read_label_png(png) > 0
+    if m.shape != tuple(sample.size):
+        raise FormatError(f"{png}: prediction is {m.shape[1]}x{m.shape[0]}, the image {sample.size[1]}x{sample.size[0]}")
+    return m[None]
+
+
+def _score_image(sample: Sample, pred: str, _: Any) -> dict[str, Any]:
     gt = sample.gt_union()
-    masks = np.zeros_like(gt) if result is None else union_masks(result, 1, sample.size, sample.key)
-    ign = sample.ignore_mask()
-    i, u = M.intersection_union(masks, gt, ign)
-    return {"key": sample.key, "I": i, "U": u, "IoU": 1.0 if u == 0 else i / u, "missing": result is None}
+    predicted = _image_prediction(sample, pred)
+    masks = np.zeros_like(gt) if predicted is None else predicted  # no prediction = nothing segmented
+    i, u = M.intersection_union(masks, gt, sample.ignore_mask())
+    return {"key": sample.key, "I": i, "U": u, "IoU": 1.0 if u == 0 else i / u, "missing": predicted is None}
 
 
 def _score_multi(sample: Sample, pred: str, _: Any) -> dict[str, Any]:
@@ -210,18 +223,22 @@ def score_ref_davis17_referformer(data: Path, pred: Path, annotators: Iterable[i
     """Ref-DAVIS17 under ReferFormer's protocol: for each annotator set `anno_<k>` under `pred`, the DAVIS
     unsupervised evaluation of its indexed PNGs against `valid/Annotations` (DAVIS `Annotations_unsupervised`),
     then the mean of the per-set global results."""
-    from pixelwise.data.formats.rvos import LAYOUTS
+    from pixelwise.data.formats.rvos import LAYOUTS, first_existing
     from pixelwise.data.formats.sample import load_json, require
 
     layout = LAYOUTS["ref-davis17"]
-    meta_path = data / layout.meta
+    meta_path = first_existing(data, layout.meta)
+    ann_root = first_existing(data, layout.annotations, "dir")
+    if meta_path is None or ann_root is None:
+        raise FormatError(f"{data}: needs {layout.meta[0]} and {layout.annotations[0]}/ (DAVIS "
+                          "Annotations_unsupervised) for the ReferFormer protocol")
     videos = require(load_json(meta_path), "videos", str(meta_path), "", dict)
     sets = []
     for k in annotators:
         seqs = {}
         for vid, video in videos.items():
             names = [str(f) for f in require(video, "frames", str(meta_path), f"videos.{vid}", list)]
-            gt_paths = [data / layout.annotations / vid / f"{n}.png" for n in names]
+            gt_paths = [ann_root / vid / f"{n}.png" for n in names]
             for p in gt_paths:
                 if not p.is_file():
                     raise FormatError(f"{p}: ground-truth annotation for a listed frame is missing")
@@ -243,7 +260,7 @@ def score_ref_davis17_referformer(data: Path, pred: Path, annotators: Iterable[i
 def _has_prediction(bench: Benchmark, sample: Sample, pred: Path) -> bool:
     if bench.kind == "video":  # frames are written in order; the last one marks a complete expression
         return P.png_folder_paths(pred, sample.meta["video"], sample.meta["exp_id"], sample.frame_names[-1:])[0].is_file()
-    return P.result_path(pred, sample.key).is_file()
+    return P.result_path(pred, sample.key).is_file() or (bench.kind == "image" and (pred / f"{sample.key}.png").is_file())
 
 
 def _write_prediction(bench: Benchmark, sample: Sample, result, pred: Path) -> None:

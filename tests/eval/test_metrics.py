@@ -339,3 +339,14 @@ def test_kernel_larger_than_image_matches_definition():
         a, b = rng.random((4, 6)) < 0.4, rng.random((4, 6)) < 0.4
         assert M.f_scores(a, b, bound_th=5)[0] == ref_f(a, b, r=5)
         assert M.f_scores(a, b, bound_th=1)[0] == ref_f(a, b, r=1)
+
+
+def test_ciou_giou_lisa_epsilons():
+    one = px(2, 2, (0, 0))
+    exact = M.ciou_giou([one], [one])
+    lisa = M.ciou_giou([one], [one], lisa_epsilon=True)
+    assert exact["gIoU"] == 1.0 and exact["cIoU"] == 1.0
+    assert lisa["gIoU"] == pytest.approx((1 / (1 + 1e-5)) / (1 + 1e-5), abs=1e-15)
+    assert lisa["cIoU"] == pytest.approx(1 / (1 + 1e-10), abs=1e-15)
+    e = np.zeros((2, 2), bool)
+    assert M.ciou_giou([e], [e], lisa_epsilon=True)["gIoU"] == pytest.approx(1 / (1 + 1e-5))

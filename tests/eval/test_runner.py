@@ -208,3 +208,24 @@ def test_result_with_wrong_frame_count_is_rejected(tmp_path):
 
     with pytest.raises(PixelwiseError, match="2 frames, the sample 4"):
         runner.predict("mevis", d["root"], Short(), tmp_path / "p")
+
+
+def test_benchmark_aliases_and_png_image_predictions(tmp_path):
+    from PIL import Image
+
+    assert runner.get_benchmark("Ref-YouTube-VOS").name == "Ref-YouTube-VOS"
+    assert runner.get_benchmark("refytvos").kind == "video"
+    assert runner.get_benchmark("ReVOS").protocol.startswith("ReVOS")
+    d = B.build_refcoco(tmp_path / "data")
+    for s in runner.get_benchmark("refcoco").read(d["root"]):  # oracle predictions as plain 0/255 PNGs
+        path = tmp_path / "png" / f"{s.key}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(s.gt_union()[0].astype(np.uint8) * 255).save(path)
+    assert runner.score("RefCOCO", d["root"], tmp_path / "png", workers=1)["metrics"] == {"cIoU": 100.0, "gIoU": 100.0}
+
+
+def test_revos_without_foreground_file_reports_no_r(tmp_path):
+    d = B.build_mask_dict_dataset(tmp_path / "data", "revos")
+    (d["root"] / "mask_dict_foreground.json").unlink()
+    out = run("revos", d["root"], tmp_path, OraclePredictor(), "ok")["metrics"]
+    assert "R" not in out["overall"] and out["overall"]["J&F"] == 100.0

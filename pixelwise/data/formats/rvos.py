@@ -35,26 +35,40 @@ from pixelwise.data.formats.sample import (
 
 @dataclass(frozen=True)
 class RvosLayout:
-    """Where one benchmark keeps its files, relative to the dataset root."""
+    """Where one benchmark keeps its files, relative to the dataset root. Each entry lists the names seen in the
+    wild, first match wins (e.g. ReVOS ships `meta_expressions_valid_.json`, converted copies drop the underscore).
+    With a mask dict present, ground truth comes from `anno_id`s; otherwise from the `obj_id`s in annotation PNGs.
+    """
 
-    meta: str
-    mask_dict: str | None = None  # RLE ground truth; else PNGs under `annotations`
-    annotations: str | None = None
-    images: str = "JPEGImages"
-    foreground: str | None = None
-    exclude_meta: str | None = None  # videos listed here are dropped (Ref-YouTube-VOS test videos in valid meta)
+    meta: tuple[str, ...]
+    mask_dict: tuple[str, ...] = ("mask_dict.json",)
+    annotations: tuple[str, ...] = ()
+    images: tuple[str, ...] = ("JPEGImages",)
+    foreground: tuple[str, ...] = ()
+    exclude_meta: tuple[str, ...] = ()  # videos listed here are dropped (Ref-YouTube-VOS test videos in valid meta)
+    masks_required: bool = True  # False where the split may ship without ground truth (server-only benchmarks)
 
 
+_VALID_META = ("meta_expressions/valid/meta_expressions.json", "meta_expressions.json")
 LAYOUTS: dict[str, RvosLayout] = {
-    "mevis": RvosLayout("meta_expressions.json", mask_dict="mask_dict.json"),
-    "revos": RvosLayout("meta_expressions_valid_.json", mask_dict="mask_dict.json",
-                        foreground="mask_dict_foreground.json"),
-    "ref-sav": RvosLayout("meta_expressions_valid.json", mask_dict="mask_dict.json"),
-    "ref-youtube-vos": RvosLayout("meta_expressions/valid/meta_expressions.json", annotations="valid/Annotations",
-                                  images="valid/JPEGImages", exclude_meta="meta_expressions/test/meta_expressions.json"),
-    "ref-davis17": RvosLayout("meta_expressions/valid/meta_expressions.json", annotations="valid/Annotations",
-                              images="valid/JPEGImages"),
+    "mevis": RvosLayout(("meta_expressions.json",)),
+    "revos": RvosLayout(("meta_expressions_valid_.json", "meta_expressions_valid.json", "meta_expressions.json"),
+                        foreground=("mask_dict_foreground.json",)),
+    "ref-sav": RvosLayout(("meta_expressions_valid.json", "meta_expressions.json")),
+    "ref-youtube-vos": RvosLayout(_VALID_META, annotations=("valid/Annotations", "Annotations"),
+                                  images=("valid/JPEGImages", "JPEGImages"),
+                                  exclude_meta=("meta_expressions/test/meta_expressions.json",), masks_required=False),
+    "ref-davis17": RvosLayout(_VALID_META, annotations=("valid/Annotations", "Annotations"),
+                              images=("valid/JPEGImages", "JPEGImages"), masks_required=False),
 }
+
+
+def first_existing(root: Path, candidates: tuple[str, ...], kind: str = "file") -> Path | None:
+    for c in candidates:
+        p = root / c
+        if (p.is_file() if kind == "file" else p.is_dir()):
+            return p
+    return None
 
 
 def _ids(value: Any, source: str, field: str) -> list:
@@ -92,23 +106,32 @@ def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | N
         if benchmark not in LAYOUTS:
             raise FormatError(f"unknown video benchmark '{benchmark}' (known: {', '.join(LAYOUTS)})")
         layout = LAYOUTS[benchmark]
-    meta_path = root / layout.meta
+    meta_path = first_existing(root, layout.meta)
+    if meta_path is None:
+        raise FormatError(f"{root / layout.meta[0]}: file not found"
+                          + (f" (also tried {', '.join(layout.meta[1:])})" if len(layout.meta) > 1 else ""))
     meta = load_json(meta_path)
     src = str(meta_path)
     videos = require(meta, "videos", src, "", dict)
-    if layout.exclude_meta and (root / layout.exclude_meta).is_file():
-        test = require(load_json(root / layout.exclude_meta), "videos", str(root / layout.exclude_meta), "", dict)
+    exclude = first_existing(root, layout.exclude_meta)
+    if exclude is not None and exclude != meta_path:
+        test = require(load_json(exclude), "videos", str(exclude), "", dict)
         videos = {k: v for k, v in videos.items() if k not in test}
     mask_dict: dict | None = None
-    mask_src = ""
-    if layout.mask_dict:
-        mask_src = str(root / layout.mask_dict)
-        mask_dict = load_json(root / layout.mask_dict)
+    mask_path = first_existing(root, layout.mask_dict)
+    mask_src = str(mask_path)
+    ann_root = first_existing(root, layout.annotations, "dir")
+    if mask_path is not None:
+        mask_dict = load_json(mask_path)
         if not isinstance(mask_dict, dict):
             raise FormatError(f"{mask_src}: must be a JSON object keyed by anno_id")
+    elif layout.masks_required:
+        raise FormatError(f"{root / layout.mask_dict[0]}: file not found (ground-truth masks)")
     foreground: dict | None = None
-    if layout.foreground:
-        foreground = load_json(root / layout.foreground)
+    fg_path = first_existing(root, layout.foreground)
+    if fg_path is not None:
+        foreground = load_json(fg_path)
+    images = first_existing(root, layout.images, "dir") or root / layout.images[0]
     samples: list[Sample] = []
     checked: set[tuple[str, tuple[int, int]]] = set()  # anno_ids whose RLEs were validated (shared across videos)
     for vid, video in videos.items():
@@ -117,16 +140,16 @@ def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | N
         if not frames:
             raise FormatError(f"{src}: field '{where}.frames' is empty")
         names = [str(f) for f in frames]
-        folder = root / layout.images / vid
+        folder = images / vid
         if folder.is_dir():  # frames present: every listed frame must exist
             paths = [frame_file(folder, n, f"{src}: {where}.frames") for n in names]
         else:  # annotation-only copy (enough for scoring); predicting will need the frames
             paths = [folder / f"{n}.jpg" for n in names]
-        size = _frame_size(video, paths, folder.is_dir(), mask_dict, root / layout.annotations / vid
-                           if layout.annotations else None, names, f"{src}: {where}")
+        size = _frame_size(video, paths, folder.is_dir(), mask_dict, ann_root / vid if ann_root else None, names,
+                           f"{src}: {where}")
         fg_track = None
         if foreground is not None:
-            fsrc = str(root / layout.foreground)
+            fsrc = str(fg_path)
             rles = require(require(foreground, vid, fsrc, ""), "masks_rle", fsrc, vid, list)
             if len(rles) != len(names):
                 raise FormatError(f"{fsrc}: field '{vid}.masks_rle' has {len(rles)} masks for {len(names)} frames")
@@ -152,8 +175,8 @@ def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | N
                                 validate_rle(rle, size, f"{mask_src}: field '{anno}[{t}]'")
                         checked.add((str(anno), size))
                     tracks.append(RleTrack(rles, size, f"{mask_src}: {anno}"))
-            elif layout.annotations:
-                ann_dir = root / layout.annotations / vid
+            elif ann_root is not None:
+                ann_dir = ann_root / vid
                 pngs = [ann_dir / f"{n}.png" for n in names]
                 pngs = [p if p.is_file() else None for p in pngs]
                 for obj in _ids(require(exp, "obj_id", src, ewhere), src, f"{ewhere}.obj_id"):
