@@ -12,7 +12,7 @@ Names accept an optional split after a colon: `refcoco:testA`, `refcocog:test`, 
 | refcoco, refcoco+, refcocog | refer root (`refcoco/refs(unc).p`, `images/mscoco/images/train2014`) | `<image_id>/<sent_id>.json` |
 | reasonseg | the split folder (`ReasonSeg/val`) | `<name>.json` |
 | muse | folder with `muse_<split>.json` and `images/` | `<image>/<q>.json` |
-| videorefer-bench-q, pixelqa | folder with `VideoRefer-Bench-Q.json` and the video frame folders | `<id>.json` |
+| videorefer-bench-q, pixelqa | folder with `VideoRefer-Bench-Q.json` (or `questions.json`) and the video frame folders | `<id>.json` |
 """
 
 from __future__ import annotations
@@ -109,15 +109,30 @@ def _split(name: str) -> tuple[str, str | None]:
 
 
 def _refcoco_reader(dataset: str, split: str | None) -> Callable[[Path], list[Sample]]:
-    return lambda root: read_refcoco(root, dataset, split or "val")
+    def read(root: Path) -> list[Sample]:
+        name = dataset
+        if not (root / dataset).is_dir():  # a root holding a single refer-style dataset under another name
+            found = sorted(p.parent.name for p in root.glob("*/instances.json"))
+            if len(found) == 1:
+                name = found[0]
+        return read_refcoco(root, name, split or "val")
+
+    return read
 
 
 def _muse_reader(split: str | None) -> Callable[[Path], list[Sample]]:
     return lambda root: read_muse(root / f"muse_{split or 'val'}.json", root / "images")
 
 
+VIDEOREFER_FILES = ("VideoRefer-Bench-Q.json", "questions.json")
+
+
 def _videorefer_reader(prompt: str) -> Callable[[Path], list[Sample]]:
-    return lambda root: read_videorefer(root / "VideoRefer-Bench-Q.json", root, prompt)
+    def read(root: Path) -> list[Sample]:
+        path = next((root / n for n in VIDEOREFER_FILES if (root / n).is_file()), root / VIDEOREFER_FILES[0])
+        return read_videorefer(path, root, prompt)
+
+    return read
 
 
 NAMES = ("mevis", "revos", "ref-sav", "ref-youtube-vos", "ref-davis17", "ref-davis17-referformer", "groundmore",
