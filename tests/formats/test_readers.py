@@ -184,3 +184,29 @@ def test_annotation_only_copy_is_enough_to_score(tmp_path):
     samples = {s.key: s for s in read_rvos(d["root"], "mevis")}
     assert samples["vidA/1"].size == (B.H, B.W)  # from the RLEs
     assert np.array_equal(samples["vidA/1"].gt_union(), d["gt"]["vidA/1"])
+
+
+def test_ref_davis17_visa_mask_dict_pkl(tmp_path):
+    """VISA keys `mask_dict.pkl` by a counter over sorted videos × string-sorted expression ids."""
+    import pickle
+
+    from pycocotools import mask as coco_mask
+
+    d = B.build_png_dataset(tmp_path)
+    meta_path = d["root"] / "meta_expressions" / "valid" / "meta_expressions.json"
+    meta = json.loads(meta_path.read_text())
+    exps = meta["videos"]["vidA"]["expressions"]
+    for k in range(2, 11):  # ids "0".."10": string order puts "10" third
+        exps[str(k)] = {"exp": f"copy {k}", "obj_id": "1"}
+    meta_path.write_text(json.dumps(meta))
+    objs = B.video_objects()
+    order = sorted(exps)
+    assert order[:3] == ["0", "1", "10"]
+    pkl = {}
+    for anno, exp_id in enumerate(order):
+        m = objs[2] if exp_id == "1" else objs[1]
+        pkl[str(anno)] = [coco_mask.encode(np.asfortranarray(f.astype(np.uint8))) if f.any() else None for f in m]
+    (d["root"] / "mask_dict.pkl").write_bytes(pickle.dumps(pkl))
+    samples = {s.key: s for s in read_rvos(d["root"], "ref-davis17")}
+    assert np.array_equal(samples["vidA/1"].gt_union(), objs[2])
+    assert np.array_equal(samples["vidA/10"].gt_union(), objs[1])

@@ -47,6 +47,7 @@ class RvosLayout:
     foreground: tuple[str, ...] = ()
     exclude_meta: tuple[str, ...] = ()  # videos listed here are dropped (Ref-YouTube-VOS test videos in valid meta)
     masks_required: bool = True  # False where the split may ship without ground truth (server-only benchmarks)
+    visa_counter: bool = False  # expressions without anno_id use VISA's running counter (Ref-DAVIS17 mask_dict.pkl)
 
 
 _VALID_META = ("meta_expressions/valid/meta_expressions.json", "meta_expressions.json")
@@ -58,8 +59,9 @@ LAYOUTS: dict[str, RvosLayout] = {
     "ref-youtube-vos": RvosLayout(_VALID_META, annotations=("valid/Annotations", "Annotations"),
                                   images=("valid/JPEGImages", "JPEGImages"),
                                   exclude_meta=("meta_expressions/test/meta_expressions.json",), masks_required=False),
-    "ref-davis17": RvosLayout(_VALID_META, annotations=("valid/Annotations", "Annotations"),
-                              images=("valid/JPEGImages", "JPEGImages"), masks_required=False),
+    "ref-davis17": RvosLayout(_VALID_META, mask_dict=("mask_dict.json", "mask_dict.pkl"),
+                              annotations=("valid/Annotations", "Annotations"),
+                              images=("valid/JPEGImages", "JPEGImages"), masks_required=False, visa_counter=True),
 }
 
 
@@ -77,6 +79,30 @@ def _ids(value: Any, source: str, field: str) -> list:
         if isinstance(v, bool) or not isinstance(v, (int, str)):
             raise FormatError(f"{source}: field '{field}' must be an id or a list of ids, got {v!r}")
     return ids
+
+
+def visa_anno_ids(videos: dict) -> dict[tuple[str, str], int]:
+    """VISA's Ref-DAVIS17 `anno_id`s for expressions that carry none: a running counter over `sorted(videos)` ×
+    `sorted(exp_ids)` — *string* sort, so "10" comes before "2" — which is how `mask_dict.pkl` is keyed."""
+    ids, n = {}, 0
+    for vid in sorted(videos):
+        exps = videos[vid].get("expressions") if isinstance(videos[vid], dict) else None
+        for exp_id in sorted(exps or {}):
+            ids[(vid, exp_id)] = n
+            n += 1
+    return ids
+
+
+def _load_mask_dict(path: Path) -> Any:
+    """`mask_dict.json`, or VISA's pickled `mask_dict.pkl` (RLE counts as bytes). Only load pickles you trust."""
+    if path.suffix != ".pkl":
+        return load_json(path)
+    import pickle
+
+    try:
+        return pickle.loads(path.read_bytes())
+    except Exception as e:  # noqa: BLE001 — any unpickling failure means a malformed file
+        raise FormatError(f"{path}: not a mask-dict pickle ({type(e).__name__}: {e})") from None
 
 
 def _frame_size(video: dict, paths: list[Path], have_frames: bool, mask_dict: dict | None, ann_dir: Path | None,
@@ -122,7 +148,7 @@ def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | N
     mask_src = str(mask_path)
     ann_root = first_existing(root, layout.annotations, "dir")
     if mask_path is not None:
-        mask_dict = load_json(mask_path)
+        mask_dict = _load_mask_dict(mask_path)
         if not isinstance(mask_dict, dict):
             raise FormatError(f"{mask_src}: must be a JSON object keyed by anno_id")
     elif layout.masks_required:
@@ -132,6 +158,7 @@ def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | N
     if fg_path is not None:
         foreground = load_json(fg_path)
     images = first_existing(root, layout.images, "dir") or root / layout.images[0]
+    visa_ids = visa_anno_ids(videos) if layout.visa_counter else {}
     samples: list[Sample] = []
     checked: set[tuple[str, tuple[int, int]]] = set()  # anno_ids whose RLEs were validated (shared across videos)
     for vid, video in videos.items():
@@ -161,7 +188,10 @@ def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | N
             text = require(exp, "exp", src, ewhere, str)
             tracks: list = []
             if mask_dict is not None:
-                for anno in _ids(require(exp, "anno_id", src, ewhere), src, f"{ewhere}.anno_id"):
+                annos = exp["anno_id"] if isinstance(exp, dict) and "anno_id" in exp else visa_ids.get((vid, exp_id))
+                if annos is None:
+                    require(exp, "anno_id", src, ewhere)  # raises, naming the field
+                for anno in _ids(annos, src, f"{ewhere}.anno_id"):
                     rles = mask_dict.get(str(anno))
                     if rles is None:
                         raise FormatError(f"{mask_src}: missing field '{anno}' (anno_id of {ewhere})")
