@@ -119,6 +119,27 @@ def nanmean(values: np.ndarray) -> float:
     return float(np.nanmean(v)) if np.any(~np.isnan(v)) else math.nan
 
 
+def db_statistics(per_frame: np.ndarray) -> tuple[float, float, float]:
+    """DAVIS per-object statistics of a per-frame metric: (Mean, Recall = fraction of frames > 0.5, Decay = mean of
+    the first quarter − mean of the last quarter), NaN-ignoring.
+
+    The quarter boundaries are `round(linspace(1, n, 5) + 1e-10) − 1` stored as **uint8**, exactly as the official
+    code does: for sequences longer than 256 frames the indices wrap and Decay is wrong, and at exactly 256 frames
+    (with NumPy ≥ 2) the last bin is empty and Decay is NaN. Mean and Recall are unaffected. We keep the quirk so
+    Decay columns match the official CSV.
+    """
+    v = np.asarray(per_frame, dtype=np.float64)
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = nanmean(v)
+    recall = float(np.mean(v > 0.5))  # a NaN frame is "not > 0.5": it counts as a miss, as in the official code
+    ids = (np.round(np.linspace(1, len(v), 5) + 1e-10) - 1).astype(np.uint8)
+    with np.errstate(over="ignore"):  # the uint8 wrap-around is the official behaviour we reproduce
+        bins = [v[ids[i] : ids[i + 1] + np.uint8(1)] for i in range(4)]
+    decay = nanmean(bins[0]) - nanmean(bins[3]) if bins[0].size and bins[3].size else math.nan
+    return mean, recall, decay
+
+
 # --- DAVIS unsupervised (ReferFormer's Ref-DAVIS17 protocol) -------------------------------------------------
 
 
@@ -159,14 +180,22 @@ def davis_unsupervised_sequence(
 
 def davis_unsupervised(sequences: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     """DAVIS-2017 unsupervised global result: J-Mean = mean over all objects of all sequences of the per-object frame
-    mean (NaN-ignoring), F likewise, J&F = (J + F) / 2, ×100. `sequences[name] = (gt_labels, pred_labels)`.
+    mean (NaN-ignoring), F likewise, J&F = (J + F) / 2, plus Recall and Decay (`db_statistics`), ×100.
+    `sequences[name] = (gt_labels, pred_labels)`.
     """
-    jm, fm = [], []
+    stats: dict[str, list[float]] = {k: [] for k in ("J", "J-Recall", "J-Decay", "F", "F-Recall", "F-Decay")}
     for gt, pred in sequences.values():
         j, f = davis_unsupervised_sequence(gt, pred)
-        jm += [nanmean(x) for x in j]
-        fm += [nanmean(x) for x in f]
-    return _jf_row(100 * _mean(jm), 100 * _mean(fm))
+        for name, values in (("J", j), ("F", f)):
+            for per_frame in values:
+                m, r, d = db_statistics(per_frame)
+                stats[name].append(m)
+                stats[f"{name}-Recall"].append(r)
+                stats[f"{name}-Decay"].append(d)
+    out = _jf_row(100 * _mean(stats["J"]), 100 * _mean(stats["F"]))
+    for k in ("J-Recall", "J-Decay", "F-Recall", "F-Decay"):
+        out[k] = 100 * _mean(stats[k])
+    return out
 
 
 def ref_davis17_referformer(annotator_sets: Sequence[Mapping[str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, float]:
@@ -175,4 +204,4 @@ def ref_davis17_referformer(annotator_sets: Sequence[Mapping[str, tuple[np.ndarr
     global results (ReferFormer issue #30).
     """
     rows = [davis_unsupervised(s) for s in annotator_sets]
-    return {k: _mean(r[k] for r in rows) for k in ("J", "F", "J&F")}
+    return {k: _mean(r[k] for r in rows) for k in rows[0]} if rows else {}

@@ -78,3 +78,12 @@ def test_davis_counts_objects_from_first_frame():
     gt[1, 1, 1] = 2  # object 2 does not exist in frame 0: ignored
     j, _ = P.davis_unsupervised_sequence(gt, gt)
     assert j.shape == (1, 2)
+
+
+def test_db_statistics_and_uint8_decay_quirk():
+    m, r, d = P.db_statistics(np.array([1.0, 1.0, 0.2, 0.2, 0.0]))
+    # bins: ids = round(linspace(1, 5, 5)) - 1 = [0, 1, 2, 3, 4] → first [1, 1], last [0.2, 0.0]
+    assert m == pytest.approx(0.48) and r == 0.4 and d == pytest.approx(1.0 - 0.1)
+    assert math.isnan(P.db_statistics(np.ones(256))[2])  # uint8 255 + 1 wraps: empty last bin
+    assert not math.isnan(P.db_statistics(np.ones(255))[2])
+    assert P.db_statistics(np.array([np.nan, 1.0]))[0] == 1.0
