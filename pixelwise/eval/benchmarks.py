@@ -18,7 +18,7 @@ Names accept an optional split after a colon: `refcoco:testA`, `refcocog:test`, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,12 @@ class Benchmark:
     """`kind` selects the prediction layout and per-sample scorer: "video" (PNG folders, DAVIS J/F), "image"
     (result JSON, cIoU/gIoU), "multi" (MUSE matching), "qa" (multiple choice, plus PixelQA masks)."""
 
-    name: str
+    name: str  # as the user wrote it (shown in reports)
     kind: str
     read: Callable[[Path], list[Sample]]
     aggregate: Callable[[list[dict[str, Any]]], dict[str, Any]]
     protocol: str
+    canonical: str = ""  # registry name, e.g. "pixelqa" for "PixelQA:box"
 
 
 def _video_agg(fn: Callable) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
@@ -142,6 +143,11 @@ NAMES = ("mevis", "revos", "ref-sav", "ref-youtube-vos", "ref-davis17", "ref-dav
 def get_benchmark(name: str) -> Benchmark:
     """The registry entry for `name` (case-insensitive, optional `:split`)."""
     base, split = _split(name)
+    bench = _lookup(name, base, split)
+    return replace(bench, canonical=base)
+
+
+def _lookup(name: str, base: str, split: str | None) -> Benchmark:
     if base in ("mevis", "ref-youtube-vos"):
         return Benchmark(name, "video", lambda r, b=base: read_rvos(r, b), _video_agg(protocols.mevis),
                          "MeViS: mean over expressions of frame-mean J and F")

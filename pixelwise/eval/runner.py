@@ -181,7 +181,7 @@ def score(
     elif pred.is_file():
         raise PixelwiseError(f"--pred {pred}: {bench.name} predictions are a folder, not a file")
     else:
-        extra = bench.name.lower().startswith("pixelqa") if bench.kind == "qa" else None
+        extra = bench.canonical == "pixelqa" if bench.kind == "qa" else None
         tasks = [(bench.kind, s, str(pred), extra) for s in samples]
     records = _progress_map(_score_task, tasks, workers or default_workers(), progress, f"scoring {bench.name}")
     metrics = bench.aggregate(records)

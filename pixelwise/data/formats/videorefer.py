@@ -12,6 +12,7 @@ that frame as PixelQA does. Each region's annotated frames also form a target tr
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,9 @@ def read_videorefer(json_path: str | Path, video_root: str | Path, prompt_type: 
             prompts.append(region_prompt(prompt_mask, frame_idx, prompt_type))
             tracks.append(RleTrack(rles, size, f"{src}: {rw}"))
         options = [str(o) for o in require(q, "options", src, where, list)]
+        answer = require(q, "Answer", src, where, str)
+        if not re.search(r"\(([A-Z])\)", answer):
+            raise FormatError(f"{src}: field '{where}.Answer' = {answer!r} has no '(X)' option letter")
         samples.append(
             Sample(
                 key=str(q.get("id", i)),
@@ -97,7 +101,7 @@ def read_videorefer(json_path: str | Path, video_root: str | Path, prompt_type: 
                 targets=tracks,
                 prompts=prompts,
                 options=options,
-                answer=require(q, "Answer", src, where, str),
+                answer=answer,
                 meta={"video": video, "q_type": q.get("type"), "frame_idx": frame_idx,
                       "annotated_frames": sorted({int(k) for reg in q["annotation"] for k in reg})},
             )
