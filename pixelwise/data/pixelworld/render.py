@@ -34,9 +34,9 @@ def render_background(bg: dict, height: int, width: int) -> np.ndarray:
         img = base[None, None] * (1 - u[..., None]) + np.asarray(bg["color2"], np.float32)[None, None] * u[..., None]
     elif kind == "noise":
         # smooth blotches + fine grain, both low-contrast and gray (no hue), so they never look like an object
-        coarse = rng.normal(0, 1, (max(2, height // 16), max(2, width // 16))).astype(np.float32)
+        coarse = rng.standard_normal((max(2, height // 16), max(2, width // 16)), dtype=np.float32)
         coarse = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-        fine = rng.normal(0, 1, (height, width)).astype(np.float32)
+        fine = rng.standard_normal((height, width), dtype=np.float32)
         img = img + (coarse * 14 + fine * 6)[..., None]
     elif kind == "clutter":
         canvas = np.zeros((height, width), np.float32)
