@@ -257,16 +257,23 @@ def score_ref_davis17_referformer(data: Path, pred: Path, annotators: Iterable[i
 # --------------------------------------------------------------------------------------------------- predicting
 
 
+def _video_root(bench: Benchmark, pred: Path) -> Path:
+    """Ref-YouTube-VOS predictions go under `Annotations/` so the folder can be zipped for the server as it is."""
+    return pred / "Annotations" if bench.canonical == "ref-youtube-vos" else pred
+
+
 def _has_prediction(bench: Benchmark, sample: Sample, pred: Path) -> bool:
     if bench.kind == "video":  # frames are written in order; the last one marks a complete expression
-        return P.png_folder_paths(pred, sample.meta["video"], sample.meta["exp_id"], sample.frame_names[-1:])[0].is_file()
+        root = _video_root(bench, pred)
+        return P.png_folder_paths(root, sample.meta["video"], sample.meta["exp_id"], sample.frame_names[-1:])[0].is_file()
     return P.result_path(pred, sample.key).is_file() or (bench.kind == "image" and (pred / f"{sample.key}.png").is_file())
 
 
 def _write_prediction(bench: Benchmark, sample: Sample, result, pred: Path) -> None:
     if bench.kind == "video":
         masks = union_masks(result, sample.num_frames, sample.size, sample.key)
-        P.write_video_masks(pred, sample.meta["video"], sample.meta["exp_id"], sample.frame_names, masks)
+        P.write_video_masks(_video_root(bench, pred), sample.meta["video"], sample.meta["exp_id"], sample.frame_names,
+                            masks)
     else:
         P.write_result(pred, sample.key, result)
 
@@ -296,6 +303,8 @@ def predict(
         for s in todo:
             _write_prediction(bench, s, predictor.predict(s), pred)
             bar.advance(task)
+    if bench.canonical == "ref-youtube-vos":  # ready for the CodaLab server
+        P.write_submission_zip(pred, pred / "submission.zip")
     if bench.kind == "qa":  # also VideoRefer's own answer file
         rows = []
         for s in samples:

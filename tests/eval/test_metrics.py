@@ -7,6 +7,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
 from pixelwise.core.errors import MaskError
@@ -350,3 +353,20 @@ def test_ciou_giou_lisa_epsilons():
     assert lisa["cIoU"] == pytest.approx(1 / (1 + 1e-10), abs=1e-15)
     e = np.zeros((2, 2), bool)
     assert M.ciou_giou([e], [e], lisa_epsilon=True)["gIoU"] == pytest.approx(1 / (1 + 1e-5))
+
+
+# --- properties on arbitrary small masks (hypothesis) ---------------------------------------------------------------
+
+mask_pairs = st.tuples(st.integers(1, 12), st.integers(1, 12)).flatmap(
+    lambda hw: st.tuples(arrays(bool, hw), arrays(bool, hw))
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(mask_pairs)
+def test_jf_match_literal_definition_on_any_mask(pair):
+    a, b = pair
+    assert M.j_score(a, b) == ref_j(a, b)
+    assert M.f_score(a, b) == ref_f(a, b)
+    assert M.f_score(a, b) == M.f_score(b, a)
+    assert 0.0 <= M.j_score(a, b) <= 1.0

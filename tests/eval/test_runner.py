@@ -229,3 +229,13 @@ def test_revos_without_foreground_file_reports_no_r(tmp_path):
     (d["root"] / "mask_dict_foreground.json").unlink()
     out = run("revos", d["root"], tmp_path, OraclePredictor(), "ok")["metrics"]
     assert "R" not in out["overall"] and out["overall"]["J&F"] == 100.0
+
+
+def test_ref_youtube_vos_writes_a_server_submission(tmp_path):
+    import zipfile
+
+    d = B.build_png_dataset(tmp_path / "data", "ref-youtube-vos")
+    out = run("ref-youtube-vos", d["root"], tmp_path, Degraded(), "sub")
+    assert out["metrics"]["J"] == 62.5  # scored from the Annotations/ folder
+    names = zipfile.ZipFile(tmp_path / "sub" / "submission.zip").namelist()
+    assert sorted(names)[0] == "Annotations/vidA/0/00000.png" and len(names) == 8

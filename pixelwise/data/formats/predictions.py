@@ -73,11 +73,28 @@ def write_ytvos_submission(out: str | Path, video: str, exp_id: str, frame_names
     write_video_masks(Path(out) / "Annotations", video, exp_id, frame_names, masks)
 
 
+def write_submission_zip(folder: str | Path, zip_path: str | Path, inner: str = "Annotations") -> Path:
+    """Zip `<folder>/<inner>/...` with `inner/` at the archive root — the Ref-YouTube-VOS server layout (zip it from
+    the folder that contains `Annotations`). Written atomically."""
+    import zipfile
+
+    folder, zip_path = Path(folder), Path(zip_path)
+    base = folder / inner
+    if not base.is_dir():
+        raise FormatError(f"{base}: no predictions to zip")
+    with atomic_write(zip_path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(base.rglob("*.png")):
+            zf.write(p, p.relative_to(folder).as_posix())
+    return zip_path
+
+
 def read_video_masks(pred: str | Path, video: str, exp_id: str, frame_names: Sequence[str],
                      size: tuple[int, int]) -> np.ndarray | None:
     """Masks of one expression from a PNG folder; None if the video folder is absent (the official scripts score
     such an expression 0). A missing frame or a PNG at the wrong size is a FormatError naming the file."""
     pred = Path(pred)
+    if not (pred / video).is_dir() and (pred / "Annotations" / video).is_dir():  # a Ref-YouTube-VOS submission folder
+        pred = pred / "Annotations"
     if not (pred / video).is_dir():
         return None
     out = np.zeros((len(frame_names), *size), dtype=bool)
