@@ -238,4 +238,4 @@ def test_ref_youtube_vos_writes_a_server_submission(tmp_path):
     out = run("ref-youtube-vos", d["root"], tmp_path, Degraded(), "sub")
     assert out["metrics"]["J"] == 62.5  # scored from the Annotations/ folder
     names = zipfile.ZipFile(tmp_path / "sub" / "submission.zip").namelist()
-    assert sorted(names)[0] == "Annotations/vidA/0/00000.png" and len(names) == 8
+    assert min(names) == "Annotations/vidA/0/00000.png" and len(names) == 8
