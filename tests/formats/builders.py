@@ -160,7 +160,7 @@ def build_reasonseg(root: Path) -> dict:
     shapes = [
         {"label": "target", "points": [[2, 2], [15, 2], [15, 12], [2, 12]]},
         {"label": "Ignore", "points": [[4, 4], [8, 4], [8, 8], [4, 8]]},  # inside the target, drawn after it
-        {"label": "flag", "points": [[18, 15], [22, 15], [22, 18]]},
+        {"label": "Flag", "points": [[18, 15], [22, 15], [22, 18]]},  # dropped whatever its case
     ]
     (split / "a.json").write_text(json.dumps({"text": ["what holds the rest?", "second query"],
                                               "is_sentence": True, "shapes": shapes}))

@@ -242,7 +242,7 @@ def frame_file(folder: Path, name: str, source: str) -> Path:
 def labelme_mask(shapes: list[dict], height: int, width: int, source: str) -> np.ndarray:
     """Rasterise ReasonSeg (LabelMe-like) polygons exactly as LISA does: uint8 [H, W] with 1 = target, 255 = ignore.
 
-    Shapes labelled "flag" are dropped; the others are drawn largest-area first (area measured with the same
+    Shapes labelled "flag" (any case) are dropped; the others are drawn largest-area first (area measured with the same
     rasteriser), each as a 1-px closed polyline plus a fill, with coordinates truncated to int32, so smaller shapes
     overwrite larger ones. Value 255 when "ignore" is in the label (any case), else 1.
     """
@@ -250,7 +250,7 @@ def labelme_mask(shapes: list[dict], height: int, width: int, source: str) -> np
     for k, s in enumerate(shapes):
         label = require(s, "label", source, f"shapes[{k}]", str)
         points = require(s, "points", source, f"shapes[{k}]", list)
-        if label == "flag":
+        if label.lower() == "flag":  # LISA compares the lower-cased label
             continue
         try:
             pts = np.array([points], dtype=np.int32)
