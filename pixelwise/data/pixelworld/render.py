@@ -28,10 +28,11 @@ def render_background(bg: dict, height: int, width: int) -> np.ndarray:
     img[:] = base
     if kind == "gradient":
         a = np.deg2rad(float(bg["angle"]))
-        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-        proj = (xx - width / 2) * np.cos(a) + (yy - height / 2) * np.sin(a)
-        u = (proj - proj.min()) / max(float(np.ptp(proj)), 1.0)
-        img = base[None, None] * (1 - u[..., None]) + np.asarray(bg["color2"], np.float32)[None, None] * u[..., None]
+        xs = (np.arange(width, dtype=np.float32) - width / 2) * np.float32(np.cos(a))
+        ys = (np.arange(height, dtype=np.float32) - height / 2) * np.float32(np.sin(a))
+        proj = ys[:, None] + xs[None, :]
+        u = (proj - proj.min()) / max(float(proj.max() - proj.min()), 1.0)
+        img = base[None, None] + (np.asarray(bg["color2"], np.float32) - base)[None, None] * u[..., None]
     elif kind == "noise":
         # smooth blotches + fine grain, both low-contrast and gray (no hue), so they never look like an object
         coarse = rng.standard_normal((max(2, height // 16), max(2, width // 16)), dtype=np.float32)

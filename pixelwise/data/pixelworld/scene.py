@@ -257,6 +257,14 @@ def sample_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
         else:
             motion = str(rng.choice(vocab.MOTIONS, p=[0.14, 0.18, 0.12, 0.12, 0.14, 0.12, 0.09, 0.09]))
         x, y = _trajectory(rng, motion, r, W, H, T)
+        if motion == "static":
+            # redraw a static position a few times if it would sit on top of an earlier static object: saves most
+            # of the renders that the visibility check would otherwise reject
+            for _ in range(8):
+                if all(np.hypot(x[0] - p.x[0], y[0] - p.y[0]) > 0.9 * max(r, float(p.r[0]))
+                       for p in objects if p.motion == "static"):
+                    break
+                x, y = _trajectory(rng, motion, r, W, H, T)
         radius = np.full(T, r)
         color_change = size_change = None
         if T > 1 and motion not in ("entering", "leaving") and rng.random() < cfg.color_change_p:
