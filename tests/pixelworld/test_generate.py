@@ -164,3 +164,13 @@ def test_long_split_has_long_consistent_clips():
     s = generate_in_memory(GenConfig(split="long", num=2, seed=0))
     assert all(x["num_frames"] == splits.LONG_FRAMES for x in s)
     assert [e for x in s for e in check_sample(x)] == []
+
+
+@pytest.mark.parametrize(("resolution", "frames"), [(160, 8), (96, 64)])
+def test_other_resolutions_and_clip_lengths(resolution, frames):
+    s = generate_in_memory(GenConfig(num=3, seed=2, video=True, resolution=resolution, num_frames=frames))
+    for x in s:
+        assert (x["height"], x["width"], x["num_frames"]) == (resolution, resolution, frames)
+        assert check_sample(x) == []
+    img = generate_in_memory(GenConfig(num=2, seed=2, resolution=resolution))
+    assert all(check_sample(x) == [] and x["height"] == resolution for x in img)
