@@ -85,6 +85,9 @@ def check_sample(sample: dict[str, Any]) -> list[str]:
                 "shape": correct == o.shape,
                 "direction": facts.get(f"moves_{correct}") is True,
                 "event": any(facts.get(k) is True and v == correct for k, v in tasks.EVENT_WORDS.items()),
+                "count": correct == tasks.COUNT_WORDS[sum(1 for x in scene.objects
+                                                          if x.id != o.id and x.color == o.color)]
+                if all(x.color_change is None for x in scene.objects) else False,
             }.get(qt, False)
             if not ok:
                 errs.append(f"{sid}: correct option {correct!r} does not hold for object {o.id} ({qt})")

@@ -196,7 +196,7 @@ def _rvos(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
         _json(dest / "mask_dict_foreground.json", foreground)
 
 
-QTYPE_TO_VIDEOREFER = {"color": "Basic Questions", "shape": "Basic Questions", "direction": "Sequential Questions",
+QTYPE_TO_VIDEOREFER = {"color": "Basic Questions", "shape": "Basic Questions", "direction": "Sequential Questions", "count": "Relationship Questions",
                        "event": "Sequential Questions"}
 
 

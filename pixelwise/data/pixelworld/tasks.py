@@ -278,9 +278,17 @@ REASON_Q = {
 
 
 def task_reasoning(ctx: Ctx) -> TaskOutput | None:
-    cands = _reasoning_candidates(ctx)
-    for k in ctx.rng.permutation(len(cands)):
-        e, explain = cands[int(k)]
+    # pick the kind of inference first, so kinds with one candidate per object ("closest to X") do not crowd out
+    # the others ("most corners")
+    by_kind: dict[str, list[tuple[Expr, Callable[[Obj], str]]]] = {}
+    for c in _reasoning_candidates(ctx):
+        by_kind.setdefault(c[0]["kind"], []).append(c)
+    kinds = sorted(by_kind)
+    ordered = []
+    for k in ctx.rng.permutation(len(kinds)):
+        group = by_kind[kinds[int(k)]]
+        ordered += [group[int(i)] for i in ctx.rng.permutation(len(group))]
+    for e, explain in ordered:
         r = grammar.resolve(e, ctx.scene)
         if not r.unique:
             continue
@@ -429,6 +437,7 @@ def _options(ctx: Ctx, correct: str, pool: list[str]) -> tuple[list[str], str]:
     return [f"({LETTERS[i]}) {o}" for i, o in enumerate(opts)], letter
 
 
+COUNT_WORDS = ("none", "one", "two", "three", "four", "five")
 DIRECTION_WORDS = {"moves_left": "left", "moves_right": "right", "moves_up": "up", "moves_down": "down"}
 EVENT_WORDS = {"stops": "It stops halfway", "accelerates": "It speeds up", "turns": "It turns by a right angle",
                "bounces": "It bounces off the edge", "leaves": "It leaves the frame", "enters": "It enters the frame",
@@ -445,8 +454,16 @@ def _video_mc(ctx: Ctx, o: Obj, region: str) -> tuple[str, str, list[str], str] 
     events = [f for f in EVENT_WORDS if facts.get(f) is True]
     if events and all(facts.get(f) is not None for f in EVENT_WORDS):
         kinds += ["event", "event"]
+    if all(x.color_change is None for x in ctx.scene.objects):
+        kinds.append("count")
     kind = ctx.choice(kinds)
-    if kind == "color":
+    if kind == "count":
+        n = sum(1 for x in ctx.scene.objects if x.id != o.id and x.color == o.color)
+        if n >= len(COUNT_WORDS):
+            return None
+        q, correct = f"How many other objects have the same color as {region}?", COUNT_WORDS[n]
+        opts, letter = _options(ctx, correct, list(COUNT_WORDS))
+    elif kind == "color":
         if o.color_change is not None:
             q, correct = f"What color is {region} at the end of the video?", o.color_change[1]
         else:
