@@ -199,3 +199,17 @@ def test_bad_inputs_are_rejected(sam2_model: Sam2Model, video) -> None:
         sam2_model.track(feats, prompts[:, :, :32], frame_size=size)
     with pytest.raises(ValueError):
         sam2_model.track(feats, prompts, frame_size=size, cond_frame=1)
+
+
+def test_bfloat16_tracking_runs_and_stays_close(sam2_model: Sam2Model, video) -> None:
+    """UniPixel's official inference runs SAM2 in bf16: every encoding must follow the module dtype."""
+    import copy
+
+    frames, prompts, size = video
+    model16 = copy.deepcopy(sam2_model).to(torch.bfloat16)
+    with torch.no_grad():
+        ref = sam2_model.track(sam2_model.encode_frames(frames), prompts[:1], frame_size=size)
+        out = model16.track(model16.encode_frames(frames.bfloat16()), prompts[:1].bfloat16(), frame_size=size)
+    assert out.mask_logits.dtype == torch.bfloat16
+    assert (out.masks != ref.masks).float().mean() < 0.01
+    assert torch.equal(out.object_score_logits > 0, ref.object_score_logits > 0)

@@ -205,7 +205,8 @@ class Sam2Model(nn.Module):
         coords = pix.new_zeros(n, 1, 2)  # no clicks: one not-a-point (+ the encoder's padding not-a-point)
         labels = -torch.ones(n, 1, dtype=torch.int32, device=pix.device)
         sparse, dense = self.sam_prompt_encoder(points=(coords, labels), hidden=hidden)
-        dec = self.sam_mask_decoder(pix, self.sam_prompt_encoder.get_dense_pe(), sparse, dense, high_res,
+        image_pe = self.sam_prompt_encoder.get_dense_pe().to(pix.dtype)
+        dec = self.sam_mask_decoder(pix, image_pe, sparse, dense, high_res,
                                     multimask_output=True)
         present = dec.object_score_logits > 0  # [O, 1]
         masks = dec.masks
@@ -258,7 +259,7 @@ class Sam2Model(nn.Module):
             if prev != cond_frame and prev in memories:
                 ptr_items.append((t_diff, memories[prev].obj_ptr))
         distances = torch.tensor([d for d, _ in ptr_items], dtype=torch.float32, device=embed.device)
-        ptr_pos = self.obj_ptr_tpos_proj(sine_encoding_1d(distances / (max_ptrs - 1), c))  # [P, mem]
+        ptr_pos = self.obj_ptr_tpos_proj(sine_encoding_1d(distances / (max_ptrs - 1), c).to(embed.dtype))  # [P, mem]
         ptrs = torch.stack([p for _, p in ptr_items], dim=1)  # [O, P, C]
         split = c // self.mem_dim  # each pointer becomes `split` tokens of width mem_dim
         ptrs = ptrs.reshape(n, len(ptr_items) * split, self.mem_dim)
