@@ -58,7 +58,7 @@ class UniPixelConfig:
     # ---------------------------------------------------------------- construction
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "UniPixelConfig":
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> UniPixelConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object")
         cfg = cls(raw=copy.deepcopy(data))
@@ -66,7 +66,7 @@ class UniPixelConfig:
         return cfg
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "UniPixelConfig":
+    def from_pretrained(cls, path: str | Path) -> UniPixelConfig:
         path = Path(path)
         file = path / "config.json" if path.is_dir() else path
         if not file.is_file():

@@ -20,8 +20,9 @@ Pickle-based files (`.bin`, `.pt`, `.pth`, `.ckpt`) are refused: unpickling runs
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -130,7 +131,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------------------------- load / save
 
 
-def load_official_state_dict(model: "UniPixelForConditionalGeneration", state: dict[str, torch.Tensor],
+def load_official_state_dict(model: UniPixelForConditionalGeneration, state: dict[str, torch.Tensor],
                              source: str = "checkpoint", assign: bool = False,
                              dtype: torch.dtype | None = None) -> None:
     """Load an official-layout state dict into `model`; every mismatch is a `CheckpointError`.
@@ -198,7 +199,7 @@ def load_official_state_dict(model: "UniPixelForConditionalGeneration", state: d
             raise CheckpointError(f"{source}: SAM2 part: {e}") from e
 
 
-def official_state_dict(model: "UniPixelForConditionalGeneration") -> dict[str, torch.Tensor]:
+def official_state_dict(model: UniPixelForConditionalGeneration) -> dict[str, torch.Tensor]:
     """The model's tensors under official on-disk names (tied lm_head left out, as transformers 4.53 writes it)."""
     out: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():

@@ -21,19 +21,18 @@ has to process media, call `predict` and wrap the result.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pixelwise.core.errors import CheckpointError, PromptError
 from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
 from pixelwise.models.unipixel.mrope import decode_position_ids, mrope_position_ids
 from pixelwise.models.unipixel.processing_unipixel import RefPrompt, UniPixelInputs
-
 
 # ----------------------------------------------------------------------------------------------- adapters
 
@@ -198,7 +197,7 @@ class Prediction:
 def _sam2_module():
     """The SAM2 implementation (`pixelwise.modules.sam2`), or None with the reason when it is not available."""
     try:
-        from pixelwise.modules.sam2 import Sam2Config, Sam2Model  # noqa: F401
+        from pixelwise.modules.sam2 import Sam2Config, Sam2Model
     except ImportError:  # the module is built separately; its absence must be reported, not hidden
         return None, "SAM2 module missing (pixelwise.modules.sam2)"
     return (Sam2Config, Sam2Model), None
@@ -261,7 +260,7 @@ class UniPixelForConditionalGeneration(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: torch.dtype = torch.float32, build_sam2: bool = True,
-                        ) -> "UniPixelForConditionalGeneration":
+                        ) -> UniPixelForConditionalGeneration:
         """Build from `config.json` and load the official-layout safetensors weights (sharded or not).
 
         The Qwen part and the adapters are created on the meta device and take the checkpoint tensors directly
@@ -490,7 +489,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         """
         if stop_token_ids is None:
             stop_token_ids = self.default_stop_token_ids()
-        stops = set(int(s) for s in stop_token_ids)
+        stops = {int(s) for s in stop_token_ids}
         pre = self.forward(inputs)
         length = int(inputs.input_ids.numel())
         seg_states = [pre.prenorm_hidden[i] for i in pre.seg_positions]

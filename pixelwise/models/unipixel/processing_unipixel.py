@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -305,7 +306,7 @@ class UniPixelProcessor:
                 raise CheckpointError(f"tokenizer has no {tok} token")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, sam2_image_size: int | None = None) -> "UniPixelProcessor":
+    def from_pretrained(cls, path: str | Path, sam2_image_size: int | None = None) -> UniPixelProcessor:
         from tokenizers import Tokenizer
 
         path = Path(path)
@@ -362,7 +363,7 @@ class UniPixelProcessor:
     def decode_answer(self, ids: Sequence[int], stop_token_ids: Sequence[int] = ()) -> tuple[str, list[tuple[int, int]]]:
         """Generated ids -> (answer text without a final stop token, character span of every `<|seg|>`)."""
         ids = [int(i) for i in ids]
-        if ids and ids[-1] in set(int(s) for s in stop_token_ids):
+        if ids and ids[-1] in {int(s) for s in stop_token_ids}:
             ids = ids[:-1]
         seg = self.token_id(SEG_TOKEN)
         text, spans, chunk = "", [], []

@@ -80,7 +80,7 @@ def test_ref_and_mem_prompts_from_user_prompts(model, processor):
     mask = np.zeros(size, bool)
     mask[10:40, 20:60] = True
     label = P.masks_for_memory([[MaskPrompt(mask, 2)]], 4, size)
-    pooled, refer = processor.memory_inputs(label, inputs.video_grid_thw)
+    _, refer = processor.memory_inputs(label, inputs.video_grid_thw)
     prefix = P.mem_prefix(refer, 4, is_image=False)
     assert prefix.endswith("[0]: <3>-<4> <|mem|>\n")
     inputs = processor(frames, [P.video_message(prefix + "Describe [0].", 4, 6272, 12544)])
