@@ -17,7 +17,7 @@ def test_generate_show_and_export_from_the_cli(tmp_path, capsys):
     assert rc == 0
     lines = (out / "samples.jsonl").read_text().splitlines()
     assert [json.loads(x)["task"] for x in lines] == ["referring", "region"] * 2
-    assert (out / "refcoco" / "pixelworld" / "instances.json").is_file()
+    assert (out / "refcoco" / "refcoco" / "instances.json").is_file()
     rc = main(["pixelworld", "show", str(out), "--index", "0", "--out", str(tmp_path / "s.png")])
     assert rc == 0
     im = np.asarray(Image.open(tmp_path / "s.png"))

@@ -3,7 +3,7 @@ readers (`pixelwise.data.formats`) and scorers as the real benchmarks.
 
 | format     | samples exported                              | files under OUT/<format>/ |
 |------------|-----------------------------------------------|---------------------------|
-| refcoco    | image referring + grounding (one sentence)    | `pixelworld/instances.json`, `pixelworld/refs(unc).p`, `images/mscoco/images/train2014/*.jpg` |
+| refcoco    | image referring + grounding (one sentence)    | `refcoco/instances.json`, `refcoco/refs(unc).p`, `images/mscoco/images/train2014/*.jpg` |
 | reasonseg  | image reasoning                               | `<split>/<id>.jpg` + `<id>.json` (LabelMe polygons + an exact `rle` per shape) |
 | muse       | image multi-target (incl. zero-target)        | `muse_<split>.json`, `images/*.jpg` |
 | mevis      | video referring/motion/reasoning/multi-target | `meta_expressions.json`, `mask_dict.json`, `JPEGImages/<vid>/<frame>.jpg` |
@@ -96,8 +96,8 @@ def _refcoco(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
                      "sentences": [{"sent_id": len(refs), "raw": sent, "sent": sent, "tokens": sent.split()}]})
     inst = {"images": images, "annotations": anns,
             "categories": [{"id": i, "name": n, "supercategory": "shape"} for n, i in cats.items()]}
-    _json(dest / "pixelworld" / "instances.json", inst)
-    atomic_write_bytes(dest / "pixelworld" / "refs(unc).p", pickle.dumps(refs, protocol=2))
+    _json(dest / "refcoco" / "instances.json", inst)
+    atomic_write_bytes(dest / "refcoco" / "refs(unc).p", pickle.dumps(refs, protocol=2))
 
 
 def mask_to_labelme_polygons(mask: np.ndarray) -> list[list[list[int]]]:
