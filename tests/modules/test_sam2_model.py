@@ -213,3 +213,18 @@ def test_bfloat16_tracking_runs_and_stays_close(sam2_model: Sam2Model, video) ->
     assert out.mask_logits.dtype == torch.bfloat16
     assert (out.masks != ref.masks).float().mean() < 0.01
     assert torch.equal(out.object_score_logits > 0, ref.object_score_logits > 0)
+
+
+def test_track_frames_streams_and_low_memory_collection(sam2_model: Sam2Model, video) -> None:
+    frames, prompts, size = video
+    with torch.no_grad():
+        feats = sam2_model.encode_frames(frames)
+        full = sam2_model.track(feats, prompts, frame_size=size)
+        lean = sam2_model.track(feats, prompts, frame_size=size, keep_logits=False)
+        streamed = list(sam2_model.track_frames(feats, prompts, frame_size=None, cond_frame=1))
+    assert lean.mask_logits is None and torch.equal(lean.masks, full.masks)
+    assert [f.frame_idx for f in streamed] == list(range(1, frames.shape[0]))
+    assert streamed[0].sparse_prompt is not None and all(f.sparse_prompt is None for f in streamed[1:])
+    assert all(f.mask_logits is None for f in streamed)
+    with pytest.raises(TypeError):
+        list(sam2_model.track_frames(lambda t: feats[t], prompts, frame_size=size))

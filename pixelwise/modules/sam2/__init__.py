@@ -24,16 +24,17 @@ Deviations from the official code are listed in this package's README.md.
 from pixelwise.modules.sam2.common import NO_OBJ_SCORE
 from pixelwise.modules.sam2.config import Sam2Config
 from pixelwise.modules.sam2.features import FrameSource, Sam2Features, Sam2FrameFeatures
-from pixelwise.modules.sam2.model import Sam2Model, Sam2TrackOutput
+from pixelwise.modules.sam2.model import Sam2FrameOutput, Sam2Model, Sam2TrackOutput
 from pixelwise.modules.sam2.prompt_encoder import PromptEncoder
 
 __all__ = [
-           "NO_OBJ_SCORE",
-           "FrameSource",
-           "PromptEncoder",
-           "Sam2Config",
-           "Sam2Features",
-           "Sam2FrameFeatures",
-           "Sam2Model",
-           "Sam2TrackOutput",
+    "NO_OBJ_SCORE",
+    "FrameSource",
+    "PromptEncoder",
+    "Sam2Config",
+    "Sam2Features",
+    "Sam2FrameFeatures",
+    "Sam2FrameOutput",
+    "Sam2Model",
+    "Sam2TrackOutput",
 ]

@@ -18,7 +18,7 @@ mode (`model.train()`) the no-object masking of the logits is off, as in UniPixe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,7 +39,7 @@ from pixelwise.modules.sam2.prompt_encoder import PromptEncoder
 class Sam2TrackOutput:
     """Per-object, per-frame results of `Sam2Model.track` (O objects, T frames, S input size, h4 = S/4)."""
 
-    mask_logits: torch.Tensor  # [O, T, H, W] at the original frame size, before thresholding
+    mask_logits: torch.Tensor | None  # [O, T, H, W] at the original size, before thresholding (None: keep_logits=False)
     masks: torch.Tensor  # [O, T, H, W] bool, mask_logits > 0
     lowres_mask_logits: torch.Tensor  # [O, T, h4, w4] kept candidate, after no-object masking (inference mode)
     object_score_logits: torch.Tensor  # [O, T]
@@ -48,6 +48,20 @@ class Sam2TrackOutput:
     decoder_multimask_logits: torch.Tensor  # [O, T, 3, h4, w4] raw decoder candidates (before selection/masking)
     sparse_prompt: torch.Tensor  # [O, 4, C] sparse tokens of the conditioning frame (2 not-a-point + hidden)
     tracked: torch.Tensor  # [T] bool, frames that were processed (frames before the conditioning frame are not)
+
+
+@dataclass
+class Sam2FrameOutput:
+    """Results of one processed frame (what `track_frames` yields); shapes as `Sam2TrackOutput` without T."""
+
+    frame_idx: int
+    mask_logits: torch.Tensor | None  # [O, H, W] (None when no frame_size was given)
+    lowres_mask_logits: torch.Tensor  # [O, h4, w4]
+    object_score_logits: torch.Tensor  # [O]
+    obj_ptr: torch.Tensor  # [O, C]
+    decoder_iou_pred: torch.Tensor  # [O, 3]
+    decoder_multimask_logits: torch.Tensor  # [O, 3, h4, w4]
+    sparse_prompt: torch.Tensor | None  # [O, N, C] on the conditioning frame, else None
 
 
 @dataclass
@@ -145,37 +159,44 @@ class Sam2Model(nn.Module):
 
     # --------------------------------------------------------------------------------------------------- tracking
     def track(self, feats: FrameSource, hidden_prompts: torch.Tensor, frame_size: tuple[int, int] | Sequence[int],
-              cond_frame: int = 0, num_frames: int | None = None,
-              no_obj_masking: bool | None = None) -> Sam2TrackOutput:
+              cond_frame: int = 0, num_frames: int | None = None, no_obj_masking: bool | None = None,
+              keep_logits: bool = True) -> Sam2TrackOutput:
         """Segment O objects over a clip, prompted by hidden tokens on `cond_frame`, propagating forward.
+
+        Collects `track_frames` into `[O, T, ...]` tensors. With `keep_logits=False` the full-resolution
+        `mask_logits` are not kept (None), only the boolean `masks` (4x less memory on long clips).
+        Arguments as in `track_frames`.
+        """
+        frames = list(self.track_frames(feats, hidden_prompts, frame_size, cond_frame, num_frames, no_obj_masking))
+        return _stack_frames(frames, self._num_frames(feats, num_frames), (int(frame_size[0]), int(frame_size[1])),
+                             keep_logits)
+
+    def track_frames(self, feats: FrameSource, hidden_prompts: torch.Tensor,
+                     frame_size: tuple[int, int] | Sequence[int] | None, cond_frame: int = 0,
+                     num_frames: int | None = None, no_obj_masking: bool | None = None) -> Iterator[Sam2FrameOutput]:
+        """Per-frame generator behind `track`: yields frame `cond_frame`, then each later frame, as computed.
 
         Args:
             feats: `encode_frames` output, a sequence of per-frame features, or a callable `t -> Sam2FrameFeatures`
                 (then `num_frames` is required); frame t is requested once, in increasing order, so a lazy source
-                may encode on demand and drop old frames.
+                may encode on demand and drop old frames. The memory bank only keeps what later frames can read.
             hidden_prompts: `[O, n_hidden, C]` LLM prompt tokens, one row per object (objects are tracked as a batch).
-            frame_size: original `(H, W)`; `mask_logits` are resized to it.
-            cond_frame: the prompted frame; frames before it are not processed (logits -1024, `tracked` False).
+            frame_size: original `(H, W)` for `mask_logits` (None: low-res outputs only).
+            cond_frame: the prompted frame; earlier frames are not processed.
             num_frames: clip length (defaults to `len(feats)`).
             no_obj_masking: replace logits of absent objects by -1024 (default: `not self.training`, as upstream).
         """
         if hidden_prompts.ndim != 3 or hidden_prompts.shape[-1] != self.hidden_dim:
             raise ValueError(f"hidden_prompts must be [O, n, {self.hidden_dim}], got {tuple(hidden_prompts.shape)}")
-        get_frame: Callable[[int], Sam2FrameFeatures] = feats if callable(feats) else feats.__getitem__
-        if num_frames is None:
-            if callable(feats):
-                raise ValueError("num_frames is required when feats is a callable")
-            num_frames = len(feats)
+        num_frames = self._num_frames(feats, num_frames)
         if not 0 <= cond_frame < num_frames:
             raise ValueError(f"cond_frame {cond_frame} outside a clip of {num_frames} frames")
+        get_frame: Callable[[int], Sam2FrameFeatures] = feats if callable(feats) else feats.__getitem__
         mask_nonobj = (not self.training) if no_obj_masking is None else no_obj_masking
         n_obj = hidden_prompts.shape[0]
-        height, width = int(frame_size[0]), int(frame_size[1])
-
+        size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
         memories: dict[int, _FrameMemory] = {}
         keep = max(self.num_maskmem - 1, self.cfg.max_obj_ptrs_in_encoder - 1)
-        per_frame: list[_HeadsOutput | None] = [None] * num_frames
-        video_logits: list[torch.Tensor | None] = [None] * num_frames
 
         def share(x: torch.Tensor) -> torch.Tensor:
             return x.expand(n_obj, *x.shape[1:])  # one frame's features viewed by every object, no copy
@@ -193,9 +214,24 @@ class Sam2Model(nn.Module):
             stale = t - keep - 1  # no later frame reads this memory again: keep the bank bounded
             if stale != cond_frame:
                 memories.pop(stale, None)
-            per_frame[t] = heads
-            video_logits[t] = resize_logits(heads.lowres_logits, (height, width))[:, 0]
-        return self._collect(per_frame, video_logits, cond_frame, (height, width))
+            yield Sam2FrameOutput(
+                frame_idx=t,
+                mask_logits=None if size is None else resize_logits(heads.lowres_logits, size)[:, 0],
+                lowres_mask_logits=heads.lowres_logits[:, 0],
+                object_score_logits=heads.object_score_logits[:, 0],
+                obj_ptr=heads.obj_ptr,
+                decoder_iou_pred=heads.iou_pred,
+                decoder_multimask_logits=heads.multimask_logits,
+                sparse_prompt=heads.sparse_prompt if t == cond_frame else None,
+            )
+
+    @staticmethod
+    def _num_frames(feats: FrameSource, num_frames: int | None) -> int:
+        if num_frames is not None:
+            return int(num_frames)
+        if callable(feats):
+            raise TypeError("num_frames is required when feats is a callable")
+        return len(feats)
 
     # ---------------------------------------------------------------------------------------------------- helpers
     def _forward_heads(self, pix: torch.Tensor, high_res: tuple[torch.Tensor, torch.Tensor],
@@ -280,27 +316,36 @@ class Sam2Model(nn.Module):
                                        dtype=features.dtype)
         return pe.flatten(2).transpose(1, 2)
 
-    def _collect(self, per_frame: list[_HeadsOutput | None], video_logits: list[torch.Tensor | None],
-                 cond_frame: int, size: tuple[int, int]) -> Sam2TrackOutput:
-        """Stack per-frame results along a new T axis; frames never processed get -1024 logits and zeros."""
-        ref = per_frame[cond_frame]
-        assert ref is not None
-        n = ref.obj_ptr.shape[0]
 
-        def stack(get: Callable[[_HeadsOutput], torch.Tensor], fill: float, like: torch.Tensor) -> torch.Tensor:
-            return torch.stack([get(o) if o is not None else torch.full_like(like, fill) for o in per_frame], dim=1)
+def _stack_frames(frames: list[Sam2FrameOutput], num_frames: int, size: tuple[int, int],
+                  keep_logits: bool) -> Sam2TrackOutput:
+    """Stack per-frame outputs along a new T axis; frames never processed get -1024 logits and zeros."""
+    first = frames[0]
+    by_t: list[Sam2FrameOutput | None] = [None] * num_frames
+    for f in frames:
+        by_t[f.frame_idx] = f
 
-        logits = torch.stack([v if v is not None else ref.lowres_logits.new_full((n, *size), NO_OBJ_SCORE)
-                              for v in video_logits], dim=1)
-        return Sam2TrackOutput(
-            mask_logits=logits,
-            masks=logits > 0,
-            lowres_mask_logits=stack(lambda o: o.lowres_logits[:, 0], NO_OBJ_SCORE, ref.lowres_logits[:, 0]),
-            object_score_logits=stack(lambda o: o.object_score_logits[:, 0], NO_OBJ_SCORE,
-                                      ref.object_score_logits[:, 0]),
-            obj_ptr=stack(lambda o: o.obj_ptr, 0.0, ref.obj_ptr),
-            decoder_iou_pred=stack(lambda o: o.iou_pred, 0.0, ref.iou_pred),
-            decoder_multimask_logits=stack(lambda o: o.multimask_logits, NO_OBJ_SCORE, ref.multimask_logits),
-            sparse_prompt=ref.sparse_prompt,
-            tracked=torch.tensor([o is not None for o in per_frame]),
-        )
+    def stack(get: Callable[[Sam2FrameOutput], torch.Tensor], fill: float) -> torch.Tensor:
+        like = get(first)
+        return torch.stack([get(f) if f is not None else torch.full_like(like, fill) for f in by_t], dim=1)
+
+    if first.mask_logits is None or first.sparse_prompt is None:
+        raise ValueError("stacking needs full-resolution logits and the conditioning frame's output")
+
+    def video_logits(f: Sam2FrameOutput) -> torch.Tensor:
+        assert f.mask_logits is not None
+        return f.mask_logits
+
+    logits = stack(video_logits, NO_OBJ_SCORE) if keep_logits else None
+    masks = logits > 0 if logits is not None else stack(lambda f: video_logits(f) > 0, 0.0)
+    return Sam2TrackOutput(
+        mask_logits=logits,
+        masks=masks,
+        lowres_mask_logits=stack(lambda f: f.lowres_mask_logits, NO_OBJ_SCORE),
+        object_score_logits=stack(lambda f: f.object_score_logits, NO_OBJ_SCORE),
+        obj_ptr=stack(lambda f: f.obj_ptr, 0.0),
+        decoder_iou_pred=stack(lambda f: f.decoder_iou_pred, 0.0),
+        decoder_multimask_logits=stack(lambda f: f.decoder_multimask_logits, NO_OBJ_SCORE),
+        sparse_prompt=first.sparse_prompt,
+        tracked=torch.tensor([f is not None for f in by_t]),
+    )
