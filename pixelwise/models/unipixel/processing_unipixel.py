@@ -378,6 +378,35 @@ class UniPixelProcessor:
                 chunk.append(i)
         return text, spans
 
+    def build_result(self, prediction: Any, frame_indices: Sequence[int], frame_size: tuple[int, int],
+                     stop_token_ids: Sequence[int] = ()) -> Any:
+        """A model `Prediction` -> `pixelwise.Result`: answer text, one `SegObject` per `<|seg|>` of the answer.
+
+        An object written `[k] <|seg|>` gets id k (the official multi-object answer format), otherwise its order.
+        Objects segmented from `<|seg|>` tokens of the prompt have no span in the answer.
+        """
+        import re
+
+        from pixelwise.core.results import Result, SegObject
+
+        answer, spans = self.decode_answer(prediction.generated_ids.tolist(), stop_token_ids)
+        seg = prediction.segmentation
+        objects = []
+        if seg is not None:
+            answer_spans = iter(spans)
+            for k, token_index in enumerate(prediction.seg_token_index):
+                span = next(answer_spans) if token_index >= 0 else None
+                obj_id = k
+                if span is not None:
+                    m = re.search(r"\[(\d+)\]\s*$", answer[: span[0]])
+                    obj_id = int(m.group(1)) if m else k
+                score = None
+                if getattr(seg.sam2, "object_score_logits", None) is not None:
+                    score = float(torch.sigmoid(seg.sam2.object_score_logits[k].max()))
+                objects.append(SegObject(id=obj_id, masks=seg.masks[k].cpu().numpy(), span=span, score=score))
+        size = (int(frame_size[0]), int(frame_size[1]))
+        return Result(answer=answer, objects=objects, frame_indices=list(frame_indices), size=size)
+
     def expand_vision(self, text: str, grid_thw: torch.Tensor) -> str:
         """Replace the single `<|video_pad|>` with one copy per merged visual token."""
         if text.count(VIDEO_PAD) != 1:

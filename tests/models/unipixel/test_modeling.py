@@ -90,3 +90,18 @@ def test_ref_and_mem_prompts_from_user_prompts(model, processor):
     inputs.refer_mask = refer.repeat(1, 2, 1, 1)  # two objects' masks but one <|mem|>
     with pytest.raises(PromptError, match="<\\|mem\\|>"):
         model(inputs)
+
+
+def test_build_result_from_prediction(model, processor):
+    frames = _frames(2, seed=3)
+    msgs = [P.video_message("Please segment [0] and [1].", 2, 6272, 12544),
+            {"role": "assistant", "content": "[0] <|seg|> [1] <|seg|>"}]
+    inputs = processor(frames, msgs)
+    pred = model.predict(inputs, max_new_tokens=3)
+    result = processor.build_result(pred, [0, 5], inputs.frame_size, stop_token_ids=model.default_stop_token_ids())
+    prompt_objects = [o for o in result.objects if o.span is None]
+    assert [o.id for o in prompt_objects] == [0, 1]  # teacher-forced objects from the prompt come first
+    assert all(o.masks.shape == (2, 70, 100) for o in result.objects)
+    assert result.size == (70, 100) and result.frame_indices == [0, 5]
+    answer_objects = [o for o in result.objects if o.span is not None]
+    assert all(result.answer[a:b] == "<|seg|>" for a, b in (o.span for o in answer_objects))
