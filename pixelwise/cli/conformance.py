@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import typer
+
+from pixelwise.core.errors import FormatError
+
+# model_type of the vectors' checkpoint -> module with run_conformance(dir, only) and render_table(report, verbose).
+RUNNERS = {"pixel_qwen2_5_vl": "pixelwise.models.unipixel.conformance"}
+
+
+def _runner_for(directory: Path):
+    spec_file = directory / "cases.json"
+    if not spec_file.is_file():
+        raise FormatError(f"{directory}: no cases.json (not a conformance vectors folder)")
+    try:
+        spec = json.loads(spec_file.read_text())
+        config = json.loads((directory / spec.get("checkpoint", "checkpoint") / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise FormatError(f"{directory}: cannot read cases.json / checkpoint/config.json ({e})") from e
+    model_type = config.get("model_type")
+    if model_type not in RUNNERS:
+        raise FormatError(f"{directory}: no conformance runner for model_type {model_type!r}")
+    return importlib.import_module(RUNNERS[model_type])
 
 
 def conformance(
@@ -19,11 +40,11 @@ def conformance(
     import torch
 
     from pixelwise.core.io import atomic_write_text
-    from pixelwise.models.unipixel.conformance import render_table, run_conformance
 
+    runner = _runner_for(directory)
     torch.set_num_threads(max(1, threads))
-    report = run_conformance(directory, only=list(case) if case else None)
-    render_table(report, verbose=verbose)
+    report = runner.run_conformance(directory, only=list(case) if case else None)
+    runner.render_table(report, verbose=verbose)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(report.to_json(), indent=2) + "\n")
     raise typer.Exit(0 if report.passed else 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pixelwise.models.unipixel.conformance import run_conformance
@@ -46,3 +48,19 @@ def test_cli_exit_code_and_table(capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "b_image_text_query" in out and "PASS" in out and "logits" in out
+
+
+def test_cli_refuses_a_folder_without_vectors(tmp_path, capsys):
+    from pixelwise.cli import main
+
+    assert main(["conformance", str(tmp_path)]) == 2
+    assert "cases.json" in capsys.readouterr().err
+
+
+def test_cli_json_report(tmp_path):
+    from pixelwise.cli import main
+
+    out = tmp_path / "report.json"
+    assert main(["conformance", str(VECTORS), "-c", "f2_image_mem_mask_prompt", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["passed"] and data["cases"][0]["name"] == "f2_image_mem_mask_prompt"
