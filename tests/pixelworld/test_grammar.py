@@ -136,3 +136,24 @@ def test_realize_produces_the_attribute_words(sc):
     assert "circle" in text and "left of" in text and "blue striped" in text
     assert grammar.realize({"kind": "all", "filter": {"shape": "cross"}}, rng) == "all crosses"
     assert grammar.describe_object(sc.obj(2)) == "a large blue striped square"
+
+
+@pytest.mark.parametrize("T", [16, 32, 320])
+def test_derived_motion_facts_agree_with_the_generated_motion_for_any_clip_length(T):
+    from pixelwise.data.pixelworld.scene import SceneConfig, sample_scene
+
+    expect = {"static": "static", "stopping": "stops", "accelerating": "accelerates", "turning": "turns",
+              "bouncing": "bounces", "entering": "enters", "leaving": "leaves"}
+    exclusive = ("stops", "accelerates", "turns", "bounces")
+    for seed in range(40):
+        sc = sample_scene(np.random.default_rng(seed), SceneConfig(num_frames=T))
+        facts = grammar.motion_facts(sc)
+        for o in sc.objects:
+            f = facts[o.id]
+            if o.motion in expect:
+                assert f[expect[o.motion]] is True, (seed, o.motion)
+            if o.motion == "linear":
+                assert sum(f[k] is True for k in ("moves_left", "moves_right", "moves_up", "moves_down")) == 1
+                assert not any(f[k] for k in exclusive), (seed, f)
+            if o.motion in ("turning", "bouncing"):
+                assert f["stops"] is not True and f["accelerates"] is not True

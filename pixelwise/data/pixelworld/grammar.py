@@ -116,6 +116,9 @@ def _motion_facts_cached(key: int, scene: Scene) -> dict[int, dict[str, bool | N
 
 def _object_facts(scene: Scene, o: Obj) -> dict[str, bool | None]:
     T, S = scene.num_frames, float(min(scene.width, scene.height))
+    # speed thresholds are in units of "frame sizes per clip" so that a 320-frame clip is judged like a 32-frame
+    # one (constants below were tuned at 128 px / 32 frames, where unit = 4 px per frame)
+    unit = S / max(T - 1, 1) / 4.0
     f: dict[str, bool | None] = {}
     view = _in_view(scene, o)
     vt = np.flatnonzero(view)
@@ -123,10 +126,14 @@ def _object_facts(scene: Scene, o: Obj) -> dict[str, bool | None]:
     v = np.stack([np.diff(o.x), np.diff(o.y)], 1) if T > 1 else np.zeros((0, 2))
     speed = np.linalg.norm(v, axis=1)
     path = float(speed.sum())
-    # direction changes: compare unit velocities 3 frames apart among moving frames
-    moving = speed > 0.15
-    u = np.where(moving[:, None], v / np.maximum(speed, 1e-9)[:, None], 0)
-    k = 3
+    # direction changes: compare unit displacements (over w frames, ~1/32 of the clip, so that slow motion in long
+    # clips is not lost in the 1/16 px position grid) 3 windows apart, among moving windows
+    w = max(1, round(T / 32))
+    vw = np.stack([o.x[w:] - o.x[:-w], o.y[w:] - o.y[:-w]], 1) if T > w else np.zeros((0, 2))
+    sw = np.linalg.norm(vw, axis=1)
+    moving = sw > 0.15 * unit * w
+    u = np.where(moving[:, None], vw / np.maximum(sw, 1e-9)[:, None], 0)
+    k = 3 * w
     dots = (u[:-k] * u[k:]).sum(1)[moving[:-k] & moving[k:]] if len(u) > k else np.zeros(0)
     bounces = bool((dots < -0.8).any())
     turns = bool(((np.abs(dots) < 0.35)).any()) and not bounces
@@ -154,9 +161,9 @@ def _object_facts(scene: Scene, o: Obj) -> dict[str, bool | None]:
         early, late = float(speed[:n].mean()), float(speed[-n:].mean())
         if first_frame > 0 or f["leaves"]:
             f["stops"] = None if path > 4 else False
-        elif early > 0.3 and late < 0.02:
+        elif early > 0.3 * unit and late < 0.02 * unit:
             f["stops"] = True
-        elif late > 0.15 or path < 0.5:
+        elif late > 0.15 * unit or path < 0.5:
             f["stops"] = False
         else:
             f["stops"] = None
@@ -164,9 +171,9 @@ def _object_facts(scene: Scene, o: Obj) -> dict[str, bool | None]:
         e3, l3 = float(speed[:third].mean()), float(speed[-third:].mean())
         if first_frame > 0 or f["leaves"]:
             f["accelerates"] = None if path > 4 else False
-        elif l3 > 0.4 and l3 > 2.0 * e3 and straight:
+        elif l3 > 0.4 * unit and l3 > 2.0 * e3 and straight:
             f["accelerates"] = True
-        elif l3 < 1.4 * e3 + 0.05 or path < 0.5:
+        elif l3 < 1.4 * e3 + 0.05 * unit or path < 0.5:
             f["accelerates"] = False
         else:
             f["accelerates"] = None

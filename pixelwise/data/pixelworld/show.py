@@ -114,10 +114,16 @@ def render_strip(root: str | Path, sample: dict[str, Any], num: int = 4, scale: 
 
 
 def show(root: str | Path, index: int, out: str | Path | None = None, strip: int = 0) -> Path:
-    samples = native.load_samples(root)
-    if not 0 <= index < len(samples):
-        raise FormatError(f"{root}: index {index} out of range (0..{len(samples) - 1})")
-    sample = samples[index]
+    if index < 0:
+        raise FormatError(f"{root}: index must be >= 0, got {index}")
+    sample = None
+    count = 0
+    for count, s in enumerate(native.iter_samples(root), 1):  # stop at the line asked for: folders can be large
+        if count - 1 == index:
+            sample = s
+            break
+    if sample is None:
+        raise FormatError(f"{root}: index {index} out of range ({count} samples)")
     if strip:
         out = Path(out) if out is not None else Path(root) / "show" / f"{sample['id']}.png"
         out.parent.mkdir(parents=True, exist_ok=True)
