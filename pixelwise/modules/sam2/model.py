@@ -168,8 +168,7 @@ class Sam2Model(nn.Module):
         Arguments as in `track_frames`.
         """
         frames = list(self.track_frames(feats, hidden_prompts, frame_size, cond_frame, num_frames, no_obj_masking))
-        return _stack_frames(frames, self._num_frames(feats, num_frames), (int(frame_size[0]), int(frame_size[1])),
-                             keep_logits)
+        return _stack_frames(frames, self._num_frames(feats, num_frames), keep_logits)
 
     def track_frames(self, feats: FrameSource, hidden_prompts: torch.Tensor,
                      frame_size: tuple[int, int] | Sequence[int] | None, cond_frame: int = 0,
@@ -281,7 +280,7 @@ class Sam2Model(nn.Module):
         for idx, slot in slots:
             feat = memories[idx].features
             if mem_pos_spatial is None:
-                mem_pos_spatial = self.memory_encoder_pos(feat)
+                mem_pos_spatial = self._memory_pos(feat)
             tokens.append(feat.flatten(2).transpose(1, 2))
             token_pos.append((mem_pos_spatial + self.maskmem_tpos_enc[slot].view(1, 1, -1)).expand(n, -1, -1))
 
@@ -310,15 +309,14 @@ class Sam2Model(nn.Module):
         out = self.memory_attention(curr, curr_pos, memory, memory_pos, (h, w), num_obj_ptr_tokens=ptrs.shape[1])
         return out.transpose(1, 2).reshape(n, c, h, w)
 
-    def memory_encoder_pos(self, features: torch.Tensor) -> torch.Tensor:
-        """Sine PE `[1, h*w, mem_dim]` of memory features (depends only on the grid size)."""
+    def _memory_pos(self, features: torch.Tensor) -> torch.Tensor:
+        """Sine PE `[1, h*w, mem_dim]` of memory features (depends only on the grid size, so computed once)."""
         pe = sine_position_encoding_2d(self.mem_dim, features.shape[-2], features.shape[-1], device=features.device,
                                        dtype=features.dtype)
         return pe.flatten(2).transpose(1, 2)
 
 
-def _stack_frames(frames: list[Sam2FrameOutput], num_frames: int, size: tuple[int, int],
-                  keep_logits: bool) -> Sam2TrackOutput:
+def _stack_frames(frames: list[Sam2FrameOutput], num_frames: int, keep_logits: bool) -> Sam2TrackOutput:
     """Stack per-frame outputs along a new T axis; frames never processed get -1024 logits and zeros."""
     first = frames[0]
     by_t: list[Sam2FrameOutput | None] = [None] * num_frames
