@@ -87,8 +87,9 @@ def rle_decode(rle: Any, expected_size: tuple[int, int] | None = None, source: s
 
 
 def _compressed_run_total(counts: bytes, source: str) -> int:
-    """Sum of run lengths in a COCO compressed RLE string (LEB128-like, 5 bits per char, delta-coded)."""
-    total, prev, i, k, n = 0, 0, 0, 0, len(counts)
+    """Sum of run lengths in a COCO compressed RLE string (5 bits per char, runs delta-coded two back)."""
+    runs: list[int] = []
+    i, n = 0, len(counts)
     while i < n:
         x, shift, more = 0, 0, True
         while more:
@@ -103,14 +104,12 @@ def _compressed_run_total(counts: bytes, source: str) -> int:
             shift += 5
             if not more and (c & 0x10):
                 x |= -1 << shift
-        if k > 2:
-            x += prev
+        if len(runs) > 2:  # runs after the first two are stored as deltas to the run two places back
+            x += runs[-2]
         if x < 0:
             raise MaskError(f"{source}: RLE counts decode to a negative run length")
-        prev = x
-        total += x
-        k += 1
-    return total
+        runs.append(x)
+    return sum(runs)
 
 
 def rle_area(rle: RLE) -> int:
