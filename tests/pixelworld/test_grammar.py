@@ -157,3 +157,15 @@ def test_derived_motion_facts_agree_with_the_generated_motion_for_any_clip_lengt
                 assert not any(f[k] for k in exclusive), (seed, f)
             if o.motion in ("turning", "bouncing"):
                 assert f["stops"] is not True and f["accelerates"] is not True
+
+
+def test_farthest_traveled_needs_a_clear_winner():
+    T = 16
+    t = np.arange(T) / (T - 1)
+    a = obj(0, "circle", "red", 0, 0, T=T, xs=20 + 80 * t, ys=np.full(T, 30))
+    b = obj(1, "square", "blue", 0, 0, T=T, xs=20 + 30 * t, ys=np.full(T, 90))
+    e = {"kind": "farthest_traveled", "filter": {}}
+    r = resolve(e, scene([a, b], T=T))
+    assert r.unique and r.targets == [0]
+    b.x = 20 + 70 * t  # 70 vs 80 px: too close to call
+    assert resolve(e, scene([a, b], T=T)).ambiguous

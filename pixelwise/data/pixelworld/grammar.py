@@ -203,6 +203,11 @@ def _appear_last(scene: Scene, facts: dict[int, dict[str, Any]]) -> None:
                 facts[oid]["appears_last"] = None
 
 
+def path_length(o: Obj) -> float:
+    """Distance (px) the object's center travels over the clip."""
+    return float(np.hypot(np.diff(o.x), np.diff(o.y)).sum()) if len(o.x) > 1 else 0.0
+
+
 def position(scene: Scene, o: Obj, frame: int = 0) -> tuple[float, float]:
     return float(o.x[frame]), float(o.y[frame])
 
@@ -300,6 +305,15 @@ def resolve(expr: Expr, scene: Scene) -> Resolution:
         pick = max if expr["which"] == "largest" else min
         best = pick(rank[o.size] for o in cands)
         return Resolution(sorted(o.id for o in cands if rank[o.size] == best), amb)
+    if kind == "farthest_traveled":
+        # the object whose center covers the longest path; the runner-up must be clearly behind (< 75 %)
+        cands, amb = _candidates(scene, flt)
+        if not cands:
+            return Resolution([], amb)
+        paths = sorted(((path_length(o), o.id) for o in cands), reverse=True)
+        if len(paths) > 1 and paths[1][0] >= 0.75 * paths[0][0]:
+            amb = True
+        return Resolution([paths[0][1]], amb)
     if kind in ("same_color", "same_shape"):
         anchor = resolve(expr["anchor"], scene)
         if not anchor.unique:
@@ -377,6 +391,9 @@ def realize(expr: Expr, rng: np.random.Generator) -> str:
                                "the {n} with the largest number of corners"))).format(n=np_)
     if kind == "extreme_size":
         return f"the {expr['which']} {np_}"
+    if kind == "farthest_traveled":
+        return str(rng.choice(("the {n} that travels the longest distance", "the {n} that covers the most ground",
+                               "the fastest-moving {n}"))).format(n=np_)
     if kind == "same_color":
         return str(rng.choice(("the {n} that has the same color as {a}", "the {n} colored like {a}",
                                "the {n} sharing its color with {a}"))).format(n=np_, a=realize(expr["anchor"], rng))

@@ -237,6 +237,10 @@ def _reasoning_candidates(ctx: Ctx) -> list[tuple[Expr, Callable[[Obj], str]]]:
         out.append(({"kind": "extreme_size", "filter": {}, "which": which},
                     lambda o, w=which: f"It is the only {o.size} object, so it is the {w} one: "
                                       f"{grammar.describe_object(o)}"))
+    if ctx.video:
+        out.append(({"kind": "farthest_traveled", "filter": {}},
+                    lambda o: f"Its center travels about {grammar.path_length(o) / ctx.scene.width:.1f} frame widths, "
+                              f"clearly more than any other object, so the answer is {grammar.describe_object(o)}"))
     for b in sc.objects:
         # the anchor must not already name the attribute the question is about ("the color of the blue star")
         exprs = grammar.unique_attr_exprs(sc, b)
@@ -274,6 +278,8 @@ REASON_Q = {
                    "Look at {a}; segment the other object that shares its color."),
     "same_shape": ("Segment {e}.", "Which other object has the same shape as {a}? Output its mask."),
     "closest": ("Which object is closest to {a}? Please segment it.", "Segment {e}."),
+    "farthest_traveled": ("Which object moves the most during the video? Please segment it.", "Segment {e}.",
+                          "Track every object; segment the one whose path is the longest."),
 }
 
 
