@@ -167,6 +167,40 @@ def ref_prompt(prompt: Point | Box, frame_size: tuple[int, int], image_size: int
     return RefPrompt(coords, labels, int(prompt.frame))
 
 
+def mask_to_sam2_frame(mask: np.ndarray | torch.Tensor, image_size: int) -> np.ndarray:
+    """bool [H, W] -> bool [S, S] as the official evaluation resizes masks (bilinear, antialiased, > 0)."""
+    m = torch.as_tensor(np.asarray(mask, dtype=bool)).to(torch.float32)[None, None]
+    m = F.interpolate(m, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+    return (m[0, 0] > 0).numpy()
+
+
+def ref_prompt_from_mask(prompt: MaskPrompt, kind: str, image_size: int, num_frames: int = 1) -> RefPrompt:
+    """A mask -> the `<|ref|>` point or box the official PixelQA evaluation derives from it.
+
+    Point: the pixel farthest from the mask boundary (RITM/SAM2 "error centre", first in raster order on ties);
+    box: the tight box of the mask. Both on the mask resized to the S x S SAM2 frame.
+    """
+    import cv2
+
+    h, w = np.asarray(prompt.mask).shape
+    prompt.validate(h, w, num_frames)
+    m = mask_to_sam2_frame(prompt.mask, image_size)
+    if not m.any():
+        raise PromptError(f"mask prompt on frame {prompt.frame} vanishes at {image_size}x{image_size}")
+    if kind == "point":
+        dist = cv2.distanceTransform(np.pad(m, 1).astype(np.uint8), cv2.DIST_L2, 0)[1:-1, 1:-1]
+        y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        coords = torch.tensor([[[float(x), float(y)]]], dtype=torch.float32)
+        labels = torch.tensor([[1]], dtype=torch.int32)
+    elif kind == "box":
+        ys, xs = np.nonzero(m)
+        coords = torch.tensor([[[xs.min(), ys.min()], [xs.max(), ys.max()]]], dtype=torch.float32)
+        labels = torch.tensor([[2, 3]], dtype=torch.int32)
+    else:
+        raise PromptError(f"kind must be 'point' or 'box', got {kind!r}")
+    return RefPrompt(coords, labels, int(prompt.frame))
+
+
 def ref_text(obj_id: int) -> str:
     """How an object with a visual prompt is written in the question: `[k] <|ref|>`."""
     return f"[{obj_id}] {REF_TOKEN}"

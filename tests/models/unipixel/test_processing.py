@@ -135,3 +135,19 @@ def test_decode_answer_spans(processor):
     text, spans = processor.decode_answer(ids, stop_token_ids=[end])
     assert text == "The target is <|seg|> and <|seg|>."
     assert [text[a:b] for a, b in spans] == ["<|seg|>", "<|seg|>"] and spans[0][0] == len("The target is ")
+
+
+def test_ref_prompts_from_masks_match_the_vectors():
+    """The vectors' point/box prompts were derived from the object masks like the official PixelQA evaluation."""
+    from safetensors.torch import load_file
+
+    from .conftest import VECTORS
+
+    case = load_file(str(VECTORS / "case_e_video_ref_point_box.safetensors"))
+    masks = load_file(str(VECTORS / "media.safetensors"))["video.obj_masks"].numpy()
+    frames = case["in.point_frames"].tolist()
+    for obj, kind in ((0, "point"), (1, "box")):
+        prompt = MaskPrompt(masks[frames[obj], obj], frames[obj])
+        ref = P.ref_prompt_from_mask(prompt, kind, 128, num_frames=masks.shape[0])
+        assert ref.coords.tolist() == case[f"in.point_coords.{obj}"].float().tolist()
+        assert ref.labels.tolist() == case[f"in.point_labels.{obj}"].tolist() and ref.frame == frames[obj]
