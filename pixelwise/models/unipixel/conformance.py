@@ -226,7 +226,7 @@ def run_conformance(directory: str | Path, only: list[str] | None = None,
             tensors = load_file(str(directory / case["file"]))
             with torch.no_grad():
                 _run_case(model, processor, case, tensors, media, result, spec.get("media"))
-        except Exception as e:  # report, keep going: one broken case must not hide the others
+        except Exception as e:  # noqa: BLE001  (report, keep going: one broken case must not hide the others)
             result.error = f"{type(e).__name__}: {e}"
         result.seconds = time.perf_counter() - t1
         results.append(result)
