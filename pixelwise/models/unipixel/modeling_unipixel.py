@@ -225,9 +225,8 @@ class UniPixelForConditionalGeneration(nn.Module):
 
         c = config.sam2_hidden_dim
         n_tok = config.sam2_hidden_tokens
-        self.seg_head = nn.Sequential(
-            _rms_norm(d, text_cfg.rms_norm_eps), nn.Linear(d, d), nn.GELU(), nn.Linear(d, c * n_tok)
-        )
+        # RMSNorm(D) with the norm class's default eps (1e-6), as the official head is declared.
+        self.seg_head = nn.Sequential(_rms_norm(d, 1e-6), nn.Linear(d, d), nn.GELU(), nn.Linear(d, c * n_tok))
         self.ref_encoder = RefPromptEncoder(c, config.sam2_embedding_size, config.sam2_image_size)
         self.ref_proj_single = nn.Linear(2 * c, 3 * c)
         self.ref_proj_double = nn.Linear(3 * c, 3 * c)

@@ -349,8 +349,13 @@ class UniPixelProcessor:
             raise CheckpointError(f"{path}: no tokenizer.json (the fast tokenizer file is required)")
         tokenizer = Tokenizer.from_file(str(tok_file))
         pre: dict[str, Any] = {}
-        if (path / "preprocessor_config.json").is_file():
-            pre = json.loads((path / "preprocessor_config.json").read_text())
+        # Frame lists go through the *video* processor officially; its config wins when both are present.
+        for name in ("preprocessor_config.json", "video_preprocessor_config.json"):
+            if (path / name).is_file():
+                try:
+                    pre.update(json.loads((path / name).read_text()))
+                except ValueError as e:
+                    raise CheckpointError(f"{path / name}: invalid JSON ({e})") from e
         if sam2_image_size is None:
             cfg = json.loads((path / "config.json").read_text())
             sam2_image_size = int(cfg.get("sam2_image_size", 1024))
