@@ -13,12 +13,12 @@ import numpy as np
 from pixelwise.core.masks import rle_encode_many
 from pixelwise.data.pixelworld import vocab
 from pixelwise.data.pixelworld.render import render
-from pixelwise.data.pixelworld.scene import Obj, Scene, _q
+from pixelwise.data.pixelworld.scene import Obj, Scene, quantize
 
 
 def _static(i: int, shape: str, color: str, size: str, x: float, y: float, T: int, texture: str = "solid") -> Obj:
     r = vocab.radius_for(size, 128)
-    return Obj(i, shape, color, size, texture, i, _q(np.full(T, x)), _q(np.full(T, y)), _q(np.full(T, r)))
+    return Obj(i, shape, color, size, texture, i, quantize(np.full(T, x)), quantize(np.full(T, y)), quantize(np.full(T, r)))
 
 
 def demo_image_scene() -> Scene:
@@ -39,9 +39,9 @@ def demo_clip_scene(num_frames: int = 24) -> Scene:
     T = num_frames
     s = np.arange(T) / (T - 1)
     circle = _static(0, "circle", "red", "medium", 0, 0, T)
-    circle.x, circle.y, circle.motion = _q(104 - 78 * s), _q(np.full(T, 52.0)), "linear"
+    circle.x, circle.y, circle.motion = quantize(104 - 78 * s), quantize(np.full(T, 52.0)), "linear"
     square = _static(1, "square", "blue", "medium", 0, 0, T, "striped")
-    square.x, square.y, square.motion = _q(np.full(T, 40.0)), _q(20 + 40 * s), "linear"
+    square.x, square.y, square.motion = quantize(np.full(T, 40.0)), quantize(20 + 40 * s), "linear"
     star = _static(2, "star", "yellow", "large", 92, 98, T)
     ring = _static(3, "ring", "green", "medium", 30, 100, T)
     circle.z, square.z, star.z, ring.z = 3, 2, 1, 0

@@ -19,7 +19,7 @@ from pixelwise.data.pixelworld import vocab
 SUBPIXEL = 16.0  # positions/radii are multiples of 1/16 px (cv2 shift=4)
 
 
-def _q(a: np.ndarray) -> np.ndarray:
+def quantize(a: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(a, np.float64) * SUBPIXEL) / SUBPIXEL
 
 
@@ -54,7 +54,7 @@ class Obj:
             "id": self.id, "shape": self.shape, "color": self.color, "size": self.size, "texture": self.texture,
             "z": self.z, "motion": self.motion,
             "color_change": list(self.color_change) if self.color_change else None, "size_change": self.size_change,
-            "x": _q(self.x).tolist(), "y": _q(self.y).tolist(), "r": _q(self.r).tolist(),
+            "x": quantize(self.x).tolist(), "y": quantize(self.y).tolist(), "r": quantize(self.r).tolist(),
         }
 
     @classmethod
@@ -279,6 +279,6 @@ def sample_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
             a, b = int(0.3 * T), int(0.7 * T)
             radius = r + (r2 - r) * np.clip((np.arange(T) - a) / max(b - a, 1), 0, 1)
         objects.append(Obj(id=i, shape=shape, color=color, size=size, texture=texture, z=int(z_order[i]),
-                           x=_q(x), y=_q(y), r=_q(radius), motion=motion, color_change=color_change,
+                           x=quantize(x), y=quantize(y), r=quantize(radius), motion=motion, color_change=color_change,
                            size_change=size_change))
     return Scene(width=W, height=H, num_frames=T, background=sample_background(rng), objects=objects)

@@ -11,11 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
+from pixelwise.core.masks import mask_to_box, rle_encode
 from pixelwise.data.pixelworld import grammar, splits, vocab
 from pixelwise.data.pixelworld.grammar import Expr
-from pixelwise.data.pixelworld.scene import Obj, Scene
+from pixelwise.data.pixelworld.render import render
+from pixelwise.data.pixelworld.scene import Obj, Scene, quantize
 
 SEG = "[SEG]"
 BOX_GRID = 1000  # boxes as text are integers on a 0..1000 grid: round(coordinate * 1000 / side)
@@ -368,8 +371,6 @@ def box_text(box: tuple[int, int, int, int], width: int, height: int) -> str:
 
 
 def _box(ctx: Ctx, oid: int, t: int = 0) -> tuple[int, int, int, int]:
-    from pixelwise.core.masks import mask_to_box
-
     b = mask_to_box(ctx.vis[ctx._index(oid), t])
     assert b is not None
     return b
@@ -414,16 +415,12 @@ def task_detection(ctx: Ctx) -> TaskOutput | None:
 
 def _interior_point(mask: np.ndarray) -> tuple[int, int]:
     """The pixel deepest inside the mask (max distance to the border): a point a person would click."""
-    import cv2
-
     dist = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
     return int(x), int(y)
 
 
 def make_prompt(ctx: Ctx, oid: int, t: int, kind: str) -> dict[str, Any]:
-    from pixelwise.core.masks import rle_encode
-
     m = ctx.vis[ctx._index(oid), t]
     if kind == "point":
         x, y = _interior_point(m)
@@ -572,8 +569,6 @@ MOVE_DIRS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 
 def task_editing(ctx: Ctx) -> TaskOutput | None:
-    from pixelwise.data.pixelworld.render import render
-
     sc = ctx.scene
     op = ctx.choice(("remove", "recolor", "move", "add"))
     edited = sc.copy()
@@ -585,15 +580,12 @@ def task_editing(ctx: Ctx) -> TaskOutput | None:
         size = ctx.choice(("medium", "large"))
         where = ctx.choice(list(QUADRANTS))
         fx, fy = QUADRANTS[where]
-        from pixelwise.data.pixelworld.scene import Obj as _Obj
-        from pixelwise.data.pixelworld.scene import _q
-
         T = sc.num_frames
         new_id = max(o.id for o in sc.objects) + 1
         r = vocab.radius_for(size, W)
-        new = _Obj(id=new_id, shape=shape, color=color, size=size, texture="solid",
-                   z=max(o.z for o in sc.objects) + 1, x=_q(np.full(T, fx * W)), y=_q(np.full(T, fy * H)),
-                   r=_q(np.full(T, r)))
+        new = Obj(id=new_id, shape=shape, color=color, size=size, texture="solid",
+                   z=max(o.z for o in sc.objects) + 1, x=quantize(np.full(T, fx * W)), y=quantize(np.full(T, fy * H)),
+                   r=quantize(np.full(T, r)))
         edited.objects.append(new)
         instr = str(ctx.choice(("Draw a {c} {s} at the {w}.", "Add a {sz} {c} {s} in the {w}.",
                                 "Put a {c} {s} at the {w} of the {m}."))).format(c=color, s=shape, w=where, sz=size,
@@ -641,9 +633,7 @@ def task_editing(ctx: Ctx) -> TaskOutput | None:
         return None
     if ctx.video and (np.any(nx < -r) or np.any(nx > W + r) or np.any(ny < -r) or np.any(ny > H + r)):
         return None
-    from pixelwise.data.pixelworld.scene import _q
-
-    eo.x, eo.y = _q(nx), _q(ny)
+    eo.x, eo.y = quantize(nx), quantize(ny)
     instr = str(ctx.choice(("Move {e} to the {d}.", "Shift {e} {d2}.", "Push {e} a bit to the {d}."))).format(
         e=ref, d=d if d in ("left", "right") else {"up": "top", "down": "bottom"}[d], d2=d)
     if d in ("up", "down"):
