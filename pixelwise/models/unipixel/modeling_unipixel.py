@@ -536,35 +536,42 @@ class UniPixelForConditionalGeneration(nn.Module):
         return self.sam2
 
     @torch.no_grad()
-    def segment(self, seg_states: torch.Tensor, sam2_frames: torch.Tensor, frame_size: tuple[int, int]
-                ) -> SegmentationOutput:
+    def segment(self, seg_states: torch.Tensor, sam2_frames: torch.Tensor | None, frame_size: tuple[int, int],
+                features: Any = None) -> SegmentationOutput:
         """Pre-norm states behind the `<|seg|>` tokens [O, D] -> masks [O, T, H, W].
 
         All objects are tracked as one SAM2 batch; the frames are encoded once and shared by every object.
+        `features` (the `features` of an earlier `SegmentationOutput` for the same frames) skips the encoding, e.g.
+        across the turns of a chat about one clip.
         """
         prompts = self.seg_prompt_tokens(seg_states.to(self.device))
         sam2 = self.require_sam2()
-        feats = sam2.encode_frames(sam2_frames.to(self.device, self.dtype))
+        if features is not None:
+            feats = features
+        elif sam2_frames is None:
+            raise PromptError("segmentation needs the SAM2 frames (or their cached features)")
+        else:
+            feats = sam2.encode_frames(sam2_frames.to(self.device, self.dtype))
         out = sam2.track(feats, prompts, frame_size=tuple(int(v) for v in frame_size), cond_frame=0)
         return SegmentationOutput(prompt_tokens=prompts, masks=out.masks, mask_logits=out.mask_logits, sam2=out,
                                   features=feats)
 
     @torch.no_grad()
     def predict(self, inputs: UniPixelInputs, max_new_tokens: int = 512,
-                stop_token_ids: Sequence[int] | None = None, include_prompt_segs: bool = True) -> Prediction:
+                stop_token_ids: Sequence[int] | None = None, include_prompt_segs: bool = True,
+                sam2_features: Any = None) -> Prediction:
         """Answer a query: greedy text, then one mask track per `<|seg|>`, all objects as one SAM2 batch.
 
         The official model also segments `<|seg|>` tokens already in the prompt (earlier turns, teacher forcing);
         `include_prompt_segs=False` keeps only those of the new answer (a chat turn then costs one SAM2 batch for
         the new objects). `seg_token_index[k]` is the index of object k's token in `generated_ids` (-1 = prompt).
+        `sam2_features` reuses the frame encoding of an earlier query on the same frames.
         """
         gen = self.generate(inputs, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
         keep = [k for k, i in enumerate(gen.seg_token_index) if include_prompt_segs or i >= 0]
         seg = None
         if keep:
-            if inputs.sam2_frames is None:
-                raise PromptError("the answer has <|seg|> tokens but no SAM2 frames were processed")
-            seg = self.segment(gen.seg_states[keep], inputs.sam2_frames, inputs.frame_size)
+            seg = self.segment(gen.seg_states[keep], inputs.sam2_frames, inputs.frame_size, features=sam2_features)
         return Prediction(generated_ids=gen.generated_ids, seg_token_index=[gen.seg_token_index[k] for k in keep],
                           segmentation=seg, generation=gen)
 

@@ -105,3 +105,18 @@ def test_build_result_from_prediction(model, processor):
     assert result.size == (70, 100) and result.frame_indices == [0, 5]
     answer_objects = [o for o in result.objects if o.span is not None]
     assert all(result.answer[a:b] == "<|seg|>" for a, b in (o.span for o in answer_objects))
+
+
+def test_cached_sam2_features_are_reused(model, processor):
+    frames = _frames(2, seed=4)
+    msgs = [P.video_message("Segment it.", 2, 6272, 12544), {"role": "assistant", "content": "<|seg|>."}]
+    inputs = processor(frames, msgs)
+    out = model(inputs)
+    states = out.prenorm_hidden[out.seg_positions]
+    first = model.segment(states, inputs.sam2_frames, inputs.frame_size)
+    model.sam2.encoded_frame_count = 0
+    again = model.segment(states, None, inputs.frame_size, features=first.features)
+    assert model.sam2.encoded_frame_count == 0
+    torch.testing.assert_close(again.mask_logits, first.mask_logits)
+    with pytest.raises(PromptError):
+        model.segment(states, None, inputs.frame_size)
