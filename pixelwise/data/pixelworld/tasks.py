@@ -516,7 +516,11 @@ def task_region(ctx: Ctx) -> TaskOutput | None:
         frames = ctx.well_visible_frames(o.id)
         multi = ctx.rng.random() < 0.5 and len(frames) >= 4
         chosen = sorted(ctx.rng.choice(frames, size=4 if multi else 1, replace=False).tolist())
-        prompts = [make_prompt(ctx, o.id, int(t), "mask") for t in chosen]
+        # VideoRefer gives masks; points and boxes (as in PixelQA) keep models honest about other prompt kinds
+        kind = "mask" if ctx.rng.random() < 0.6 else ctx.choice(("point", "box"))
+        prompts = [make_prompt(ctx, o.id, int(t), kind) for t in chosen]
+        if kind == "box" and not all(_box_is_clear(ctx, o.id, p) for p in prompts):
+            prompts = [make_prompt(ctx, o.id, int(t), "mask") for t in chosen]
         mc = _video_mc(ctx, o, "<region>")
         if mc is None:
             continue
