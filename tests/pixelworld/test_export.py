@@ -161,3 +161,16 @@ def test_video_exports_score_100_with_the_oracle_through_pixelwise_eval(video_di
     report = run(bench, dest, OraclePredictor(), tmp_path / "pred", workers=1)
     values = _metric_values(report)
     assert values and all(v == pytest.approx(100.0, abs=1e-3) for v in values), report["metrics"]
+
+
+def test_exports_are_byte_identical_across_runs(image_dir, video_dir, tmp_path):
+    import hashlib
+
+    def digest(root):
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    for src, fmt in ((image_dir, "refcoco"), (image_dir, "muse"), (video_dir, "revos"), (video_dir, "videorefer")):
+        a = digest(export.export(src, fmt, tmp_path / f"{fmt}-a"))
+        b = digest(export.export(src, fmt, tmp_path / f"{fmt}-b"))
+        assert a == b and a
