@@ -273,10 +273,10 @@ def match_targets(preds: np.ndarray, gts: np.ndarray) -> Matching:
     from run to run. We match on exact mask IoU instead: deterministic, and it picks the same pairs whenever the
     right pairing is clear. Ties break by scipy's `linear_sum_assignment` order (lowest indices first).
     """
+    if len(preds) == 0 or len(gts) == 0:  # zero-target questions and empty answers: nothing to pair
+        return Matching([], list(range(len(preds))), list(range(len(gts))))
     p = np.asarray(preds, dtype=bool).reshape(len(preds), -1)
     g = np.asarray(gts, dtype=bool).reshape(len(gts), -1)
-    if len(p) == 0 or len(g) == 0:
-        return Matching([], list(range(len(p))), list(range(len(g))))
     if p.shape[1] != g.shape[1]:
         raise MaskError("predicted and ground-truth instance masks have different sizes")
     pf, gf = p.astype(np.float64), g.astype(np.float64)

@@ -370,3 +370,16 @@ def test_jf_match_literal_definition_on_any_mask(pair):
     assert M.f_score(a, b) == ref_f(a, b)
     assert M.f_score(a, b) == M.f_score(b, a)
     assert 0.0 <= M.j_score(a, b) <= 1.0
+
+
+def test_match_targets_zero_target_question_does_not_crash():
+    from pixelwise.eval.metrics import match_targets, muse_ciou_giou
+
+    empty = np.zeros((0, 4, 4), bool)
+    assert match_targets(empty, empty).pairs == []
+    one = np.ones((1, 4, 4), bool)
+    m = match_targets(one, empty)
+    assert m.unmatched_preds == [0] and m.unmatched_gts == []
+    # a correct "nothing matches" answer adds no pair; a hallucinated mask on a zero-target question costs a pair
+    assert muse_ciou_giou([[(empty, empty)], [(one, one)]])["gIoU"] == 1.0
+    assert muse_ciou_giou([[(one, empty)], [(one, one)]])["gIoU"] == 0.5
