@@ -21,9 +21,10 @@ import json
 import math
 import os
 import pickle
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from pixelwise.core.errors import CheckpointError, ConfigError
 
@@ -177,7 +178,7 @@ def _torch_load_weights_only(path: Path, expected_shapes, max_bytes: int | None)
         raise CheckpointError(f"{path}: {path.stat().st_size} bytes exceeds the checkpoint limit of {max_bytes} bytes")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=False)
-    except Exception as e:  # weights_only refusals are UnpicklingError; corrupt files raise a zoo of types
+    except Exception as e:  # noqa: BLE001 — weights_only refusals are UnpicklingError; corrupt files raise many types
         raise CheckpointError(f"{path}: refused by torch.load(weights_only=True) ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

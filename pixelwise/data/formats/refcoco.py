@@ -7,9 +7,9 @@ the annotation box (x, y, w, h → x1, y1, x2, y2) is kept in `meta["box"]` for 
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
+from pixelwise.core.checkpoint import restricted_pickle_loads
 from pixelwise.core.errors import FormatError
 from pixelwise.data.formats.sample import CocoTrack, Sample, load_json, require, validate_coco_segmentation
 
@@ -21,10 +21,11 @@ def load_refs(path: Path) -> list[dict]:
     if not path.is_file():
         raise FormatError(f"{path}: file not found")
     data = path.read_bytes()
-    try:
-        refs = pickle.loads(data)
-    except UnicodeDecodeError:
-        refs = pickle.loads(data, encoding="latin1")
+    try:  # data-only unpickler: a reference to any class or function (a code-execution payload) is refused
+        try:
+            refs = restricted_pickle_loads(data, str(path))
+        except UnicodeDecodeError:
+            refs = restricted_pickle_loads(data, str(path), encoding="latin1")
     except Exception as e:  # noqa: BLE001 — any unpickling failure means a malformed file
         raise FormatError(f"{path}: not a refs pickle ({type(e).__name__}: {e})") from None
     if not isinstance(refs, list):

@@ -94,13 +94,13 @@ def visa_anno_ids(videos: dict) -> dict[tuple[str, str], int]:
 
 
 def _load_mask_dict(path: Path) -> Any:
-    """`mask_dict.json`, or VISA's pickled `mask_dict.pkl` (RLE counts as bytes). Only load pickles you trust."""
+    """`mask_dict.json`, or VISA's pickled `mask_dict.pkl` (RLE counts as bytes), read by a data-only unpickler."""
     if path.suffix != ".pkl":
         return load_json(path)
-    import pickle
+    from pixelwise.core.checkpoint import restricted_pickle_loads
 
     try:
-        return pickle.loads(path.read_bytes())
+        return restricted_pickle_loads(path.read_bytes(), str(path))
     except Exception as e:  # noqa: BLE001 — any unpickling failure means a malformed file
         raise FormatError(f"{path}: not a mask-dict pickle ({type(e).__name__}: {e})") from None
 

@@ -95,6 +95,7 @@ class UniPixelConfig:
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "vision_config"):
             if key not in self._text_source() and key not in self.raw:
                 raise ConfigError(f"{source}: missing key {key!r}")
+        self._check_sizes(source)
         for key in _TOKEN_ID_KEYS:
             if key in ("image_token_id",):
                 continue
@@ -112,6 +113,26 @@ class UniPixelConfig:
                 )
             if not isinstance(self.sam2_image_size, int) or self.sam2_image_size % 16:
                 raise ConfigError(f"{source}: sam2_image_size must be a multiple of 16, got {self.sam2_image_size!r}")
+
+    def _check_sizes(self, source: str) -> None:
+        """Types and ranges of the sizes that allocate tensors, and token ids inside the vocabulary (core helpers)."""
+        from pixelwise.core.checkpoint import Field, check_config_fields, check_token_ids
+
+        dim, count = Field(int, 1, 1 << 16), Field(int, 1, 4096)
+        text = self._text_source()
+        check_config_fields(text, {"hidden_size": dim, "num_hidden_layers": count, "num_attention_heads": count,
+                                   "vocab_size": Field(int, 1, 1 << 22), "intermediate_size": Field(int, 1, 1 << 18),
+                                   "num_key_value_heads": Field(int, 1, 4096, required=False)}, source)
+        if text["hidden_size"] % text["num_attention_heads"]:
+            raise ConfigError(f"{source}: hidden_size {text['hidden_size']} is not divisible by "
+                              f"num_attention_heads {text['num_attention_heads']}")
+        vision = self.raw["vision_config"]
+        if not isinstance(vision, dict):
+            raise ConfigError(f"{source}: 'vision_config' must be an object")
+        check_config_fields(vision, {"depth": count, "hidden_size": dim, "num_heads": count, "patch_size": Field(int, 1, 1024),
+                                     "spatial_merge_size": Field(int, 1, 64),
+                                     "temporal_patch_size": Field(int, 1, 64, required=False)}, f"{source}: vision_config")
+        check_token_ids(self.raw, _TOKEN_ID_KEYS + ("bos_token_id", "eos_token_id"), text["vocab_size"], source)
 
     # ---------------------------------------------------------------- text (Qwen2.5) part
 

@@ -112,15 +112,11 @@ def weight_files(path: str | Path) -> list[Path]:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint, keys as on disk. Safetensors only; duplicate keys across shards are an error."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from pixelwise.core.checkpoint import load_safetensors
 
     out: dict[str, torch.Tensor] = {}
     for f in weight_files(path):
-        try:
-            part = load_file(str(f))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{f}: not a valid safetensors file ({e})") from e
+        part = load_safetensors(f)  # header validated (dtypes, shapes, byte ranges, truncation) before loading
         dup = out.keys() & part.keys()
         if dup:
             raise CheckpointError(f"{f}: keys also present in another shard: {_listing(dup)}")
