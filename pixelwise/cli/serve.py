@@ -1,0 +1,85 @@
+"""`pixelwise serve` (HTTP API) and `pixelwise demo` (web demo): load one model, then serve it on loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+import typer
+
+from pixelwise.core.errors import ConfigError
+
+
+def _warn_if_public(host: str) -> None:
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        typer.echo(f"warning: listening on {host}, reachable from other machines; the server has no authentication",
+                   err=True)
+
+
+def _load(model: Path | None, device: str):
+    from pixelwise import pipeline
+
+    typer.echo(f"loading {model or 'the default model'} ...", err=True)
+    return pipeline.load(model, device=device)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; the default keeps the server on this machine."),
+    port: int = typer.Option(8000, help="TCP port."),
+    model: Path = typer.Option(None, "--model", help="Model folder; default: the shipped pixelworld-tiny model."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    media_root: Path = typer.Option(
+        None, "--media-root", help="Folder whose files requests may name by 'path' (default: the current folder)."),
+    no_paths: bool = typer.Option(False, "--no-paths", help="Refuse server-side paths: uploads only."),
+    max_upload_mb: float = typer.Option(64.0, help="Largest accepted upload, MiB (413 above)."),
+    max_num_frames: int = typer.Option(64, help="Most frames a request may ask to sample (422 above)."),
+    max_source_frames: int = typer.Option(10_000, help="Most frames a video may have (413 above)."),
+    max_pixels: int = typer.Option(4096 * 4096, help="Most pixels per frame (413 above)."),
+    max_queue: int = typer.Option(16, help="Requests that may wait for the model (503 + Retry-After above)."),
+    timeout: float = typer.Option(120.0, help="Seconds a request may take, queue included (503 after)."),
+) -> None:
+    """Serve the HTTP API: POST /v1/segment, POST /v1/ask, GET /v1/model, GET /healthz, /openapi.json."""
+    import uvicorn
+
+    from pixelwise.serve.api import create_app
+    from pixelwise.serve.limits import ServeLimits
+
+    for name, value in (("--max-upload-mb", max_upload_mb), ("--max-num-frames", max_num_frames),
+                        ("--max-source-frames", max_source_frames), ("--max-pixels", max_pixels),
+                        ("--max-queue", max_queue), ("--timeout", timeout)):
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+    root = None if no_paths else (media_root or Path.cwd())
+    if root is not None and not root.is_dir():
+        raise ConfigError(f"--media-root {root}: not a folder")
+    limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels,
+                         max_source_frames=max_source_frames, max_num_frames=max_num_frames,
+                         max_queue=max_queue, timeout_s=timeout)
+    _warn_if_public(host)
+    app = create_app(_load(model, device), limits, media_root=root)
+    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("PIXELWISE_LOG_LEVEL", "info"),
+                timeout_graceful_shutdown=5)
+
+
+def demo(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; the default keeps the demo on this machine."),
+    port: int = typer.Option(7860, help="TCP port."),
+    model: Path = typer.Option(None, "--model", help="Model folder; default: the shipped pixelworld-tiny model."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    max_num_frames: int = typer.Option(32, help="Most frames the video tabs may sample."),
+) -> None:
+    """Serve the web demo (Gradio): image/video segmentation and region questions with point, box and mask prompts."""
+    from pixelwise.serve.demo import launch
+
+    _warn_if_public(host)
+    launch(_load(model, device), host=host, port=port, max_num_frames=max_num_frames)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(demo)
