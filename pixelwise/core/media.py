@@ -264,6 +264,8 @@ class VideoSource(MediaSource):
                 if not container.streams.video:
                     raise MediaError(f"{self.path}: has no video stream")
                 stream = container.streams.video[0]
+                if stream.codec_context is None:  # a stream whose codec FFmpeg does not know (corrupt header)
+                    raise MediaError(f"{self.path}: video stream has no decodable codec")
                 w, h = stream.codec_context.width, stream.codec_context.height
                 rate = stream.average_rate or stream.guessed_rate
                 self.fps = float(rate) if rate else None
