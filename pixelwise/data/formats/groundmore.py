@@ -68,7 +68,10 @@ def read_groundmore(root: str | Path, meta: str | Path | None = None) -> list[Sa
         for qid, q in require(video, "questions", src, where, dict).items():
             qw = f"{where}.questions.{qid}"
             text = require(q, "question", src, qw, str)
-            obj_id = int(require(q, "obj_id", src, qw))
+            obj_id = require(q, "obj_id", src, qw, (int, str))
+            if isinstance(obj_id, bool) or not str(obj_id).isdigit():
+                raise FormatError(f"{src}: field '{qw}.obj_id' must be a label number, got {obj_id!r}")
+            obj_id = int(obj_id)
             try:
                 start, end = groundmore_action_frames(clip_start, str(require(q, "action_start", src, qw)),
                                                       str(require(q, "action_end", src, qw)))

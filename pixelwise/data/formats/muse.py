@@ -11,6 +11,8 @@ from pixelwise.data.formats.sample import CocoTrack, Sample, load_json, require,
 
 
 def _image_name(rec: dict, source: str, where: str) -> str:
+    if not isinstance(rec, dict):
+        raise FormatError(f"{source}: {where} must be a JSON object, got {type(rec).__name__}")
     if "file_name" in rec:
         return str(rec["file_name"])
     if "coco_url" in rec:
@@ -35,6 +37,8 @@ def read_muse(json_path: str | Path, image_dir: str | Path) -> list[Sample]:
         if len(answers) != len(questions):
             raise FormatError(f"{src}: {where} has {len(questions)} questions but {len(answers)} answers")
         for q, (question, targets) in enumerate(zip(questions, answers)):
+            if not isinstance(targets, list):
+                raise FormatError(f"{src}: field '{where}.answers[{q}]' must be a list of instances")
             tracks = []
             for t, inst in enumerate(targets):
                 segm = require(inst, "segmentation", src, f"{where}.answers[{q}][{t}]")

@@ -82,7 +82,10 @@ def read_refcoco(
         segm_src = f"{inst_path}: field 'annotations[id={ann_id}].segmentation'"
         validate_coco_segmentation(segm, (h, w), segm_src)
         gt = CocoTrack(segm, (h, w), segm_src)  # shared by the ref's sentences, rasterised when scored
-        bx, by, bw, bh = require(ann, "bbox", str(inst_path), f"annotations[id={ann_id}]", list)
+        bbox = require(ann, "bbox", str(inst_path), f"annotations[id={ann_id}]", list)
+        if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+            raise FormatError(f"{inst_path}: field 'annotations[id={ann_id}].bbox' must be 4 numbers [x, y, w, h]")
+        bx, by, bw, bh = bbox
         for s, sent in enumerate(require(ref, "sentences", str(refs_path), where, list)):
             text = require(sent, "sent", str(refs_path), f"{where}.sentences[{s}]", str)
             sent_id = sent.get("sent_id", s)

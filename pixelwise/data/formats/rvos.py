@@ -109,15 +109,19 @@ def _frame_size(video: dict, paths: list[Path], have_frames: bool, mask_dict: di
                 names: list[str], where: str) -> tuple[int, int]:
     """(H, W) of a video: meta `height`/`width`, else the first frame, else the first annotation found."""
     if "height" in video and "width" in video:
-        return int(video["height"]), int(video["width"])
+        h, w = video["height"], video["width"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+            raise FormatError(f"{where}: 'height' and 'width' must be positive integers, got {h!r} x {w!r}")
+        return h, w
     if have_frames:
         return image_size(paths[0])
     if mask_dict is not None:
         for exp in (video.get("expressions") or {}).values():
             for anno in _ids(exp.get("anno_id", []), where, "anno_id"):
                 for rle in mask_dict.get(str(anno)) or []:
-                    if isinstance(rle, dict) and isinstance(rle.get("size"), list) and len(rle["size"]) == 2:
-                        return int(rle["size"][0]), int(rle["size"][1])
+                    if (isinstance(rle, dict) and isinstance(rle.get("size"), list) and len(rle["size"]) == 2
+                            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in rle["size"])):
+                        return rle["size"][0], rle["size"][1]
     if ann_dir is not None:
         for n in names:
             if (ann_dir / f"{n}.png").is_file():
@@ -210,9 +214,14 @@ def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | N
                 pngs = [ann_dir / f"{n}.png" for n in names]
                 pngs = [p if p.is_file() else None for p in pngs]
                 for obj in _ids(require(exp, "obj_id", src, ewhere), src, f"{ewhere}.obj_id"):
+                    if not str(obj).isdigit():
+                        raise FormatError(f"{src}: field '{ewhere}.obj_id' must hold label numbers, got {obj!r}")
                     tracks.append(PngTrack(pngs, size, value=int(obj)))
             meta = {"video": vid, "exp_id": str(exp_id), "obj_id": exp.get("obj_id"), "fps": 6.0}
             if "type_id" in exp:
+                if isinstance(exp["type_id"], bool) or not isinstance(exp["type_id"], (int, str)) or \
+                        not str(exp["type_id"]).lstrip("-").isdigit():
+                    raise FormatError(f"{src}: field '{ewhere}.type_id' must be an integer, got {exp['type_id']!r}")
                 meta["type_id"] = int(exp["type_id"])
             if fg_track is not None:
                 meta["foreground"] = fg_track

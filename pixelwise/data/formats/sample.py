@@ -254,7 +254,7 @@ def labelme_mask(shapes: list[dict], height: int, width: int, source: str) -> np
             continue
         try:
             pts = np.array([points], dtype=np.int32)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a coordinate outside int32
             raise FormatError(f"{source}: field 'shapes[{k}].points' must be a list of [x, y] pairs") from None
         if pts.ndim != 3 or pts.shape[2] != 2:
             raise FormatError(f"{source}: field 'shapes[{k}].points' must be a list of [x, y] pairs")
