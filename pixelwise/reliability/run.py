@@ -1,0 +1,107 @@
+"""Run the hostile-input corpus through the library readers and the CLI; classify every outcome.
+
+An outcome is `ok` (loaded), `error` (a typed `PixelwiseError`; on the CLI: exit code 2 and a one-line `error:`
+message) or a failure: `crash` (any other exception, exit code, or a traceback), `hang` (over the time bound),
+`payload` (a pickle payload ran), `unexpected` (ok where an error was required, or the reverse).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pixelwise.core.errors import PixelwiseError
+from pixelwise.reliability.corpus import Case
+from pixelwise.reliability.probes import cli_args, library_call
+
+DEFAULT_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Outcome:
+    case: Case
+    surface: str  # library | cli
+    status: str  # ok | error | crash | hang | payload
+    seconds: float
+    message: str = ""
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _judge(out: Outcome) -> Outcome:
+    case = out.case
+    marker = case.extra.get("marker")
+    if marker and Path(marker).exists():
+        out.status = "payload"
+    if out.status in ("crash", "hang", "payload"):
+        out.failures.append(f"{out.surface}: {out.status}: {out.message[-300:]}")
+    elif case.expect == "error" and out.status != "error":
+        out.failures.append(f"{out.surface}: loaded, but a typed error was required")
+    elif case.expect == "ok" and out.status != "ok":
+        out.failures.append(f"{out.surface}: refused a valid input: {out.message}")
+    return out
+
+
+def run_library(case: Case) -> Outcome:
+    start = time.perf_counter()
+    try:
+        library_call(case)
+        status, msg = "ok", ""
+    except PixelwiseError as e:
+        status, msg = "error", str(e)
+    except Exception as e:  # noqa: BLE001 — this is what the corpus is looking for
+        status, msg = "crash", f"{type(e).__name__}: {e}"
+    return _judge(Outcome(case, "library", status, time.perf_counter() - start, msg))
+
+
+def run_cli(case: Case, timeout: float = DEFAULT_TIMEOUT_S) -> Outcome:
+    with tempfile.TemporaryDirectory(prefix="pw-robust-") as scratch:
+        argv = [sys.executable, "-m", "pixelwise", *cli_args(case, Path(scratch))]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+        start = time.perf_counter()
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=scratch, check=False)
+        except subprocess.TimeoutExpired:
+            return _judge(Outcome(case, "cli", "hang", time.perf_counter() - start, f"over {timeout:g}s"))
+        seconds = time.perf_counter() - start
+    err = r.stderr.strip()
+    if r.returncode == 0:
+        status, msg = "ok", ""
+    elif r.returncode == 2 and err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1:
+        status, msg = "error", err[len("error: "):]
+    elif r.returncode == 2 and "Usage:" in err:
+        status, msg = "crash", f"usage error: {err[-300:]}"
+    else:
+        status, msg = "crash", f"exit code {r.returncode}: {err[-600:]}"
+    return _judge(Outcome(case, "cli", status, seconds, msg))
+
+
+def run_corpus(cases: list[Case], cli: bool = True, library: bool = True, workers: int = 2,
+               timeout: float = DEFAULT_TIMEOUT_S) -> list[Outcome]:
+    """Every case through the library (here) and the CLI (subprocesses, `workers` at a time)."""
+    outcomes: list[Outcome] = []
+    if library:
+        for case in cases:
+            outcomes.append(run_library(case))
+            marker = case.extra.get("marker")
+            if marker:
+                Path(marker).unlink(missing_ok=True)  # a failed case must not make the next ones fail
+    if cli:
+        cli_cases = [c for c in cases if not c.extra.get("marker")]
+        # payload cases one at a time, so a written marker is attributed to the right case
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            outcomes += list(pool.map(lambda c: run_cli(c, timeout), cli_cases))
+        for case in cases:
+            if case.extra.get("marker"):
+                outcomes.append(run_cli(case, timeout))
+                Path(case.extra["marker"]).unlink(missing_ok=True)
+    return outcomes
