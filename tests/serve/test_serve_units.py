@@ -1,0 +1,197 @@
+"""Serving parts that need neither a model nor a server: paths, the worker queue, request parsing, demo helpers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from pixelwise.core import masks as mask_ops
+from pixelwise.core.errors import MediaError, MediaTooLargeError, PromptError
+from pixelwise.core.results import Result, SegObject
+from pixelwise.serve.limits import BadRequestError, ForbiddenPathError, ServeLimits, resolve_media_path
+from pixelwise.serve.service import (
+    MediaFacts,
+    SegmentRequest,
+    build_prompts,
+    check_request,
+    inspect_media,
+    parse_request,
+)
+from pixelwise.serve.worker import ModelWorker, QueueFullError
+
+# ------------------------------------------------------------------------------------------------ paths
+
+
+def test_paths_inside_the_root_resolve(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"x")
+    assert resolve_media_path("a/x.png", tmp_path) == (tmp_path / "a" / "x.png").resolve()
+    assert resolve_media_path(str(tmp_path / "a" / "x.png"), tmp_path) == (tmp_path / "a" / "x.png").resolve()
+    assert resolve_media_path("a/../a/x.png", tmp_path).name == "x.png"
+
+
+@pytest.mark.parametrize("path", ["../outside.png", "/etc/passwd", "a/../../outside.png", "link.png"])
+def test_paths_outside_the_root_are_refused(tmp_path, path):
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (tmp_path / "outside.png").write_bytes(b"x")
+    (root / "link.png").symlink_to(tmp_path / "outside.png")
+    with pytest.raises(ForbiddenPathError, match="outside the server's media root") as e:
+        resolve_media_path(path, root)
+    assert e.value.http_status == 403
+    assert str(tmp_path) not in str(e.value)  # the message echoes the request, not the server's layout
+
+
+def test_paths_disabled_and_missing(tmp_path):
+    with pytest.raises(ForbiddenPathError, match="disabled"):
+        resolve_media_path("x.png", None)
+    with pytest.raises(MediaError, match="no such file"):
+        resolve_media_path("nope.png", tmp_path)
+    with pytest.raises(BadRequestError):
+        resolve_media_path("a\x00b", tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ worker
+
+
+def test_worker_runs_jobs_in_order_and_survives_exceptions():
+    w = ModelWorker(max_queue=4)
+    try:
+        order: list[int] = []
+        futs = [w.submit(order.append, i) for i in range(3)]
+        bad = w.submit(lambda: 1 / 0)
+        for f in futs:
+            f.result(timeout=5)
+        with pytest.raises(ZeroDivisionError):
+            bad.result(timeout=5)
+        assert order == [0, 1, 2]
+        assert w.submit(lambda: "still serving").result(timeout=5) == "still serving"
+        assert w.stats()["failed"] == 1 and w.alive
+    finally:
+        w.close()
+    assert not w.alive
+
+
+def test_worker_refuses_when_full_and_skips_cancelled_jobs():
+    w = ModelWorker(max_queue=1)
+    gate = threading.Event()
+    try:
+        running = w.submit(gate.wait, 5)
+        deadline = time.monotonic() + 5
+        while not w.stats()["running"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        waiting = w.submit(lambda: "never")
+        with pytest.raises(QueueFullError) as e:
+            w.submit(lambda: "refused")
+        assert e.value.http_status == 503 and e.value.retry_after >= 1
+        assert waiting.cancel()  # the client gave up before the job started
+        gate.set()
+        running.result(timeout=5)
+        assert w.submit(lambda: "after").result(timeout=5) == "after"
+        assert w.stats()["skipped"] == 1
+    finally:
+        gate.set()
+        w.close()
+
+
+# ------------------------------------------------------------------------------------------------ requests
+
+
+def test_request_fields_are_checked_with_field_names():
+    with pytest.raises(BadRequestError, match="text: Field required"):
+        parse_request(SegmentRequest, {})
+    with pytest.raises(BadRequestError, match=r"prompts\[0\]\.box: List should have at least 4 items"):
+        parse_request(SegmentRequest, {"text": "x", "prompts": [{"type": "box", "box": [1, 2]}]})
+    with pytest.raises(BadRequestError, match=r"prompts\[0\]: Input tag 'circle'"):
+        parse_request(SegmentRequest, {"text": "x", "prompts": [{"type": "circle"}]})
+    with pytest.raises(BadRequestError, match="colour: Extra inputs are not permitted"):
+        parse_request(SegmentRequest, {"text": "x", "colour": "red"})
+    with pytest.raises(BadRequestError, match="propagate"):
+        parse_request(SegmentRequest, {"text": "x", "propagate": "some"})
+    limits = ServeLimits(max_num_frames=8, max_text_chars=10, max_prompts=1)
+    for fields, message in (({"text": "x", "num_frames": 9}, "num_frames: 9 is over"),
+                            ({"text": "x" * 11}, "text: 11 characters"),
+                            ({"text": "   "}, "blank"),
+                            ({"text": "x", "prompts": [{"type": "point", "point": [1, 1]}] * 2}, "prompts: 2 given")):
+        with pytest.raises(BadRequestError, match=message):
+            check_request(parse_request(SegmentRequest, fields), limits)
+
+
+def test_prompts_are_validated_against_the_frames():
+    facts = MediaFacts(height=48, width=64, source_frames=12, sampled_frames=4, is_image=False)
+    rle = mask_ops.rle_encode(np.pad(np.ones((4, 4), bool), ((10, 34), (10, 50))))
+    req = parse_request(SegmentRequest, {"text": "x", "prompts": [
+        {"type": "point", "point": [3, 4], "frame": 3, "positive": False},
+        {"type": "box", "box": [1, 2, 30, 40], "frame": 1},
+        {"type": "mask", "rle": rle, "frame": 0}]})
+    point, box, mask = build_prompts(req.prompts, facts, 4)
+    assert (point.x, point.y, point.frame, point.positive) == (3, 4, 3, False)
+    assert box.xyxy == (1, 2, 30, 40) and mask.mask.sum() == 16
+    bad = [({"type": "point", "point": [64, 4]}, "outside the 64x48 frame"),
+           ({"type": "point", "point": [3, 4], "frame": 4}, "on frame 4, but the media has 4 frame"),
+           ({"type": "box", "box": [10, 2, 5, 40]}, "is empty"),
+           ({"type": "mask", "rle": mask_ops.rle_encode(np.ones((8, 8), bool))}, r"prompts\[0\]"),
+           ({"type": "mask", "rle": {"size": [48, 64], "counts": "!!"}}, r"prompts\[0\]")]
+    for spec, message in bad:
+        with pytest.raises(PromptError, match=message):
+            build_prompts(parse_request(SegmentRequest, {"text": "x", "prompts": [spec]}).prompts, facts, 4)
+
+
+def test_media_limits_apply_before_decoding(tmp_path):
+    from PIL import Image
+
+    from pixelwise.core.media import save_video
+
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "img.png")
+    save_video(tmp_path / "v.mp4", np.zeros((10, 16, 16, 3), np.uint8), fps=5)
+    facts = inspect_media(tmp_path / "img.png", 16, "sampled", ServeLimits())
+    assert (facts.height, facts.width, facts.sampled_frames, facts.is_image) == (40, 50, 1, True)
+    assert inspect_media(tmp_path / "v.mp4", 4, "sampled", ServeLimits()).sampled_frames == 4
+    assert inspect_media(tmp_path / "v.mp4", 4, "all", ServeLimits()).sampled_frames == 10
+    with pytest.raises(MediaTooLargeError, match="exceeds the limit of 1000 pixels"):
+        inspect_media(tmp_path / "img.png", 1, "sampled", ServeLimits(max_pixels=1000))
+    with pytest.raises(MediaTooLargeError, match="10 frames exceed the limit of 5"):
+        inspect_media(tmp_path / "v.mp4", 4, "sampled", ServeLimits(max_source_frames=5))
+    with pytest.raises(MediaTooLargeError, match="propagate='sampled'"):
+        inspect_media(tmp_path / "v.mp4", 4, "all", ServeLimits(max_decoded_bytes=16 * 16 * 3 * 5))
+
+
+# ------------------------------------------------------------------------------------------------ demo helpers
+
+
+def test_answer_spans_are_colored_like_their_masks():
+    pytest.importorskip("gradio")
+    from pixelwise.core.viz import color_hex
+    from pixelwise.serve.demo import answer_html
+
+    m = np.zeros((1, 8, 8), bool)
+    r = Result("It is the <red> circle [0] and [1].", [SegObject(0, m, (23, 26)), SegObject(3, m, (31, 34)),
+                                                       SegObject(5, m, None)], [0], (8, 8))
+    out = answer_html(r)
+    assert f'data-object="0" style="background:{color_hex(0)}' in out and ">[0]</span>" in out
+    assert f'data-object="3" style="background:{color_hex(3)}' in out and ">[1]</span>" in out
+    assert "&lt;red&gt;" in out  # answer text is escaped, never injected as HTML
+    assert f'data-object="5" style="background:{color_hex(5)}' in out  # an object without a span is still listed
+
+
+def test_demo_clicks_make_api_prompts():
+    pytest.importorskip("gradio")
+    from pixelwise.serve.demo import BOX, POINT_NEG, POINT_POS, DemoApp, draw_prompts
+
+    app = DemoApp.__new__(DemoApp)  # the click handlers use no model
+    text, pending = app.add_click(10, 12, POINT_POS, 0, "[]", None)
+    assert json.loads(text) == [{"type": "point", "point": [10.0, 12.0], "frame": 0, "positive": True}]
+    text, pending = app.add_click(3, 4, POINT_NEG, 2, text, None)
+    assert json.loads(text)[1]["positive"] is False and pending is None
+    text, pending = app.add_click(30, 5, BOX, 1, text, None)
+    assert pending == [30.0, 5.0, 1] and len(json.loads(text)) == 2
+    text, pending = app.add_click(20, 25, BOX, 1, text, pending)
+    assert json.loads(text)[2] == {"type": "box", "box": [20.0, 5.0, 31.0, 26.0], "frame": 1} and pending is None
+    frame = np.zeros((40, 40, 3), np.uint8)
+    drawn = draw_prompts(frame, json.loads(text), 0, None)
+    assert drawn[12, 10].tolist() == [40, 200, 60]  # the positive point of frame 0 is drawn in green
+    assert drawn[4, 3].tolist() == [0, 0, 0]  # the negative point is on frame 2, not shown on frame 0
