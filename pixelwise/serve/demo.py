@@ -37,6 +37,20 @@ from pixelwise.core.results import Result
 from pixelwise.serve.limits import BadRequestError, ServeLimits
 from pixelwise.serve.service import AskRequest, Pipeline, SegmentRequest, check_request, parse_request, run_task
 
+# Result images of small frames (PixelWorld is 128 x 128) fill their panel with sharp pixels. The prompt canvas is
+# not scaled by CSS (Gradio maps clicks assuming unscaled images): it is upscaled server-side, see `display_scale`.
+CSS = ".pw-zoom img { object-fit: contain !important; image-rendering: pixelated; }"
+CANVAS_SIDE = 384
+
+
+def display_scale(height: int, width: int) -> int:
+    """Integer zoom of the prompt canvas so a small frame is big enough to click on precisely."""
+    return max(1, CANVAS_SIDE // max(height, width, 1))
+
+
+def zoom(image: np.ndarray, k: int) -> np.ndarray:
+    return image if k == 1 else np.repeat(np.repeat(image, k, axis=0), k, axis=1)
+
 POINT_POS, POINT_NEG, BOX = "point (+)", "point (−)", "box: click two corners"
 
 
@@ -213,7 +227,8 @@ class DemoApp:
             prompts = parse_prompts_text(prompts_text)
         except PixelwiseError:
             prompts = []
-        return draw_prompts(clip.frames[t], prompts, t, pending)
+        k = display_scale(clip.height, clip.width)
+        return zoom(draw_prompts(clip.frames[t], prompts, t, pending), k)
 
     def add_click(self, x: float, y: float, mode: str, t: int, prompts_text: str, pending: list[float] | None
                   ) -> tuple[str, list[float] | None]:
@@ -275,8 +290,8 @@ class DemoApp:
             out["video"] = str(viz.save_animation(run_dir / "overlay.mp4", overlays, fps=src.fps or 4.0))
         pixels = sum(int(o.masks.sum()) for o in result.objects)
         seconds = timings["model_s"]
-        out["status"] = (f"{len(result.objects)} object(s), {pixels} mask pixel(s) on {result.num_frames} frame(s); "
-                         f"model {seconds:.2f} s")
+        out["status"] = (f"run {run_id}: {len(result.objects)} object(s), {pixels} mask pixel(s) on "
+                         f"{result.num_frames} frame(s); model {seconds:.2f} s")
         return out
 
 
@@ -324,16 +339,16 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
     with gr.Row():
         with gr.Column():
             if spec.video:
-                media_in = gr.Video(label="Video", sources=["upload"], elem_id=f"{k}-media")
+                media_in = gr.Video(label="Video", sources=["upload"], height=240, elem_id=f"{k}-media")
                 num_frames = gr.Slider(1, app.max_num_frames, value=min(16, app.max_num_frames), step=1,
                                        label="Frames to sample", elem_id=f"{k}-num-frames")
                 frame = gr.Slider(0, 15, value=0, step=1, label="Frame to prompt on", elem_id=f"{k}-frame")
             else:
-                media_in = gr.Image(label="Image", type="filepath", sources=["upload"], elem_id=f"{k}-media")
+                media_in = gr.Image(label="Image", type="filepath", sources=["upload"], height=240, elem_id=f"{k}-media")
                 num_frames = gr.Number(1, visible=False)
                 frame = gr.Number(0, visible=False)
             canvas = gr.Image(label="Prompt canvas: click to add a point or a box corner", type="numpy",
-                              interactive=False, format="png", height=320, elem_id=f"{k}-canvas")
+                              interactive=False, format="png", elem_id=f"{k}-canvas")
             mode = gr.Radio([POINT_POS, POINT_NEG, BOX], value=POINT_POS, label="Click adds",
                             elem_id=f"{k}-mode")
             with gr.Accordion("Brush a prompt (mask, or a box around the stroke)", open=False):
@@ -354,11 +369,11 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
         with gr.Column():
             if spec.video:
                 output = gr.Image(label="Result (GIF)", type="filepath", interactive=False, height=320,
-                                  elem_id=f"{k}-output")
+                                  elem_id=f"{k}-output", elem_classes=["pw-zoom"])
                 video_out = gr.File(label="Result (MP4)", interactive=False, elem_id=f"{k}-video")
             else:
                 output = gr.Image(label="Result", type="numpy", format="png", interactive=False, height=320,
-                                  elem_id=f"{k}-output")
+                                  elem_id=f"{k}-output", elem_classes=["pw-zoom"])
                 video_out = None
             answer = gr.HTML(label="Answer", elem_id=f"{k}-answer")
             status = gr.Textbox(label="Status", interactive=False, elem_id=f"{k}-status")
@@ -382,7 +397,8 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
             return None, gr.update(), "[]", None, None
         clip = app.clip(path, n)
         frame_update = gr.update(maximum=max(clip.num_frames - 1, 1), value=0) if spec.video else 0
-        return clip.frames[0], frame_update, "[]", None, clip.frames[0]
+        canvas_img = zoom(clip.frames[0], display_scale(clip.height, clip.width))
+        return canvas_img, frame_update, "[]", None, clip.frames[0]
 
     def on_frame(path, n, t, ptext, pend):
         if not path:
@@ -393,7 +409,9 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
     def on_select(evt: gr.SelectData, m, t, ptext, pend, path, n):
         if not path or evt.index is None:
             return ptext, pend, gr.update()
-        x, y = evt.index[0], evt.index[1]
+        clip = app.clip(path, n)
+        scale = display_scale(clip.height, clip.width)  # canvas pixels -> frame pixels
+        x, y = min(evt.index[0] // scale, clip.width - 1), min(evt.index[1] // scale, clip.height - 1)
         ptext, pend = app.add_click(x, y, m, t, ptext, pend)
         return ptext, pend, app.show(path, n, t, ptext, pend)
 
@@ -436,4 +454,4 @@ def launch(pipe: Pipeline, host: str = "127.0.0.1", port: int = 7860, max_num_fr
     blocks.queue(max_size=limits.max_queue, default_concurrency_limit=1)
     blocks.launch(server_name=host, server_port=port, share=False, show_error=True,
                   allowed_paths=[str(out_dir), str(media["image"].parent)],
-                  max_file_size=limits.max_upload_bytes, footer_links=["api"])
+                  max_file_size=limits.max_upload_bytes, footer_links=["api"], css=CSS)

@@ -1,0 +1,145 @@
+"""End-to-end: `pixelwise demo` on loopback, driven in headless Chromium through Playwright.
+
+Uses the system Chromium (`apt-get install chromium`; Playwright's own browser downloads are not used) and skips
+cleanly where either is missing. Screenshots go to $PIXELWISE_TEST_ARTIFACTS (default: the test's tmp folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import CONFORMANCE_CKPT, EXAMPLES, REPO, free_port, running_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
+
+# Chromium flags for a closed network: without the background-networking ones its connections are refused.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"]
+
+
+def _chromium() -> str | None:
+    for candidate in (os.environ.get("PIXELWISE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _artifacts(tmp_path: Path) -> Path:
+    out = Path(os.environ.get("PIXELWISE_TEST_ARTIFACTS", tmp_path)) / "serve"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser_page():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no system Chromium (apt-get install chromium)")
+    profile = tempfile.mkdtemp(prefix="pixelwise-chromium-")
+    with sync_api.sync_playwright() as p:
+        try:
+            ctx = p.chromium.launch_persistent_context(profile, executable_path=exe, headless=True,
+                                                       args=CHROMIUM_FLAGS, viewport={"width": 1300, "height": 1100})
+        except Exception as e:  # noqa: BLE001 — a Chromium that cannot start here is an absent browser
+            pytest.skip(f"Chromium at {exe} does not start: {e}")
+        try:
+            yield ctx.new_page()
+        finally:
+            ctx.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def _demo(model: Path, tmp_path: Path):
+    port = free_port()
+    cmd = [sys.executable, "-m", "pixelwise", "demo", "--model", str(model), "--port", str(port), "--device", "cpu"]
+    return port, running_server(cmd, port, ready_path="/", log_path=tmp_path / "demo.log")
+
+
+def _page_xy(img, x: float, y: float) -> tuple[float, float]:
+    """Page coordinates of image pixel (x, y) of an <img>, whatever its object-fit scaling and centering."""
+    box = img.bounding_box()
+    nw, nh, fit = img.evaluate("e => [e.naturalWidth, e.naturalHeight, getComputedStyle(e).objectFit]")
+    scale = min(box["width"] / nw, box["height"] / nh)
+    if fit == "scale-down":
+        scale = min(scale, 1.0)
+    elif fit in ("fill", "none"):
+        raise AssertionError(f"unexpected object-fit {fit}")
+    return (box["x"] + (box["width"] - nw * scale) / 2 + x * scale,
+            box["y"] + (box["height"] - nh * scale) / 2 + y * scale)
+
+
+def run_image_session(page, url: str, artifacts: Path, name: str) -> dict[str, str]:
+    """Upload the PixelWorld image, segment by text, then by a clicked point; return both status lines."""
+    page.goto(url)
+    page.wait_for_selector("#img-seg-media", timeout=60_000)
+    page.locator("#img-seg-media input[type=file]").set_input_files(str(EXAMPLES / "pixelworld_image.png"))
+    canvas = page.locator("#img-seg-canvas img")
+    canvas.wait_for(timeout=60_000)
+    status = page.locator("#img-seg-status textarea")
+    out: dict[str, str] = {}
+
+    # 1. text prompt only
+    page.locator("#img-seg-text textarea").fill("the red circle")
+    page.locator("#img-seg-run").click()
+    page.wait_for_function("s => document.querySelector(s).value.includes('object(s)')",
+                           arg="#img-seg-status textarea", timeout=180_000)
+    page.locator("#img-seg-output img").wait_for(timeout=30_000)
+    out["text"] = status.input_value()
+
+    # 2. a clicked point on the red circle (scene coordinates 34, 38 of 128 x 128)
+    first_run = out["text"].split(":")[0]  # "run N": the next run's status must be a different one
+    zoom = canvas.evaluate("e => e.naturalWidth") / 128  # the demo shows small frames upscaled
+    page.mouse.click(*_page_xy(canvas, 34.5 * zoom, 38.5 * zoom))
+    page.wait_for_function("s => document.querySelector(s).value.includes('\"point\"')",
+                           arg="#img-seg-prompts textarea", timeout=30_000)
+    prompts = page.locator("#img-seg-prompts textarea").input_value()
+    page.locator("#img-seg-text textarea").fill("segment this object")
+    page.locator("#img-seg-run").click()
+    page.wait_for_function("([s, old]) => { const v = document.querySelector(s).value; "
+                           "return v.includes('object(s)') && !v.startsWith(old + ':'); }",
+                           arg=["#img-seg-status textarea", first_run], timeout=180_000)
+    output = page.locator("#img-seg-output img")
+    output.wait_for(timeout=30_000)
+    assert output.get_attribute("src"), "the result image has no source"
+    out["point"] = status.input_value()
+    out["prompts"] = prompts
+    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+    return out
+
+
+def test_demo_segments_from_text_and_a_clicked_point(browser_page, tmp_path):
+    pytest.importorskip("pixelwise.pipeline")
+    port, server = _demo(CONFORMANCE_CKPT, tmp_path)
+    artifacts = _artifacts(tmp_path)
+    with server:
+        out = run_image_session(browser_page, f"http://127.0.0.1:{port}/", artifacts, "demo_conformance_model")
+    import json
+
+    (point,) = json.loads(out["prompts"])
+    assert point["type"] == "point" and abs(point["point"][0] - 34) <= 2 and abs(point["point"][1] - 38) <= 2
+    assert "object(s)" in out["text"] and "object(s)" in out["point"]
+    assert (artifacts / "demo_conformance_model.png").stat().st_size > 10_000
+
+
+DEFAULT_MODEL = REPO / "pixelwise" / "checkpoints" / "pixelworld-tiny"
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="the default model has not been trained yet")
+def test_demo_on_the_default_model_draws_masks(browser_page, tmp_path):
+    port, server = _demo(DEFAULT_MODEL, tmp_path)
+    artifacts = _artifacts(tmp_path)
+    with server:
+        out = run_image_session(browser_page, f"http://127.0.0.1:{port}/", artifacts, "demo_default_model")
+    for key in ("text", "point"):
+        objects = int(out[key].split(" object(s)")[0].split(": ")[1])
+        pixels = int(out[key].split(", ")[1].split(" mask pixel")[0])
+        assert objects >= 1 and pixels > 0, out[key]
