@@ -103,8 +103,12 @@ class PixelSailProcessor:
         return out
 
     def build(self, frame: np.ndarray, question: str, answer: str | None = None,
-              prompts: Sequence[VisualPrompt] = (), rng: random.Random | None = None) -> PixelSailInputs:
-        """One image (uint8 [H, W, 3]) + question (+ the answer when training; None = ready to generate)."""
+              prompts: Sequence[VisualPrompt] = (), rng: random.Random | None = None,
+              history: Sequence[tuple[str, str]] = ()) -> PixelSailInputs:
+        """One image (uint8 [H, W, 3]) + question (+ the answer when training; None = ready to generate).
+
+        `history` holds earlier (question, answer) turns of a chat about the same image; they follow the image
+        block as ordinary ChatML turns (only the last answer is supervised)."""
         cfg = self.config
         H, W = frame.shape[:2]
         patches, grid = patchify_frames(frame[None], cfg.image_size, cfg.patch_size)
@@ -120,7 +124,8 @@ class PixelSailProcessor:
         q = self.question_text(question, len(masks), order)
 
         head = self.text.encode(f"{IM_START}user\n") + [cfg.token_ids[VISION_START]]
-        tail = [cfg.token_ids[VISION_END]] + self.text.encode(f"\n{q}{IM_END}\n{IM_START}assistant\n")
+        turns = "".join(f"{hq}{IM_END}\n{IM_START}assistant\n{ha}{IM_END}\n{IM_START}user\n" for hq, ha in history)
+        tail = [cfg.token_ids[VISION_END]] + self.text.encode(f"\n{turns}{q}{IM_END}\n{IM_START}assistant\n")
         ans = [] if answer is None else self.text.encode(answer) + [self.im_end_id]
         ids = head + [self.patch_id] * (gh * gw) + tail + ans
         s = len(head)

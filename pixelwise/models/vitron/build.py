@@ -1,0 +1,51 @@
+"""Create a fresh (randomly initialised) VITRON: tokenizer + config + model, for training and tests.
+
+The tokenizer is the project's offline byte-level BPE with the Qwen special tokens
+(`pixelwise.train.tiny.build_tokenizer`) plus VITRON's tags (`<module>`, `<instruction>`, `[SIG]`, `<region>`, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from pixelwise.models.vitron.configuration_vitron import (
+    IM_END,
+    IM_START,
+    VISION_END,
+    VISION_PAD,
+    VISION_START,
+    VITRON_TOKENS,
+    VitronConfig,
+)
+from pixelwise.models.vitron.modeling_vitron import VitronModel
+from pixelwise.models.vitron.processing_vitron import VitronProcessor
+from pixelwise.modules.chat_text import ChatText
+
+
+def build_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
+    from tokenizers import AddedToken
+
+    from pixelwise.train.tiny import build_tokenizer as qwen_bpe
+
+    tok = qwen_bpe(corpus, vocab_size=vocab_size)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in VITRON_TOKENS])
+    return tok
+
+
+def new_vitron(corpus: Iterable[str], seed: int = 0, vocab_size: int = 1024, **sizes: Any
+               ) -> tuple[VitronModel, VitronProcessor]:
+    tok = build_tokenizer(corpus, vocab_size)
+    needed = [VISION_START, VISION_PAD, VISION_END, IM_START, IM_END, *VITRON_TOKENS]
+    cfg = VitronConfig(vocab_size=tok.get_vocab_size(), token_ids={t: tok.token_to_id(t) for t in needed}, **sizes)
+    cfg.validate()
+    torch.manual_seed(seed)
+    model = VitronModel(cfg)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
+            torch.nn.init.normal_(m.weight, std=0.02)
+            if getattr(m, "bias", None) is not None:
+                torch.nn.init.zeros_(m.bias)
+    return model, VitronProcessor(ChatText(tok), cfg)

@@ -1,0 +1,138 @@
+"""VITRON configuration: front-end vision encoder, LLM router, signal embedding and segmentation back-end sizes.
+
+Stored as `config.json` (`model_type: pixelwise_vitron`) with `model.safetensors` and `tokenizer.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pixelwise.core.errors import CheckpointError, ConfigError
+from pixelwise.modules.transformer import DecoderConfig
+from pixelwise.modules.upsample import blocks_for_stride
+
+MODEL_TYPE = "pixelwise_vitron"
+
+VISION_START, VISION_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+REGION_TOKEN = "<region>"  # replaced by the region (sketch) encoder's embedding
+SIGNAL_TOKEN = "[SIG]"  # its hidden state is the continuous half of the hybrid message
+MODULE_OPEN, MODULE_CLOSE = "<module>", "</module>"
+INSTR_OPEN, INSTR_CLOSE = "<instruction>", "</instruction>"
+VITRON_TOKENS = [REGION_TOKEN, SIGNAL_TOKEN, MODULE_OPEN, MODULE_CLOSE, INSTR_OPEN, INSTR_CLOSE]
+
+# Back-end modules the router can invoke (the paper's module letters A-G collapse to these for PixelWorld media).
+MODULES = ("segmentation", "editing", "generation")
+EDIT_OPS = ("remove", "recolor", "move", "add")
+TASKS = ("segment", "remove", "recolor", "move")  # ops that carry a [SIG] embedding (a target to segment)
+
+
+@dataclass
+class VitronConfig:
+    vocab_size: int = 1100
+    # front-end vision encoder (bidirectional blocks over raw patches; its own width)
+    vision_hidden: int = 96
+    vision_layers: int = 2
+    vision_heads: int = 4
+    patch_size: int = 8
+    image_size: int = 128
+    llm_pool: int = 2  # k x k average pooling of the patch grid before the LLM projector (token budget)
+    # LLM router
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 352
+    rope_theta: float = 10000.0
+    # hybrid message: the [SIG] state -> v = [v_p ; v_s] (task-specific ; task-invariant)
+    signal_dim: int = 64
+    # segmentation back-end
+    seg_channels: int = 64
+    upsampler_channels: int = 64
+    output_stride: int = 4
+    # cross-task synergy discriminator on v_s (training only; 0 = not built)
+    synergy_hidden: int = 0
+    token_ids: dict[str, int] = field(default_factory=dict)
+    model_type: str = MODEL_TYPE
+    name: str = "vitron"
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def upsample_blocks(self) -> int:
+        return blocks_for_stride(self.patch_size, self.output_stride)
+
+    def llm_config(self) -> DecoderConfig:
+        half = self.head_dim // 2
+        q = half // 2
+        return DecoderConfig(hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads,
+                             num_kv_heads=self.num_kv_heads, intermediate_size=self.intermediate_size,
+                             rope_theta=self.rope_theta, rope_sections=(half - 2 * q, q, q))
+
+    def vision_config(self) -> DecoderConfig:
+        hd = self.vision_hidden // self.vision_heads
+        q = hd // 4
+        return DecoderConfig(hidden_size=self.vision_hidden, num_layers=self.vision_layers,
+                             num_heads=self.vision_heads, num_kv_heads=self.vision_heads,
+                             intermediate_size=self.vision_hidden * 3, rope_sections=(hd // 2 - 2 * q, q, q))
+
+    def validate(self, source: str = "config") -> None:
+        if self.model_type != MODEL_TYPE:
+            raise ConfigError(f"{source}: model_type is {self.model_type!r}, expected {MODEL_TYPE!r}")
+        try:
+            self.llm_config().validate()
+            self.vision_config().validate()
+            _ = self.upsample_blocks
+        except ValueError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        if (self.image_size // self.patch_size) % self.llm_pool:
+            raise ConfigError(f"{source}: the {self.image_size // self.patch_size}-patch grid does not divide by "
+                              f"llm_pool {self.llm_pool}")
+        needed = [VISION_START, VISION_PAD, VISION_END, IM_START, IM_END, *VITRON_TOKENS]
+        missing = [t for t in needed if t not in self.token_ids]
+        if missing:
+            raise ConfigError(f"{source}: token_ids lacks {', '.join(missing)}")
+        bad = {t: i for t, i in self.token_ids.items() if not 0 <= int(i) < self.vocab_size}
+        if bad:
+            raise ConfigError(f"{source}: token ids outside the vocabulary of {self.vocab_size}: {bad}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> VitronConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: must be a JSON object")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        try:
+            cfg = cls(**data)
+        except TypeError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        cfg.token_ids = {str(k): int(v) for k, v in cfg.token_ids.items()}
+        cfg.validate(source)
+        return cfg
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> VitronConfig:
+        p = Path(path) / "config.json"
+        if not p.is_file():
+            raise CheckpointError(f"{path}: no config.json")
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{p}: unreadable ({e})") from None
+        return cls.from_dict(data, source=str(p))
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        from pixelwise.core.io import atomic_write_text
+
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return atomic_write_text(Path(path) / "config.json", json.dumps(self.to_dict(), indent=2) + "\n")

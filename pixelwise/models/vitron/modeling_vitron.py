@@ -1,0 +1,241 @@
+"""VITRON: an LLM front end that routes requests to back-end specialists with hybrid messages.
+
+Shapes for T frames of an h x w patch grid, encoder width d_v, LLM width d, signal width s, seg width C:
+
+* **Front-end vision encoder**: P x P patches -> Linear -> d_v -> bidirectional blocks (`pixelwise.modules.transformer`,
+  2-D rotary positions) -> per-frame features F [T, h*w, d_v]. For the LLM, frames are *averaged over time* (the
+  paper's temporal average pooling; the released code instead gives the LLM per-frame tokens), k x k average-pooled
+  and projected by an `mlp2x_gelu` projector -> (h/k * w/k) tokens of width d.
+* **Region (sketch) encoder**: a visual prompt's mask, area-resampled to the patch grid, pools F on its frame
+  (mask-average) -> MLP; its box (normalised x1, y1, x2, y2) -> location MLP; the sum replaces the `<region>` token
+  embedding. (The released code rasterises boxes with x and y swapped; here masks index rows by y.)
+* **LLM router** (causal decoder): writes `<module>..</module><instruction>..</instruction>[SIG]`.
+* **Hybrid message**: the hidden state at `[SIG]` -> v = [v_p ; v_s] (`signal_p`, `signal_s`: d -> s each;
+  task-specific and task-invariant parts).
+* **Segmentation back-end** (trained with the router): F per frame -> learnable upsampler
+  (`pixelwise.modules.upsample`) -> [T, C, H/4, W/4]; query = MLP(v) [C]; masks = query . features, per frame.
+* **Cross-task synergy** (training only, optional): a discriminator predicts the op from v_s through a gradient
+  reversal layer, so minimising its loss w.r.t. the discriminator while maximising it w.r.t. the router makes v_s
+  task-invariant (the paper's min-max L_syn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixelwise.core.errors import CheckpointError
+from pixelwise.models.vitron.configuration_vitron import IM_END, REGION_TOKEN, SIGNAL_TOKEN, TASKS, VitronConfig
+from pixelwise.models.vitron.processing_vitron import VitronInputs
+from pixelwise.modules.transformer import Decoder, grid_positions, prefix_lm_mask, text_positions
+from pixelwise.modules.upsample import LearnableUpsampler, dot_product_masks
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale: float):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.scale * grad, None
+
+
+def grad_reverse(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    return _GradReverse.apply(x, scale)
+
+
+@dataclass
+class VitronOutput:
+    logits: torch.Tensor  # [B, L, V]
+    hidden: torch.Tensor  # [B, L, d]
+    frame_features: list[torch.Tensor]  # per sample [T, h*w, d_v]
+
+
+@dataclass
+class VitronGeneration:
+    ids: list[int]
+    signal: torch.Tensor | None  # [2*s] v = [v_p ; v_s], None when no [SIG] was written
+    frame_features: torch.Tensor  # [T, h*w, d_v]
+
+
+class VitronModel(nn.Module):
+    def __init__(self, config: VitronConfig):
+        super().__init__()
+        self.config = config
+        P, dv, d, s = config.patch_size, config.vision_hidden, config.hidden_size, config.signal_dim
+        self.patch_embed = nn.Linear(3 * P * P, dv, bias=False)
+        self.vision = Decoder(config.vision_config())
+        self.projector = nn.Sequential(nn.Linear(dv, d), nn.GELU(), nn.Linear(d, d))
+        self.region_feat = nn.Sequential(nn.Linear(dv, d), nn.GELU(), nn.Linear(d, d))
+        self.region_loc = nn.Sequential(nn.Linear(4, d // 2), nn.GELU(), nn.Linear(d // 2, d))
+        self.embed_tokens = nn.Embedding(config.vocab_size, d)
+        self.llm = Decoder(config.llm_config())
+        self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        self.signal_p = nn.Linear(d, s)
+        self.signal_s = nn.Linear(d, s)
+        self.upsampler = LearnableUpsampler(dv, config.upsampler_channels, config.seg_channels, config.upsample_blocks)
+        self.seg_query = nn.Sequential(nn.Linear(2 * s, config.seg_channels), nn.GELU(),
+                                       nn.Linear(config.seg_channels, config.seg_channels))
+        self.synergy = (nn.Sequential(nn.Linear(s, config.synergy_hidden), nn.GELU(),
+                                      nn.Linear(config.synergy_hidden, len(TASKS))) if config.synergy_hidden else None)
+        self.sig_id = config.token_ids[SIGNAL_TOKEN]
+        self.region_id = config.token_ids[REGION_TOKEN]
+        self.im_end_id = config.token_ids[IM_END]
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.weight.device
+
+    # ------------------------------------------------------------------ io
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> VitronModel:
+        from pixelwise.core.checkpoint import load_safetensors
+
+        path = Path(path)
+        model = cls(VitronConfig.from_pretrained(path))
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise CheckpointError(f"{path}: no model.safetensors")
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        state = load_safetensors(weights, expected_shapes=expected)
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise CheckpointError(f"{weights}: missing {missing[:6]} unexpected {unexpected[:6]}")
+        model.load_state_dict(state, strict=True)
+        return model.to(device=device, dtype=dtype).eval()
+
+    def save_pretrained(self, path: str | Path, processor=None, drop_training_heads: bool = True) -> Path:
+        import dataclasses
+
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        cfg = self.config
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        if drop_training_heads:
+            state = {k: v for k, v in state.items() if not k.startswith("synergy.")}
+            cfg = dataclasses.replace(cfg, synergy_hidden=0)
+        cfg.save_pretrained(path)
+        tmp = path / ".model.safetensors.tmp"
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        tmp.replace(path / "model.safetensors")
+        if processor is not None:
+            processor.save_pretrained(path)
+        return path
+
+    # ------------------------------------------------------------------ front end
+    def encode_frames(self, patches: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """[T, h*w, 3*P*P] -> [T, h*w, d_v] (each frame on its own, full attention within the frame)."""
+        T = patches.shape[0]
+        x = self.patch_embed(patches.to(self.device, self.embed_tokens.weight.dtype))
+        pos = grid_positions(0, *grid, device=self.device)[:, None].expand(3, T, -1)
+        out, _ = self.vision(x, pos, None)
+        return out
+
+    def llm_vision_tokens(self, feats: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """[T, h*w, d_v] -> temporal mean -> k x k mean pool -> projector -> [(h/k)*(w/k), d]."""
+        k = self.config.llm_pool
+        x = feats.mean(0).t().reshape(1, -1, *grid)
+        x = F.avg_pool2d(x, k) if k > 1 else x
+        return self.projector(x.flatten(2)[0].t())
+
+    def region_embeddings(self, inp: VitronInputs, feats: torch.Tensor) -> torch.Tensor:
+        """[K, d] sketch embeddings of the region prompts."""
+        gh, gw = inp.grid
+        rows = []
+        for m, t in zip(inp.region_masks, inp.region_frames):
+            w = torch.from_numpy(m).float()[None, None]
+            w = F.interpolate(w, size=(gh, gw), mode="area")[0, 0].flatten().to(feats.device, feats.dtype)
+            if float(w.sum()) <= 0:
+                w = torch.ones_like(w)
+            rows.append((w[:, None] * feats[min(t, feats.shape[0] - 1)]).sum(0) / w.sum())
+        pooled = torch.stack(rows)
+        loc = self.region_loc(inp.region_boxes.to(feats.device, feats.dtype))
+        return self.region_feat(pooled) + loc
+
+    def embed_one(self, inp: VitronInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.encode_frames(inp.patches, inp.grid)
+        ids = inp.input_ids.to(self.device)
+        x = self.embed_tokens(ids)
+        s, e = inp.vision_span
+        x = torch.cat([x[:s], self.llm_vision_tokens(feats, inp.grid), x[e:]], 0)
+        if inp.region_masks:
+            where = (ids == self.region_id).nonzero()[:, 0]
+            x = x.index_put((where,), self.region_embeddings(inp, feats)[: len(where)])
+        return x, feats
+
+    def forward(self, inputs: Sequence[VitronInputs]) -> VitronOutput:
+        dev = self.device
+        L = max(i.length for i in inputs)
+        embeds = torch.zeros(len(inputs), L, self.config.hidden_size, device=dev, dtype=self.embed_tokens.weight.dtype)
+        pos = torch.zeros(3, len(inputs), L, dtype=torch.long, device=dev)
+        feats = []
+        for b, inp in enumerate(inputs):
+            x, f = self.embed_one(inp)
+            embeds[b, : inp.length] = x
+            pos[:, b, : inp.length] = inp.position_ids.to(dev)
+            feats.append(f)
+        mask = prefix_lm_mask([i.length for i in inputs], L, [None] * len(inputs), device=dev)
+        hidden, _ = self.llm(embeds, pos, mask)
+        return VitronOutput(self.lm_head(hidden), hidden, feats)
+
+    # ------------------------------------------------------------------ hybrid message + segmentation back-end
+    def signal(self, states: torch.Tensor) -> torch.Tensor:
+        """[..., d] hidden states at [SIG] -> v = [v_p ; v_s] [..., 2s]."""
+        return torch.cat([self.signal_p(states), self.signal_s(states)], dim=-1)
+
+    def synergy_logits(self, v: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        if self.synergy is None:
+            raise RuntimeError("this model has no synergy discriminator (synergy_hidden = 0)")
+        return self.synergy(grad_reverse(v[..., self.config.signal_dim:], scale))
+
+    def segment(self, v: torch.Tensor, feats: torch.Tensor, grid: tuple[int, int],
+                size: tuple[int, int] | None = None) -> torch.Tensor:
+        """v [N, 2s], per-frame features [T, h*w, d_v] -> mask logits [N, T, H', W'] (or resized to `size`)."""
+        T = feats.shape[0]
+        dense = self.upsampler(feats.transpose(1, 2).reshape(T, -1, *grid))  # [T, C, H', W']
+        m = dot_product_masks(self.seg_query(v), dense)
+        if size is not None and tuple(m.shape[-2:]) != tuple(size):
+            n = m.shape[0]
+            m = F.interpolate(m.reshape(n * T, 1, *m.shape[-2:]), size=size, mode="bilinear",
+                              align_corners=False).reshape(n, T, *size)
+        return m
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(self, inp: VitronInputs, max_new_tokens: int = 64,
+                 allowed: Callable[[list[int]], list[int] | None] | None = None) -> VitronGeneration:
+        dev = self.device
+        x, feats = self.embed_one(inp)
+        mask = prefix_lm_mask([inp.length], inp.length, [None], device=dev)
+        hidden, cache = self.llm(x[None], inp.position_ids.to(dev)[:, None], mask)
+        next_pos = int(inp.position_ids[:, -1].max()) + 1
+        logits = self.lm_head(hidden[0, -1])
+        out: list[int] = []
+        signal = None
+        for _ in range(max_new_tokens):
+            ok = allowed(out) if allowed is not None else None
+            if ok is not None:
+                restricted = torch.full_like(logits, float("-inf"))
+                restricted[ok] = logits[ok]
+                logits = restricted
+            tok = int(logits.argmax())
+            out.append(tok)
+            if tok == self.im_end_id:
+                break
+            h, cache = self.llm(self.embed_tokens(torch.tensor([[tok]], device=dev)),
+                                text_positions(next_pos, 1, device=dev)[:, None], None, cache)
+            next_pos += 1
+            if tok == self.sig_id and signal is None:
+                signal = self.signal(h[0, -1])
+            logits = self.lm_head(h[0, -1])
+        return VitronGeneration(out, signal, feats)
