@@ -25,6 +25,7 @@ class Point:
 
     def validate(self, height: int, width: int, num_frames: int = 1) -> None:
         _check_frame(self.frame, num_frames, self)
+        _check_numbers((self.x, self.y), self)
         if not (math.isfinite(self.x) and math.isfinite(self.y)):
             raise PromptError(f"point {self.x},{self.y} is not a finite coordinate")
         if not (0 <= self.x < width and 0 <= self.y < height):
@@ -44,6 +45,7 @@ class Box:
     def validate(self, height: int, width: int, num_frames: int = 1) -> None:
         _check_frame(self.frame, num_frames, self)
         coords = (self.x1, self.y1, self.x2, self.y2)
+        _check_numbers(coords, self)
         if not all(math.isfinite(c) for c in coords):
             raise PromptError(f"box {coords} has a non-finite coordinate")
         if self.x2 <= self.x1 or self.y2 <= self.y1:
@@ -63,6 +65,8 @@ class MaskPrompt:
 
     def validate(self, height: int, width: int, num_frames: int = 1) -> None:
         _check_frame(self.frame, num_frames, self)
+        if not isinstance(self.mask, np.ndarray):
+            raise PromptError(f"mask prompt must be a numpy array, got {type(self.mask).__name__}")
         if self.mask.ndim != 2 or self.mask.shape != (height, width):
             raise PromptError(
                 f"mask prompt of shape {tuple(self.mask.shape)} does not match the {width}x{height} frame"
@@ -74,8 +78,15 @@ class MaskPrompt:
 VisualPrompt = Union[Point, Box, MaskPrompt]
 
 
+def _check_numbers(values: tuple, prompt: object) -> None:
+    """Coordinates must be real numbers (a bool, None or a string from a JSON request is refused, not crashed on)."""
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise PromptError(f"{type(prompt).__name__} coordinate {v!r} is not a number")
+
+
 def _check_frame(frame: int, num_frames: int, prompt: object) -> None:
-    if not isinstance(frame, (int, np.integer)) or frame < 0 or frame >= num_frames:
+    if isinstance(frame, (bool, np.bool_)) or not isinstance(frame, (int, np.integer)) or frame < 0 or frame >= num_frames:
         raise PromptError(
             f"{type(prompt).__name__} is on frame {frame}, but the media has {num_frames} frame(s)"
         )

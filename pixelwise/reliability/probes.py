@@ -77,7 +77,14 @@ def library_call(case) -> Any:
 
         return Result.load(case.path).num_frames
     if case.group == "dataset-json":
-        return read_dataset(case.extra["benchmark"], case.path)
+        import tempfile
+
+        from pixelwise.eval import runner
+        from pixelwise.eval.predictor import OraclePredictor
+
+        read_dataset(case.extra["benchmark"], case.path)
+        with tempfile.TemporaryDirectory(prefix="pw-robust-") as pred:  # what `pixelwise eval --model oracle` does
+            return runner.run(case.extra["benchmark"], case.path, OraclePredictor(), pred, workers=1)["samples"]
     if case.group == "checkpoint":
         return check_checkpoint(case.path, allow_pickle=bool(case.extra.get("allow_pickle")))
     raise ValueError(f"unknown case group {case.group}")

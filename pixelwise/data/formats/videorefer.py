@@ -37,6 +37,13 @@ def region_prompt(mask: np.ndarray, frame: int, prompt_type: str):
     return Point(float(xs[k]), float(ys[k]), frame)
 
 
+def _q_type(q: dict, src: str, where: str) -> str | None:
+    t = q.get("type")
+    if t is not None and not isinstance(t, str):
+        raise FormatError(f"{src}: field '{where}.type' must be a string, got {type(t).__name__}")
+    return t
+
+
 def read_videorefer(json_path: str | Path, video_root: str | Path, prompt_type: str = "mask") -> list[Sample]:
     json_path, video_root = Path(json_path), Path(video_root)
     if prompt_type not in PROMPT_TYPES:
@@ -102,7 +109,7 @@ def read_videorefer(json_path: str | Path, video_root: str | Path, prompt_type: 
                 prompts=prompts,
                 options=options,
                 answer=answer,
-                meta={"video": video, "q_type": q.get("type"), "frame_idx": frame_idx,
+                meta={"video": video, "q_type": _q_type(q, src, where), "frame_idx": frame_idx,
                       "annotated_frames": sorted({int(k) for reg in q["annotation"] for k in reg})},
             )
         )
