@@ -15,6 +15,16 @@ from pixelwise.core.results import Result, SegObject
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # The pipeline imports torch and transformers: only when first used, so `import pixelwise` stays light.
+    if name in ("load", "register_family"):
+        from pixelwise import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'pixelwise' has no attribute {name!r}")
+
+
 __all__ = [
     "Box",
     "CheckpointError",
@@ -30,4 +40,6 @@ __all__ = [
     "Result",
     "SegObject",
     "__version__",
+    "load",
+    "register_family",
 ]

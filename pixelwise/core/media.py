@@ -129,6 +129,28 @@ def uniform_indices(total: int, count: int) -> list[int]:
     return [int(i) for i in np.arange(0, total, step)[:count].round()]
 
 
+def uniform_indices_with(total: int, count: int, required: Sequence[int] = ()) -> list[int]:
+    """`uniform_indices`, then each required frame that is missing replaces the nearest sampled frame that is not
+    itself required (the earlier one on a tie); sorted. More required frames than `count` are all kept.
+
+    This is how a prompt drawn on frame 57 stays visible to a model that reads 16 frames of the clip.
+    """
+    need = sorted({int(f) for f in required})
+    bad = [f for f in need if not 0 <= f < total]
+    if bad:
+        raise MediaError(f"frame {bad[0]} requested, but the media has {total} frame(s)")
+    chosen = uniform_indices(total, count)
+    for f in need:
+        if f in chosen:
+            continue
+        free = [i for i, c in enumerate(chosen) if c not in need]
+        if free:
+            chosen[min(free, key=lambda i: (abs(chosen[i] - f), chosen[i]))] = f
+        else:
+            chosen.append(f)
+    return sorted(set(chosen))
+
+
 def every_k_indices(total: int, k: int) -> list[int]:
     if k <= 0:
         raise MediaError(f"--every must be a positive integer, got {k}")

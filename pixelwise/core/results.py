@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pixelwise.core import masks as mask_ops
+from pixelwise.core.clip import Clip
 from pixelwise.core.errors import FormatError
 
 
@@ -52,6 +53,9 @@ class Result:
     size: tuple[int, int] = (0, 0)  # (H, W)
     timings: dict[str, float] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)  # family-specific outputs (edited frames, boxes, ...)
+    # The frames the masks belong to, for drawing: a Clip in memory, or the media path (its frames are read again
+    # on `save`). Not part of the JSON.
+    media: Clip | str | Path | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_frames(self) -> int:
@@ -114,9 +118,17 @@ class Result:
         return cls.from_json(data, source=str(path))
 
     def save(self, out_dir: str | Path, clip: "Clip | None" = None) -> dict[str, Path]:
-        """Write `result.json` (RLE masks), per-object mask PNGs and, given the clip, an overlay (PNG or GIF)."""
+        """Write `result.json` (RLE masks), per-object mask PNGs and an overlay (PNG or GIF) on `clip`, or on the
+        result's own `media` when no clip is given."""
         from pixelwise.core import io as io_ops  # late import: io pulls in heavy deps
         from pixelwise.core import viz
+
+        if clip is None and isinstance(self.media, Clip):
+            clip = self.media
+        elif clip is None and self.media is not None:
+            from pixelwise.core.media import open_media
+
+            clip = open_media(self.media).read(self.frame_indices)
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -136,5 +148,3 @@ class Result:
                 written["overlay"] = viz.save_animation(out / "overlay.gif", frames, fps=clip.fps or 4.0)
         return written
 
-
-from pixelwise.core.clip import Clip  # noqa: E402  (type used in annotations only)

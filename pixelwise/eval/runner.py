@@ -340,11 +340,7 @@ def load_predictor(path: str) -> Predictor:
         return OraclePredictor()
     import pixelwise
 
-    loader = getattr(pixelwise, "load", None)
-    if loader is None:
-        raise PixelwiseError("--model: this pixelwise build has no model loader (pixelwise.load) yet; "
-                             "score existing predictions with --pred, or use --model oracle to check a dataset")
-    model = loader(path)
+    model = pixelwise.load(path)
     if not isinstance(model, Predictor):
         raise PixelwiseError(f"--model {path}: the loaded {type(model).__name__} has no predict(sample) method")
     return model

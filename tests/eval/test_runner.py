@@ -189,14 +189,14 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert "meta_expressions.json: file not found" in capsys.readouterr().err
 
 
-def test_model_loader_without_pixelwise_load(monkeypatch):
+def test_model_loader_goes_through_pixelwise_load(monkeypatch):
     import pixelwise
 
-    monkeypatch.delattr(pixelwise, "load", raising=False)
-    with pytest.raises(PixelwiseError, match="pixelwise.load"):
-        runner.load_predictor("some/model")
     monkeypatch.setattr(pixelwise, "load", lambda path: OraclePredictor(), raising=False)
     assert isinstance(runner.load_predictor("some/model"), OraclePredictor)
+    monkeypatch.setattr(pixelwise, "load", lambda path: object(), raising=False)
+    with pytest.raises(PixelwiseError, match="has no predict"):
+        runner.load_predictor("some/model")
 
 
 def test_result_with_wrong_frame_count_is_rejected(tmp_path):

@@ -21,7 +21,7 @@ has to process media, call `predict` and wrap the result.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,13 @@ class UniPixelOutput:
     mem_pooled: torch.Tensor | None = None  # [M, 4*Cv]
     mem_embeds: torch.Tensor | None = None  # [M, D]
     seg_positions: list[int] = field(default_factory=list)  # teacher-forced <|seg|>: positions i with ids[i+1]==seg
+
+    @property
+    def vision(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The vision tower outputs, to pass as `UniPixelInputs.vision` to a later query on the same frames."""
+        if self.video_embeds is None or self.merger_input is None or self.window_index is None:
+            return None
+        return self.video_embeds, self.merger_input, self.window_index
 
 
 @dataclass
@@ -408,10 +415,13 @@ class UniPixelForConditionalGeneration(nn.Module):
         info = UniPixelOutput(logits=torch.empty(0), prenorm_hidden=torch.empty(0), position_ids=torch.empty(0),
                               rope_delta=0)
         video_pos = (ids == cfg.video_token_id).nonzero().flatten()
-        if inputs.pixel_values_videos is not None and video_pos.numel():
-            video_embeds, merger_input, window_index = self.visual_features(
-                inputs.pixel_values_videos.to(self.device), inputs.video_grid_thw.to(self.device)
-            )
+        if (inputs.vision is not None or inputs.pixel_values_videos is not None) and video_pos.numel():
+            if inputs.vision is not None:  # the same frames were encoded by an earlier query (a chat turn)
+                video_embeds, merger_input, window_index = inputs.vision
+            else:
+                video_embeds, merger_input, window_index = self.visual_features(
+                    inputs.pixel_values_videos.to(self.device), inputs.video_grid_thw.to(self.device)
+                )
             if video_embeds.shape[0] != video_pos.numel():
                 raise PromptError(f"{video_pos.numel()} <|video_pad|> tokens for {video_embeds.shape[0]} visual tokens")
             embeds[video_pos] = video_embeds.to(embeds.dtype)
@@ -555,6 +565,20 @@ class UniPixelForConditionalGeneration(nn.Module):
         out = sam2.track(feats, prompts, frame_size=tuple(int(v) for v in frame_size), cond_frame=0)
         return SegmentationOutput(prompt_tokens=prompts, masks=out.masks, mask_logits=out.mask_logits, sam2=out,
                                   features=feats)
+
+    @torch.no_grad()
+    def segment_frames(self, seg_states: torch.Tensor, features: Any, frame_size: tuple[int, int] | None,
+                       num_frames: int | None = None) -> Iterator[Any]:
+        """Streaming `segment`: yields SAM2's `Sam2FrameOutput` frame by frame, all objects as one batch.
+
+        `features` is any SAM2 frame source: `Sam2Features` of encoded frames, or a callable `t -> Sam2FrameFeatures`
+        (with `num_frames`) that encodes frame t when tracking reaches it, so a long clip is decoded, encoded and
+        segmented in one pass without holding its frames or its logits.
+        """
+        prompts = self.seg_prompt_tokens(seg_states.to(self.device))
+        sam2 = self.require_sam2()
+        size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
+        yield from sam2.track_frames(features, prompts, size, cond_frame=0, num_frames=num_frames)
 
     @torch.no_grad()
     def predict(self, inputs: UniPixelInputs, max_new_tokens: int = 512,

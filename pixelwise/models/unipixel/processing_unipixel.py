@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,7 @@ def patchify(llm_frames: np.ndarray, patch_size: int = 14, merge_size: int = 2, 
 def sam2_transform(frames: np.ndarray, image_size: int) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> float32 [T, 3, S, S]: /255, bilinear antialiased resize, ImageNet normalisation."""
     frames = _check_frames(frames)
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    x = torch.tensor(frames).permute(0, 3, 1, 2).to(torch.float32) / 255.0  # a copy: frames may be read-only
     x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, -1, 1, 1)
@@ -319,6 +320,8 @@ class UniPixelInputs:
     num_frames: int
     ref_prompts: list[RefPrompt] = field(default_factory=list)
     refer_mask: torch.Tensor | None = None  # bool [T/2, O, h, w]
+    # Vision tower outputs of these frames from an earlier query (`UniPixelOutput.vision`): skips re-encoding.
+    vision: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
 class UniPixelProcessor:
@@ -424,8 +427,6 @@ class UniPixelProcessor:
         An object written `[k] <|seg|>` gets id k (the official multi-object answer format), otherwise its order.
         Objects segmented from `<|seg|>` tokens of the prompt have no span in the answer.
         """
-        import re
-
         from pixelwise.core.results import Result, SegObject
 
         answer, spans = self.decode_answer(prediction.generated_ids.tolist(), stop_token_ids)
@@ -435,10 +436,8 @@ class UniPixelProcessor:
             answer_spans = iter(spans)
             for k, token_index in enumerate(prediction.seg_token_index):
                 span = next(answer_spans) if token_index >= 0 else None
-                obj_id = k
-                if span is not None:
-                    m = re.search(r"\[(\d+)\]\s*$", answer[: span[0]])
-                    obj_id = int(m.group(1)) if m else k
+                mentioned = None if span is None else seg_object_id(answer, span)
+                obj_id = k if mentioned is None else mentioned
                 score = None
                 if getattr(seg.sam2, "object_score_logits", None) is not None:
                     score = float(torch.sigmoid(seg.sam2.object_score_logits[k].max()))
@@ -486,12 +485,8 @@ class UniPixelProcessor:
         if item is not None:
             min_pixels = item.get("min_pixels", min_pixels) if min_pixels is None else min_pixels
             max_pixels = item.get("max_pixels", max_pixels) if max_pixels is None else max_pixels
-        if add_generation_prompt is None:
-            add_generation_prompt = messages[-1].get("role") != "assistant"
-        chat = render_chat(messages, add_generation_prompt=add_generation_prompt, assistant_prefix=assistant_prefix)
         llm, pv, thw = self.process_frames(frames, min_pixels, max_pixels)
-        ids = self.encode(self.expand_vision(chat, thw))
-        input_ids = torch.tensor(ids, dtype=torch.int64)
+        chat, input_ids = self.tokenize_chat(messages, thw, add_generation_prompt, assistant_prefix)
         return UniPixelInputs(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
@@ -505,10 +500,35 @@ class UniPixelProcessor:
             num_frames=int(frames.shape[0]),
         )
 
+    def tokenize_chat(self, messages: Sequence[dict[str, Any]], grid_thw: torch.Tensor,
+                      add_generation_prompt: bool | None = None, assistant_prefix: str = "",
+                      ) -> tuple[str, torch.Tensor]:
+        """Chat messages -> (chat text, input ids [L] with the visual placeholder expanded for `grid_thw`)."""
+        if add_generation_prompt is None:
+            add_generation_prompt = messages[-1].get("role") != "assistant"
+        chat = render_chat(messages, add_generation_prompt=add_generation_prompt, assistant_prefix=assistant_prefix)
+        return chat, torch.tensor(self.encode(self.expand_vision(chat, grid_thw)), dtype=torch.int64)
+
+    def with_messages(self, inputs: UniPixelInputs, messages: Sequence[dict[str, Any]], *,
+                      add_generation_prompt: bool | None = None, assistant_prefix: str = "") -> UniPixelInputs:
+        """The same processed frames with other chat messages (a chat turn, a second round on one clip).
+
+        Visual prompts are not carried over: set `ref_prompts` / `refer_mask` for the new text.
+        """
+        chat, input_ids = self.tokenize_chat(messages, inputs.video_grid_thw, add_generation_prompt, assistant_prefix)
+        return replace(inputs, input_ids=input_ids, attention_mask=torch.ones_like(input_ids), chat_text=chat,
+                       ref_prompts=[], refer_mask=None)
+
     def memory_inputs(self, label_mask: torch.Tensor, grid_thw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """bool [T, O, H, W] object masks -> (pooled [T/2, O, H, W], refer_mask [T/2, O, h, w])."""
         pooled = pool_label_mask(label_mask, self.temporal_patch_size)
         return pooled, refer_mask_from_pooled(pooled, grid_thw, self.patch_size, self.merge_size)
+
+
+def seg_object_id(answer: str, span: tuple[int, int]) -> int | None:
+    """The id k of an answer's `[k] <|seg|>` (the official multi-object format), or None for a plain `<|seg|>`."""
+    m = re.search(r"\[(\d+)\]\s*$", answer[: span[0]])
+    return int(m.group(1)) if m else None
 
 
 def _visual_item(messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

@@ -1,0 +1,159 @@
+"""`pixelwise segment` and `pixelwise ask`: run a model on an image, a video file or a folder of frames."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from pixelwise.core.errors import PromptError
+from pixelwise.core.prompts import MaskPrompt, VisualPrompt, parse_box, parse_point
+
+PROGRESS_MIN_FRAMES = 17  # a progress bar for propagations longer than the default 16 sampled frames
+
+MODEL = typer.Option(None, "--model", "-m", help="Checkpoint folder (default: the model shipped with pixelwise).")
+FRAMES = typer.Option(16, "--frames", "-f", min=1, help="Frames the model reads from a video, spread uniformly.")
+PROPAGATE = typer.Option("sampled", "--propagate",
+                         help="Masks on the sampled frames ('sampled') or on every frame of the video ('all').")
+OUT = typer.Option(None, "--out", "-o", help="Output folder (default: outputs/<media name>).")
+DEVICE = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda, cuda:1 ...")
+DTYPE = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).")
+MAX_NEW_TOKENS = typer.Option(512, "--max-new-tokens", min=1, help="Longest answer, in tokens.")
+
+
+def segment(
+    media: Path = typer.Argument(..., help="Image, video file or folder of frames."),
+    text: str = typer.Argument(..., help='What to segment: a phrase ("the red car") or a sentence / question.'),
+    model: str = MODEL,
+    frames: int = FRAMES,
+    propagate: str = PROPAGATE,
+    out: Path = OUT,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+) -> None:
+    """Segment what a text describes; write the masks, their overlay and the answer."""
+    pipe, load_seconds = _load(model, device, dtype)
+    with _progress_bar() as progress:
+        result = pipe.segment(str(media), text, num_frames=frames, propagate=propagate,
+                              max_new_tokens=max_new_tokens, progress=progress)
+    _report(result, _out_dir(out, media), load_seconds)
+
+
+def ask(
+    media: Path = typer.Argument(..., help="Image, video file or folder of frames."),
+    question: str = typer.Argument(..., help="The question; name the regions [0], [1], ..."),
+    point: list[str] = typer.Option(None, "--point", help="Region as a point X,Y[@FRAME] (repeatable)."),
+    box: list[str] = typer.Option(None, "--box", help="Region as a box X1,Y1,X2,Y2[@FRAME] (repeatable)."),
+    mask: list[str] = typer.Option(None, "--mask", help="Region as a mask PNG[@FRAME], non-zero = inside (repeatable)."),
+    option: list[str] = typer.Option(None, "--option", help="An answer option (repeatable): multiple choice."),
+    model: str = MODEL,
+    frames: int = FRAMES,
+    propagate: str = PROPAGATE,
+    out: Path = OUT,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+) -> None:
+    """Ask about an image or a video, optionally about regions given as points, boxes or masks.
+
+    Regions are numbered in the order --point, --box, --mask (each in the order given) and are named [0], [1], ...
+    in the question. FRAME (default 0) counts the frames the model reads (--frames of them, spread uniformly over
+    the video; `pixelwise info` tells how many a video has), so @3 is the 4th frame read.
+    """
+    regions = parse_regions(point or [], box or [], mask or [])
+    for k, r in enumerate(regions):
+        typer.echo(f"region [{k}]: {_describe(r)}")
+    pipe, load_seconds = _load(model, device, dtype)
+    with _progress_bar() as progress:
+        result = pipe.ask(str(media), question, regions, options=option or None, num_frames=frames,
+                          propagate=propagate, max_new_tokens=max_new_tokens, progress=progress)
+    _report(result, _out_dir(out, media), load_seconds)
+
+
+def parse_mask(text: str) -> MaskPrompt:
+    """`PNG` or `PNG@FRAME` -> a mask prompt (any non-zero pixel is inside)."""
+    from pixelwise.core.masks import load_mask_png
+
+    path, at, frame = text.rpartition("@")
+    if not at or not frame.isdigit():
+        path, frame = text, "0"
+    return MaskPrompt(load_mask_png(path), int(frame))
+
+
+def parse_regions(points: list[str], boxes: list[str], masks: list[str]) -> list[VisualPrompt]:
+    regions: list[VisualPrompt] = [parse_point(p) for p in points]
+    regions += [parse_box(b) for b in boxes]
+    regions += [parse_mask(m) for m in masks]
+    if not regions and (points or boxes or masks):
+        raise PromptError("no region could be read")
+    return regions
+
+
+def _describe(r: VisualPrompt) -> str:
+    if isinstance(r, MaskPrompt):
+        return f"mask of {int(r.mask.sum())} px on frame {r.frame}"
+    if hasattr(r, "xyxy"):
+        return "box {:g},{:g},{:g},{:g} on frame {}".format(*r.xyxy, r.frame)
+    return f"point {r.x:g},{r.y:g} on frame {r.frame}"
+
+
+def _load(model: str | None, device: str | None, dtype: str | None):
+    import pixelwise
+
+    t0 = time.perf_counter()
+    pipe = pixelwise.load(model, device=device, dtype=dtype)
+    return pipe, time.perf_counter() - t0
+
+
+@contextmanager
+def _progress_bar():
+    """A progress callback (frames done, total) drawing a bar on stderr for long propagations."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("propagating masks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if total < PROGRESS_MIN_FRAMES:
+            return
+        if task is None:
+            bar.start()
+            task = bar.add_task("propagate", total=total)
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        bar.stop()
+
+
+def _out_dir(out: Path | None, media: Path) -> Path:
+    return out if out is not None else Path("outputs") / (media.stem or "media")
+
+
+def _report(result, out: Path, load_seconds: float) -> None:
+    written = result.save(out)
+    typer.echo(f"answer: {result.answer}")
+    for o in result.objects:
+        shown = int(o.masks.reshape(o.masks.shape[0], -1).any(1).sum())
+        score = "" if o.score is None else f", score {o.score:.2f}"
+        typer.echo(f"object [{o.id}]: mask on {shown}/{result.num_frames} frames{score}")
+    files = [str(written["json"])]
+    if "masks" in written:
+        files.append(f"{written['masks']}/ ({sum(1 for _ in Path(written['masks']).glob('*.png'))} PNGs)")
+    if "overlay" in written:
+        files.append(str(written["overlay"]))
+    typer.echo("wrote: " + ", ".join(files))
+    times = {"load": load_seconds, **result.timings}
+    typer.echo("time: " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(segment)
+    app.command()(ask)

@@ -1,0 +1,93 @@
+"""`pixelwise.load(path)`: a checkpoint folder -> the pipeline of its model family.
+
+```python
+import pixelwise
+from pixelwise import Point
+
+pipe = pixelwise.load("checkpoints/UniPixel-3B")           # CUDA + bfloat16 when available, else CPU + float32
+result = pipe.segment("clip.mp4", "the boy who is crying")  # Result: answer + objects with per-frame masks
+result.save("out/")                                         # result.json (RLE), masks/*.png, overlay.gif
+result = pipe.ask("clip.mp4", "What is [0] doing?", regions=[Point(120, 80, frame=5)])  # 6th frame read
+chat = pipe.chat("clip.mp4")                                # turns reuse the encoded frames
+chat.send("Please segment the dog."); chat.send("What is it doing?")
+```
+
+The family is chosen by `config.json`'s `model_type`. Checkpoints are read from disk only (safetensors; pickle files
+are refused). `pixelwise.load()` without a path loads the default model shipped with pixelwise; other families
+plug in with `pixelwise.register_family(model_type, builder)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pixelwise.core.errors import CheckpointError
+from pixelwise.pipeline.base import Pipeline, normalize_regions, resolve_device
+from pixelwise.pipeline.media import PROPAGATE_MODES, QueryMedia, open_query_media
+
+Builder = Callable[[Path, Any, Any], Pipeline]  # (checkpoint folder, device, dtype) -> pipeline
+
+# model_type of config.json -> its pipeline: a builder registered at run time, or "module:Class" imported on first
+# use (the class's `from_pretrained(path, device=, dtype=)` is the builder).
+_FAMILIES: dict[str, Builder | str] = {
+    "pixel_qwen2_5_vl": "pixelwise.pipeline.unipixel:UniPixelPipeline",
+    "pixelwise_pixellm": "pixelwise.models.pixellm.pipeline_pixellm:PixelLMPipeline",
+    "pixelwise_ufo": "pixelwise.models.ufo.pipeline_ufo:UFOPipeline",
+    "pixelwise_pixelsail": "pixelwise.models.pixelsail.pipeline_pixelsail:PixelSailPipeline",
+    "pixelwise_vitron": "pixelwise.models.vitron.pipeline_vitron:VitronPipeline",
+}
+
+# The default model (a tiny UniPixel trained on PixelWorld) ships inside the package.
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "pixelworld-tiny"
+
+
+def register_family(model_type: str, builder: Builder | str) -> None:
+    """Make `load` build `builder(path, device, dtype)` for checkpoints whose config.json has this `model_type`."""
+    _FAMILIES[model_type] = builder
+
+
+def families() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def load(path: str | Path | None = None, *, device: Any = "auto", dtype: Any = None) -> Pipeline:
+    """Load a checkpoint folder (default: the shipped default model) as a ready-to-use pipeline.
+
+    `device`: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ... `dtype`: "fp32", "bf16", "fp16" or a torch
+    dtype (default: bfloat16 on GPU, float32 on CPU). Attention runs through torch SDPA (no flash-attn needed).
+    """
+    if path is None:
+        if not (DEFAULT_MODEL / "config.json").is_file():
+            raise CheckpointError(
+                "no default model is installed in this pixelwise build yet; pass a checkpoint folder, "
+                "e.g. pixelwise.load('checkpoints/UniPixel-3B') or --model checkpoints/UniPixel-3B")
+        path = DEFAULT_MODEL
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        hint = ""
+        if not folder.exists() and str(path).count("/") == 1 and not str(path).startswith((".", "/", "~")):
+            hint = (f" (pixelwise reads checkpoints from disk; download it first, e.g. "
+                    f"`huggingface-cli download {path} --local-dir checkpoints/{str(path).split('/')[1]}`)")
+        raise CheckpointError(f"{path}: not a checkpoint folder{hint}")
+    config_file = folder / "config.json"
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder}: no config.json (not a checkpoint folder)") from None
+    except (OSError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{config_file}: unreadable ({e})") from None
+    if model_type not in _FAMILIES:
+        raise CheckpointError(f"{folder}: model_type {model_type!r} is not supported; known: {', '.join(families())}")
+    builder = _FAMILIES[model_type]
+    if isinstance(builder, str):
+        module, _, name = builder.partition(":")
+        builder = getattr(importlib.import_module(module), name).from_pretrained
+    return builder(folder, device=device, dtype=dtype)
+
+
+__all__ = ["DEFAULT_MODEL", "PROPAGATE_MODES", "Pipeline", "QueryMedia", "families", "load", "normalize_regions",
+           "open_query_media", "register_family", "resolve_device"]

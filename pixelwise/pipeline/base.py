@@ -1,0 +1,138 @@
+"""`Pipeline`: what `pixelwise.load` returns for every model family (docs/ARCHITECTURE.md, "The pipeline API").
+
+A pipeline turns media + text + visual prompts into a `Result`. It owns media decoding, frame sampling, prompt
+placement and result assembly; the numerics belong to the family's model and processor. The verbs:
+
+* `segment(media, text)`: masks of what the text describes (one object per segmentation token of the answer);
+* `ask(media, question, regions=[Point | Box | MaskPrompt, ...])`: an answer about regions, which the question
+  names `[0]`, `[1]`, ... (or the ids of an `{id: prompt}` mapping); the regions come back as objects too;
+* `chat(media)` -> a session whose `send(text, regions=None)` turns reuse the encoded media;
+* `info()`: family, name, path, parameter count, device, dtype;
+* `predict(sample)`: one evaluation sample -> `Result` (the `pixelwise.eval` `Predictor` protocol).
+
+`media` is a path (image, video file, folder of frames), a `Clip` or a uint8 array. The model reads `num_frames`
+frames of a video, uniformly spread; prompt frames index those frames, and so do the result's masks (over every frame
+of the media with `propagate="all"`); `Result.frame_indices` gives their source frame numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pixelwise.core.errors import ConfigError, PromptError
+from pixelwise.core.prompts import Box, MaskPrompt, Point, VisualPrompt
+from pixelwise.core.results import Result
+from pixelwise.pipeline.media import PROPAGATE_MODES, MediaLike
+
+Regions = Sequence[VisualPrompt] | Mapping[int, VisualPrompt] | None
+Progress = Callable[[int, int], None]  # (frames done, frames in total) while masks are propagated
+
+DEFAULT_NUM_FRAMES = 16  # frames the model reads from a video, as the official UniPixel tools
+DEFAULT_MAX_NEW_TOKENS = 512
+
+
+def normalize_regions(regions: Regions, first_id: int = 0) -> list[tuple[int, VisualPrompt]]:
+    """Regions as (object id, prompt): a sequence numbers them from `first_id`, a mapping gives its own ids."""
+    if regions is None:
+        return []
+    items = list(regions.items()) if isinstance(regions, Mapping) else list(enumerate(regions, start=first_id))
+    for k, p in items:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise PromptError(f"region id {k!r} must be a non-negative integer")
+        if not isinstance(p, (Point, Box, MaskPrompt)):
+            raise PromptError(f"region [{k}] must be a Point, Box or MaskPrompt, got {type(p).__name__}")
+    return items
+
+
+def check_propagate(propagate: str) -> str:
+    if propagate not in PROPAGATE_MODES:
+        raise ConfigError(f"propagate must be one of {', '.join(PROPAGATE_MODES)}, got {propagate!r}")
+    return propagate
+
+
+def resolve_device(device: Any = "auto", dtype: Any = None):
+    """(torch.device, torch.dtype): "auto" = CUDA when available, else CPU; bfloat16 on GPU, float32 on CPU."""
+    import torch
+
+    auto = device is None or device == "auto"
+    try:
+        dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if auto else device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: CUDA is not available on this machine")
+    if dtype is None:
+        return dev, (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    if isinstance(dtype, torch.dtype):
+        return dev, dtype
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if str(dtype).lower() not in names:
+        raise ConfigError(f"dtype {dtype!r}: use one of {', '.join(names)}")
+    return dev, names[str(dtype).lower()]
+
+
+_VIDEOREFER_REGION = re.compile(r"<object(\d+)><region>|<region>")
+
+
+def videorefer_question(text: str, num_regions: int) -> tuple[str, list[int]]:
+    """VideoRefer / PixelQA question text -> (text naming regions `[k]`, the id of each region in order).
+
+    `<objectK><region>` becomes `[K]`, a bare `<region>` `[i]` (its position). When the text does not name every
+    region exactly once, the regions are `[0]`, `[1]`, ... in order.
+    """
+    ids: list[int] = []
+
+    def name(m: re.Match) -> str:
+        ids.append(int(m.group(1)) if m.group(1) is not None else len(ids))
+        return f"[{ids[-1]}]"
+
+    out = _VIDEOREFER_REGION.sub(name, text)
+    if len(ids) != num_regions or len(set(ids)) != len(ids):
+        ids = list(range(num_regions))
+    return out, ids
+
+
+class Pipeline:
+    """Base class of the family pipelines (see the module docstring for the verbs)."""
+
+    family: str = ""
+    path: Path | None = None
+
+    def segment(self, media: MediaLike, text: str, **options: Any) -> Result:
+        raise NotImplementedError
+
+    def ask(self, media: MediaLike, question: str, regions: Regions = None, **options: Any) -> Result:
+        raise NotImplementedError
+
+    def chat(self, media: MediaLike, **options: Any) -> Any:
+        raise NotImplementedError
+
+    def info(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def predict(self, sample: Any) -> Result:
+        """One evaluation sample: region questions go to `ask` (options as multiple choice), the rest to `segment`.
+
+        The model reads `DEFAULT_NUM_FRAMES` frames, the prompted ones among them, and the masks are propagated over
+        every frame of the sample as the official evaluations do: `result.frame_indices` are the sample's frames.
+        """
+        from pixelwise.core.media import uniform_indices_with
+
+        clip = sample.clip()
+        if not (sample.prompts or sample.options):
+            return self.segment(clip, sample.text, propagate="all")
+        read = uniform_indices_with(clip.num_frames, DEFAULT_NUM_FRAMES, [p.frame for p in sample.prompts])
+        question, ids = videorefer_question(sample.text, len(sample.prompts))
+        regions = {k: _replace_frame(p, read.index(p.frame)) for k, p in zip(ids, sample.prompts)}
+        return self.ask(clip, question, regions, options=list(sample.options) or None, frame_indices=read,
+                        propagate="all")
+
+
+def _replace_frame(prompt: VisualPrompt, frame: int) -> VisualPrompt:
+    from dataclasses import replace
+
+    return replace(prompt, frame=frame)

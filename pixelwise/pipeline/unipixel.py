@@ -1,0 +1,353 @@
+"""The UniPixel pipeline: `segment`, `ask` (with the PixelQA two-round flow) and `chat` over one model.
+
+A query runs as the official tools do — the LLM reads N uniformly sampled frames (16 by default; an image is one
+frame), answers greedily, and every `<|seg|>` of the answer prompts SAM2 on the first frame, whose memory propagates
+the mask forward — with these differences:
+
+* every `<|seg|>` of an answer is one object (the official release keeps one), and all objects of a query are
+  tracked by SAM2 as one batch over frames encoded once (a 3-object query on 16 frames encodes 16 frames, not 48);
+* regions can be points and boxes as well as masks. Point/box regions first go through PixelQA's localization
+  round (`[k] <|ref|>` in the question, teacher-forced `[k] <|seg|>` answer) whose masks become the regions'
+  `<|mem|>` memory for the real question (round 2); mask regions enter the memory directly. The regions come back
+  as the result's first objects, with their ids;
+* masks are propagated over the frames the model read (`propagate="sampled"`) or over every frame of the media
+  (`propagate="all"`, as the official evaluation), decoded and encoded as tracking reaches them;
+* a chat keeps the frames' vision-tower outputs and SAM2 features, so later turns only run the LLM.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pixelwise.core.errors import MediaError, PromptError
+from pixelwise.core.prompts import MaskPrompt, VisualPrompt
+from pixelwise.core.results import Result, SegObject
+from pixelwise.models.unipixel import prompts as templates
+from pixelwise.models.unipixel.modeling_unipixel import UniPixelForConditionalGeneration
+from pixelwise.models.unipixel.processing_unipixel import (
+    UniPixelProcessor,
+    masks_for_memory,
+    mem_prefix,
+    ref_prompt,
+    seg_object_id,
+    video_message,
+)
+from pixelwise.pipeline.base import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_NUM_FRAMES,
+    Pipeline,
+    Progress,
+    Regions,
+    check_propagate,
+    normalize_regions,
+    resolve_device,
+)
+from pixelwise.pipeline.media import MediaLike, open_query_media
+
+SAM2_CHUNK = 8  # frames encoded together when propagating over every frame of a clip
+
+
+class UniPixelPipeline(Pipeline):
+    """UniPixel behind the pipeline verbs. Build it with `pixelwise.load(path)`."""
+
+    family = "unipixel"
+
+    def __init__(self, model: UniPixelForConditionalGeneration, processor: UniPixelProcessor,
+                 path: str | Path | None = None):
+        self.model = model.eval()
+        self.processor = processor
+        self.path = Path(path) if path is not None else None
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: Any = "auto", dtype: Any = None) -> UniPixelPipeline:
+        dev, dt = resolve_device(device, dtype)
+        model = UniPixelForConditionalGeneration.from_pretrained(path, dtype=dt).to(dev)
+        return cls(model, UniPixelProcessor.from_pretrained(path), path)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "name": self.path.name if self.path is not None else None,
+            "path": str(self.path) if self.path is not None else None,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "device": str(self.model.device),
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+        }
+
+    def chat(self, media: MediaLike, *, num_frames: int = DEFAULT_NUM_FRAMES, frame_indices: Sequence[int] | None = None,
+             propagate: str = "sampled", progress: Progress | None = None) -> UniPixelChat:
+        """A conversation about one image or clip (`send` a turn). `frame_indices` picks the frames the model reads
+        instead of `num_frames` uniform ones."""
+        return UniPixelChat(self, media, num_frames=num_frames, frame_indices=frame_indices, propagate=propagate,
+                            progress=progress)
+
+    def ask(self, media: MediaLike, question: str, regions: Regions = None, *, options: Sequence[str] | None = None,
+            num_frames: int = DEFAULT_NUM_FRAMES, frame_indices: Sequence[int] | None = None,
+            propagate: str = "sampled", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+            progress: Progress | None = None) -> Result:
+        """Answer a question, optionally about regions (named `[k]` in the question) and with answer options.
+
+        With `options` the question is asked as the official multiple choice ("The best option is (" primes the
+        answer; `result.answer` is what follows). The result's first objects are the regions, then one object per
+        `<|seg|>` of the answer.
+        """
+        chat = self.chat(media, num_frames=num_frames, frame_indices=frame_indices, propagate=propagate,
+                         progress=progress)
+        return chat.send(question, regions, options=options, max_new_tokens=max_new_tokens)
+
+    def segment(self, media: MediaLike, text: str, regions: Regions = None, *, num_frames: int = DEFAULT_NUM_FRAMES,
+                frame_indices: Sequence[int] | None = None, propagate: str = "sampled",
+                max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: Progress | None = None) -> Result:
+        """Segment what `text` describes: a phrase ("the red car") is asked as "Please segment the red car in this
+        video.", a sentence or question gets "Please provide the segmentation mask." appended, and text that
+        already asks for a mask is sent as it is. Regions given too are segmented from their points/boxes and come
+        back first (as in `ask`)."""
+        chat = self.chat(media, num_frames=num_frames, frame_indices=frame_indices, propagate=propagate,
+                         progress=progress)
+        question = templates.segmentation_question(text, chat.media.is_image)
+        return chat.send(question, regions, max_new_tokens=max_new_tokens)
+
+
+@dataclass(eq=False)
+class _Region:
+    """A region of a turn: its prompt, and once grounded its masks on the frames read (and, for a point/box, the
+    localization `<|seg|>` state that re-tracks it over every frame)."""
+
+    id: int
+    prompt: VisualPrompt
+    state: torch.Tensor | None = None
+    masks: np.ndarray | None = None
+    score: float | None = None
+
+    @property
+    def is_mask(self) -> bool:
+        return isinstance(self.prompt, MaskPrompt)
+
+
+class UniPixelChat:
+    """A conversation about one image or clip.
+
+    The frames are resized and patchified once; the vision tower and the SAM2 image encoder run on the first turn
+    that needs them and serve every later turn. Each turn re-renders the whole conversation (as the official demo)
+    and segments only the `<|seg|>` tokens of its own answer. Regions may come with any turn: they are grounded
+    then, their `<|mem|>` memory opens that turn's message, and the question names them `[k]` from then on (a list
+    of regions is numbered after the regions of earlier turns).
+    """
+
+    def __init__(self, pipeline: UniPixelPipeline, media: MediaLike, *, num_frames: int = DEFAULT_NUM_FRAMES,
+                 frame_indices: Sequence[int] | None = None, propagate: str = "sampled",
+                 progress: Progress | None = None):
+        t0 = time.perf_counter()
+        self.model, self.processor = pipeline.model, pipeline.processor
+        self.propagate = check_propagate(propagate)
+        self.progress = progress
+        self.media = open_query_media(media, num_frames, frame_indices)
+        t1 = time.perf_counter()
+        self._base = self.processor(self.media.sampled.frames, [video_message("", self.media.sampled.num_frames)])
+        self.messages: list[dict[str, Any]] = []
+        self.region_ids: list[int] = []  # every region of the conversation, in the order of their <|mem|> tokens
+        self._refer_masks: list[torch.Tensor] = []  # their <|mem|> masks, one [T/2, O, h, w] per turn with regions
+        self._vision: tuple[torch.Tensor, ...] | None = None  # vision tower outputs of the frames read
+        self._sam2_features: Any = None  # SAM2 features of the frames read
+        self._pending_timings = {"media": t1 - t0, "preprocess": time.perf_counter() - t1}
+
+    @property
+    def turns(self) -> int:
+        return len(self.messages) // 2
+
+    # ------------------------------------------------------------------ a turn
+
+    @torch.no_grad()
+    def send(self, text: str, regions: Regions = None, *, options: Sequence[str] | None = None,
+             max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Result:
+        """One turn: the answer, this turn's regions as objects, then one object per `<|seg|>` of the answer."""
+        if not text or not text.strip():
+            raise PromptError("the question is empty")
+        t0 = time.perf_counter()
+        timings, self._pending_timings = self._pending_timings, {}
+        setup = sum(timings.values())
+        turn_regions = self._new_regions(regions)
+        question = templates.mcq_question(text, options) if options else text.strip()
+        prefix = templates.MCQ_ANSWER_PREFIX if options else ""
+        refer_masks = self._refer_masks
+        if turn_regions:
+            memory, refer = self._ground(turn_regions, text, options, timings)
+            question, refer_masks = memory + question, [*refer_masks, refer]
+        num = self.media.sampled.num_frames
+        user = video_message(question, num) if not self.messages else {"role": "user", "content": question}
+        messages = [*self.messages, user]
+        inputs = self.processor.with_messages(self._base, messages, assistant_prefix=prefix)
+        inputs.refer_mask = torch.cat(refer_masks, dim=1) if refer_masks else None
+        inputs.vision = self._vision
+
+        t1 = time.perf_counter()
+        stops = self.model.default_stop_token_ids()
+        gen = self.model.generate(inputs, max_new_tokens=max_new_tokens, stop_token_ids=stops)
+        self._vision = self._vision or gen.prefill.vision
+        answer, spans = self.processor.decode_answer(gen.generated_ids.tolist(), stops)
+        new = [k for k, i in enumerate(gen.seg_token_index) if i >= 0]  # earlier turns' <|seg|> were segmented
+        timings["generate"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        objects, frame_indices = self._objects(turn_regions, gen.seg_states[new], answer, spans)
+        timings["segment"] = time.perf_counter() - t2
+        timings["total"] = time.perf_counter() - t0 + setup
+        self.messages = [*messages, {"role": "assistant", "content": prefix + answer}]
+        self.region_ids += [r.id for r in turn_regions]
+        self._refer_masks = refer_masks
+        over_all = self._over_all_frames()
+        return Result(
+            answer=answer,
+            objects=objects,
+            frame_indices=frame_indices,
+            size=self.media.size,
+            timings=timings,
+            extras={"question": question, "answer_prefix": prefix, "frames_read": list(self.media.sampled.frame_indices),
+                    "propagate": self.propagate, "generated_tokens": int(gen.generated_ids.numel())},
+            media=self.media.all_frames_view() if over_all else self.media.sampled,
+        )
+
+    # ------------------------------------------------------------------ regions (PixelQA round 1 + memory)
+
+    def _new_regions(self, regions: Regions) -> list[_Region]:
+        first = max(self.region_ids, default=-1) + 1
+        items = normalize_regions(regions, first_id=first)
+        ids = [k for k, _ in items]
+        taken = set(self.region_ids) & set(ids)
+        if len(set(ids)) != len(ids) or taken:
+            raise PromptError(f"region ids must be unique in a conversation; repeated: {sorted(taken or ids)}")
+        h, w = self.media.size
+        for k, p in items:
+            try:
+                p.validate(h, w, self.media.sampled.num_frames)
+            except PromptError as e:
+                raise PromptError(f"region [{k}]: {e} (frames index the {self.media.sampled.num_frames} frame(s) "
+                                  "the model reads)") from None
+        return [_Region(k, p) for k, p in items]
+
+    def _ground(self, regions: list[_Region], question: str, options: Sequence[str] | None,
+                timings: dict[str, float]) -> tuple[str, torch.Tensor]:
+        """Masks for the regions, and the `<|mem|>` prefix + `refer_mask` that carry them into the question.
+
+        Point/box regions are segmented by PixelQA's localization round on the frames read; mask regions keep
+        their own mask.
+        """
+        t0 = time.perf_counter()
+        num, size = self.media.sampled.num_frames, self.media.size
+        label = masks_for_memory([[r.prompt] if r.is_mask else [] for r in regions], num, size)
+        located = [r for r in regions if not r.is_mask]
+        if located:
+            body = question.strip() + (templates.options_block(options) if options else "")
+            text, order = templates.with_refs(body, [r.id for r in located])
+            messages = [video_message(templates.localize_question(text), num),
+                        {"role": "assistant", "content": templates.localize_answer([r.id for r in located])}]
+            inputs = self.processor.with_messages(self._base, messages)
+            by_id = {r.id: r.prompt for r in located}
+            inputs.ref_prompts = [ref_prompt(by_id[k], size, self.processor.sam2_image_size, num) for k in order]
+            inputs.vision = self._vision
+            out = self.model(inputs)
+            self._vision = self._vision or out.vision
+            states = out.prenorm_hidden[out.seg_positions]  # one per `[k] <|seg|>`, in region order
+            masks, scores = self._track(states, over_all=False)
+            for j, r in enumerate(located):
+                r.state, r.masks, r.score = states[j], masks[j], float(scores[j])
+        for o, r in enumerate(regions):
+            if r.is_mask:
+                r.masks = label[:, o].numpy()
+            elif r.masks.any():
+                label[:, o] = torch.from_numpy(r.masks)
+            else:  # missed by the localization: remembered as the whole frame (official PixelQA)
+                label[:, o] = True
+        _, refer = self.processor.memory_inputs(label, self._base.video_grid_thw)
+        timings["ground"] = time.perf_counter() - t0
+        return mem_prefix(refer, num, self.media.is_image, object_ids=[r.id for r in regions]), refer
+
+    # ------------------------------------------------------------------ masks
+
+    def _objects(self, regions: list[_Region], answer_states: torch.Tensor, answer: str,
+                 spans: list[tuple[int, int]]) -> tuple[list[SegObject], list[int]]:
+        """This turn's regions, then one object per `<|seg|>` of the answer, over the propagated frames."""
+        media = self.media
+        over_all = self._over_all_frames()
+        # Over every frame, the point/box regions are tracked again, in one batch with the answer's objects.
+        retrack = [r for r in regions if r.state is not None] if over_all else []
+        states = torch.cat([torch.stack([r.state for r in retrack]), answer_states]) if retrack else answer_states
+        masks, scores = self._track(states, over_all)
+        objects: list[SegObject] = []
+        for r in regions:
+            if r in retrack:
+                j = retrack.index(r)
+                m, score = masks[j], float(scores[j])
+            elif over_all:  # a mask region: its own mask, on its frame of the media
+                m = np.zeros((media.num_frames, *media.size), bool)
+                m[media.positions] = r.masks
+                score = r.score
+            else:
+                m, score = r.masks, r.score
+            objects.append(SegObject(id=r.id, masks=m, label=f"[{r.id}]", score=score))
+        used = {o.id for o in objects}
+        for j, span in enumerate(spans):
+            k = seg_object_id(answer, span)
+            if k is None or k in used:  # ids stay unique: they name the mask files and pick the colours
+                k = next(i for i in itertools.count() if i not in used)
+            used.add(k)
+            o = len(retrack) + j
+            objects.append(SegObject(id=k, masks=masks[o], span=span, score=float(scores[o])))
+        numbers = media.frame_numbers()
+        return objects, numbers if over_all else [numbers[t] for t in media.positions]
+
+    def _over_all_frames(self) -> bool:
+        return self.propagate == "all" and self.media.num_frames > self.media.sampled.num_frames
+
+    def _track(self, states: torch.Tensor, over_all: bool) -> tuple[np.ndarray, np.ndarray]:
+        """bool masks [O, T, H, W] and object scores [O] (sigmoid of the best frame's object score)."""
+        media = self.media
+        num = media.num_frames if over_all else media.sampled.num_frames
+        h, w = media.size
+        masks = np.zeros((states.shape[0], num, h, w), bool)
+        if states.shape[0] == 0:
+            return masks, np.zeros(0)
+        features = self._lazy_features() if over_all else self._sampled_features()
+        best = torch.full((states.shape[0],), -torch.inf)
+        for out in self.model.segment_frames(states, features, (h, w), num_frames=num):
+            masks[:, out.frame_idx] = (out.mask_logits > 0).cpu().numpy()
+            best = torch.maximum(best, out.object_score_logits.float().cpu())
+            if self.progress is not None:
+                self.progress(out.frame_idx + 1, num)
+        return masks, torch.sigmoid(best).numpy()
+
+    def _sampled_features(self) -> Any:
+        if self._sam2_features is None:
+            sam2 = self.model.require_sam2()
+            self._sam2_features = sam2.encode_frames(self._base.sam2_frames.to(self.model.device, self.model.dtype))
+        return self._sam2_features
+
+    def _lazy_features(self):
+        """Frame t -> SAM2 features, decoding and encoding the media's frames in order, `SAM2_CHUNK` at a time."""
+        sam2 = self.model.require_sam2()
+        frames = self.media.iter_frames()
+        buffer: dict[int, Any] = {}
+
+        def features(t: int):
+            if t not in buffer:
+                buffer.clear()
+                chunk = list(itertools.islice(frames, SAM2_CHUNK))
+                if not chunk:
+                    raise MediaError(f"{self.media.path or 'media'}: could not decode frame {t} (file truncated?)")
+                x = self.processor.sam2_frames(np.stack(chunk)).to(self.model.device, self.model.dtype)
+                encoded = sam2.encode_frames(x)
+                buffer.update({t + i: encoded[i] for i in range(len(chunk))})
+            return buffer[t]
+
+        return features
+
+
+__all__ = ["UniPixelChat", "UniPixelPipeline"]

@@ -1,0 +1,64 @@
+"""`pixelwise segment` / `pixelwise ask` as a user runs them (in-process: the checkpoint loads in a second)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixelwise.cli import main
+from pixelwise.core.media import save_video, uniform_indices
+from tests.conftest import make_frames
+from tests.pipeline.conftest import CHECKPOINT
+
+FAST = ["--model", str(CHECKPOINT), "--device", "cpu", "--max-new-tokens", "3"]
+
+
+@pytest.fixture()
+def media(tmp_path):
+    save_video(tmp_path / "clip.mp4", make_frames(20), fps=10)
+    Image.fromarray(make_frames(1)[0]).save(tmp_path / "image.png")
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:26, 10:26] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    return tmp_path
+
+
+def test_segment_video_over_every_frame(media, capsys):
+    out = media / "out"
+    rc = main(["segment", str(media / "clip.mp4"), "the red square", "--frames", "4", "--propagate", "all",
+               "--out", str(out), *FAST])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert printed.startswith("answer: ") and f"wrote: {out / 'result.json'}" in printed and "time: load" in printed
+    result = json.loads((out / "result.json").read_text())
+    assert result["frame_indices"] == list(range(20)) and result["size"] == [48, 64]
+
+
+def test_ask_with_points_boxes_and_masks(media, capsys):
+    out = media / "image_out"
+    rc = main(["ask", str(media / "image.png"), "What is [0]?", "--point", "20,15", "--out", str(out), *FAST])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "region [0]: point 20,15 on frame 0" in printed and "object [0]: mask on" in printed
+    assert (out / "masks" / "object0.png").is_file() and (out / "overlay.png").is_file()
+
+    out = media / "video_out"
+    rc = main(["ask", str(media / "clip.mp4"), "Is [0] left of [1]?", "--box", "5,5,30,30@2", "--mask",
+               f"{media / 'mask.png'}@3", "--option", "yes", "--option", "no", "--frames", "4", "--out", str(out),
+               *FAST])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "region [1]: mask of 256 px on frame 3" in printed
+    result = json.loads((out / "result.json").read_text())
+    assert result["frame_indices"] == uniform_indices(20, 4)
+    assert [o["id"] for o in result["objects"][:2]] == [0, 1]
+    assert [m is not None for m in result["objects"][1]["masks"]] == [False, False, False, True]  # mask on frame 3
+
+
+def test_bad_prompts_are_one_line_errors(media, capsys):
+    rc = main(["ask", str(media / "image.png"), "What is [0]?", "--point", "200,15", *FAST])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error:") and "outside the 64x48 frame" in err and "\n" not in err
+    rc = main(["ask", str(media / "clip.mp4"), "What is [0]?", "--point", "20,15@9", "--frames", "4", *FAST])
+    assert rc == 2 and "frames index the 4 frame(s) the model reads" in capsys.readouterr().err
+    rc = main(["segment", str(media / "clip.mp4"), "x", "--model", str(media)])
+    assert rc == 2 and "no config.json" in capsys.readouterr().err

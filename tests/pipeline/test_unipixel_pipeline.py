@@ -1,0 +1,248 @@
+"""`pixelwise.load` + the UniPixel pipeline: what a user of segment / ask / chat / predict notices."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import pixelwise
+from pixelwise.core.clip import Clip
+from pixelwise.core.errors import CheckpointError, ConfigError, PromptError
+from pixelwise.core.masks import load_mask_png
+from pixelwise.core.media import save_video, uniform_indices
+from pixelwise.core.prompts import Box, MaskPrompt, Point
+from tests.conftest import make_frames
+
+from .conftest import CHECKPOINT
+
+H, W = 48, 64
+
+
+def count_encoded(pipe):
+    pipe.model.sam2.encoded_frame_count = 0
+    return lambda: pipe.model.sam2.encoded_frame_count
+
+
+def square(t: int = 0) -> np.ndarray:
+    m = np.zeros((H, W), bool)
+    m[10:26, 4 + 3 * t:20 + 3 * t] = True
+    return m
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def test_load_and_info(pipe):
+    info = pipe.info()
+    assert info["family"] == "unipixel" and info["name"] == "checkpoint" and info["device"] == "cpu"
+    assert info["dtype"] == "float32" and info["parameters"] == sum(p.numel() for p in pipe.model.parameters())
+    assert pipe.model.language_model.config._attn_implementation == "sdpa"
+
+
+def test_load_errors(tmp_path, monkeypatch):
+    with pytest.raises(CheckpointError, match="huggingface-cli download PolyU-ChenLab/UniPixel-3B"):
+        pixelwise.load("PolyU-ChenLab/UniPixel-3B")
+    with pytest.raises(CheckpointError, match="no config.json"):
+        pixelwise.load(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    with pytest.raises(CheckpointError, match="'llava' is not supported"):
+        pixelwise.load(tmp_path)
+    import pixelwise.pipeline as P
+
+    monkeypatch.setattr(P, "DEFAULT_MODEL", tmp_path / "absent")
+    with pytest.raises(CheckpointError, match="no default model"):
+        pixelwise.load()
+    with pytest.raises(ConfigError, match="dtype"):
+        pixelwise.load(CHECKPOINT, device="cpu", dtype="int8")
+
+
+def test_register_family(tmp_path, monkeypatch):
+    import pixelwise.pipeline as P
+
+    monkeypatch.setattr(P, "_FAMILIES", dict(P._FAMILIES))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "toy"}))
+    seen = []
+    pixelwise.register_family("toy", lambda path, device, dtype: seen.append((path, device, dtype)) or "toy-pipe")
+    assert pixelwise.load(tmp_path, device="cpu") == "toy-pipe" and seen == [(tmp_path, "cpu", None)]
+
+
+# ---------------------------------------------------------------------------------------------------- segment
+
+
+def test_segment_image_several_objects(pipe, scripted, tmp_path):
+    calls = scripted("[0] <|seg|> and [1] <|seg|> next to <|seg|>.")
+    image = make_frames(1)[0]
+    result = pipe.segment(image, "the red square")
+    assert "Please segment the red square in this image." in calls[0].chat_text
+    assert result.answer == "[0] <|seg|> and [1] <|seg|> next to <|seg|>."
+    assert [o.id for o in result.objects] == [0, 1, 2]  # `[k] <|seg|>` keeps k; a plain <|seg|> takes the next id
+    assert all(result.answer[a:b] == "<|seg|>" for a, b in (o.span for o in result.objects))
+    assert all(o.masks.shape == (1, H, W) and 0 <= o.score <= 1 for o in result.objects)
+    assert result.frame_indices == [0] and result.size == (H, W)
+    written = result.save(tmp_path / "out")  # the result knows its frames: the overlay needs no clip argument
+    assert written["overlay"].name == "overlay.png"
+    assert np.array_equal(load_mask_png(tmp_path / "out" / "masks" / "object1.png"), result.objects[1].masks[0])
+
+
+def test_three_objects_on_16_frames_encode_each_frame_once(pipe, scripted):
+    scripted("[0] <|seg|> [1] <|seg|> [2] <|seg|>")
+    encoded = count_encoded(pipe)
+    result = pipe.segment(make_frames(20), "Segment the squares.", num_frames=16)
+    assert len(result.objects) == 3 and encoded() == 16  # one SAM2 batch for the 3 objects, not 48 encodings
+    assert result.frame_indices == uniform_indices(20, 16)
+
+
+def test_templates(pipe, scripted):
+    calls = scripted("<|seg|>")
+    clip = make_frames(4)
+    pipe.segment(clip, "The red square that moves right")
+    pipe.segment(clip, "Which square moves right?")
+    pipe.segment(clip, "Please segment the red square.")
+    texts = [c.chat_text.split("<|vision_end|>")[1].split("<|im_end|>")[0] for c in calls]
+    assert texts == ["Please segment the red square that moves right in this video.",
+                     "Which square moves right? Please provide the segmentation mask.",
+                     "Please segment the red square."]
+
+
+def test_propagate_over_every_frame(pipe, scripted, tmp_path):
+    scripted("<|seg|>")
+    video = tmp_path / "clip.mp4"
+    save_video(video, make_frames(30), fps=10)
+    encoded = count_encoded(pipe)
+    steps = []
+    result = pipe.segment(str(video), "the red square", num_frames=6, propagate="all",
+                          progress=lambda done, total: steps.append((done, total)))
+    assert result.frame_indices == list(range(30)) and result.objects[0].masks.shape == (30, H, W)
+    assert result.extras["frames_read"] == uniform_indices(30, 6)
+    assert encoded() == 30 and steps[-1] == (30, 30) and len(steps) == 30
+    assert result.save(tmp_path / "out")["overlay"].name == "overlay.gif"  # frames read again from the file
+
+    sampled = pipe.segment(str(video), "the red square", num_frames=6)
+    assert sampled.frame_indices == uniform_indices(30, 6) and sampled.objects[0].masks.shape == (6, H, W)
+    # when the model reads every frame, propagating over "all" frames is the same query
+    short = make_frames(5)
+    a = pipe.segment(short, "the red square", propagate="all")
+    b = pipe.segment(short, "the red square")
+    assert a.frame_indices == b.frame_indices and np.array_equal(a.objects[0].masks, b.objects[0].masks)
+
+
+# ---------------------------------------------------------------------------------------------------- ask
+
+
+def test_ask_with_point_box_and_mask_regions(pipe, scripted, monkeypatch):
+    calls = scripted("[0] and [1] are next to [2]: <|seg|>.")
+    forwards = []
+    real_forward = pipe.model.forward
+    monkeypatch.setattr(pipe.model, "forward", lambda inputs: forwards.append(inputs) or real_forward(inputs))
+    frames = make_frames(8)
+    encoded = count_encoded(pipe)
+    regions = [Point(30, 18, frame=3), Box(10, 10, 40, 30, frame=5), MaskPrompt(square(6), frame=6)]
+    result = pipe.ask(frames, "What do [0], [1] and [2] have in common?", regions, num_frames=8)
+
+    localize = forwards[0]  # round 1: the point and the box, localized with <|ref|>
+    assert "[0] <|ref|>, [1] <|ref|> and [2] have in common? Please localize the relevant objects with IDs." \
+        in localize.chat_text
+    assert localize.chat_text.endswith("[0] <|seg|> [1] <|seg|><|im_end|>\n")
+    assert [p.frame for p in localize.ref_prompts] == [3, 5] and localize.ref_prompts[1].is_box
+    question = calls[0].chat_text  # round 2: every region as memory, then the question
+    assert "[0]: <1>-<2> <|mem|>" in question and "[2]: <7>-<8> <|mem|>\nWhat do [0]" in question
+    assert calls[0].refer_mask.shape[1] == 3
+    assert encoded() == 8  # the localization and the answer share one encoding of the 8 frames
+
+    assert [o.id for o in result.objects] == [0, 1, 2, 3]  # the regions, then the answer's <|seg|>
+    assert [o.label for o in result.objects[:3]] == ["[0]", "[1]", "[2]"]
+    assert np.array_equal(result.objects[2].masks[6], square(6)) and not result.objects[2].masks[:6].any()
+    assert result.objects[3].span is not None and result.objects[0].span is None
+
+
+def test_ask_multiple_choice(pipe, scripted):
+    calls = scripted("B) blue")
+    result = pipe.ask(make_frames(2), "What color is [0]?", [Point(10, 15, frame=1)], options=["red", "(B) blue"])
+    assert calls[0].chat_text.endswith("What color is [0]?\nOptions:\n(A) red\n(B) blue\n"
+                                       "Please only give the best option.<|im_end|>\n"
+                                       "<|im_start|>assistant\nThe best option is (")
+    assert result.answer == "B) blue" and result.extras["answer_prefix"] == "The best option is ("
+
+
+def test_region_errors(pipe):
+    frames = make_frames(8)
+    with pytest.raises(PromptError, match="frames index the 4 frame"):
+        pipe.ask(frames, "What is [0]?", [Point(5, 5, frame=4)], num_frames=4)
+    with pytest.raises(PromptError, match="outside"):
+        pipe.ask(frames, "What is [0]?", [Point(W + 3, 5)])
+    with pytest.raises(PromptError, match="does not match"):
+        pipe.ask(frames, "What is [0]?", [MaskPrompt(np.ones((5, 5), bool))])
+    with pytest.raises(PromptError, match="empty"):
+        pipe.ask(frames, "   ")
+    with pytest.raises(ConfigError, match="propagate"):
+        pipe.segment(frames, "x", propagate="every")
+
+
+# ---------------------------------------------------------------------------------------------------- chat
+
+
+def test_chat_reuses_the_encoded_media(pipe, scripted):
+    calls = scripted("It is <|seg|>.", "[1] <|seg|> moves.", "Yes.")
+    vision_runs = []
+    hook = pipe.model.visual.register_forward_hook(lambda *_: vision_runs.append(1))
+    try:
+        encoded = count_encoded(pipe)
+        chat = pipe.chat(make_frames(6), num_frames=6)
+        first = chat.send("Please segment the square.")
+        second = chat.send("And what does [0] do?", [Point(20, 20, frame=2)])
+        chat.send("Is [1] near [0]?", [Box(5, 5, 30, 30, frame=4)])
+    finally:
+        hook.remove()
+    assert len(vision_runs) == 1 and encoded() == 6  # vision tower and SAM2 encoder ran for the first turn only
+    assert chat.turns == 3 and chat.region_ids == [0, 1]  # a region list is numbered after earlier regions
+    turn2 = calls[1].chat_text
+    assert "It is <|seg|>.<|im_end|>" in turn2  # the history holds the first answer
+    assert turn2.index("[0]: <1>-<2> <|mem|>") > turn2.index("It is <|seg|>.")  # memory opens the region's turn
+    assert re.search(r"\n\[1\]: [^\n]*<\|mem\|>\nIs \[1\] near \[0\]\?", calls[2].chat_text)
+    assert calls[2].refer_mask.shape[1] == 2  # both regions' memories: the <|mem|> of turn 2 stay in the history
+    assert [o.id for o in first.objects] == [0]
+    # turn 2: its region, then its own answer object (the first turn's <|seg|> is not segmented again)
+    assert [o.id for o in second.objects] == [0, 1] and second.objects[1].span is not None
+
+
+# ---------------------------------------------------------------------------------------------------- eval
+
+
+def test_predict_videorefer_sample(pipe, scripted, tmp_path):
+    from pixelwise.eval import runner
+    from tests.formats import builders as B
+
+    scripted("A) moving right")
+    d = B.build_videorefer(tmp_path / "data")
+    report = runner.run("pixelqa", d["root"], pipe, tmp_path / "pred")
+    assert report["predicted"] == 2 and report["metrics"]["Acc"] == 50.0  # "A" is right for one of the two
+    result = pixelwise.Result.load(tmp_path / "pred" / "0.json")
+    assert result.num_frames == 6 and result.objects[0].id == 0  # region 0 answers object 0, on every frame
+
+
+def test_predict_reads_the_prompted_frame(pipe, scripted):
+    from pixelwise.data.formats.sample import Sample
+
+    scripted("A")
+    clip = Clip(make_frames(40), fps=10)
+
+    class Sampled(Sample):
+        def clip(self):
+            return clip
+
+    sample = Sampled(key="q", text="What is <object3><region> doing?", frames=[], frame_names=[str(i) for i in range(40)],
+                     size=(H, W), prompts=[Point(20, 15, frame=37)], options=["(A) x", "(B) y"], answer="(A) x")
+    result = pipe.predict(sample)
+    assert 37 in result.extras["frames_read"] and len(result.extras["frames_read"]) == 16
+    assert result.num_frames == 40 and result.objects[0].id == 3 and "What is [3] doing?" in result.extras["question"]
+
+
+def test_bfloat16_runs(scripted):
+    bf = pixelwise.load(CHECKPOINT, device="cpu", dtype="bf16")
+    assert bf.info()["dtype"] == "bfloat16"
+    result = bf.segment(make_frames(2), "the red square", max_new_tokens=2)
+    assert result.frame_indices == [0, 1] and torch.get_default_dtype() == torch.float32
