@@ -50,6 +50,19 @@ def eval_cmd(
 
     if model is None and pred is None:
         raise PixelwiseError("give --pred DIR (score predictions) or --model PATH (run a model)")
+    if benchmark.partition(":")[0] == "pixelworld-editing":  # native PixelWorld edits, scored against exact renders
+        from pixelwise.eval import editing
+
+        if model is None:
+            raise PixelwiseError("pixelworld-editing runs a model: give --model PATH")
+        report = editing.run(benchmark, data, model)
+        if out is not None:
+            runner.write_report(report, out)
+        if json_only:
+            typer.echo(json.dumps({k: v for k, v in report.items() if k != "per_sample"}))
+        else:
+            _print_table(report)
+        return
     if model is not None:
         pred_dir = pred or Path("predictions") / benchmark.replace(":", "_")
         report = runner.run(benchmark, data, runner.load_predictor(model), pred_dir, workers, progress=not json_only)
