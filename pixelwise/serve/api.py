@@ -188,8 +188,7 @@ async def _read_request(request: Request, model: type[AskRequest], limits: Serve
             f"Content-Type '{ctype or '(none)'}' is not accepted: send multipart/form-data (with a 'file') or "
             "application/json (with a 'path')"
         )
-    req = parse_request(model, data)
-    check_request(req, limits)
+    req = check_request(parse_request(model, data), limits)
     if (upload is None) == (req.path is None):
         raise BadRequestError("give exactly one media source: an uploaded 'file' or a server-side 'path'")
     if req.path is not None:

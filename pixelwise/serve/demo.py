@@ -272,8 +272,7 @@ class DemoApp:
         model = SegmentRequest if spec.task == "segment" else AskRequest
         if spec.task == "segment":
             fields["propagate"] = propagate
-        req = parse_request(model, fields)
-        check_request(req, self.limits)
+        req = check_request(parse_request(model, fields), self.limits)
         with self._lock:
             result, timings = run_task(self.pipe, spec.task, Path(media), req, self.limits)
             self._runs += 1

@@ -53,9 +53,9 @@ class ServeLimits:
     timeout_s: float = field(default_factory=lambda: float(os.environ.get("PIXELWISE_SERVE_TIMEOUT_S", 120)))
 
     def media_limits(self) -> MediaLimits:
-        """The decoder limits: the same pixel/frame bounds, and the upload limit as the file-size bound."""
-        return MediaLimits(max_pixels=self.max_pixels, max_frames=self.max_source_frames,
-                           max_bytes=max(self.max_upload_bytes, 1))
+        """The decoder limits: the same pixel/frame bounds. File size is bounded for uploads by the body limit;
+        server-side files (the reason to send a path is a large local video) keep the library's file-size bound."""
+        return MediaLimits(max_pixels=self.max_pixels, max_frames=self.max_source_frames)
 
     def to_json(self) -> dict[str, float | int]:
         return {

@@ -62,7 +62,8 @@ class AskRequest(BaseModel):
     text: str = Field(min_length=1, description="the question")
     path: str | None = Field(None, description="server-side media path under the media root (instead of a file)")
     prompts: list[PromptSpec] = Field(default_factory=list, description="regions the question refers to")
-    num_frames: int = Field(16, ge=1, description="frames sampled uniformly from a video (first and last included)")
+    num_frames: int | None = Field(None, ge=1, description="frames sampled uniformly from a video (first and last "
+                                   "included); default 16, or the server's limit if lower")
 
 
 class SegmentRequest(AskRequest):
@@ -161,16 +162,22 @@ def build_prompts(specs: list[PointSpec | BoxSpec | MaskSpec], facts: MediaFacts
     return prompts
 
 
-def check_request(req: AskRequest, limits: ServeLimits) -> None:
-    """Bounds that need no media: text length, prompt count, frames to sample."""
+DEFAULT_NUM_FRAMES = 16
+
+
+def check_request(req: AskRequest, limits: ServeLimits) -> AskRequest:
+    """Bounds that need no media (text length, prompt count, frames to sample); fills in the default num_frames."""
     if len(req.text) > limits.max_text_chars:
         raise BadRequestError(f"text: {len(req.text)} characters, over the limit of {limits.max_text_chars}")
     if not req.text.strip():
         raise BadRequestError("text: must not be blank")
     if len(req.prompts) > limits.max_prompts:
         raise BadRequestError(f"prompts: {len(req.prompts)} given, over the limit of {limits.max_prompts}")
+    if req.num_frames is None:
+        return req.model_copy(update={"num_frames": min(DEFAULT_NUM_FRAMES, limits.max_num_frames)})
     if req.num_frames > limits.max_num_frames:
         raise BadRequestError(f"num_frames: {req.num_frames} is over the server's limit of {limits.max_num_frames}")
+    return req
 
 
 def _accepts(fn: Any, name: str) -> bool:
@@ -178,7 +185,7 @@ def _accepts(fn: Any, name: str) -> bool:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return name in params  # explicit only: a **kwargs catch-all says nothing about what the family understands
 
 
 def run_task(pipe: Pipeline, task: str, media: Path, req: AskRequest, limits: ServeLimits) -> tuple[Result, dict[str, float]]:

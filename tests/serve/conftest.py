@@ -39,7 +39,8 @@ def rss_bytes(pid: int) -> int:
 def running_server(cmd: list[str], port: int, ready_path: str = "/healthz", startup_s: float = 120.0,
                    log_path: Path | None = None) -> Iterator[subprocess.Popen]:
     """Start `cmd`, wait (bounded) until `ready_path` answers 200, yield the process, then stop it by PID."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), GRADIO_ANALYTICS_ENABLED="False", PIXELWISE_LOG_LEVEL="warning")
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=pythonpath, GRADIO_ANALYTICS_ENABLED="False", PIXELWISE_LOG_LEVEL="warning")
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -91,7 +92,7 @@ def serve_media(tmp_path_factory) -> Path:
     for t in range(60):
         frames[t, 8:16, t % 24:t % 24 + 8] = (220, 30, 30)
     save_video(d / "long_clip.mp4", frames, fps=10)  # 60 frames: over the servers' 40-frame limit
-    Image.fromarray(rng.integers(0, 255, (600, 600, 3), dtype=np.uint8)).save(d / "wide.png")  # over 512x512 px
+    Image.fromarray(np.full((600, 600, 3), 90, np.uint8)).save(d / "wide.png")  # over 512x512 px, few bytes
     (d / "notes.txt").write_text("not an image\n" * 10)
     (d / "oversize.bin").write_bytes(rng.integers(0, 255, (2 << 20,), dtype=np.uint8).tobytes())  # 2 MiB
     outside = tmp_path_factory.mktemp("outside")
