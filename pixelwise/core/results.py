@@ -119,7 +119,8 @@ class Result:
 
     def save(self, out_dir: str | Path, clip: "Clip | None" = None) -> dict[str, Path]:
         """Write `result.json` (RLE masks), per-object mask PNGs and an overlay (PNG or GIF) on `clip`, or on the
-        result's own `media` when no clip is given."""
+        result's own `media` when no clip is given; edited/generated frames in `extras["edited_frames"]` go to
+        `edited.png` (one frame) or `edited/<frame>.png` + `edited.gif`."""
         from pixelwise.core import io as io_ops  # late import: io pulls in heavy deps
         from pixelwise.core import viz
 
@@ -146,5 +147,17 @@ class Result:
                 written["overlay"] = viz.save_image(out / "overlay.png", frames[0])
             else:
                 written["overlay"] = viz.save_animation(out / "overlay.gif", frames, fps=clip.fps or 4.0)
+        edited = self.extras.get("edited_frames")
+        if edited is not None:  # media produced by an editing/generation back-end (VITRON): lossless PNG frames
+            edited = np.asarray(edited, np.uint8)
+            if len(edited) == 1:
+                written["edited"] = viz.save_image(out / "edited.png", edited[0])
+            else:
+                names = self.frame_indices if len(self.frame_indices) == len(edited) else range(len(edited))
+                for n, f in zip(names, edited):
+                    viz.save_image(out / "edited" / f"{n:05d}.png", f)
+                written["edited"] = out / "edited"
+                written["edited_animation"] = viz.save_animation(out / "edited.gif", list(edited),
+                                                                 fps=(clip.fps if clip is not None else None) or 8.0)
         return written
 

@@ -106,8 +106,9 @@ class PixelSailPipeline(Pipeline):
                 if logits.shape[0] == n:
                     masks[:, t] = (logits > 0).cpu().numpy()
         objects = [SegObject(k, masks[k], spans[k] if k < len(spans) else None) for k in range(n)]
+        media = qm.sampled if len(numbers) == len(qm.positions) else qm.all_frames_view()
         return Result(answer=answer, objects=objects, frame_indices=numbers, size=clip.size,
-                      timings={"total_s": time.perf_counter() - t0})
+                      timings={"total_s": time.perf_counter() - t0}, media=media)
 
     # ------------------------------------------------------------------ API
     def segment(self, media: MediaLike, text: str, regions: Regions = None, *, num_frames: int = DEFAULT_NUM_FRAMES,

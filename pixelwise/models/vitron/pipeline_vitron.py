@@ -107,7 +107,11 @@ class VitronPipeline(Pipeline):
             numbers = qm.frame_numbers()
         else:
             frames, numbers = clip.frames, list(clip.frame_indices)
-        result = Result(answer=answer, frame_indices=numbers, size=clip.size)
+        if frames_override is not None or len(numbers) == len(qm.positions):
+            media = Clip(frames, fps=qm.sampled.fps, frame_indices=numbers)
+        else:
+            media = qm.all_frames_view()
+        result = Result(answer=answer, frame_indices=numbers, size=clip.size, media=media)
         if error:
             result.extras["error"] = error
         masks = None
