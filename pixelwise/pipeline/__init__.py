@@ -34,7 +34,7 @@ Builder = Callable[[Path, Any, Any], Pipeline]  # (checkpoint folder, device, dt
 # model_type of config.json -> its pipeline: a builder registered at run time, or "module:Class" imported on first
 # use (the class's `from_pretrained(path, device=, dtype=)` is the builder).
 _FAMILIES: dict[str, Builder | str] = {
-    "pixel_qwen2_5_vl": "pixelwise.pipeline.unipixel:UniPixelPipeline",
+    "pixel_qwen2_5_vl": "pixelwise.models.unipixel.pipeline_unipixel:UniPixelPipeline",
     "pixelwise_pixellm": "pixelwise.models.pixellm.pipeline_pixellm:PixelLMPipeline",
     "pixelwise_ufo": "pixelwise.models.ufo.pipeline_ufo:UFOPipeline",
     "pixelwise_pixelsail": "pixelwise.models.pixelsail.pipeline_pixelsail:PixelSailPipeline",
