@@ -206,3 +206,35 @@ def test_check_checkpoint_cli_refuses_payload(tmp_path):
     assert main(["robustness", "check-checkpoint", str(tmp_path / "w.pt")]) == 2
     assert main(["robustness", "check-checkpoint", str(tmp_path / "w.pt"), "--allow-pickle"]) == 2
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "grow_tensor"])
+def test_unipixel_checkpoint_damage_refused(tmp_path, damage):
+    """The UniPixel loader goes through the validated safetensors reader: a truncated file or a header declaring a
+    bigger tensor than the config is a CheckpointError, raised before any tensor is read."""
+    import shutil
+    from pathlib import Path
+
+    from pixelwise.models.unipixel.convert_unipixel_checkpoint import read_state_dict
+
+    src = Path(__file__).resolve().parents[1] / "data" / "conformance" / "unipixel" / "checkpoint"
+    if not src.is_dir():
+        pytest.skip("conformance checkpoint not present")
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(src, ckpt)
+    f = ckpt / "model.safetensors"
+    f.chmod(0o644)
+    blob = f.read_bytes()
+    if damage == "truncate":
+        f.write_bytes(blob[: len(blob) - 1000])
+        match = "truncated"
+    else:  # rewrite one shape in the header to claim more elements than its bytes hold
+        n = int.from_bytes(blob[:8], "little")
+        header = json.loads(blob[8:8 + n])
+        name = next(k for k, v in header.items() if k != "__metadata__" and v["shape"])
+        header[name]["shape"][0] *= 2
+        h = json.dumps(header).encode()
+        f.write_bytes(struct.pack("<Q", len(h)) + h + blob[8 + n:])
+        match = "declares"
+    with pytest.raises(CheckpointError, match=match):
+        read_state_dict(ckpt)
