@@ -32,7 +32,7 @@ def scripted(pipe, monkeypatch):
     calls: list = []
 
     def install(*answers: str):
-        def generate(inputs, max_new_tokens=512, stop_token_ids=None):
+        def generate(inputs, max_new_tokens=512, stop_token_ids=None, prefix=None):
             calls.append(inputs)
             answer = answers[min(len(calls), len(answers)) - 1]
             new = proc.encode(answer) + [proc.token_id("<|im_end|>")]

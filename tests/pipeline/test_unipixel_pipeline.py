@@ -209,6 +209,18 @@ def test_chat_reuses_the_encoded_media(pipe, scripted):
     assert [o.id for o in second.objects] == [0, 1] and second.objects[1].span is not None
 
 
+def test_chat_turns_prefill_only_their_new_tokens(pipe, monkeypatch):
+    prefilled = []
+    real = pipe.model._run_llm
+    monkeypatch.setattr(pipe.model, "_run_llm", lambda e, *a: (prefilled.append(e.shape[1]), real(e, *a))[1])
+    chat = pipe.chat(make_frames(4), num_frames=4)
+    chat.send("Please segment the square.", max_new_tokens=3)
+    first_prompt = prefilled[0]
+    prefilled.clear()
+    chat.send("Why?", max_new_tokens=3)
+    assert prefilled[0] < 20 < first_prompt  # the new user turn only, not the frames' ~100 tokens again
+
+
 # ---------------------------------------------------------------------------------------------------- eval
 
 

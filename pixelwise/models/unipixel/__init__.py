@@ -8,6 +8,7 @@ from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
 from pixelwise.models.unipixel.modeling_unipixel import (
     GenerationOutput,
     Prediction,
+    PrefixCache,
     SegmentationOutput,
     UniPixelForConditionalGeneration,
     UniPixelOutput,
@@ -28,6 +29,7 @@ from pixelwise.models.unipixel.processing_unipixel import (
 __all__ = [
     "GenerationOutput",
     "Prediction",
+    "PrefixCache",
     "RefPrompt",
     "SegmentationOutput",
     "UniPixelConfig",

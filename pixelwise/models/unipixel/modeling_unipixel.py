@@ -154,6 +154,9 @@ class UniPixelOutput:
     mem_pooled: torch.Tensor | None = None  # [M, 4*Cv]
     mem_embeds: torch.Tensor | None = None  # [M, D]
     seg_positions: list[int] = field(default_factory=list)  # teacher-forced <|seg|>: positions i with ids[i+1]==seg
+    # Positions taken from a `PrefixCache` (not recomputed): `logits` / `prenorm_hidden` row r is position
+    # `prefix_length + r`, and `seg_positions` lists only positions from there on.
+    prefix_length: int = 0
 
     @property
     def vision(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
@@ -161,6 +164,15 @@ class UniPixelOutput:
         if self.video_embeds is None or self.merger_input is None or self.window_index is None:
             return None
         return self.video_embeds, self.merger_input, self.window_index
+
+
+@dataclass
+class PrefixCache:
+    """The LLM's keys and values for the tokens `input_ids`: a later prompt that starts with the same tokens (the
+    next turn of a chat) prefills only the rest. Reusing it crops and extends it in place."""
+
+    input_ids: torch.Tensor  # [N]
+    past_key_values: Any
 
 
 @dataclass
@@ -175,6 +187,7 @@ class GenerationOutput:
     seg_states: torch.Tensor  # [O, D]
     seg_token_index: list[int]  # for each object: index into generated_ids of its <|seg|> (-1 = in the prompt)
     prefill: UniPixelOutput
+    cache: PrefixCache | None = None  # prompt + answer, for the next turn of a conversation
 
 
 @dataclass
@@ -475,33 +488,39 @@ class UniPixelForConditionalGeneration(nn.Module):
             tokens_per_second=cfg.tokens_per_second,
         )
 
-    def forward(self, inputs: UniPixelInputs) -> UniPixelOutput:
+    def forward(self, inputs: UniPixelInputs, prefix: PrefixCache | None = None) -> UniPixelOutput:
         """Prefill: logits and pre-norm states for every prompt position (teacher forcing when the text has an answer).
 
-        Differentiable (no `no_grad` here) so training can reuse it; inference entry points disable gradients.
+        With `prefix`, the positions the prompt shares with the cached tokens are not recomputed (see
+        `UniPixelOutput.prefix_length`). Differentiable (no `no_grad` here) so training can reuse it; inference entry
+        points disable gradients.
         """
         embeds, info = self.embed(inputs)
         pos, delta = self.positions(inputs)
-        logits, prenorm, cache = self._run_llm(embeds, pos.unsqueeze(1).to(self.device))
         ids = inputs.input_ids.reshape(-1)
+        start, cache = _reuse_prefix(prefix, ids)
+        logits, prenorm, cache = self._run_llm(embeds[:, start:], pos[:, start:].unsqueeze(1).to(self.device), cache)
         info.logits, info.prenorm_hidden = logits[0], prenorm[0]
         info.position_ids, info.rope_delta, info.past_key_values = pos, int(delta), cache
-        info.seg_positions = (ids[1:] == self.config.seg_token_id).nonzero().flatten().tolist()
+        info.seg_positions = [i for i in (ids[1:] == self.config.seg_token_id).nonzero().flatten().tolist() if i >= start]
+        info.prefix_length = start
         return info
 
     @torch.no_grad()
     def generate(self, inputs: UniPixelInputs, max_new_tokens: int = 512,
-                 stop_token_ids: Sequence[int] | None = None) -> GenerationOutput:
+                 stop_token_ids: Sequence[int] | None = None, prefix: PrefixCache | None = None) -> GenerationOutput:
         """Greedy decoding (pure argmax, as the official evaluation) with the 4.53.3 decoding positions.
 
-        A `<|seg|>` chosen at a step takes the pre-norm state of the position that predicted it.
+        A `<|seg|>` chosen at a step takes the pre-norm state of the position that predicted it. `prefix` (the
+        `cache` of the previous turn) skips recomputing the positions the prompt shares with it; teacher-forced
+        `<|seg|>` inside that shared part are then not collected again.
         """
         if stop_token_ids is None:
             stop_token_ids = self.default_stop_token_ids()
         stops = {int(s) for s in stop_token_ids}
-        pre = self.forward(inputs)
+        pre = self.forward(inputs, prefix=prefix)
         length = int(inputs.input_ids.numel())
-        seg_states = [pre.prenorm_hidden[i] for i in pre.seg_positions]
+        seg_states = [pre.prenorm_hidden[i - pre.prefix_length] for i in pre.seg_positions]
         seg_index = [-1] * len(seg_states)
         logits, prenorm, cache = pre.logits[-1], pre.prenorm_hidden[-1], pre.past_key_values
         new_ids, step_logits, step_prenorm = [], [], []
@@ -529,6 +548,8 @@ class UniPixelForConditionalGeneration(nn.Module):
             seg_states=torch.stack(seg_states) if seg_states else pre.prenorm_hidden.new_zeros(0, d),
             seg_token_index=seg_index,
             prefill=pre,
+            cache=PrefixCache(torch.cat([inputs.input_ids.reshape(-1).cpu(), torch.tensor(new_ids[:-1],
+                                                                                          dtype=torch.int64)]), cache),
         )
 
     def default_stop_token_ids(self) -> list[int]:
@@ -598,6 +619,26 @@ class UniPixelForConditionalGeneration(nn.Module):
             seg = self.segment(gen.seg_states[keep], inputs.sam2_frames, inputs.frame_size, features=sam2_features)
         return Prediction(generated_ids=gen.generated_ids, seg_token_index=[gen.seg_token_index[k] for k in keep],
                           segmentation=seg, generation=gen)
+
+
+def _reuse_prefix(prefix: PrefixCache | None, ids: torch.Tensor) -> tuple[int, Any]:
+    """(positions of `ids` covered by the cache, the cache cropped to them) — (0, None) without a usable prefix.
+
+    At least the last prompt position is always recomputed: its logits start the answer.
+    """
+    if prefix is None or prefix.past_key_values is None:
+        return 0, None
+    cached = prefix.input_ids.reshape(-1).cpu()
+    mine = ids.reshape(-1).cpu()
+    n = min(len(cached), len(mine) - 1, int(prefix.past_key_values.get_seq_length()))
+    differs = (cached[:n] != mine[:n]).nonzero()
+    start = int(differs[0]) if differs.numel() else n
+    if start == 0:
+        return 0, None
+    extra = int(prefix.past_key_values.get_seq_length()) - start
+    if extra:
+        prefix.past_key_values.crop(-extra)
+    return start, prefix.past_key_values
 
 
 def _generation_stop_ids(path: Path) -> list[int] | None:

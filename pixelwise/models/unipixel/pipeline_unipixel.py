@@ -12,7 +12,8 @@ the mask forward — with these differences:
   as the result's first objects, with their ids;
 * masks are propagated over the frames the model read (`propagate="sampled"`) or over every frame of the media
   (`propagate="all"`, as the official evaluation), decoded and encoded as tracking reaches them;
-* a chat keeps the frames' vision-tower outputs and SAM2 features, so later turns only run the LLM.
+* a chat keeps the frames' vision-tower outputs, their SAM2 features and the LLM's keys/values of the
+  conversation, so a later turn prefills only its new tokens.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pixelwise.core.errors import MediaError, PromptError
 from pixelwise.core.prompts import MaskPrompt, VisualPrompt
 from pixelwise.core.results import Result, SegObject
 from pixelwise.models.unipixel import prompts as templates
-from pixelwise.models.unipixel.modeling_unipixel import UniPixelForConditionalGeneration
+from pixelwise.models.unipixel.modeling_unipixel import PrefixCache, UniPixelForConditionalGeneration
 from pixelwise.models.unipixel.processing_unipixel import (
     UniPixelProcessor,
     masks_for_memory,
@@ -136,8 +137,9 @@ class UniPixelChat:
     """A conversation about one image or clip.
 
     The frames are resized and patchified once; the vision tower and the SAM2 image encoder run on the first turn
-    that needs them and serve every later turn. Each turn re-renders the whole conversation (as the official demo)
-    and segments only the `<|seg|>` tokens of its own answer. Regions may come with any turn: they are grounded
+    that needs them and serve every later turn. Each turn re-renders the whole conversation (as the official demo),
+    prefills only the tokens after the part it shares with the previous turn's keys/values, and segments only the
+    `<|seg|>` tokens of its own answer. Regions may come with any turn: they are grounded
     then, their `<|mem|>` memory opens that turn's message, and the question names them `[k]` from then on (a list
     of regions is numbered after the regions of earlier turns).
     """
@@ -157,6 +159,7 @@ class UniPixelChat:
         self._refer_masks: list[torch.Tensor] = []  # their <|mem|> masks, one [T/2, O, h, w] per turn with regions
         self._vision: tuple[torch.Tensor, ...] | None = None  # vision tower outputs of the frames read
         self._sam2_features: Any = None  # SAM2 features of the frames read
+        self._prefix: PrefixCache | None = None  # the LLM's keys/values of the conversation so far
         self._pending_timings = {"media": t1 - t0, "preprocess": time.perf_counter() - t1}
 
     @property
@@ -190,7 +193,8 @@ class UniPixelChat:
 
         t1 = time.perf_counter()
         stops = self.model.default_stop_token_ids()
-        gen = self.model.generate(inputs, max_new_tokens=max_new_tokens, stop_token_ids=stops)
+        cached, self._prefix = self._prefix, None  # reusing the cache changes it: gone if this turn fails
+        gen = self.model.generate(inputs, max_new_tokens=max_new_tokens, stop_token_ids=stops, prefix=cached)
         self._vision = self._vision or gen.prefill.vision
         answer, spans = self.processor.decode_answer(gen.generated_ids.tolist(), stops)
         new = [k for k, i in enumerate(gen.seg_token_index) if i >= 0]  # earlier turns' <|seg|> were segmented
@@ -201,6 +205,7 @@ class UniPixelChat:
         timings["segment"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0 + setup
         self.messages = [*messages, {"role": "assistant", "content": prefix + answer}]
+        self._prefix = gen.cache
         self.region_ids += [r.id for r in turn_regions]
         self._refer_masks = refer_masks
         over_all = self._over_all_frames()

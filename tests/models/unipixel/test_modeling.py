@@ -120,3 +120,20 @@ def test_cached_sam2_features_are_reused(model, processor):
     torch.testing.assert_close(again.mask_logits, first.mask_logits)
     with pytest.raises(PromptError):
         model.segment(states, None, inputs.frame_size)
+
+
+def test_prefix_cache_prefills_only_the_new_tokens(model, processor):
+    frames = _frames(4, seed=5)
+    turn1 = [P.video_message("Please segment the red box.", 4, 6272, 12544)]
+    inputs = processor(frames, turn1)
+    first = model.generate(inputs, max_new_tokens=5, stop_token_ids=[])
+    answer = processor.decode(first.generated_ids.tolist())
+    turn2 = [*turn1, {"role": "assistant", "content": answer}, {"role": "user", "content": "And the other one?"}]
+    inputs2 = processor.with_messages(inputs, turn2)
+    full = model.generate(inputs2, max_new_tokens=4, stop_token_ids=[])
+    reused = model.generate(inputs2, max_new_tokens=4, stop_token_ids=[], prefix=first.cache)
+    assert reused.prefill.prefix_length >= inputs.input_ids.numel()  # at least the whole first prompt is reused
+    assert reused.prefill.logits.shape[0] == inputs2.input_ids.numel() - reused.prefill.prefix_length
+    assert torch.equal(reused.generated_ids, full.generated_ids)
+    torch.testing.assert_close(reused.step_logits, full.step_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(reused.step_prenorm_hidden, full.step_prenorm_hidden, rtol=1e-4, atol=1e-4)
