@@ -83,11 +83,42 @@ class Result:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "result") -> "Result":
+        from pixelwise.core.media import DEFAULT_LIMITS
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        def is_num(v: Any) -> bool:
+            return is_int(v) or isinstance(v, (float, np.floating))
+
         try:
-            h, w = (int(v) for v in data["size"])
-            frame_indices = [int(i) for i in data["frame_indices"]]
+            size, frame_indices = data["size"], data["frame_indices"]
+            if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(is_int(v) and v >= 0 for v in size)):
+                raise FormatError(f"{source}: 'size' must be [height, width] of non-negative integers, got {size!r}")
+            h, w = int(size[0]), int(size[1])
+            if h * w > DEFAULT_LIMITS.max_pixels:
+                raise FormatError(f"{source}: size {w}x{h} exceeds the limit of {DEFAULT_LIMITS.max_pixels} pixels")
+            if (not isinstance(frame_indices, list) or not frame_indices
+                    or not all(is_int(i) and i >= 0 for i in frame_indices)):
+                raise FormatError(f"{source}: 'frame_indices' must be a non-empty list of non-negative integers")
+            if len(frame_indices) > DEFAULT_LIMITS.max_frames:
+                raise FormatError(f"{source}: {len(frame_indices)} frames exceed the limit of {DEFAULT_LIMITS.max_frames}")
+            frame_indices = [int(i) for i in frame_indices]
+            if not isinstance(data["objects"], list):
+                raise FormatError(f"{source}: 'objects' must be a list")
             objects = []
             for k, o in enumerate(data["objects"]):
+                if not isinstance(o, dict) or not is_int(o.get("id")) or not isinstance(o.get("masks"), list):
+                    raise FormatError(f"{source}: objects[{k}] needs an integer 'id' and a list 'masks'")
+                span, box, label, score = o.get("span"), o.get("box"), o.get("label"), o.get("score")
+                if span is not None and not (isinstance(span, list) and len(span) == 2 and all(map(is_int, span))):
+                    raise FormatError(f"{source}: objects[{k}].span must be [start, end] or null")
+                if box is not None and not (isinstance(box, list) and len(box) == 4 and all(map(is_num, box))):
+                    raise FormatError(f"{source}: objects[{k}].box must be [x1, y1, x2, y2] or null")
+                if label is not None and not isinstance(label, str):
+                    raise FormatError(f"{source}: objects[{k}].label must be a string or null")
+                if score is not None and not is_num(score):
+                    raise FormatError(f"{source}: objects[{k}].score must be a number or null")
                 rles = o["masks"]
                 if len(rles) != len(frame_indices):
                     raise FormatError(
@@ -100,7 +131,10 @@ class Result:
                 span = tuple(o["span"]) if o.get("span") is not None else None
                 box = tuple(o["box"]) if o.get("box") is not None else None
                 objects.append(SegObject(int(o["id"]), m, span, o.get("label"), o.get("score"), box))
-            return cls(str(data.get("answer", "")), objects, frame_indices, (h, w), dict(data.get("timings", {})))
+            answer, timings = data.get("answer", ""), data.get("timings", {})
+            if not isinstance(answer, str) or not isinstance(timings, dict):
+                raise FormatError(f"{source}: 'answer' must be a string and 'timings' an object")
+            return cls(answer, objects, frame_indices, (h, w), dict(timings))
         except FormatError:
             raise
         except (KeyError, TypeError, ValueError) as e:
