@@ -6,6 +6,7 @@ cleanly where either is missing. Screenshots go to $PIXELWISE_TEST_ARTIFACTS (de
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -64,8 +65,9 @@ def _demo(model: Path, tmp_path: Path):
     return port, running_server(cmd, port, ready_path="/", log_path=tmp_path / "demo.log")
 
 
-def _page_xy(img, x: float, y: float) -> tuple[float, float]:
-    """Page coordinates of image pixel (x, y) of an <img>, whatever its object-fit scaling and centering."""
+def click_image_pixel(img, x: float, y: float) -> None:
+    """Click pixel (x, y) of an <img>, whatever its object-fit scaling and centering (scrolled into view first)."""
+    img.scroll_into_view_if_needed()
     box = img.bounding_box()
     nw, nh, fit = img.evaluate("e => [e.naturalWidth, e.naturalHeight, getComputedStyle(e).objectFit]")
     scale = min(box["width"] / nw, box["height"] / nh)
@@ -73,8 +75,8 @@ def _page_xy(img, x: float, y: float) -> tuple[float, float]:
         scale = min(scale, 1.0)
     elif fit in ("fill", "none"):
         raise AssertionError(f"unexpected object-fit {fit}")
-    return (box["x"] + (box["width"] - nw * scale) / 2 + x * scale,
-            box["y"] + (box["height"] - nh * scale) / 2 + y * scale)
+    img.click(position={"x": (box["width"] - nw * scale) / 2 + x * scale,
+                        "y": (box["height"] - nh * scale) / 2 + y * scale})
 
 
 def run_image_session(page, url: str, artifacts: Path, name: str) -> dict[str, str]:
@@ -98,7 +100,7 @@ def run_image_session(page, url: str, artifacts: Path, name: str) -> dict[str, s
     # 2. a clicked point on the red circle (scene coordinates 34, 38 of 128 x 128)
     first_run = out["text"].split(":")[0]  # "run N": the next run's status must be a different one
     zoom = canvas.evaluate("e => e.naturalWidth") / 128  # the demo shows small frames upscaled
-    page.mouse.click(*_page_xy(canvas, 34.5 * zoom, 38.5 * zoom))
+    click_image_pixel(canvas, 34.5 * zoom, 38.5 * zoom)
     page.wait_for_function("s => document.querySelector(s).value.includes('\"point\"')",
                            arg="#img-seg-prompts textarea", timeout=30_000)
     prompts = page.locator("#img-seg-prompts textarea").input_value()
@@ -122,8 +124,6 @@ def test_demo_segments_from_text_and_a_clicked_point(browser_page, tmp_path):
     artifacts = _artifacts(tmp_path)
     with server:
         out = run_image_session(browser_page, f"http://127.0.0.1:{port}/", artifacts, "demo_conformance_model")
-    import json
-
     (point,) = json.loads(out["prompts"])
     assert point["type"] == "point" and abs(point["point"][0] - 34) <= 2 and abs(point["point"][1] - 38) <= 2
     assert "object(s)" in out["text"] and "object(s)" in out["point"]
