@@ -89,7 +89,7 @@ def test_segment_image_upload_equals_the_pipeline(server, pipe):
     body = r.json()
     assert body["task"] == "segment" and body["size"] == [128, 128] and body["frame_indices"] == [0]
     assert {"queue_s", "run_s", "total_s"} <= set(body["timings"])
-    direct = pipe.segment(str(server["media"] / "pixelworld_image.png"), "the red circle")
+    direct = pipe.segment(str(server["media"] / "pixelworld_image.png"), "the red circle", num_frames=8)
     assert body["answer"] == direct.answer
     assert len(body["objects"]) == len(direct.objects)
     for got, want in zip(_masks(body), direct.objects):
