@@ -292,6 +292,20 @@ def result_cases(root: Path, rng: random.Random, n: int = 30) -> list[Case]:
         (d / name).write_text(text, errors="surrogateescape") if name != "binary.json" else \
             (d / name).write_bytes(b"\x00\xff\xfe")
         cases.append(Case(name, "result-json", "not a result JSON", d / name, "error", {"media": media}))
+    fixed = {  # hand-written hostile results: each must be refused
+        "empty_frames.json": ("empty frame list", dict(good, frame_indices=[], objects=[])),
+        "negative_frame.json": ("negative frame id", dict(good, frame_indices=[-1, 0, 1, 2])),
+        "negative_size.json": ("negative size", dict(good, size=[-48, 64])),
+        "huge_size.json": ("size over the pixel limit", dict(good, size=[1_000_000, 1_000_000])),
+        "float_size.json": ("wrong type / value", dict(good, size=[48.5, 64])),
+        "junk_span.json": ("wrong type / value", dict(good, objects=[dict(good["objects"][0], span="ab")])),
+        "rle_wrong_size.json": ("RLE of the wrong size / counts", dict(good, objects=[dict(
+            good["objects"][0], masks=[{"size": [5, 5], "counts": "05"}] * 4)])),
+        "past_the_end.json": ("frame index past the end", dict(good, frame_indices=[0, 1, 2, 99])),
+    }
+    for name, (what, obj) in fixed.items():
+        (d / name).write_text(_dump(obj))
+        cases.append(Case(name, "result-json", what, d / name, "error", {"media": media}))
     for k in range(n):
         obj, what = mutate_json(good, rng)
         (d / f"mutated{k}.json").write_text(_dump(obj))
@@ -325,6 +339,37 @@ def _data_root(seed: Path, bench: str) -> Path:
     return seed
 
 
+def _rle_wrong_size(md: dict) -> dict:
+    key = next(iter(md))
+    md[key][0] = {"size": [5, 5], "counts": "05"}
+    return md
+
+
+def _negative_frame_keys(questions: list) -> list:
+    for q in questions:
+        region = q["annotation"][0]
+        key = next(iter(region))
+        region[str(-1 - int(key))] = region.pop(key)
+    return questions
+
+
+FIXED_DATASET_EDITS = {  # benchmark -> [(file, input class, edit)]: each must be refused
+    "mevis": [
+        ("mask_dict.json", "RLE of the wrong size", _rle_wrong_size),
+        ("meta_expressions.json", "missing key", lambda d: {"vids": d["videos"]}),
+        ("meta_expressions.json", "negative size",
+         lambda d: [v.update(height=-1) for v in d["videos"].values()] and d),
+    ],
+    "videorefer": [
+        ("questions.json", "negative frame id", _negative_frame_keys),
+        ("questions.json", "frame index past the end", lambda d: [q.update(frame_idx="999") for q in d] and d),
+        ("questions.json", "wrong type / value", lambda d: [q.update(annotation="x") for q in d] and d),
+    ],
+    "muse": [("muse_val.json", "wrong type / value", lambda d: [r.update(answers=7) for r in d] and d)],
+    "refcoco:val": [("refcoco/instances.json", "missing key", lambda d: {k: v for k, v in d.items() if k != "images"})],
+}
+
+
 def dataset_cases(root: Path, rng: random.Random, n_per: int = 8) -> list[Case]:
     """Benchmark folders (PixelWorld exports in the official layouts) with one JSON file mutated each."""
     d = root / "datasets"
@@ -335,6 +380,14 @@ def dataset_cases(root: Path, rng: random.Random, n_per: int = 8) -> list[Case]:
         data = _data_root(seed, bench)
         jsons = [data / f for f in files] if files else sorted(data.rglob("*.json"))[:3]
         cases.append(Case(f"{fmt}/valid", "dataset-json", "valid dataset", data, "ok", {"benchmark": bench}))
+        for k, (rel, what, edit) in enumerate(FIXED_DATASET_EDITS.get(bench, [])):
+            copy_root = d / f"{fmt}_fixed{k}"
+            shutil.rmtree(copy_root, ignore_errors=True)
+            shutil.copytree(seed, copy_root)
+            target = copy_root / rel
+            target.write_text(_dump(edit(json.loads(target.read_text()))))
+            cases.append(Case(f"{fmt}_fixed{k}/{rel}", "dataset-json", what, _data_root(copy_root, bench), "error",
+                              {"benchmark": bench}))
         for k in range(n_per):
             target = rng.choice(jsons)
             rel = target.relative_to(seed)

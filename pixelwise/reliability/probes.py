@@ -73,9 +73,15 @@ def library_call(case) -> Any:
 
         return load_media(case.path, num_frames=4).num_frames
     if case.group == "result-json":
+        from pixelwise.core.errors import FormatError
+        from pixelwise.core.media import open_media
         from pixelwise.core.results import Result
 
-        return Result.load(case.path).num_frames
+        result = Result.load(case.path)
+        src = open_media(case.extra["media"])  # a result is read for its media, as `pixelwise overlay` does
+        if max(result.frame_indices) >= src.num_frames or tuple(result.size) != tuple(src.size):
+            raise FormatError(f"{case.path}: does not fit {case.extra['media']} (frames or size)")
+        return result.num_frames
     if case.group == "dataset-json":
         import tempfile
 

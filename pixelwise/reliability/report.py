@@ -155,8 +155,8 @@ def generate_report(out: str | Path, seed: int = 0, scale: int = 1, workers: int
         "",
         "## Corpus: input classes and outcomes",
         "",
-        "Each case goes through the library reader (`load_media`, `Result.load`, the benchmark reader + ground-truth "
-        "decoding + prompt validation, the checkpoint check), the CLI (`pixelwise info`, `pixelwise overlay`, "
+        "Each case goes through the library (`load_media`, `Result.load`, the benchmark reader + ground-truth "
+        "decoding + prompt validation + an oracle predict/score run, the checkpoint check), the CLI (`pixelwise info`, `pixelwise overlay`, "
         "`pixelwise eval --model oracle`, `pixelwise robustness check-checkpoint`) in a subprocess with a time bound"
         + (", and media files are also uploaded to the HTTP server (`/v1/segment`, stub model that decodes the "
            "frames), with `/healthz` checked after each." if server else "; the HTTP server was not importable.") ,
@@ -165,7 +165,7 @@ def generate_report(out: str | Path, seed: int = 0, scale: int = 1, workers: int
         "",
         "## Property and fuzz tests (hypothesis)",
         "",
-        "Run in CI with the example counts below (`HYPOTHESIS_PROFILE=thorough` multiplies them by 20).",
+        "Run in CI with the example counts below; `PIXELWISE_FUZZ_SCALE=20 pytest tests/reliability` multiplies them.",
         "",
         _table(["input class", "test (tests/reliability/)", "examples"], [list(r) for r in PROPERTY_TESTS]),
         "",
