@@ -64,11 +64,13 @@ class TabSpec:
     button: str
 
 
+QUESTION_LABEL = "Question (name the prompts [0], [1], ... in their order)"
+
 TABS = (
     TabSpec("img-seg", "Image segmentation", False, "segment", "What to segment", "Segment"),
     TabSpec("vid-seg", "Video segmentation", True, "segment", "What to segment and track", "Segment"),
-    TabSpec("img-ask", "Image region understanding", False, "ask", "Question (write <region> for the prompt)", "Ask"),
-    TabSpec("vid-ask", "Video region understanding", True, "ask", "Question (write <region> for the prompt)", "Ask"),
+    TabSpec("img-ask", "Image region understanding", False, "ask", QUESTION_LABEL, "Ask"),
+    TabSpec("vid-ask", "Video region understanding", True, "ask", QUESTION_LABEL, "Ask"),
 )
 
 
@@ -100,11 +102,11 @@ def _examples_for(spec: TabSpec, media: dict[str, Path]) -> list[list[str]]:
                 [str(media["clip"]), "the blue square that moves down", "[]"],
                 [str(media["clip"]), "segment this object", json.dumps([_point(104, 52)])]]
     if spec.key == "img-ask":
-        return [[str(media["image"]), "What color is <region>?", json.dumps([_point(34, 38)])],
-                [str(media["image"]), "What shape is <region>?", json.dumps([{"type": "box", "box": [70, 22, 106, 58],
+        return [[str(media["image"]), "What color is [0]?", json.dumps([_point(34, 38)])],
+                [str(media["image"]), "What shape is [0]?", json.dumps([{"type": "box", "box": [70, 22, 106, 58],
                                                                                "frame": 0}])]]
-    return [[str(media["clip"]), "Describe <region>.", json.dumps([_point(104, 52)])],
-            [str(media["clip"]), "What shape is <region>?", json.dumps([_point(92, 98)])]]
+    return [[str(media["clip"]), "Describe [0].", json.dumps([_point(104, 52)])],
+            [str(media["clip"]), "What shape is [0]?", json.dumps([_point(92, 98)])]]
 
 
 def _point(x: float, y: float, frame: int = 0, positive: bool = True) -> dict[str, Any]:
@@ -270,8 +272,7 @@ class DemoApp:
         fields: dict[str, Any] = {"text": text or "", "prompts": parse_prompts_text(prompts_text),
                                   "num_frames": int(num_frames), "path": str(media)}
         model = SegmentRequest if spec.task == "segment" else AskRequest
-        if spec.task == "segment":
-            fields["propagate"] = propagate
+        fields["propagate"] = propagate if spec.video else "sampled"
         req = check_request(parse_request(model, fields), self.limits)
         with self._lock:
             result, timings = run_task(self.pipe, spec.task, Path(media), req, self.limits)
@@ -360,8 +361,8 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
             text = gr.Textbox(label=spec.text_label, lines=1, elem_id=f"{k}-text")
             prompts = gr.Textbox(value="[]", label="Prompts (JSON, as in the HTTP API)", lines=2,
                                  elem_id=f"{k}-prompts")
-            propagate = gr.Radio(["sampled", "all"], value="sampled", label="Masks on", visible=spec.video and
-                                 spec.task == "segment", elem_id=f"{k}-propagate")
+            propagate = gr.Radio(["sampled", "all"], value="sampled", label="Masks on", visible=spec.video,
+                                 elem_id=f"{k}-propagate")
             with gr.Row():
                 clear = gr.Button("Clear prompts", elem_id=f"{k}-clear")
                 run = gr.Button(spec.button, variant="primary", elem_id=f"{k}-run")

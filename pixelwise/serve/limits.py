@@ -47,6 +47,7 @@ class ServeLimits:
     max_source_frames: int = field(default_factory=lambda: _env_int("PIXELWISE_SERVE_MAX_SOURCE_FRAMES", 10_000))
     max_num_frames: int = field(default_factory=lambda: _env_int("PIXELWISE_SERVE_MAX_NUM_FRAMES", 64))
     max_decoded_bytes: int = field(default_factory=lambda: _env_int("PIXELWISE_SERVE_MAX_DECODED_BYTES", 2 << 30))
+    max_new_tokens: int = field(default_factory=lambda: _env_int("PIXELWISE_SERVE_MAX_NEW_TOKENS", 512))
     max_text_chars: int = 4000
     max_prompts: int = 32
     max_queue: int = field(default_factory=lambda: _env_int("PIXELWISE_SERVE_MAX_QUEUE", 16))
@@ -64,6 +65,7 @@ class ServeLimits:
             "max_source_frames": self.max_source_frames,
             "max_num_frames": self.max_num_frames,
             "max_decoded_bytes": self.max_decoded_bytes,
+            "max_new_tokens": self.max_new_tokens,
             "max_text_chars": self.max_text_chars,
             "max_prompts": self.max_prompts,
             "max_queue": self.max_queue,

@@ -59,18 +59,20 @@ class AskRequest(BaseModel):
     """Fields of `/v1/ask` (JSON body, or multipart form fields with `prompts` as a JSON string and a `file`)."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, description="the question")
+    text: str = Field(min_length=1, description="the question; name the prompts [0], [1], ... in their order")
     path: str | None = Field(None, description="server-side media path under the media root (instead of a file)")
     prompts: list[PromptSpec] = Field(default_factory=list, description="regions the question refers to")
     num_frames: int | None = Field(None, ge=1, description="frames sampled uniformly from a video (first and last "
                                    "included); default 16, or the server's limit if lower")
+    propagate: Literal["sampled", "all"] = Field("sampled", description="masks on the sampled frames or all frames")
+    max_new_tokens: int | None = Field(None, ge=1, description="longest answer in tokens (default: the model's, "
+                                       "at most the server's limit)")
 
 
 class SegmentRequest(AskRequest):
     """Fields of `/v1/segment`: a referring expression, optionally with visual prompts."""
 
     text: str = Field(min_length=1, description="what to segment, e.g. 'the red circle that moves to the left'")
-    propagate: Literal["sampled", "all"] = Field("sampled", description="masks on the sampled frames or all frames")
 
 
 def parse_request(model: type[AskRequest], data: dict[str, Any]) -> AskRequest:
@@ -104,9 +106,9 @@ def _field_name(loc: tuple) -> str:
 class Pipeline(Protocol):
     """What the server needs of `pixelwise.load(...)`: see docs/ARCHITECTURE.md, 'The pipeline API'."""
 
-    def segment(self, media: Any, text: str, num_frames: int = 16, propagate: str = "sampled") -> Result: ...
+    def segment(self, media: Any, text: str, *, num_frames: int = 16, propagate: str = "sampled") -> Result: ...
 
-    def ask(self, media: Any, question: str, regions: list | None = None, num_frames: int = 16) -> Result: ...
+    def ask(self, media: Any, question: str, regions: list | None = None, *, num_frames: int = 16) -> Result: ...
 
     def info(self) -> dict[str, Any]: ...
 
@@ -173,6 +175,9 @@ def check_request(req: AskRequest, limits: ServeLimits) -> AskRequest:
         raise BadRequestError("text: must not be blank")
     if len(req.prompts) > limits.max_prompts:
         raise BadRequestError(f"prompts: {len(req.prompts)} given, over the limit of {limits.max_prompts}")
+    if req.max_new_tokens is not None and req.max_new_tokens > limits.max_new_tokens:
+        raise BadRequestError(
+            f"max_new_tokens: {req.max_new_tokens} is over the server's limit of {limits.max_new_tokens}")
     if req.num_frames is None:
         return req.model_copy(update={"num_frames": min(DEFAULT_NUM_FRAMES, limits.max_num_frames)})
     if req.num_frames > limits.max_num_frames:
@@ -191,19 +196,23 @@ def _accepts(fn: Any, name: str) -> bool:
 def run_task(pipe: Pipeline, task: str, media: Path, req: AskRequest, limits: ServeLimits) -> tuple[Result, dict[str, float]]:
     """Check the media and prompts, then run the model. Runs in the worker thread; returns (result, timings)."""
     t0 = time.perf_counter()
-    propagate = getattr(req, "propagate", "sampled")
-    facts = inspect_media(media, req.num_frames, propagate, limits)
+    facts = inspect_media(media, req.num_frames, req.propagate, limits)
     # prompts index the sampled frames (what the model sees and what the response's masks index)
     prompt_frames = 1 if facts.is_image else len(uniform_indices(facts.source_frames, req.num_frames))
     regions = build_prompts(req.prompts, facts, prompt_frames)
     t1 = time.perf_counter()
-    if task == "ask":
-        result = pipe.ask(str(media), req.text, regions=regions, num_frames=req.num_frames)
-    elif not regions:
-        result = pipe.segment(str(media), req.text, num_frames=req.num_frames, propagate=propagate)
-    elif _accepts(pipe.segment, "regions"):
-        result = pipe.segment(str(media), req.text, num_frames=req.num_frames, propagate=propagate, regions=regions)
-    else:  # a family whose segment() takes no prompts: a prompted question that answers with masks
-        result = pipe.ask(str(media), req.text, regions=regions, num_frames=req.num_frames)
+    if task == "segment" and (not regions or _accepts(pipe.segment, "regions")):
+        method, args = pipe.segment, {"regions": regions} if regions else {}
+    else:  # a question, or prompts for a family whose segment() takes none: a prompted question answers with masks
+        method, args = pipe.ask, {"regions": regions}
+    options = {"num_frames": req.num_frames, "propagate": req.propagate, "max_new_tokens": req.max_new_tokens}
+    for name, value in options.items():
+        if value is None:  # not given: the model's own default
+            continue
+        if _accepts(method, name):
+            args[name] = value
+        elif not (name == "propagate" and value == "sampled"):
+            raise BadRequestError(f"{name}: the loaded model's {task} does not take this option")
+    result = method(str(media), req.text, **args)
     t2 = time.perf_counter()
     return result, {"inspect_s": t1 - t0, "model_s": t2 - t1}

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from pixelwise.core import masks as mask_ops
+from pixelwise.core.prompts import Point
 from pixelwise.core.results import Result
 
 from .conftest import CONFORMANCE_CKPT, api_server_cmd, free_port, rss_bytes, running_server
@@ -105,6 +106,13 @@ def test_segment_video_by_path_with_a_point(server, pipe):
     assert len(body["frame_indices"]) == 4 and body["frame_indices"][0] == 0
     for o in body["objects"]:
         assert len(o["masks"]) == 4
+    # the clicked region comes back as an object with a mask on the prompted frame, as from the pipeline
+    direct = pipe.segment(str(server["media"] / "pixelworld_clip.mp4"), req["text"], [Point(104, 52, frame=0)],
+                          num_frames=4)
+    assert len(body["objects"]) == len(direct.objects) >= 1
+    for got, want in zip(_masks(body), direct.objects):
+        assert np.array_equal(got, want.masks)
+    assert _masks(body)[0][0].any()
     Result.from_json({k: body[k] for k in ("answer", "size", "frame_indices", "objects", "timings")})
 
 
@@ -114,7 +122,7 @@ def test_ask_with_box_and_mask_prompts_multipart(server):
     prompts = [{"type": "box", "box": [70, 22, 106, 58], "frame": 0},
                {"type": "mask", "rle": mask_ops.rle_encode(mask), "frame": 0}]
     r = _post(server, "/v1/ask", files=_upload(server, "pixelworld_image.png"),
-              data={"text": "What color is <region>?", "prompts": json.dumps(prompts)})
+              data={"text": "What color is [0]?", "prompts": json.dumps(prompts)})
     assert r.status_code == 200, r.text
     assert r.json()["task"] == "ask" and isinstance(r.json()["answer"], str)
 
@@ -124,7 +132,7 @@ def test_ask_with_box_and_mask_prompts_multipart(server):
 
 @pytest.mark.parametrize("case", [
     "bad_media", "bad_json", "bad_prompts_json", "point_outside", "frame_outside", "oversize_upload",
-    "too_many_source_frames", "too_many_num_frames", "too_many_pixels", "path_traversal", "symlink_escape",
+    "too_many_source_frames", "too_many_num_frames", "too_many_tokens", "too_many_pixels", "path_traversal", "symlink_escape",
     "missing_text", "unknown_field", "file_and_path", "no_media", "wrong_content_type", "empty_upload",
 ])
 def test_malformed_requests_get_4xx_with_a_message(server, case):
@@ -152,6 +160,8 @@ def test_malformed_requests_get_4xx_with_a_message(server, case):
                                    413, ["60 frames exceed the limit of 40"]),
         "too_many_num_frames": (lambda: _post(server, "/v1/segment", json_body={
             "path": "pixelworld_clip.mp4", "text": "x", "num_frames": 9}), 422, ["num_frames: 9 is over"]),
+        "too_many_tokens": (lambda: _post(server, "/v1/ask", json_body={
+            "path": "pixelworld_image.png", "text": "x", "max_new_tokens": 513}), 422, ["max_new_tokens: 513 is over"]),
         "too_many_pixels": (lambda: _post(server, "/v1/segment", json_body={"path": "wide.png", "text": "x"}),
                             413, ["600x600 exceeds the limit"]),
         "path_traversal": (lambda: _post(server, "/v1/segment", json_body={"path": "../../etc/passwd", "text": "x"}),
@@ -199,10 +209,12 @@ def test_concurrent_burst_has_no_5xx_and_no_memory_growth(server):
         with httpx.Client(base_url=server["url"], timeout=120) as c:
             for i in range(25):
                 t0 = time.perf_counter()
-                if (k + i) % 2:
-                    r = c.post("/v1/segment", files={"file": ("i.png", image)}, data={"text": "the red circle"})
+                if (k + i) % 2:  # short answers keep 200 requests of the random model (it babbles) fast
+                    r = c.post("/v1/segment", files={"file": ("i.png", image)},
+                               data={"text": "the red circle", "max_new_tokens": "8"})
                 else:
-                    r = c.post("/v1/ask", json={"path": "pixelworld_image.png", "text": "What color is <region>?",
+                    r = c.post("/v1/ask", json={"path": "pixelworld_image.png", "text": "What color is [0]?",
+                                                "max_new_tokens": 8,
                                                 "prompts": [{"type": "point", "point": [34, 38]}]})
                 out.append((r.status_code, time.perf_counter() - t0))
         return out
@@ -228,12 +240,14 @@ def test_concurrent_burst_has_no_5xx_and_no_memory_growth(server):
 
 
 def test_full_queue_and_timeout_answer_503_with_retry_after(serve_media, tmp_path):
+    """A one-slot queue and a 2 s limit: the third concurrent request is refused at once, the two others expire;
+    the worker drains the abandoned jobs and then serves normally."""
     pytest.importorskip("pixelwise.pipeline")
     port = free_port()
-    cmd = api_server_cmd(port, serve_media, max_queue=1, timeout=1.5)
+    cmd = api_server_cmd(port, serve_media, max_queue=1, timeout=2.0)
     with running_server(cmd, port, log_path=tmp_path / "server.log"):
         url = f"http://127.0.0.1:{port}"
-        slow = {"path": "pixelworld_image.png", "text": "SLEEP-IN-MODEL:2.5 the red circle"}
+        slow = {"path": "pixelworld_image.png", "text": "SLEEP-IN-MODEL:3 the red circle", "max_new_tokens": 8}
         with concurrent.futures.ThreadPoolExecutor(3) as ex:
             first = ex.submit(httpx.post, url + "/v1/segment", json=slow, timeout=30)
             time.sleep(0.5)  # the first job is running; the next one fills the one-slot queue
@@ -243,10 +257,16 @@ def test_full_queue_and_timeout_answer_503_with_retry_after(serve_media, tmp_pat
             responses = [first.result(timeout=30), second.result(timeout=30)]
         err = _error(third, 503, "the server is busy")
         assert int(third.headers["Retry-After"]) >= 1 and err["type"] == "QueueFullError"
-        for r in responses:  # both ran past the 1.5 s limit
-            _error(r, 503, "did not finish within the server's limit of 1.5 s")
+        for r in responses:  # the running one and the queued one both ran past the limit
+            _error(r, 503, "did not finish within the server's limit of 2 s")
             assert int(r.headers["Retry-After"]) >= 1
-        time.sleep(3)  # let the abandoned jobs drain
-        ok = httpx.post(url + "/v1/segment", json={"path": "pixelworld_image.png", "text": "the red circle"},
-                        timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the abandoned running job finishes; the queued one is skipped
+            queue = httpx.get(url + "/v1/model", timeout=10).json()["queue"]
+            if not queue["running"] and queue["queued"] == 0:
+                break
+            time.sleep(0.2)
+        assert queue["skipped"] == 1
+        ok = httpx.post(url + "/v1/segment", json={"path": "pixelworld_image.png", "text": "the red circle",
+                                                   "max_new_tokens": 8}, timeout=30)
         assert ok.status_code == 200, ok.text
