@@ -61,11 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sizes", default="{}", help="JSON overrides of PixelSailConfig sizes")
+    ap.add_argument("--tasks", default=",".join(TASKS), help="PixelWorld tasks to train on (comma-separated)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
 
-    ds = PixelWorldDataset(args.data, tasks=TASKS)
+    tasks = tuple(t for t in args.tasks.split(",") if t)
+    ds = PixelWorldDataset(args.data, tasks=tasks)
     teacher = load_sam2_teacher(args.teacher, args.teacher_config) if args.teacher else None
     sizes = {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 352,
              "patch_size": 8, "image_size": 128, "seg_channels": 64, "upsampler_channels": 96}
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes["distill_dim"] = teacher.hidden_dim
         sizes["distill_fine_dim"] = teacher.hidden_dim // 8
     model, proc = new_pixelsail(corpus(ds), seed=args.seed, **sizes)
-    model.config.notes = {"teacher": str(args.teacher), "teacher_config": str(args.teacher_config), "data": str(args.data), "tasks": list(TASKS),
+    model.config.notes = {"teacher": str(args.teacher), "teacher_config": str(args.teacher_config), "data": str(args.data), "tasks": list(tasks),
                           "steps": args.steps, "batch": args.batch}
     model.train()
     opt = build_optimizer(model, OptimConfig(lr=args.lr, weight_decay=0.05, warmup_steps=max(1, args.steps // 20)))

@@ -53,6 +53,9 @@ class VitronConfig:
     seg_channels: int = 64
     upsampler_channels: int = 64
     output_stride: int = 4
+    # the segmentation back-end's own light pixel encoder (conv stem at stride 4 on the raw frame; 0 = none), as the
+    # paper's segmentation specialist (SEEM) has its own image encoder
+    pixel_stem_channels: int = 32
     # cross-task synergy discriminator on v_s (training only; 0 = not built)
     synergy_hidden: int = 0
     token_ids: dict[str, int] = field(default_factory=dict)

@@ -13,7 +13,9 @@ Shapes for T frames of an h x w patch grid, encoder width d_v, LLM width d, sign
 * **Hybrid message**: the hidden state at `[SIG]` -> v = [v_p ; v_s] (`signal_p`, `signal_s`: d -> s each;
   task-specific and task-invariant parts).
 * **Segmentation back-end** (trained with the router): F per frame -> learnable upsampler
-  (`pixelwise.modules.upsample`) -> [T, C, H/4, W/4]; query = MLP(v) [C]; masks = query . features, per frame.
+  (`pixelwise.modules.upsample`) -> [T, C, H/4, W/4], plus the back-end's own light pixel encoder (a stride-4 conv
+  stem on the raw frame, like the paper's specialist having its own image encoder); query = MLP(v) [C];
+  masks = query . features, per frame.
 * **Cross-task synergy** (training only, optional): a discriminator predicts the op from v_s through a gradient
   reversal layer, so minimising its loss w.r.t. the discriminator while maximising it w.r.t. the router makes v_s
   task-invariant (the paper's min-max L_syn).
@@ -34,6 +36,14 @@ from pixelwise.models.vitron.configuration_vitron import IM_END, REGION_TOKEN, S
 from pixelwise.models.vitron.processing_vitron import VitronInputs
 from pixelwise.modules.transformer import Decoder, grid_positions, prefix_lm_mask, text_positions
 from pixelwise.modules.upsample import LearnableUpsampler, dot_product_masks
+
+
+def unpatchify(patches: torch.Tensor, grid: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """[T, h*w, 3*P*P] ((C, y, x) order per patch, as `modules.patches.patchify_frames`) -> [T, 3, h*P, w*P]."""
+    T = patches.shape[0]
+    gh, gw = grid
+    x = patches.reshape(T, gh, gw, 3, patch_size, patch_size).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(T, 3, gh * patch_size, gw * patch_size)
 
 
 class _GradReverse(torch.autograd.Function):
@@ -81,6 +91,9 @@ class VitronModel(nn.Module):
         self.signal_p = nn.Linear(d, s)
         self.signal_s = nn.Linear(d, s)
         self.upsampler = LearnableUpsampler(dv, config.upsampler_channels, config.seg_channels, config.upsample_blocks)
+        c = config.pixel_stem_channels
+        self.pixel_stem = (nn.Sequential(nn.Conv2d(3, c, 3, 2, 1), nn.GELU(), nn.Conv2d(c, c, 3, 2, 1), nn.GELU(),
+                                         nn.Conv2d(c, config.seg_channels, 1)) if c else None)
         self.seg_query = nn.Sequential(nn.Linear(2 * s, config.seg_channels), nn.GELU(),
                                        nn.Linear(config.seg_channels, config.seg_channels))
         self.synergy = (nn.Sequential(nn.Linear(s, config.synergy_hidden), nn.GELU(),
@@ -199,10 +212,18 @@ class VitronModel(nn.Module):
         return self.synergy(grad_reverse(v[..., self.config.signal_dim:], scale))
 
     def segment(self, v: torch.Tensor, feats: torch.Tensor, grid: tuple[int, int],
-                size: tuple[int, int] | None = None) -> torch.Tensor:
-        """v [N, 2s], per-frame features [T, h*w, d_v] -> mask logits [N, T, H', W'] (or resized to `size`)."""
+                size: tuple[int, int] | None = None, patches: torch.Tensor | None = None) -> torch.Tensor:
+        """v [N, 2s], per-frame features [T, h*w, d_v] (+ the frames' raw patches [T, h*w, 3*P*P] for the pixel
+        stem) -> mask logits [N, T, H', W'] (or resized to `size`)."""
         T = feats.shape[0]
         dense = self.upsampler(feats.transpose(1, 2).reshape(T, -1, *grid))  # [T, C, H', W']
+        if self.pixel_stem is not None:
+            if patches is None:
+                raise ValueError("this segmentation back-end reads the raw frames: pass patches")
+            pix = self.pixel_stem(unpatchify(patches.to(dense.device, dense.dtype), grid, self.config.patch_size))
+            if pix.shape[-2:] != dense.shape[-2:]:
+                pix = F.interpolate(pix, size=dense.shape[-2:], mode="bilinear", align_corners=False)
+            dense = dense + pix
         m = dot_product_masks(self.seg_query(v), dense)
         if size is not None and tuple(m.shape[-2:]) != tuple(size):
             n = m.shape[0]

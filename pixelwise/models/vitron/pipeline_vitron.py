@@ -140,7 +140,7 @@ class VitronPipeline(Pipeline):
         for s in range(0, len(frames), chunk):
             patches, grid = patchify_frames(frames[s: s + chunk], cfg.image_size, cfg.patch_size)
             feats = self.model.encode_frames(patches, grid)
-            logits = self.model.segment(signal[None], feats, grid, frames.shape[1:3])[0]
+            logits = self.model.segment(signal[None], feats, grid, frames.shape[1:3], patches)[0]
             out.append((logits > 0).cpu().numpy())
         return np.concatenate(out)
 

@@ -36,13 +36,14 @@ from pixelwise.models.vitron.configuration_vitron import (
     VISION_START,
     VitronConfig,
 )
-from pixelwise.models.vitron.instruction import COLORS, DIRECTIONS, OP_MODULE, PLACES
+from pixelwise.models.vitron.instruction import DIRECTIONS, OP_MODULE
 from pixelwise.modules.chat_text import ChatText
 from pixelwise.modules.patches import patchify_frames, region_masks
 from pixelwise.modules.transformer import grid_positions, text_positions
 
-# words an instruction may use besides the ones it copies from the request
-_INSTRUCTION_WORDS = [*OP_MODULE, *COLORS, *DIRECTIONS, *PLACES, "small", "medium", "large", "a", "an", ":", "|"]
+# words an instruction may use besides the ones it copies from the request: the op, the separators and the move
+# directions ("Shift it to the top" -> "up"); targets, colors and places must come from the request itself
+_INSTRUCTION_WORDS = [*OP_MODULE, *DIRECTIONS, ":", "|"]
 
 
 @dataclass

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             if target is None or len(sig) != 1:
                 continue
             v = model.signal(out.hidden[b, sig])  # [1, 2s]
-            logits = model.segment(v, out.frame_features[b], inp.grid)[0]  # [T, H', W']
+            logits = model.segment(v, out.frame_features[b], inp.grid, patches=inp.patches)[0]  # [T, H', W']
             seg.append(point_sampled_mask_loss(logits, torch.from_numpy(target), args.points)["mask"])
             if model.synergy is not None and op in TASKS:
                 syn_logits.append(model.synergy_logits(v)[0])

@@ -186,7 +186,7 @@ def test_front_end_shapes_and_signal(tiny):
     sig = (inp.input_ids == model.sig_id).nonzero()[:, 0]
     v = model.signal(out.hidden[0, sig])
     assert v.shape == (1, 32)
-    assert model.segment(v, out.frame_features[0], inp.grid, (64, 64)).shape == (1, 3, 64, 64)
+    assert model.segment(v, out.frame_features[0], inp.grid, (64, 64), inp.patches).shape == (1, 3, 64, 64)
     # gradient reversal: the discriminator's loss pushes the router the other way
     v = v.detach().requires_grad_(True)
     model.synergy_logits(v)[0, 0].backward()
@@ -307,3 +307,14 @@ def test_shipped_vitron_removes_the_blue_square_on_a_clip():
     for t in range(frames.shape[0]):
         if vis[blue, t].sum() > 20:
             assert not np.array_equal(edited[t][vis[blue, t]], frames[t][vis[blue, t]])
+
+
+def test_pixel_stem_reads_the_frames_back_from_patches():
+    from pixelwise.models.vitron.modeling_vitron import unpatchify
+    from pixelwise.modules.patches import IMAGENET_MEAN, IMAGENET_STD, patchify_frames
+
+    frames = np.random.default_rng(2).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    patches, grid = patchify_frames(frames, 64, 16)
+    img = unpatchify(patches, grid, 16)
+    expect = (torch.from_numpy(frames).float() / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    assert torch.allclose(img, expect.permute(0, 3, 1, 2), atol=1e-5)
