@@ -39,7 +39,8 @@ from pixelwise.serve.service import AskRequest, Pipeline, SegmentRequest, check_
 
 # Result images of small frames (PixelWorld is 128 x 128) fill their panel with sharp pixels. The prompt canvas is
 # not scaled by CSS (Gradio maps clicks assuming unscaled images): it is upscaled server-side, see `display_scale`.
-CSS = ".pw-zoom img { object-fit: contain !important; image-rendering: pixelated; }"
+CSS = (".pw-zoom img { object-fit: contain !important; image-rendering: pixelated; }\n"
+       ".pw-answer { overflow-wrap: anywhere; }")
 CANVAS_SIDE = 384
 
 
