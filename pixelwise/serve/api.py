@@ -19,9 +19,10 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -279,7 +280,7 @@ def create_app(pipeline: Pipeline, limits: ServeLimits | None = None, media_root
             fut.add_done_callback(lambda _f: shutil.rmtree(tmpdir, ignore_errors=True))
         try:
             result, timings = await asyncio.wait_for(asyncio.wrap_future(fut), timeout=limits.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             exc = RequestTimeoutError(
                 f"request did not finish within the server's limit of {limits.timeout_s:g} s "
                 "(the model is busy or the input is long); retry later or with fewer frames")
@@ -289,7 +290,7 @@ def create_app(pipeline: Pipeline, limits: ServeLimits | None = None, media_root
         except MemoryError:
             exc = RequestTimeoutError("the model ran out of memory on this input; retry with fewer frames")
             return _error_response(exc, headers={"Retry-After": str(worker.retry_after())})
-        except Exception as e:  # noqa: BLE001 — a bug or failure inside the model: this request fails, not the server
+        except Exception as e:
             log.exception("request %s: %s failed inside the model", request_id, task)
             raise ModelFailedError(
                 f"the model failed on this request ({type(e).__name__}: {e}); request id {request_id}") from None

@@ -158,10 +158,10 @@ def draw_prompts(frame: np.ndarray, prompts: list[dict[str, Any]], t: int, pendi
                 m = mask_ops.rle_decode(p["rle"], expected_size=(h, w))
                 out[m] = (0.5 * out[m] + 0.5 * np.array((255, 220, 0))).astype(np.uint8)
             elif p["type"] == "box":
-                x1, y1, x2, y2 = (int(round(v)) for v in p["box"])
+                x1, y1, x2, y2 = (round(v) for v in p["box"])
                 cv2.rectangle(out, (x1, y1), (x2, y2), (255, 220, 0), thickness)
             elif p["type"] == "point":
-                x, y = (int(round(v)) for v in p["point"])
+                x, y = (round(v) for v in p["point"])
                 color = (40, 200, 60) if p.get("positive", True) else (230, 40, 40)
                 cv2.circle(out, (x, y), radius, color, -1)
                 cv2.circle(out, (x, y), radius, (255, 255, 255), 1)
@@ -425,9 +425,7 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
         return (*values, out["answer_html"], out["status"], res)
 
     # media_in.change: also fires when an example fills it
-    media_in.change(_guard(on_media), [media_in, num_frames],
-                    [canvas, frame, prompts, pending, brush] if spec.video else [canvas, frame, prompts, pending, brush],
-                    queue=False)
+    media_in.change(_guard(on_media), [media_in, num_frames], [canvas, frame, prompts, pending, brush], queue=False)
     if spec.video:
         num_frames.release(_guard(on_media), [media_in, num_frames], [canvas, frame, prompts, pending, brush])
         frame.change(_guard(on_frame), [media_in, num_frames, frame, prompts, pending], [canvas, brush])

@@ -51,7 +51,7 @@ class ServeLimits:
     max_text_chars: int = 4000
     max_prompts: int = 32
     max_queue: int = field(default_factory=lambda: _env_int("PIXELWISE_SERVE_MAX_QUEUE", 16))
-    timeout_s: float = field(default_factory=lambda: float(os.environ.get("PIXELWISE_SERVE_TIMEOUT_S", 120)))
+    timeout_s: float = field(default_factory=lambda: float(os.environ.get("PIXELWISE_SERVE_TIMEOUT_S", "120")))
 
     def media_limits(self) -> MediaLimits:
         """The decoder limits: the same pixel/frame bounds. File size is bounded for uploads by the body limit;

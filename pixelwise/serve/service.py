@@ -14,7 +14,7 @@ import inspect
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, Union
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,7 +52,7 @@ class MaskSpec(BaseModel):
     frame: int = Field(0, ge=0, description="index into the sampled frames (0 for an image)")
 
 
-PromptSpec = Annotated[Union[PointSpec, BoxSpec, MaskSpec], Field(discriminator="type")]
+PromptSpec = Annotated[PointSpec | BoxSpec | MaskSpec, Field(discriminator="type")]
 
 
 class AskRequest(BaseModel):

@@ -12,8 +12,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
 
 from pixelwise.core.errors import PixelwiseError
 
@@ -61,7 +62,7 @@ class ModelWorker:
     def retry_after(self) -> int:
         """Seconds until the queue has probably drained (at least 1), from the mean job time."""
         per_job = self._mean_s if self._mean_s is not None else 1.0
-        return max(1, int(round(per_job * (self._jobs.qsize() + 1))))
+        return max(1, round(per_job * (self._jobs.qsize() + 1)))
 
     def stats(self) -> dict[str, Any]:
         return {
