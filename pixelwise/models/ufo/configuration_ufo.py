@@ -1,0 +1,97 @@
+"""`UFOConfig`: sizes of the Qwen2.5-VL trunk and UFO's parameter-free task settings.
+
+UFO adds no decoder: masks are retrieved by dot products between `<MASK>` token states and the LLM's own image-token
+states. `num_mask_tokens` = N^2 sub-pixel tokens give N x upsampling of the merged token grid (paper default 16 -> 4x).
+Boxes are text, `<box>x1,y1,x2,y2</box>` on an integer grid of `box_bins` (PixelWorld's 0-1000 grid; the paper's
+xyxy corner order — the release writes cx,cy,w,h). Parallel decoding puts a `grid_size` x `grid_size` grid of local
+tokens on the image; each grid point decodes its own answer ("<box>...</box><MASK>x16" or end-of-turn).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pixelwise.core.errors import CheckpointError, ConfigError
+
+MODEL_TYPE = "pixelwise_ufo"
+
+
+@dataclass
+class UFOConfig:
+    text: dict[str, Any] = field(default_factory=lambda: {
+        "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "mrope_section": [4, 6, 6]})
+    vision: dict[str, Any] = field(default_factory=lambda: {
+        "depth": 4, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "patch_size": 8,
+        "window_size": 64, "fullatt_block_indexes": [1, 3]})
+    vocab_size: int = 1088
+    num_mask_tokens: int = 16
+    box_bins: int = 1000
+    bidirectional_image: bool = True
+    grid_size: int = 4
+    grid_reinject: bool = True
+    grid_repeat: int = 2  # each ground-truth object may be assigned to this many grid points (paper: 3)
+    grid_train_points: int = 8  # grid sub-sequences trained per detection sample (positives first; paper: 40 of 100)
+    grid_score_threshold: float = 0.5
+    grid_nms_iou: float = 0.5
+    grid_max_steps: int = 40
+    loss_text: float = 1.0
+    loss_focal: float = 1.0
+    loss_dice: float = 1.0
+    model_type: str = MODEL_TYPE
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def upsample(self) -> int:
+        return math.isqrt(self.num_mask_tokens)
+
+    def validate(self, source: str = "config") -> None:
+        if self.model_type != MODEL_TYPE:
+            raise ConfigError(f"{source}: model_type is {self.model_type!r}, expected {MODEL_TYPE!r}")
+        if self.num_mask_tokens < 1 or math.isqrt(self.num_mask_tokens) ** 2 != self.num_mask_tokens:
+            raise ConfigError(f"{source}: num_mask_tokens must be a square (N^2 for N x upsampling), "
+                              f"got {self.num_mask_tokens}")
+        if self.box_bins < 1 or self.grid_size < 1 or self.grid_repeat < 1 or self.grid_train_points < 1:
+            raise ConfigError(f"{source}: box_bins, grid_size, grid_repeat and grid_train_points must be >= 1")
+        head_dim = int(self.text["hidden_size"]) // int(self.text["num_attention_heads"])
+        if 2 * sum(self.text["mrope_section"]) != head_dim:
+            raise ConfigError(f"{source}: mrope_section {self.text['mrope_section']} must sum to head_dim/2 = "
+                              f"{head_dim // 2}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> UFOConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object")
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"{source}: unknown keys {unknown}")
+        try:
+            return cls(**copy.deepcopy(data))
+        except (TypeError, KeyError, ValueError) as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> UFOConfig:
+        file = Path(path) / "config.json"
+        if not file.is_file():
+            raise CheckpointError(f"{path}: no config.json")
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{file}: not valid JSON ({e})") from None
+        return cls.from_dict(data, str(file))
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        from pixelwise.core.io import atomic_write_text
+
+        return atomic_write_text(Path(path) / "config.json", json.dumps(self.to_dict(), indent=2) + "\n")

@@ -1,0 +1,53 @@
+"""`model.safetensors` for the trainable families (PixelLM, UFO): tied weights stored once, loaded after the header
+check of `pixelwise.core.checkpoint` with every shape compared to the model the config builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from pixelwise.core.errors import CheckpointError
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def _tied_aliases(model: nn.Module) -> dict[str, str]:
+    """Parameter names that share storage with an earlier name (e.g. lm_head.weight -> embed_tokens.weight)."""
+    seen: dict[int, str] = {}
+    alias: dict[str, str] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        key = id(p)
+        if key in seen and seen[key] != name:
+            alias[name] = seen[key]
+        else:
+            seen[key] = name
+    return alias
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    from safetensors.torch import save
+
+    from pixelwise.core.io import atomic_write_bytes
+
+    alias = _tied_aliases(model)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in alias}
+    return atomic_write_bytes(Path(path) / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    from pixelwise.core.checkpoint import load_safetensors
+
+    file = Path(path) / WEIGHTS_NAME
+    if not file.is_file():
+        raise CheckpointError(f"{path}: no {WEIGHTS_NAME}")
+    alias = _tied_aliases(model)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in alias}
+    state = load_safetensors(file, expected)
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{file}: missing tensors {missing[:6]}, unexpected tensors {extra[:6]}")
+    for name, target in alias.items():
+        state[name] = state[target]
+    model.load_state_dict(state, strict=True)
