@@ -4,17 +4,61 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+_swept: set[str] = set()  # folders already cleaned by this process
+
+
+def _remove_stale_temps(folder: Path, host: str) -> None:
+    """Once per folder and process: delete temp files left there by killed writers on this host.
+
+    SIGKILL skips the cleanup in `atomic_write`; the next process that writes into the folder removes the leftovers
+    of dead processes (a live writer's temp file is never touched).
+    """
+    key = str(folder.resolve())
+    if key in _swept:
+        return
+    _swept.add(key)
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+                continue
+            parts = entry.name[: -len(".tmp")].rsplit(".", 3)
+            if len(parts) != 4 or parts[1] != host or not parts[2].isdigit():
+                continue
+            pid = int(parts[2])
+            if pid != os.getpid() and not _pid_alive(pid):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temp file next to `path`; on success fsync and rename it over `path`."""
+    """Open a temp file next to `path`; on success fsync and rename it over `path`.
+
+    Temp files are named `.<name>.<host>.<pid>.<random>.tmp`; those left by a killed process are removed by the next
+    process that writes into the same folder on the same host.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    host = socket.gethostname().replace(".", "_")
+    _remove_stale_temps(path.parent, host)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{host}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
             yield f

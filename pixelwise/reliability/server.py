@@ -84,7 +84,7 @@ def run_media_through_server(cases: list, timeout_s: float = 60.0) -> list[dict[
         bad = client.post("/v1/segment", data={"text": "raise"}, files=files)
         good = client.post("/v1/segment", data={"text": "fine"}, files=files)
         records.append({"case": None, "status": "fault", "http": bad.status_code, "seconds": 0.0,
-                        "message": "model raised; next request HTTP %d" % good.status_code,
+                        "message": f"model raised; next request HTTP {good.status_code}",
                         "failures": [] if bad.status_code >= 500 and good.status_code == 200
                         and client.get("/healthz").status_code == 200 else
                         [f"server: after a model exception got {bad.status_code} then {good.status_code}"]})
