@@ -259,8 +259,7 @@ class DemoApp:
             raise BadRequestError("brush over the object first (the brush panel has no strokes)")
         prompts = parse_prompts_text(prompts_text)
         if as_box:
-            x1, y1, x2, y2 = mask_ops.mask_to_box(mask)
-            prompts.append({"type": "box", "box": [x1, y1, x2 + 1, y2 + 1], "frame": int(t)})
+            prompts.append({"type": "box", "box": list(mask_ops.mask_to_box(mask)), "frame": int(t)})  # x2, y2 exclusive
         else:
             prompts.append({"type": "mask", "rle": mask_ops.rle_encode(mask), "frame": int(t)})
         return json.dumps(prompts)

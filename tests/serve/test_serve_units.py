@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 import time
 
 import numpy as np
@@ -195,3 +196,25 @@ def test_demo_clicks_make_api_prompts():
     drawn = draw_prompts(frame, json.loads(text), 0, None)
     assert drawn[12, 10].tolist() == [40, 200, 60]  # the positive point of frame 0 is drawn in green
     assert drawn[4, 3].tolist() == [0, 0, 0]  # the negative point is on frame 2, not shown on frame 0
+
+
+def test_brushed_strokes_become_mask_and_box_prompts():
+    pytest.importorskip("gradio")
+    from pixelwise.serve.demo import DemoApp
+
+    from .conftest import EXAMPLES
+
+    app = DemoApp.__new__(DemoApp)
+    app.limits = ServeLimits()
+    app._clips, app._clips_lock = OrderedDict(), threading.Lock()
+    layer = np.zeros((128, 128, 4), np.uint8)
+    layer[30:40, 20:50] = (255, 220, 0, 255)  # a painted stroke
+    editor = {"background": np.zeros((128, 128, 4), np.uint8), "layers": [layer], "composite": None}
+    media = str(EXAMPLES / "pixelworld_image.png")
+    text = app.add_brush(editor, False, media, 1, 0, "[]")
+    (mask_prompt,) = json.loads(text)
+    assert mask_prompt["type"] == "mask" and mask_ops.rle_decode(mask_prompt["rle"]).sum() == 300
+    text = app.add_brush(editor, True, media, 1, 0, text)
+    assert json.loads(text)[1] == {"type": "box", "box": [20, 30, 50, 40], "frame": 0}
+    with pytest.raises(BadRequestError, match="brush over the object first"):
+        app.add_brush({"layers": [np.zeros((128, 128, 4), np.uint8)]}, False, media, 1, 0, "[]")
