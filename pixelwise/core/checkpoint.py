@@ -37,7 +37,7 @@ SAFETENSORS_DTYPES = {
 }
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit safetensors itself applies
-DEFAULT_MAX_CHECKPOINT_BYTES = int(os.environ.get("PIXELWISE_MAX_CHECKPOINT_BYTES", 64 << 30))
+DEFAULT_MAX_CHECKPOINT_BYTES = int(os.environ.get("PIXELWISE_MAX_CHECKPOINT_BYTES", str(64 << 30)))
 
 
 @dataclass(frozen=True)
