@@ -139,9 +139,9 @@ class UniPixelChat:
     The frames are resized and patchified once; the vision tower and the SAM2 image encoder run on the first turn
     that needs them and serve every later turn. Each turn re-renders the whole conversation (as the official demo),
     prefills only the tokens after the part it shares with the previous turn's keys/values, and segments only the
-    `<|seg|>` tokens of its own answer. Regions may come with any turn: they are grounded
-    then, their `<|mem|>` memory opens that turn's message, and the question names them `[k]` from then on (a list
-    of regions is numbered after the regions of earlier turns).
+    `<|seg|>` tokens of its own answer. Regions may come with any turn: they are grounded then, their `<|mem|>`
+    memory opens that turn's message, and the question names them `[k]` from then on (a list of regions is numbered
+    after the regions of earlier turns).
     """
 
     def __init__(self, pipeline: UniPixelPipeline, media: MediaLike, *, num_frames: int = DEFAULT_NUM_FRAMES,
