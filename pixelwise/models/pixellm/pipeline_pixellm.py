@@ -15,7 +15,7 @@ from pixelwise.models.pixellm.processing_pixellm import PixelLMProcessor
 from pixelwise.pipeline.base import Pipeline, Regions, normalize_regions, resolve_device
 from pixelwise.pipeline.media import MediaLike, open_query_media
 
-DEFAULT_MAX_NEW_TOKENS = 160
+DEFAULT_MAX_NEW_TOKENS = 128  # PixelWorld answers: <= 5 targets x (description + token group)
 
 
 class PixelLMPipeline(Pipeline):

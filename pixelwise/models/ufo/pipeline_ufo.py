@@ -18,7 +18,7 @@ from pixelwise.models.ufo.processing_ufo import UFOProcessor, is_parallel_query
 from pixelwise.pipeline.base import Pipeline, Regions, normalize_regions, resolve_device
 from pixelwise.pipeline.media import MediaLike, open_query_media
 
-DEFAULT_MAX_NEW_TOKENS = 160
+DEFAULT_MAX_NEW_TOKENS = 128  # PixelWorld answers: <= 5 targets x (description + token group)
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
