@@ -231,7 +231,8 @@ def mutate_json(obj: Any, rng: random.Random) -> tuple[Any, str]:
         h, w = (_get(obj, p)["size"] + [1, 1])[:2] if isinstance(_get(obj, p)["size"], list) else (5, 5)
         from pixelwise.core.masks import rle_encode
 
-        bad = rng.choice([rle_encode(np.ones((max(1, int(h) // 2 if isinstance(h, int) else 3), 3), bool)),
+        small = h // 2 if isinstance(h, int) and 2 <= h <= 4096 else 3  # a wrong size, never a huge allocation
+        bad = rng.choice([rle_encode(np.ones((small, 3), bool)),
                           {"size": [h, w], "counts": "0"}, {"size": [h, w], "counts": [1, 2, 3]},
                           {"size": [h, w], "counts": "~~~~"}, {"size": [-4, w], "counts": ""}])
         _get(obj, p[:-1])[p[-1]] = bad
