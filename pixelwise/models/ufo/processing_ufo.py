@@ -102,13 +102,16 @@ class UFOProcessor(VLProcessor):
 
     def parse_boxes(self, text: str, size: tuple[int, int]) -> list[tuple[tuple[float, float, float, float],
                                                                           tuple[int, int]]]:
-        """Every `<box>` of a text -> ((x1, y1, x2, y2) in pixels, character span), clamped to the grid."""
+        """Every `<box>` of a text -> ((x1, y1, x2, y2) in pixels, character span), clamped to the grid, corners
+        ordered."""
         h, w = size
         out = []
         for m in _BOX.finditer(text):
             g = [min(max(int(v), 0), self.box_bins) for v in m.groups()]
-            out.append(((g[0] * w / self.box_bins, g[1] * h / self.box_bins, g[2] * w / self.box_bins,
-                         g[3] * h / self.box_bins), (m.start(), m.end())))
+            x1, x2 = sorted((g[0], g[2]))  # a model may write the corners in either order
+            y1, y2 = sorted((g[1], g[3]))
+            out.append(((x1 * w / self.box_bins, y1 * h / self.box_bins, x2 * w / self.box_bins,
+                         y2 * h / self.box_bins), (m.start(), m.end())))
         return out
 
     def segment_question(self, text: str) -> str:

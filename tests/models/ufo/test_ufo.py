@@ -59,7 +59,7 @@ def test_boxes_are_text_on_the_integer_grid(model_and_processor):
     (box, span), = proc.parse_boxes("A star " + text + ".", (64, 128))
     assert span == (7, 7 + len(text))
     assert box == pytest.approx((12.032, 30.016, 64.0, 45.504))
-    assert proc.parse_boxes("<box>1,2,3</box> <box>1200,0,5,5</box>", (100, 100))[0][0][0] == 100.0  # clamped
+    assert proc.parse_boxes("<box>1,2,3</box> <box>1200,0,5,5</box>", (100, 100))[0][0] == (0.5, 0.0, 100.0, 0.5)
     result = proc.build_result(proc.encode_text("A star " + text + "."), torch.zeros(0, 64, 128), (64, 128))
     assert len(result.objects) == 1 and result.objects[0].box == pytest.approx(box)
     assert not result.objects[0].masks.any() and result.objects[0].span == span
@@ -183,7 +183,8 @@ def test_save_load_pipeline_and_detect(model_and_processor, tmp_path):
             m = torch.full((64, 64), -1.0)
             return GridDetection((0.5, 0.5), processor.encode_text(text), score, m)
         return [det("<box>600,100,900,400</box>", 0.9), det("<box>610,110,900,400</box>", 0.8),  # duplicate
-                det("<box>100,500,300,700</box>", 0.7), det("<box>1,2,3,4</box>", 0.2), det("<box>5", 0.9)]
+                det("<box>100,500,300,700</box>", 0.7), det("<box>1,2,3,4</box>", 0.2), det("<box>5", 0.9),
+                det("<box>900,400,600,100</box>", 0.6)]  # corners swapped: the same box as the first, suppressed
 
     pipe.model.generate_grid = fake_grid
     result = pipe.segment(_image(5), "Detect every star.")
