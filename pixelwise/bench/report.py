@@ -39,11 +39,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if "length" in c and "rows" in c["length"]:
         for r in c["length"]["rows"]:
             lines.append(f"{'reference' if r['reference'] else 'optimised'} {r['frames']} frames: peak RSS "
-                         f"{r['peak_rss_mb']:.0f} MB (+{r['rss_growth_mb']:.0f} MB during the query), "
-                         f"{r['propagation_ms_per_frame']:.1f} ms/frame")
+                         f"{r['peak_rss_mb']:.0f} MB (+{r['rss_growth_mb']:.0f} MB during query + save), "
+                         f"{r['propagation_ms_per_frame']:.1f} ms/frame; query alone: peak "
+                         f"{r.get('query_peak_rss_mb', float('nan')):.0f} MB")
         for k in ("optimised", "reference"):
             if f"{k}_peak_rss_ratio_1000_vs_100" in c["length"]:
-                lines.append(f"{k}: peak RSS 1000 / 100 frames = {c['length'][f'{k}_peak_rss_ratio_1000_vs_100']:.3f}")
+                lines.append(f"{k}: peak RSS 1000 / 100 frames = {c['length'][f'{k}_peak_rss_ratio_1000_vs_100']:.3f}"
+                             f" (query alone {c['length'].get(f'{k}_query_peak_rss_ratio_1000_vs_100', float('nan')):.3f})")
     if "throughput" in c:
         lines.append(f"throughput: {c['throughput']['queries_per_s']:.2f} image queries/s")
     return lines

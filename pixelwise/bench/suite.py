@@ -273,6 +273,8 @@ def case_length(cfg: BenchConfig) -> dict[str, Any]:
             key = "reference" if mode else "optimised"
             out[f"{key}_peak_rss_ratio_1000_vs_100"] = by_n[1000]["peak_rss_mb"] / by_n[100]["peak_rss_mb"]
             out[f"{key}_rss_growth_mb_100_1000"] = [by_n[100]["rss_growth_mb"], by_n[1000]["rss_growth_mb"]]
+            out[f"{key}_query_peak_rss_ratio_1000_vs_100"] = (by_n[1000]["query_peak_rss_mb"]
+                                                              / by_n[100]["query_peak_rss_mb"])
     return out
 
 
