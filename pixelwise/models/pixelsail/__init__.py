@@ -1,0 +1,7 @@
+"""Pixel-SAIL (arXiv 2504.10465): one transformer over raw image patches and text, a learnable upsampler, visual
+prompts injected into patch embeddings, vision-expert distillation. See docs/families.md.
+
+Files: `configuration_pixelsail` (config.json), `processing_pixelsail` (image -> patches + ChatML sequence, M-RoPE
+ids, prompt coverage), `modeling_pixelsail` (the model), `pipeline_pixelsail` (`pixelwise.load` target),
+`distill` (SAM2 teacher), `build` (fresh model + tokenizer), `train_pixelsail` (the CPU recipe).
+"""
