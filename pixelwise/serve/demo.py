@@ -13,10 +13,12 @@ browser test drives the page through them.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import html
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
@@ -447,6 +449,7 @@ def launch(pipe: Pipeline, host: str = "127.0.0.1", port: int = 7860, max_num_fr
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     limits = limits or ServeLimits(max_num_frames=max_num_frames)
     out_dir = Path(tempfile.mkdtemp(prefix="pixelwise-demo-"))
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)  # result GIFs/MP4s live as long as the demo
     blocks = build_demo(pipe, limits, max_num_frames, out_dir)
     media = example_media()
     blocks.queue(max_size=limits.max_queue, default_concurrency_limit=1)
