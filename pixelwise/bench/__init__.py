@@ -2,4 +2,4 @@
 
 from pixelwise.bench.suite import CASES, BenchConfig, run, side_by_side, summarize, synthetic_frames, timed
 
-__all__ = ["BenchConfig", "CASES", "run", "side_by_side", "summarize", "synthetic_frames", "timed"]
+__all__ = ["CASES", "BenchConfig", "run", "side_by_side", "summarize", "synthetic_frames", "timed"]

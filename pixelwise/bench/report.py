@@ -13,8 +13,10 @@ def _ms(stats: Any) -> str:
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
     m = report["machine"]
-    lines = [f"machine: {m['cpu']} x{m['cpu_count']}, torch {m['torch']} ({m['torch_threads']} threads), "
-             f"cuda: {m['cuda'] or 'none'}, load average {m['load_average'][0]:.1f} -> {m.get('load_average_end', ['?'])[0]}"]
+    end = m.get("load_average_end")
+    lines = [(f"machine: {m['cpu']} x{m['cpu_count']}, torch {m['torch']} ({m['torch_threads']} threads), "
+              f"cuda: {m['cuda'] or 'none'}, load average {m['load_average'][0]:.1f} -> "
+              f"{f'{end[0]:.1f}' if end else '?'}")]
     if "model" in report:
         lines.append(f"model: {report['model'].get('name')} ({report['model']['parameters'] / 1e6:.1f} M parameters, "
                      f"{report['model']['device']}, {report['model']['dtype']})")
