@@ -90,7 +90,6 @@ def build_tokenizer(data: str | Path, tasks: Sequence[str], vocab_size: int, ext
     """The shared offline BPE trained on the dataset's texts + the family's special tokens (after the BPE ids)."""
     from tokenizers import AddedToken
 
-    from pixelwise.data.templates import corpus_texts
     from pixelwise.train.tiny import build_tokenizer as bpe
 
     corpus: list[str] = list(templates)
@@ -100,7 +99,7 @@ def build_tokenizer(data: str | Path, tasks: Sequence[str], vocab_size: int, ext
                 break
             s = json.loads(line)
             if s["task"] in tasks:
-                corpus += corpus_texts(s)
+                corpus += [t for t in (s.get("question"), s.get("answer"), s.get("phrase")) if t]
     tok = bpe(corpus, vocab_size=vocab_size)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in extra_tokens])
     return tok
