@@ -114,6 +114,7 @@ def run_image_session(page, url: str, artifacts: Path, name: str) -> dict[str, s
     assert output.get_attribute("src"), "the result image has no source"
     out["point"] = status.input_value()
     out["prompts"] = prompts
+    page.wait_for_timeout(1000)  # let Gradio's fade-in of the updated outputs finish before the screenshot
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
     return out
 
