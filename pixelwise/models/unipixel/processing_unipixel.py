@@ -329,8 +329,13 @@ class UniPixelProcessor:
 
     def __init__(self, tokenizer, sam2_image_size: int, patch_size: int = 14, merge_size: int = 2,
                  temporal_patch_size: int = 2, image_mean: Sequence[float] = OPENAI_CLIP_MEAN,
-                 image_std: Sequence[float] = OPENAI_CLIP_STD, fps: float = DEFAULT_FPS):
+                 image_std: Sequence[float] = OPENAI_CLIP_STD, fps: float = DEFAULT_FPS,
+                 frame_min_pixels: int | None = None, frame_max_pixels: int | None = None):
         self.tokenizer = tokenizer
+        # A checkpoint's own per-frame pixel budget (pixelwise tiny models; absent from official checkpoints): when
+        # set it replaces whatever budget the messages or the caller ask for.
+        self.frame_min_pixels = frame_min_pixels
+        self.frame_max_pixels = frame_max_pixels
         self.sam2_image_size = sam2_image_size
         self.patch_size = patch_size
         self.merge_size = merge_size
@@ -370,6 +375,8 @@ class UniPixelProcessor:
             temporal_patch_size=int(pre.get("temporal_patch_size", 2)),
             image_mean=pre.get("image_mean", OPENAI_CLIP_MEAN),
             image_std=pre.get("image_std", OPENAI_CLIP_STD),
+            frame_min_pixels=pre.get("frame_min_pixels"),
+            frame_max_pixels=pre.get("frame_max_pixels"),
         )
 
     def save_pretrained(self, path: str | Path) -> None:
@@ -386,6 +393,10 @@ class UniPixelProcessor:
             "image_mean": list(self.image_mean),
             "image_std": list(self.image_std),
         }
+        if self.frame_min_pixels is not None:
+            pre["frame_min_pixels"] = self.frame_min_pixels
+        if self.frame_max_pixels is not None:
+            pre["frame_max_pixels"] = self.frame_max_pixels
         atomic_write_text(path / "preprocessor_config.json", json.dumps(pre, indent=2) + "\n")
 
     # ------------------------------------------------------------------ tokens
@@ -458,6 +469,10 @@ class UniPixelProcessor:
                        ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """uint8 [T, H, W, 3] -> (llm_frames, pixel_values_videos, video_grid_thw)."""
         frames = _check_frames(frames)
+        if self.frame_min_pixels is not None:
+            min_pixels = self.frame_min_pixels
+        if self.frame_max_pixels is not None:
+            max_pixels = self.frame_max_pixels
         min_pixels = DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels
         max_pixels = default_max_pixels(frames.shape[0]) if max_pixels is None else max_pixels
         llm = resize_for_llm(frames, min_pixels, max_pixels, self.temporal_patch_size,

@@ -1,0 +1,290 @@
+"""Data to UniPixel training examples: conversations (`pixelwise.data.templates`) -> tokens, labels, SAM2 targets.
+
+One example is one sequence (the model's forward is batch-of-one, as the official model); a batch is a list of
+examples whose losses are averaged (gradient accumulation happens over micro-batches of such lists). Examples carry
+their `data_type`, so a sampler can group batches by type as the official `group_by_data_type` does.
+
+Sources are read through one interface (`TrainSource`): native PixelWorld folders, and every public benchmark layout
+that `pixelwise.eval.benchmarks` reads (a `Sample` becomes a segmentation or region conversation). `MixedSource`
+mixes sources with sample rates. Augmentation randomness is a pure function of (seed, epoch, index), so a resumed
+run sees exactly the examples an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pixelwise.core.prompts import Box, MaskPrompt, Point
+from pixelwise.data.templates import Conversation, pixelworld_conversations, seg_question
+
+
+@dataclass
+class Example:
+    data_type: str
+    inputs: Any  # UniPixelInputs
+    labels_mask: torch.Tensor  # bool [L]: token i is supervised (assistant replies incl. their <|im_end|>)
+    seg_targets: torch.Tensor | None  # bool [O, T, S, S] for the supervised <|seg|> tokens (in order)
+    seg_index: list[int] = field(default_factory=list)  # which <|seg|> tokens (text order) are supervised
+    frames_rgb: np.ndarray | None = None  # uint8 [T, H, W, 3] (for logging predicted masks)
+    key: str = ""
+
+
+# --------------------------------------------------------------------------------------------------- sources
+
+
+class TrainSource:
+    """A list of raw items; `conversations(i, rng)` -> (frames uint8 [T,H,W,3], [Conversation], key)."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def conversations(self, index: int, rng: random.Random) -> tuple[np.ndarray, list[Conversation], str]:
+        raise NotImplementedError
+
+    def group_keys(self) -> list[str]:
+        """A cheap data-type key per item (for type-grouped batches)."""
+        return ["item"] * len(self)
+
+
+class PixelWorldSource(TrainSource):
+    def __init__(self, root: str | Path, tasks: list[str] | None = None):
+        from pixelwise.data.pixelworld.dataset import PixelWorldDataset
+
+        self.ds = PixelWorldDataset(root, tasks=tasks)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def group_keys(self) -> list[str]:
+        video = self.ds.record(0)["num_frames"] > 1 if len(self.ds) else False
+        return [f"{t}_{'video' if video else 'image'}" for t in self.ds.tasks]
+
+    def conversations(self, index, rng):
+        item = self.ds[index]
+        return item.frames, pixelworld_conversations(item.sample, item.masks, item.prompts, rng), item.sample["id"]
+
+
+class BenchmarkSource(TrainSource):
+    """Any layout read by `pixelwise.eval.benchmarks` (refcoco, mevis, revos, videorefer, ...) as training data."""
+
+    def __init__(self, benchmark: str, root: str | Path):
+        from pixelwise.eval.benchmarks import get_benchmark
+
+        self.bench = get_benchmark(benchmark)
+        self.samples = self.bench.read(Path(root))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def group_keys(self) -> list[str]:
+        return [f"{self.bench.canonical}_{'qa' if s.options else 'seg'}" for s in self.samples]
+
+    def conversations(self, index, rng):
+        from pixelwise.core.media import load_media
+
+        s = self.samples[index]
+        frames = np.stack([load_media(f).frames[0] for f in s.frames]) if isinstance(s.frames, list) else s.frames
+        is_image = frames.shape[0] == 1
+        kind = "image" if is_image else "video"
+        if s.options:  # region multiple choice
+            masks = np.stack([t.load() for t in s.targets]) if s.targets else None
+            mem = [[p if isinstance(p, MaskPrompt) else MaskPrompt(masks[0, p.frame], p.frame)] for p in s.prompts[:1]]
+            text = re.sub(r"<object\d+><region>", "[0]", s.text) + " Please only give the best option."
+            conv = Conversation(f"region_{kind}", [(text, f"The best option is {s.answer}.")], mem_masks=mem)
+            return frames, [conv], s.key
+        gt = s.gt_union()[None]
+        q = seg_question(s.text, is_image, rng)
+        return frames, [Conversation(f"seg_{kind}", [(q, "Sure, it is <|seg|>.")], seg_masks=gt)], s.key
+
+
+import re  # noqa: E402  (used by BenchmarkSource)
+
+
+class MixedSource(TrainSource):
+    """Sources mixed with sample rates: source k contributes round(rate_k * len_k) items per epoch (repeats or a
+    deterministic subset)."""
+
+    def __init__(self, sources: list[tuple[TrainSource, float]], seed: int = 0):
+        self.sources = sources
+        self.index: list[tuple[int, int]] = []
+        g = np.random.default_rng(seed)
+        for k, (src, rate) in enumerate(sources):
+            n = int(round(rate * len(src)))
+            full, rest = divmod(n, len(src)) if len(src) else (0, 0)
+            items = list(range(len(src))) * full + sorted(g.choice(len(src), rest, replace=False).tolist())
+            self.index += [(k, i) for i in items]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def group_keys(self) -> list[str]:
+        per = [src.group_keys() for src, _ in self.sources]
+        return [per[k][i] for k, i in self.index]
+
+    def conversations(self, index, rng):
+        k, i = self.index[index]
+        return self.sources[k][0].conversations(i, rng)
+
+
+# --------------------------------------------------------------------------------------------------- examples
+
+
+def sample_frame_indices(num: int, want: int, keep: list[int], rng: random.Random | None) -> list[int]:
+    """`want` frames of `num` spread uniformly (random jitter in training), always containing the frames in `keep`."""
+    if num <= want:
+        return list(range(num))
+    if rng is None:
+        idx = np.linspace(0, num - 1, want).round().astype(int).tolist()
+    else:
+        edges = np.linspace(0, num, want + 1)
+        idx = [rng.randrange(int(edges[i]), max(int(edges[i]) + 1, int(edges[i + 1]))) for i in range(want)]
+    for k in keep:
+        if k not in idx:
+            j = int(np.argmin([abs(i - k) if i not in keep else 1 << 30 for i in idx]))
+            idx[j] = k
+    return sorted(set(idx))
+
+
+def _assistant_mask(ids: torch.Tensor, start_id: int, end_id: int, header: list[int]) -> torch.Tensor:
+    """bool [L]: tokens of assistant replies (after `<|im_start|>assistant\\n`, up to and including `<|im_end|>`)."""
+    ids_l = ids.tolist()
+    mask = torch.zeros(len(ids_l), dtype=torch.bool)
+    i, n = 0, len(ids_l)
+    while i < n:
+        if ids_l[i] == start_id and ids_l[i + 1: i + 1 + len(header)] == header:
+            j = i + 1 + len(header)
+            while j < n and ids_l[j] != end_id:
+                mask[j] = True
+                j += 1
+            if j < n:
+                mask[j] = True
+            i = j
+        i += 1
+    return mask
+
+
+class ExampleBuilder:
+    """Conversation + frames -> `Example` (processor inputs, label mask, SAM2 targets at S x S)."""
+
+    def __init__(self, processor, video_frames: tuple[int, ...] = (8, 16), sample_objects: int = 5,
+                 sam2_max_frames: int | None = None):
+        from pixelwise.models.unipixel.processing_unipixel import REF_TOKEN, SEG_TOKEN
+
+        self.processor = processor
+        self.video_frames = video_frames
+        self.sample_objects = sample_objects
+        self.sam2_max_frames = sam2_max_frames  # SAM2 is supervised on at most this many of the LLM's frames
+        self.im_start = processor.token_id("<|im_start|>")
+        self.im_end = processor.token_id("<|im_end|>")
+        self.header = processor.encode("assistant\n")
+        self.seg_id = processor.token_id(SEG_TOKEN)
+        self.ref_token = REF_TOKEN
+
+    def __call__(self, frames: np.ndarray, conv: Conversation, rng: random.Random | None, key: str = "") -> Example:
+        from pixelwise.models.unipixel.processing_unipixel import (
+            masks_for_memory,
+            mem_prefix,
+            ref_prompt,
+            video_message,
+        )
+
+        total = frames.shape[0]
+        keep = sorted({p.frame for p in conv.ref_prompts} | {m.frame for obj in conv.mem_masks for m in obj})
+        want = rng.choice(self.video_frames) if rng is not None else max(self.video_frames)
+        if len(keep) > want // 2:  # many prompted frames (memory over a clip): an even subset of them
+            keep = [keep[int(i)] for i in np.linspace(0, len(keep) - 1, max(1, want // 2)).round()]
+        idx = sample_frame_indices(total, want, keep, rng) if total > 1 else [0]
+        remap = {t: k for k, t in enumerate(idx)}
+        sel = frames[idx]
+        t_n, h, w = sel.shape[0], sel.shape[1], sel.shape[2]
+        is_image = t_n == 1
+
+        turns = list(conv.turns)
+        refer_mask = None
+        if conv.mem_masks:
+            objs = []
+            for obj in conv.mem_masks:
+                kept = [MaskPrompt(m.mask, remap[m.frame]) for m in obj if m.frame in remap]
+                if not kept:  # none of its frames sampled: its first mask on the nearest sampled frame
+                    near = min(range(t_n), key=lambda k: abs(idx[k] - obj[0].frame))
+                    kept = [MaskPrompt(obj[0].mask, near)]
+                objs.append(kept)
+            label = masks_for_memory(objs, t_n, (h, w))
+            # the visual grid is needed for the pooled mask: process the frames once here
+            _, _, thw = self.processor.process_frames(sel)
+            _, refer_mask = self.processor.memory_inputs(label, thw)
+            prefix = mem_prefix(refer_mask, t_n, is_image)
+            turns[0] = (prefix + turns[0][0], turns[0][1])
+        messages: list[dict[str, Any]] = []
+        for k, (u, a) in enumerate(turns):
+            if k == 0:
+                msg = video_message(u, num_frames=t_n)
+            else:
+                msg = {"role": "user", "content": u}
+            messages += [msg, {"role": "assistant", "content": a}]
+        inputs = self.processor(sel, messages, add_generation_prompt=False)
+        inputs.refer_mask = refer_mask
+        if conv.ref_prompts:
+            ps = []
+            for p in conv.ref_prompts:
+                p = Point(p.x, p.y, remap[p.frame]) if isinstance(p, Point) else Box(p.x1, p.y1, p.x2, p.y2, remap[p.frame])
+                ps.append(ref_prompt(p, (h, w), self.processor.sam2_image_size, t_n))
+            inputs.ref_prompts = ps
+        labels_mask = _assistant_mask(inputs.input_ids, self.im_start, self.im_end, self.header)
+
+        sam2_pos = list(range(t_n))
+        if self.sam2_max_frames and t_n > self.sam2_max_frames:  # spread over the clip, first frame kept (prompted)
+            sam2_pos = np.linspace(0, t_n - 1, self.sam2_max_frames).round().astype(int).tolist()
+            inputs.sam2_frames = inputs.sam2_frames[sam2_pos]
+        seg_targets, seg_index = None, []
+        n_seg = int((inputs.input_ids == self.seg_id).sum())
+        if n_seg and conv.seg_masks is not None:
+            masks = np.asarray(conv.seg_masks)[:, idx][:, sam2_pos]
+            if masks.shape[0] != n_seg:
+                raise ValueError(f"{key}: {n_seg} <|seg|> tokens for {masks.shape[0]} target masks")
+            seg_index = list(range(n_seg))
+            if len(seg_index) > self.sample_objects:
+                seg_index = sorted((rng or random.Random(0)).sample(seg_index, self.sample_objects))
+            s = self.processor.sam2_image_size
+            m = torch.from_numpy(masks[seg_index]).to(torch.float32)
+            if m.shape[-2:] != (s, s):
+                m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            seg_targets = m > 0.5
+        return Example(conv.data_type, inputs, labels_mask, seg_targets, seg_index, sel[sam2_pos], key)
+
+
+class UniPixelTrainDataset:
+    """Map-style dataset of `Example`s over a `TrainSource`; item randomness = f(seed, epoch, index)."""
+
+    def __init__(self, source: TrainSource, processor, seed: int = 0, video_frames: tuple[int, ...] = (8, 16),
+                 sample_objects: int = 5, augment: bool = True, sam2_max_frames: int | None = None):
+        self.source = source
+        self.builder = ExampleBuilder(processor, video_frames, sample_objects, sam2_max_frames)
+        self.seed = seed
+        self.epoch = 0
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> Example | None:
+        rng = random.Random(hash((self.seed, self.epoch, int(index))) & 0xFFFFFFFF)
+        frames, convs, key = self.source.conversations(int(index), rng)
+        if not convs:
+            return None
+        conv = convs[rng.randrange(len(convs))]
+        return self.builder(frames, conv, rng if self.augment else None, key)
+
+
+def collate_examples(batch: list[Example | None]) -> list[Example]:
+    return [b for b in batch if b is not None]
