@@ -88,7 +88,7 @@ def test_refinement_loss_only_on_contested_pixels():
     assert float(loss.detach()) > 0
     grad_pixels = (logits.grad.abs().sum(0) > 0).nonzero().tolist()
     assert grad_pixels == [[1, 1]]
-    assert float(refinement_loss(logits[:1], targets[:1])) == 0.0  # single target: no refinement
+    assert float(refinement_loss(logits[:1], targets[:1]).detach()) == 0.0  # single target: no refinement
 
 
 def test_training_loss_backpropagates_and_checks_mask_count(model_and_processor):
