@@ -309,7 +309,11 @@ def train(cfg: dict, resume: bool = False) -> Path:
     steps = int(cfg["steps"])
     engine = None
     if strategy == "deepspeed":
-        import deepspeed  # optional: pip install deepspeed
+        try:
+            import deepspeed  # optional: pip install deepspeed
+        except ImportError as e:
+            raise ConfigError("distributed.strategy=deepspeed needs DeepSpeed (pip install deepspeed); "
+                              "or use --set distributed.strategy=ddp / fsdp2") from e
 
         from pixelwise.train.optim import param_groups
 

@@ -169,3 +169,31 @@ def test_two_cpu_processes_match_one(pw_data, tmp_path, strategy):
     assert len(a) == len(b) == 4
     for x, y in zip(a, b):  # the same 2 examples per step, split over two ranks: equal up to summation order
         assert abs(x["loss"] - y["loss"]) < 1e-3 * max(1.0, abs(x["loss"]))
+
+
+@pytest.mark.slow
+def test_stage3_recipe_lora_merged_checkpoint(pw_data, tmp_path):
+    """The stage-3 config (LoRA via peft on LLM + ViT attention, adapters + SAM2 trainable, merger frozen, SAM2 at
+    its own learning rate) on the shipped tiny model: trains and writes a merged full checkpoint without LoRA names."""
+    pytest.importorskip("peft")
+    run = tmp_path / "st3"
+    cfg = ROOT / "pixelwise" / "recipes" / "configs" / "unipixel_stage3.yaml"
+    run_recipe(cfg, "--set", f"model.init={ROOT / 'pixelwise' / 'checkpoints' / 'pixelworld-tiny'}",
+               "--set", "model.partial_checkpoints=[]", "--set", "model.gradient_checkpointing=false",
+               "--set", "train.lora.r=4", "--set", "train.lora.alpha=8",
+               "--set", f"data.sources=[{{type: pixelworld, root: {pw_data / 'img'}}}, "
+                        f"{{type: pixelworld, root: {pw_data / 'vid'}}}]",
+               "--set", "data.num_workers=0", "--set", "data.sam2_max_frames=2", "--set", "steps=2",
+               "--set", "micro_batch=2", "--set", "grad_accum=1", "--set", "bf16=false",
+               "--set", "distributed.strategy=ddp", "--set", f"run_dir={run}", "--set", f"final.path={run / 'final'}", "--set", "log.tensorboard=false")
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
+
+    base = UniPixelForConditionalGeneration.from_pretrained(ROOT / "pixelwise" / "checkpoints" / "pixelworld-tiny")
+    merged = UniPixelForConditionalGeneration.from_pretrained(run / "final")
+    names = dict(merged.named_parameters())
+    assert not any("lora" in n for n in names)
+    assert sum(p.numel() for p in names.values()) == sum(p.numel() for p in base.parameters())
+    frozen = "visual.merger.mlp.0.weight"
+    assert torch.equal(names[frozen], dict(base.named_parameters())[frozen])  # the merger stayed frozen
+    changed = "language_model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(names[changed], dict(base.named_parameters())[changed])  # LoRA merged into the base
