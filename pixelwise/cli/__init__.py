@@ -14,7 +14,7 @@ import typer
 from pixelwise.core.errors import PixelwiseError
 
 # Modules under pixelwise.cli whose register(app) adds commands, in help order.
-COMMAND_MODULES = ("infer", "media", "conformance", "pixelworld", "eval", "serve", "robustness", "train")
+COMMAND_MODULES = ("infer", "media", "conformance", "pixelworld", "eval", "serve", "robustness", "bench", "train")
 
 app = typer.Typer(
     name="pixelwise",

@@ -18,6 +18,64 @@ from pixelwise.core.clip import Clip
 from pixelwise.core.errors import FormatError
 
 
+class MaskTrack:
+    """A bool `[T, H, W]` mask track held as one COCO RLE per frame (None = empty frame).
+
+    What long propagations return (`propagate="all"`): a frame's mask is compressed as it is produced, so holding a
+    1,000-frame track costs its RLE, not T*H*W bytes. It stands in for the ndarray of `SegObject.masks`: indexing a
+    frame (`track[t]`) and iterating decode one frame at a time; `np.asarray(track)` (and any other attribute or
+    index, e.g. `track.sum()`, `track[1:3]`) decodes the whole track on demand.
+    """
+
+    def __init__(self, num_frames: int, size: tuple[int, int]):
+        self.shape = (int(num_frames), int(size[0]), int(size[1]))
+        self._rles: list[mask_ops.RLE | None] = [None] * self.shape[0]
+
+    ndim = 3
+    dtype = np.dtype(bool)
+
+    def __setitem__(self, t: int, mask: np.ndarray) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.shape[1:]:
+            raise ValueError(f"frame mask {mask.shape} does not match the track's {self.shape[1:]}")
+        self._rles[t] = mask_ops.rle_encode(mask) if mask.any() else None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def frame(self, t: int) -> np.ndarray:
+        rle = self._rles[t]
+        return np.zeros(self.shape[1:], bool) if rle is None else mask_ops.rle_decode(rle)
+
+    def rles(self) -> list[mask_ops.RLE | None]:
+        """The per-frame RLEs (None where empty), as `Result.to_json` writes them."""
+        return list(self._rles)
+
+    def __iter__(self):
+        return (self.frame(t) for t in range(self.shape[0]))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self.frame(int(key) % self.shape[0] if key < 0 else int(key))
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.zeros(self.shape, bool)
+        for t, rle in enumerate(self._rles):
+            if rle is not None:
+                out[t] = mask_ops.rle_decode(rle)
+        return out if dtype is None else out.astype(dtype)
+
+    def __getattr__(self, name: str) -> Any:  # ndarray methods (any, sum, astype, ...) on the decoded view
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(np.asarray(self), name)
+
+    def nbytes_held(self) -> int:
+        """Bytes of RLE text held (what the track costs instead of T*H*W)."""
+        return sum(len(r["counts"]) for r in self._rles if r is not None)
+
+
 @dataclass
 class SegObject:
     """One object of an answer.
@@ -27,13 +85,15 @@ class SegObject:
     """
 
     id: int
-    masks: np.ndarray  # bool [T, H, W]
+    masks: np.ndarray  # bool [T, H, W] (or a MaskTrack: per-frame RLE, decoded on demand)
     span: tuple[int, int] | None = None
     label: str | None = None
     score: float | None = None
     box: tuple[float, float, float, float] | None = None  # optional box answer (x1, y1, x2, y2), e.g. from UFO
 
     def __post_init__(self) -> None:
+        if isinstance(self.masks, MaskTrack):
+            return
         self.masks = np.asarray(self.masks, dtype=bool)
         if self.masks.ndim == 2:
             self.masks = self.masks[None]
@@ -43,6 +103,9 @@ class SegObject:
     def boxes(self) -> list[tuple[int, int, int, int] | None]:
         """Tight (x1, y1, x2, y2) box of the mask on each frame (None where empty)."""
         return [mask_ops.mask_to_box(m) for m in self.masks]
+
+
+OVERLAY_MAX_FRAMES = 240
 
 
 @dataclass
@@ -74,7 +137,8 @@ class Result:
                     "span": list(o.span) if o.span is not None else None,
                     "score": o.score,
                     "box": list(o.box) if o.box is not None else None,
-                    "masks": [mask_ops.rle_encode(m) if m.any() else None for m in o.masks],
+                    "masks": (o.masks.rles() if isinstance(o.masks, MaskTrack)
+                              else [mask_ops.rle_encode(m) if m.any() else None for m in o.masks]),
                 }
                 for o in self.objects
             ],
@@ -158,12 +222,23 @@ class Result:
         from pixelwise.core import io as io_ops  # late import: io pulls in heavy deps
         from pixelwise.core import viz
 
+        # The overlay animation of a long result (over every frame of a long clip) is a preview drawn on at most
+        # OVERLAY_MAX_FRAMES evenly spaced frames, so saving holds a bounded number of frames; masks/JSON cover all.
+        shown = list(range(self.num_frames))
+        if len(shown) > OVERLAY_MAX_FRAMES:
+            shown = sorted({round(i * (self.num_frames - 1) / (OVERLAY_MAX_FRAMES - 1)) for i in range(OVERLAY_MAX_FRAMES)})
+        shown_frames, fps = None, None
         if clip is None and isinstance(self.media, Clip):
             clip = self.media
         elif clip is None and self.media is not None:
             from pixelwise.core.media import open_media
 
-            clip = open_media(self.media).read(self.frame_indices)
+            read = open_media(self.media).read([self.frame_indices[t] for t in shown])
+            shown_frames, fps = read.frames, read.fps
+        if clip is not None:
+            if len(clip.frames) != self.num_frames:
+                raise ValueError(f"{len(clip.frames)} frames given for a result of {self.num_frames} frames")
+            shown_frames, fps = clip.frames[shown], clip.fps
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -175,12 +250,15 @@ class Result:
                 mask_ops.save_mask_png(out / "masks" / name, m)
         if self.objects:
             written["masks"] = out / "masks"
-        if clip is not None:
-            frames = viz.overlay_result(clip.frames, self)
+        if shown_frames is not None:
+            ids = [o.id for o in self.objects]
+            labels = [o.label or f"[{o.id}]" for o in self.objects]
+            frames = [viz.overlay_masks(f, [o.masks[t] for o in self.objects], ids, labels)
+                      for f, t in zip(shown_frames, shown)]
             if len(frames) == 1:
                 written["overlay"] = viz.save_image(out / "overlay.png", frames[0])
             else:
-                written["overlay"] = viz.save_animation(out / "overlay.gif", frames, fps=clip.fps or 4.0)
+                written["overlay"] = viz.save_animation(out / "overlay.gif", frames, fps=fps or 4.0)
         edited = self.extras.get("edited_frames")
         if edited is not None:  # media produced by an editing/generation back-end (VITRON): lossless PNG frames
             edited = np.asarray(edited, np.uint8)

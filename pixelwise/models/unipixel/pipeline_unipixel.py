@@ -30,7 +30,7 @@ import torch
 
 from pixelwise.core.errors import MediaError, PromptError
 from pixelwise.core.prompts import MaskPrompt, VisualPrompt
-from pixelwise.core.results import Result, SegObject
+from pixelwise.core.results import MaskTrack, Result, SegObject
 from pixelwise.models.unipixel import prompts as templates
 from pixelwise.models.unipixel.modeling_unipixel import PrefixCache, UniPixelForConditionalGeneration
 from pixelwise.models.unipixel.processing_unipixel import (
@@ -62,10 +62,14 @@ class UniPixelPipeline(Pipeline):
     family = "unipixel"
 
     def __init__(self, model: UniPixelForConditionalGeneration, processor: UniPixelProcessor,
-                 path: str | Path | None = None):
+                 path: str | Path | None = None, reference: bool = False):
         self.model = model.eval()
         self.processor = processor
         self.path = Path(path) if path is not None else None
+        self.reference = reference
+        """Run SAM2 the straightforward way (as the official pipeline): every `<|seg|>` re-encodes the frames and is
+        tracked alone, and every frame's input and features are kept until the query ends. Same masks, more work:
+        the baseline of `pixelwise bench --reference`."""
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: Any = "auto", dtype: Any = None) -> UniPixelPipeline:
@@ -149,6 +153,7 @@ class UniPixelChat:
                  progress: Progress | None = None):
         t0 = time.perf_counter()
         self.model, self.processor = pipeline.model, pipeline.processor
+        self.reference = pipeline.reference
         self.propagate = check_propagate(propagate)
         self.progress = progress
         self.media = open_query_media(media, num_frames, frame_indices)
@@ -292,8 +297,9 @@ class UniPixelChat:
                 j = retrack.index(r)
                 m, score = masks[j], float(scores[j])
             elif over_all:  # a mask region: its own mask, on its frame of the media
-                m = np.zeros((media.num_frames, *media.size), bool)
-                m[media.positions] = r.masks
+                m = MaskTrack(media.num_frames, media.size)
+                for t, position in enumerate(media.positions):
+                    m[position] = r.masks[t]
                 score = r.score
             else:
                 m, score = r.masks, r.score
@@ -312,22 +318,55 @@ class UniPixelChat:
     def _over_all_frames(self) -> bool:
         return self.propagate == "all" and self.media.num_frames > self.media.sampled.num_frames
 
-    def _track(self, states: torch.Tensor, over_all: bool) -> tuple[np.ndarray, np.ndarray]:
-        """bool masks [O, T, H, W] and object scores [O] (sigmoid of the best frame's object score)."""
+    def _track(self, states: torch.Tensor, over_all: bool) -> tuple[Sequence[Any], np.ndarray]:
+        """Masks per object and object scores [O] (sigmoid of the best frame's object score).
+
+        Over the frames read, masks are bool ndarrays [O, T, H, W]; over every frame (`propagate="all"`) each
+        object's masks are a `MaskTrack` written frame by frame as RLE, so memory does not grow with the clip.
+        """
+        if self.reference:
+            return self._track_reference(states, over_all)
         media = self.media
         num = media.num_frames if over_all else media.sampled.num_frames
         h, w = media.size
-        masks = np.zeros((states.shape[0], num, h, w), bool)
+        masks: Any = ([MaskTrack(num, (h, w)) for _ in range(states.shape[0])] if over_all
+                      else np.zeros((states.shape[0], num, h, w), bool))
         if states.shape[0] == 0:
             return masks, np.zeros(0)
         features = self._lazy_features() if over_all else self._sampled_features()
         best = torch.full((states.shape[0],), -torch.inf)
         for out in self.model.segment_frames(states, features, (h, w), num_frames=num):
-            masks[:, out.frame_idx] = (out.mask_logits > 0).cpu().numpy()
+            frame_masks = (out.mask_logits > 0).cpu().numpy()
+            for o in range(states.shape[0]):
+                masks[o][out.frame_idx] = frame_masks[o]
             best = torch.maximum(best, out.object_score_logits.float().cpu())
             if self.progress is not None:
                 self.progress(out.frame_idx + 1, num)
         return masks, torch.sigmoid(best).numpy()
+
+    def _track_reference(self, states: torch.Tensor, over_all: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The straightforward way (reference mode): per `<|seg|>`, decode and SAM2-encode every frame again and keep
+        all of them (inputs and features), then track that one object; masks held as a dense bool array."""
+        media = self.media
+        num = media.num_frames if over_all else media.sampled.num_frames
+        h, w = media.size
+        masks = np.zeros((states.shape[0], num, h, w), bool)
+        scores = np.zeros(states.shape[0])
+        sam2 = self.model.require_sam2()
+        for o in range(states.shape[0]):
+            frames = np.stack(list(media.iter_frames())) if over_all else self.media.sampled.frames
+            x = self.processor.sam2_frames(frames).to(self.model.device, self.model.dtype)
+            chunk = SAM2_CHUNK if over_all else num  # the encoder batches of the optimised path (same numbers)
+            encoded = [sam2.encode_frames(x[i: i + chunk]) for i in range(0, num, chunk)]
+            frame_features = [f[i] for f in encoded for i in range(len(f))]
+            best = torch.tensor(-torch.inf)
+            for out in self.model.segment_frames(states[o: o + 1], frame_features, (h, w), num_frames=num):
+                masks[o, out.frame_idx] = (out.mask_logits[0] > 0).cpu().numpy()
+                best = torch.maximum(best, out.object_score_logits[0].float().cpu())
+                if self.progress is not None:
+                    self.progress(out.frame_idx + 1, num)
+            scores[o] = float(torch.sigmoid(best))
+        return masks, scores
 
     def _sampled_features(self) -> Any:
         if self._sam2_features is None:
