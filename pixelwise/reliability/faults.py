@@ -26,7 +26,8 @@ from typing import Any
 # ------------------------------------------------------------------------------------------------ workers
 
 
-def train_worker(run_dir: Path, steps: int) -> None:
+def train_worker(run_dir: Path, steps: int, step_delay: float = 0.0) -> None:
+    """A toy run checkpointing after every step; `step_delay` seconds per step leave room for a kill to land."""
     import torch
 
     from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
@@ -59,6 +60,7 @@ def train_worker(run_dir: Path, steps: int) -> None:
         sched.step()
         losses[f"loss/{step:05d}"] = loss.item()
         save_checkpoint(run_dir, step + 1, model, opt, sched, sampler.state_dict(), metrics=losses, keep=2)
+        time.sleep(step_delay)
 
 
 class SlowOracle:
@@ -161,14 +163,19 @@ def _loadable(ck: Path) -> bool:
     return True
 
 
-def train_kill_resume(work: Path, steps: int = 40, kills: int = 5, seed: int = 0, timeout: float = 300) -> dict[str, Any]:
-    """A clean run and a run SIGKILLed `kills` times then resumed; returns both results for comparison."""
+def train_kill_resume(work: Path, steps: int = 40, kills: int = 5, seed: int = 0, timeout: float = 300,
+                      step_delay: float = 0.05) -> dict[str, Any]:
+    """A clean run and a run SIGKILLed `kills` times then resumed; returns both results for comparison.
+
+    Each kill lands at most ~0.25 s after a new checkpoint; with `step_delay` per step that is a bounded number of
+    steps, so on a fast, quiet machine the run cannot finish before all kills have landed (choose steps > kills x
+    (1 + 0.25 / step_delay))."""
     clean, killed = work / "clean", work / "killed"
     clean.mkdir(parents=True, exist_ok=True)
     killed.mkdir(parents=True, exist_ok=True)
-    _run_with_kills(_worker("train", str(clean), str(steps)), 0, lambda: None, random.Random(seed), timeout)
+    _run_with_kills(_worker("train", str(clean), str(steps), "0"), 0, lambda: None, random.Random(seed), timeout)
     pointer = killed / "checkpoints" / "latest"
-    stats = _run_with_kills(_worker("train", str(killed), str(steps)), kills,
+    stats = _run_with_kills(_worker("train", str(killed), str(steps), str(step_delay)), kills,
                             lambda: pointer.read_text() if pointer.exists() else "", random.Random(seed), timeout)
     return {"clean": _train_result(clean), "killed": _train_result(killed), **stats}
 
@@ -203,7 +210,7 @@ def eval_kill_resume(work: Path, kills: int = 3, delay: float = 0.15, seed: int 
 
 def main(argv: list[str]) -> None:
     if argv[0] == "train":
-        train_worker(Path(argv[1]), int(argv[2]))
+        train_worker(Path(argv[1]), int(argv[2]), float(argv[3]) if len(argv) > 3 else 0.0)
     elif argv[0] == "eval":
         eval_worker(Path(argv[1]), Path(argv[2]), Path(argv[3]), float(argv[4]), Path(argv[5]))
     else:

@@ -63,7 +63,7 @@ def _fault_rows(work: Path) -> list[dict[str, Any]]:
 
     rows = []
     start = time.perf_counter()
-    r = faults.train_kill_resume(work / "train", steps=30, kills=5)
+    r = faults.train_kill_resume(work / "train", steps=40, kills=5)
     c, k = r["clean"], r["killed"]
     ok = (c["losses"] == k["losses"] and faults.same_weights(c["weights"], k["weights"]) and k["all_loadable"]
           and not k["leftovers"] and k["step"] == c["step"])

@@ -9,12 +9,12 @@ from pixelwise.reliability import faults
 
 @pytest.mark.slow
 def test_training_killed_and_resumed_matches_clean_run(tmp_path):
-    r = faults.train_kill_resume(tmp_path, steps=16, kills=3, seed=1)
+    r = faults.train_kill_resume(tmp_path, steps=24, kills=3, seed=1)
     clean, killed = r["clean"], r["killed"]
     assert r["kills"] == 3
-    assert killed["step"] == clean["step"] == 16
+    assert killed["step"] == clean["step"] == 24
     assert killed["losses"] == clean["losses"]  # every step's loss, exactly
-    assert len(killed["losses"]) == 16
+    assert len(killed["losses"]) == 24
     assert faults.same_weights(killed["weights"], clean["weights"])  # bit-identical
     assert killed["all_loadable"] and killed["leftovers"] == []
 
