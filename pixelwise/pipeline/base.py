@@ -101,6 +101,7 @@ class Pipeline:
 
     family: str = ""
     path: Path | None = None
+    model: Any = None  # the family's nn.Module
 
     def segment(self, media: MediaLike, text: str, **options: Any) -> Result:
         raise NotImplementedError
@@ -112,7 +113,18 @@ class Pipeline:
         raise NotImplementedError
 
     def info(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """What is loaded: family, name, path, parameter count, and the device and dtype of the weights."""
+        model = self.model
+        first = next(model.parameters())
+        name = self.path.name if self.path is not None else getattr(getattr(model, "config", None), "name", None)
+        return {
+            "family": self.family,
+            "name": name,
+            "path": None if self.path is None else str(self.path),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "device": str(first.device),
+            "dtype": str(first.dtype).removeprefix("torch."),
+        }
 
     def predict(self, sample: Any) -> Result:
         """One evaluation sample: region questions go to `ask` (options as multiple choice), the rest to `segment`.

@@ -34,13 +34,6 @@ class PixelLMPipeline(Pipeline):
         model = PixelLMForSegmentation.from_pretrained(path, processor).to(dev, dt)
         return cls(model, processor, path)
 
-    def info(self) -> dict[str, Any]:
-        w = self.model.backbone.lm_head.weight
-        return {"family": self.family, "name": self.path.name if self.path else None,
-                "path": str(self.path) if self.path else None,
-                "parameters": sum(p.numel() for p in self.model.parameters()),
-                "device": str(w.device), "dtype": str(w.dtype).removeprefix("torch.")}
-
     def _frame(self, media: MediaLike):
         qm = open_query_media(media, 1)
         if not qm.is_image and qm.num_frames > 1:

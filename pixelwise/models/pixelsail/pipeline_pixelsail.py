@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from pixelwise.core.errors import PromptError
 from pixelwise.core.prompts import VisualPrompt
@@ -24,7 +23,14 @@ from pixelwise.core.results import Result, SegObject
 from pixelwise.models.pixelsail.configuration_pixelsail import prompt_token
 from pixelwise.models.pixelsail.modeling_pixelsail import PixelSailModel
 from pixelwise.models.pixelsail.processing_pixelsail import REGION_PLACEHOLDER, PixelSailProcessor
-from pixelwise.pipeline.base import DEFAULT_NUM_FRAMES, Pipeline, Regions, check_propagate, normalize_regions, resolve_device
+from pixelwise.pipeline.base import (
+    DEFAULT_NUM_FRAMES,
+    Pipeline,
+    Regions,
+    check_propagate,
+    normalize_regions,
+    resolve_device,
+)
 from pixelwise.pipeline.media import MediaLike, QueryMedia, open_query_media
 
 
@@ -129,12 +135,6 @@ class PixelSailPipeline(Pipeline):
              frame_indices: Sequence[int] | None = None, propagate: str = "sampled", progress: Any = None
              ) -> PixelSailChat:
         return PixelSailChat(self, open_query_media(media, num_frames, frame_indices), check_propagate(propagate))
-
-    def info(self) -> dict[str, Any]:
-        p = next(self.model.parameters())
-        return {"family": self.family, "name": self.model.config.name, "path": None if self.path is None else str(self.path),
-                "parameters": sum(x.numel() for x in self.model.parameters()), "device": str(p.device),
-                "dtype": str(p.dtype).replace("torch.", "")}
 
 
 class PixelSailChat:

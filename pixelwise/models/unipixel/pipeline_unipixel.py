@@ -77,16 +77,6 @@ class UniPixelPipeline(Pipeline):
         model = UniPixelForConditionalGeneration.from_pretrained(path, dtype=dt).to(dev)
         return cls(model, UniPixelProcessor.from_pretrained(path), path)
 
-    def info(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "name": self.path.name if self.path is not None else None,
-            "path": str(self.path) if self.path is not None else None,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            "device": str(self.model.device),
-            "dtype": str(self.model.dtype).removeprefix("torch."),
-        }
-
     def chat(self, media: MediaLike, *, num_frames: int = DEFAULT_NUM_FRAMES, frame_indices: Sequence[int] | None = None,
              propagate: str = "sampled", progress: Progress | None = None) -> UniPixelChat:
         """A conversation about one image or clip (`send` a turn). `frame_indices` picks the frames the model reads

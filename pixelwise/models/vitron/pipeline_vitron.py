@@ -31,7 +31,14 @@ from pixelwise.models.vitron.configuration_vitron import REGION_TOKEN, SIGNAL_TO
 from pixelwise.models.vitron.instruction import Instruction, InstructionError, parse_instruction
 from pixelwise.models.vitron.modeling_vitron import VitronModel
 from pixelwise.models.vitron.processing_vitron import VitronProcessor
-from pixelwise.pipeline.base import DEFAULT_NUM_FRAMES, Pipeline, Regions, check_propagate, normalize_regions, resolve_device
+from pixelwise.pipeline.base import (
+    DEFAULT_NUM_FRAMES,
+    Pipeline,
+    Regions,
+    check_propagate,
+    normalize_regions,
+    resolve_device,
+)
 from pixelwise.pipeline.media import MediaLike, QueryMedia, open_query_media
 
 BLANK = (150, 150, 150)
@@ -203,11 +210,7 @@ class VitronPipeline(Pipeline):
         return VitronChat(self, open_query_media(media, num_frames, frame_indices), check_propagate(propagate))
 
     def info(self) -> dict[str, Any]:
-        p = next(self.model.parameters())
-        return {"family": self.family, "name": self.model.config.name,
-                "path": None if self.path is None else str(self.path),
-                "parameters": sum(x.numel() for x in self.model.parameters()), "device": str(p.device),
-                "dtype": str(p.dtype).replace("torch.", ""), "backends": sorted(self.backends)}
+        return {**super().info(), "backends": sorted(self.backends)}
 
 
 class VitronChat:
