@@ -13,21 +13,7 @@ import math
 import torch
 from torch import nn
 
-
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channel axis of a [B, C, H, W] map."""
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x.mean(1, keepdim=True)
-        s = (x - u).pow(2).mean(1, keepdim=True)
-        x = (x - u) / torch.sqrt(s + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+from pixelwise.modules.sam2.common import LayerNorm2d
 
 
 class UpsampleBlock(nn.Module):

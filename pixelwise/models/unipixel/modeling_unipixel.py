@@ -33,24 +33,9 @@ from pixelwise.core.errors import CheckpointError, PromptError
 from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
 from pixelwise.models.unipixel.mrope import decode_position_ids, mrope_position_ids
 from pixelwise.models.unipixel.processing_unipixel import RefPrompt, UniPixelInputs
+from pixelwise.modules.sam2.common import LayerNorm2d
 
 # ----------------------------------------------------------------------------------------------- adapters
-
-
-class LayerNorm2d(nn.Module):
-    """Channel LayerNorm of SAM's mask-downscaling convs (kept for weight compatibility)."""
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x.mean(1, keepdim=True)
-        s = (x - u).pow(2).mean(1, keepdim=True)
-        x = (x - u) / torch.sqrt(s + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
 class RandomFourierEncoding(nn.Module):
