@@ -12,13 +12,11 @@ weights gamma_l; release: fixed 1/n because they are never registered as paramet
 
 from __future__ import annotations
 
-import copy
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from pixelwise.core.errors import CheckpointError, ConfigError
+from pixelwise.core.config import JsonConfig
+from pixelwise.core.errors import ConfigError
 
 MODEL_TYPE = "pixelwise_pixellm"
 
@@ -30,7 +28,7 @@ def seg_token_names(seg_token_num: int, scale_num: int) -> list[str]:
 
 
 @dataclass
-class PixelLMConfig:
+class PixelLMConfig(JsonConfig):
     text: dict[str, Any] = field(default_factory=lambda: {
         "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_attention_heads": 4,
         "num_key_value_heads": 2, "mrope_section": [4, 6, 6]})
@@ -80,35 +78,3 @@ class PixelLMConfig:
                               f"{head_dim // 2}")
         if self.decoder_dim % self.decoder_heads or self.decoder_dim % 8:
             raise ConfigError(f"{source}: decoder_dim {self.decoder_dim} must be divisible by decoder_heads and 8")
-
-    def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> PixelLMConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a JSON object")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown keys {unknown}")
-        try:
-            return cls(**copy.deepcopy(data))
-        except (TypeError, KeyError, ValueError) as e:
-            raise ConfigError(f"{source}: {e}") from None
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> PixelLMConfig:
-        file = Path(path) / "config.json"
-        if not file.is_file():
-            raise CheckpointError(f"{path}: no config.json")
-        try:
-            data = json.loads(file.read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{file}: not valid JSON ({e})") from None
-        return cls.from_dict(data, str(file))
-
-    def save_pretrained(self, path: str | Path) -> Path:
-        from pixelwise.core.io import atomic_write_text
-
-        return atomic_write_text(Path(path) / "config.json", json.dumps(self.to_dict(), indent=2) + "\n")

@@ -7,12 +7,11 @@ Stored as `config.json` (`model_type: pixelwise_pixelsail`) next to `model.safet
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from pixelwise.core.errors import CheckpointError, ConfigError
+from pixelwise.core.config import JsonConfig
+from pixelwise.core.errors import ConfigError
 from pixelwise.modules.transformer import DecoderConfig
 from pixelwise.modules.upsample import blocks_for_stride
 
@@ -36,7 +35,7 @@ def special_tokens(num_prompt_tokens: int) -> list[str]:
 
 
 @dataclass
-class PixelSailConfig:
+class PixelSailConfig(JsonConfig):
     vocab_size: int = 1100
     hidden_size: int = 128
     num_layers: int = 4
@@ -109,38 +108,6 @@ class PixelSailConfig:
         if bad:
             raise ConfigError(f"{source}: token ids outside the vocabulary of {self.vocab_size}: {bad}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> PixelSailConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: must be a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
-        try:
-            cfg = cls(**data)
-        except TypeError as e:
-            raise ConfigError(f"{source}: {e}") from None
-        cfg.token_ids = {str(k): int(v) for k, v in cfg.token_ids.items()}
-        cfg.validate(source)
-        return cfg
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> PixelSailConfig:
-        p = Path(path) / "config.json"
-        if not p.is_file():
-            raise CheckpointError(f"{path}: no config.json")
-        try:
-            data = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{p}: unreadable ({e})") from None
-        return cls.from_dict(data, source=str(p))
-
-    def save_pretrained(self, path: str | Path) -> Path:
-        from pixelwise.core.io import atomic_write_text
-
-        Path(path).mkdir(parents=True, exist_ok=True)
-        return atomic_write_text(Path(path) / "config.json", json.dumps(self.to_dict(), indent=2) + "\n")
+    def finish_loading(self, source: str) -> None:
+        self.token_ids = {str(k): int(v) for k, v in self.token_ids.items()}  # ints, whatever the JSON or the caller gave
+        self.validate(source)

@@ -9,20 +9,18 @@ tokens on the image; each grid point decodes its own answer ("<box>...</box><MAS
 
 from __future__ import annotations
 
-import copy
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from pixelwise.core.errors import CheckpointError, ConfigError
+from pixelwise.core.config import JsonConfig
+from pixelwise.core.errors import ConfigError
 
 MODEL_TYPE = "pixelwise_ufo"
 
 
 @dataclass
-class UFOConfig:
+class UFOConfig(JsonConfig):
     text: dict[str, Any] = field(default_factory=lambda: {
         "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_attention_heads": 4,
         "num_key_value_heads": 2, "mrope_section": [4, 6, 6]})
@@ -64,34 +62,3 @@ class UFOConfig:
         if 2 * sum(self.text["mrope_section"]) != head_dim:
             raise ConfigError(f"{source}: mrope_section {self.text['mrope_section']} must sum to head_dim/2 = "
                               f"{head_dim // 2}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> UFOConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a JSON object")
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"{source}: unknown keys {unknown}")
-        try:
-            return cls(**copy.deepcopy(data))
-        except (TypeError, KeyError, ValueError) as e:
-            raise ConfigError(f"{source}: {e}") from None
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> UFOConfig:
-        file = Path(path) / "config.json"
-        if not file.is_file():
-            raise CheckpointError(f"{path}: no config.json")
-        try:
-            data = json.loads(file.read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{file}: not valid JSON ({e})") from None
-        return cls.from_dict(data, str(file))
-
-    def save_pretrained(self, path: str | Path) -> Path:
-        from pixelwise.core.io import atomic_write_text
-
-        return atomic_write_text(Path(path) / "config.json", json.dumps(self.to_dict(), indent=2) + "\n")
