@@ -6,8 +6,9 @@ are byte-identical to the ones every benchmark ships; in JSON, `counts` is the c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -157,6 +158,15 @@ def mask_to_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two (x1, y1, x2, y2) boxes in continuous pixel coordinates (area = (x2 − x1)(y2 − y1))."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize a bool mask with nearest-neighbour sampling (never blurs labels)."""
     m = _as_bool_mask(mask)
@@ -172,7 +182,7 @@ def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
 def connected_components(mask: np.ndarray, connectivity: int = 8) -> list[np.ndarray]:
     """Split a mask into its connected parts, largest first."""
     m = _as_bool_mask(mask).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=connectivity)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=connectivity)
     order = np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1
     return [labels == k for k in order]
 

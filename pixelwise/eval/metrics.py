@@ -21,6 +21,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from pixelwise.core.errors import MaskError
+from pixelwise.core.masks import box_iou
 
 __all__ = [
     "accuracy",
@@ -392,15 +393,6 @@ def pixelqa_volume_jf(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Boxes (RefCOCO REC accuracy)
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two (x1, y1, x2, y2) boxes in continuous pixel coordinates (area = (x2 − x1)(y2 − y1))."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def box_accuracy(

@@ -22,10 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pixelwise.core.errors import ConfigError, PromptError
+from pixelwise.core.errors import ConfigError, MediaError, PromptError
 from pixelwise.core.prompts import Box, MaskPrompt, Point, VisualPrompt
 from pixelwise.core.results import Result
-from pixelwise.pipeline.media import PROPAGATE_MODES, MediaLike
+from pixelwise.pipeline.media import PROPAGATE_MODES, MediaLike, QueryMedia, open_query_media
 
 Regions = Sequence[VisualPrompt] | Mapping[int, VisualPrompt] | None
 Progress = Callable[[int, int], None]  # (frames done, frames in total) while masks are propagated
@@ -148,3 +148,29 @@ def _replace_frame(prompt: VisualPrompt, frame: int) -> VisualPrompt:
     from dataclasses import replace
 
     return replace(prompt, frame=frame)
+
+
+class ImageQueryPipeline(Pipeline):
+    """Base of families that read one image per query and answer through `processor.encode` ->
+    `model.generate` -> `processor.build_result` (PixelLM, UFO)."""
+
+    model_label: str = ""  # how error messages name the model
+
+    def _frame(self, media: MediaLike) -> QueryMedia:
+        qm = open_query_media(media, 1)
+        if not qm.is_image and qm.num_frames > 1:
+            raise MediaError(f"{qm.path or 'media'}: {self.model_label} reads images; give an image or a single "
+                             f"frame (this media has {qm.num_frames} frames)")
+        return qm
+
+    def _answer(self, media: MediaLike, question: str, max_new_tokens: int) -> Result:
+        import time
+
+        t0 = time.perf_counter()
+        qm = self._frame(media)
+        enc = self.processor.encode(qm.sampled.frames[0], question)
+        pred = self.model.generate(enc, self.processor, max_new_tokens=max_new_tokens)
+        result = self.processor.build_result(pred.generated_ids, pred.mask_logits, qm.size, pred.scores)
+        result.frame_indices = list(qm.sampled.frame_indices)
+        result.timings["total_s"] = time.perf_counter() - t0
+        return result

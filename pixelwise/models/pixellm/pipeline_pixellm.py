@@ -3,24 +3,24 @@ visual prompts). Build it with `pixelwise.load(path)` on a folder whose config s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pixelwise.core.errors import MediaError, PromptError
+from pixelwise.core.errors import PromptError
 from pixelwise.core.results import Result
 from pixelwise.models.pixellm.modeling_pixellm import PixelLMForSegmentation
 from pixelwise.models.pixellm.processing_pixellm import PixelLMProcessor
-from pixelwise.pipeline.base import Pipeline, Regions, normalize_regions, resolve_device
-from pixelwise.pipeline.media import MediaLike, open_query_media
+from pixelwise.pipeline.base import ImageQueryPipeline, Regions, normalize_regions, resolve_device
+from pixelwise.pipeline.media import MediaLike
 
 DEFAULT_MAX_NEW_TOKENS = 128  # PixelWorld answers: <= 5 targets x (description + token group)
 
 
-class PixelLMPipeline(Pipeline):
+class PixelLMPipeline(ImageQueryPipeline):
     family = "pixellm"
     model_type = "pixelwise_pixellm"
+    model_label = "PixelLM"
 
     def __init__(self, model: PixelLMForSegmentation, processor: PixelLMProcessor, path: str | Path | None = None):
         self.model = model.eval()
@@ -33,23 +33,6 @@ class PixelLMPipeline(Pipeline):
         processor = PixelLMProcessor.from_pretrained(path)
         model = PixelLMForSegmentation.from_pretrained(path, processor).to(dev, dt)
         return cls(model, processor, path)
-
-    def _frame(self, media: MediaLike):
-        qm = open_query_media(media, 1)
-        if not qm.is_image and qm.num_frames > 1:
-            raise MediaError(f"{qm.path or 'media'}: PixelLM is an image model; give an image or a single frame "
-                             f"(this media has {qm.num_frames} frames)")
-        return qm
-
-    def _answer(self, media: MediaLike, question: str, max_new_tokens: int) -> Result:
-        t0 = time.perf_counter()
-        qm = self._frame(media)
-        enc = self.processor.encode(qm.sampled.frames[0], question)
-        pred = self.model.generate(enc, self.processor, max_new_tokens=max_new_tokens)
-        result = self.processor.build_result(pred.generated_ids, pred.mask_logits, qm.size, pred.scores)
-        result.frame_indices = list(qm.sampled.frame_indices)
-        result.timings["total_s"] = time.perf_counter() - t0
-        return result
 
     def segment(self, media: MediaLike, text: str, regions: Regions = None, *, num_frames: int = 1,
                 propagate: str = "sampled", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, **_: Any) -> Result:

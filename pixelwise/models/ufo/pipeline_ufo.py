@@ -11,22 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from pixelwise.core.errors import MediaError, PromptError
+from pixelwise.core.errors import PromptError
+from pixelwise.core.masks import box_iou
 from pixelwise.core.results import Result, SegObject
 from pixelwise.models.ufo.modeling_ufo import GridDetection, UFOForConditionalGeneration
 from pixelwise.models.ufo.processing_ufo import UFOProcessor, is_parallel_query
-from pixelwise.pipeline.base import Pipeline, Regions, normalize_regions, resolve_device
-from pixelwise.pipeline.media import MediaLike, open_query_media
+from pixelwise.pipeline.base import ImageQueryPipeline, Regions, normalize_regions, resolve_device
+from pixelwise.pipeline.media import MediaLike
 
 DEFAULT_MAX_NEW_TOKENS = 128  # PixelWorld answers: <= 5 targets x (description + token group)
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def nms(boxes: list[tuple[float, float, float, float]], scores: list[float], iou: float) -> list[int]:
@@ -38,9 +31,10 @@ def nms(boxes: list[tuple[float, float, float, float]], scores: list[float], iou
     return keep
 
 
-class UFOPipeline(Pipeline):
+class UFOPipeline(ImageQueryPipeline):
     family = "ufo"
     model_type = "pixelwise_ufo"
+    model_label = "this UFO model"
 
     def __init__(self, model: UFOForConditionalGeneration, processor: UFOProcessor, path: str | Path | None = None):
         self.model = model.eval()
@@ -53,23 +47,6 @@ class UFOPipeline(Pipeline):
         processor = UFOProcessor.from_pretrained(path)
         model = UFOForConditionalGeneration.from_pretrained(path, processor).to(dev, dt)
         return cls(model, processor, path)
-
-    def _frame(self, media: MediaLike):
-        qm = open_query_media(media, 1)
-        if not qm.is_image and qm.num_frames > 1:
-            raise MediaError(f"{qm.path or 'media'}: this UFO model reads images; give an image or a single frame "
-                             f"(this media has {qm.num_frames} frames)")
-        return qm
-
-    def _answer(self, media: MediaLike, question: str, max_new_tokens: int) -> Result:
-        t0 = time.perf_counter()
-        qm = self._frame(media)
-        enc = self.processor.encode(qm.sampled.frames[0], question)
-        pred = self.model.generate(enc, self.processor, max_new_tokens=max_new_tokens)
-        result = self.processor.build_result(pred.generated_ids, pred.mask_logits, qm.size, pred.scores)
-        result.frame_indices = list(qm.sampled.frame_indices)
-        result.timings["total_s"] = time.perf_counter() - t0
-        return result
 
     def detect(self, media: MediaLike, text: str, *, score_threshold: float | None = None,
                nms_iou: float | None = None) -> Result:
