@@ -1,4 +1,4 @@
-"""`model.safetensors` for the trainable families (PixelLM, UFO): tied weights stored once, loaded after the header
+"""`model.safetensors` for the small families (PixelLM, UFO, Pixel-SAIL, VITRON): tied weights stored once, loaded after the header
 check of `pixelwise.core.checkpoint` with every shape compared to the model the config builds."""
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ def _tied_aliases(model: nn.Module) -> dict[str, str]:
     return alias
 
 
-def save_weights(model: nn.Module, path: str | Path) -> Path:
+def save_weights(model: nn.Module, path: str | Path, exclude_prefixes: tuple[str, ...] = ()) -> Path:
+    """Write the state dict atomically; `exclude_prefixes` drops training-only heads from a release."""
     from safetensors.torch import save
 
     from pixelwise.core.io import atomic_write_bytes
 
     alias = _tied_aliases(model)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in alias}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+             if k not in alias and not k.startswith(exclude_prefixes)}
     return atomic_write_bytes(Path(path) / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
 
 

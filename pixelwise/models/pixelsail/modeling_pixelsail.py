@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixelwise.core.errors import CheckpointError
 from pixelwise.models.pixelsail.configuration_pixelsail import (
     IM_END,
     VISION_PATCH,
@@ -79,21 +78,10 @@ class PixelSailModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> PixelSailModel:
-        from pixelwise.core.checkpoint import load_safetensors
+        from pixelwise.modules.checkpoint_io import load_weights
 
-        path = Path(path)
-        config = PixelSailConfig.from_pretrained(path)
-        model = cls(config)
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            raise CheckpointError(f"{path}: no model.safetensors")
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        state = load_safetensors(weights, expected_shapes=expected)
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise CheckpointError(f"{weights}: missing {missing[:6]} unexpected {unexpected[:6]}")
-        model.load_state_dict(state, strict=True)
+        model = cls(PixelSailConfig.from_pretrained(path))
+        load_weights(model, path)
         return model.to(device=device, dtype=dtype).eval()
 
     def save_pretrained(self, path: str | Path, processor=None, drop_distillation: bool = True) -> Path:
@@ -101,19 +89,15 @@ class PixelSailModel(nn.Module):
         paper discards them after training."""
         import dataclasses
 
-        from safetensors.torch import save_file
+        from pixelwise.modules.checkpoint_io import save_weights
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        cfg = self.config
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        cfg, dropped = self.config, ()
         if drop_distillation:
-            state = {k: v for k, v in state.items() if not k.startswith("distill_")}
-            cfg = dataclasses.replace(cfg, distill_dim=0, distill_fine_dim=0)
+            cfg, dropped = dataclasses.replace(cfg, distill_dim=0, distill_fine_dim=0), ("distill_",)
         cfg.save_pretrained(path)
-        tmp = path / ".model.safetensors.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        tmp.replace(path / "model.safetensors")
+        save_weights(self, path, exclude_prefixes=dropped)
         if processor is not None:
             processor.save_pretrained(path)
         return path

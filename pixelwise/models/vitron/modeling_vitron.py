@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixelwise.core.errors import CheckpointError
 from pixelwise.models.vitron.configuration_vitron import IM_END, REGION_TOKEN, SIGNAL_TOKEN, TASKS, VitronConfig
 from pixelwise.models.vitron.processing_vitron import VitronInputs
 from pixelwise.modules.transformer import Decoder, grid_positions, prefix_lm_mask, text_positions
@@ -110,37 +109,24 @@ class VitronModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> VitronModel:
-        from pixelwise.core.checkpoint import load_safetensors
+        from pixelwise.modules.checkpoint_io import load_weights
 
-        path = Path(path)
         model = cls(VitronConfig.from_pretrained(path))
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            raise CheckpointError(f"{path}: no model.safetensors")
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        state = load_safetensors(weights, expected_shapes=expected)
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise CheckpointError(f"{weights}: missing {missing[:6]} unexpected {unexpected[:6]}")
-        model.load_state_dict(state, strict=True)
+        load_weights(model, path)
         return model.to(device=device, dtype=dtype).eval()
 
     def save_pretrained(self, path: str | Path, processor=None, drop_training_heads: bool = True) -> Path:
         import dataclasses
 
-        from safetensors.torch import save_file
+        from pixelwise.modules.checkpoint_io import save_weights
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        cfg = self.config
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        cfg, dropped = self.config, ()
         if drop_training_heads:
-            state = {k: v for k, v in state.items() if not k.startswith("synergy.")}
-            cfg = dataclasses.replace(cfg, synergy_hidden=0)
+            cfg, dropped = dataclasses.replace(cfg, synergy_hidden=0), ("synergy.",)
         cfg.save_pretrained(path)
-        tmp = path / ".model.safetensors.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        tmp.replace(path / "model.safetensors")
+        save_weights(self, path, exclude_prefixes=dropped)
         if processor is not None:
             processor.save_pretrained(path)
         return path
