@@ -50,4 +50,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                              f" (query alone {c['length'].get(f'{k}_query_peak_rss_ratio_1000_vs_100', float('nan')):.3f})")
     if "throughput" in c:
         lines.append(f"throughput: {c['throughput']['queries_per_s']:.2f} image queries/s")
+    if "train" in c:
+        t = c["train"]
+        lines.append(f"training ({t['config']}, micro-batch {t['micro_batch']}, {t['torch_threads']} threads): "
+                     f"{t['samples_per_s']:.2f} samples/s ({t['samples_per_repeat']} samples in {_ms(t['run_s'])})")
     return lines

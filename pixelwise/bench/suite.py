@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-CASES = ("image", "video", "stages", "objects", "length", "throughput")
-DEFAULT_CASES = ("image", "video", "stages", "objects", "length", "throughput")
+CASES = ("image", "video", "stages", "objects", "length", "throughput", "train")
+DEFAULT_CASES = ("image", "video", "stages", "objects", "length", "throughput", "train")
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
@@ -145,6 +145,7 @@ class BenchConfig:
     lengths: tuple[int, ...] = (16, 100, 1000)
     length_objects: int = 1
     throughput_queries: int = 8
+    train_steps: int = 10  # timed optimizer steps per repeat of the `train` case
     threads: int | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "pixelwise-bench")
 
@@ -296,6 +297,66 @@ def case_throughput(pipe: Any, cfg: BenchConfig) -> dict[str, Any]:
     return {"queries": len(files), "run_s": stats, "queries_per_s": len(files) / stats["median"]}
 
 
+def case_train(cfg: BenchConfig) -> dict[str, Any]:
+    """Training samples/s of the default model's recipe (its sizes, micro-batch and data mix) on generated
+    PixelWorld data: forward + backward + AdamW step, one sequence per sample."""
+    import random
+
+    import torch
+    import yaml
+
+    from pixelwise.data.pixelworld.generate import GenConfig, generate
+    from pixelwise.recipes import train_unipixel as recipe
+    from pixelwise.train.optim import OptimConfig, build_optimizer
+    from pixelwise.train.unipixel_data import UniPixelTrainDataset
+    from pixelwise.train.unipixel_loss import LossConfig, UniPixelTrainModule
+
+    data = cfg.workdir / "train-data"
+    if not (data / "vid" / "samples.jsonl").is_file():
+        generate(data / "img", GenConfig(split="train", num=32, seed=0, tasks=("referring", "region")), workers=1)
+        generate(data / "vid", GenConfig(split="train", num=16, seed=0, video=True,
+                                         tasks=("referring", "motion_referring", "pixelqa")), workers=1)
+    config_file = Path(recipe.__file__).parent / "configs" / "pixelworld_tiny.yaml"
+    rcfg = recipe.load_config(config_file)
+    rcfg["data"]["sources"] = [{"type": "pixelworld", "root": str(data / "img")},
+                               {"type": "pixelworld", "root": str(data / "vid")}]
+    rcfg["model"]["init"] = "scratch"
+    run_dir = cfg.workdir / "train-run"
+    model, processor, _ = recipe.build_model(rcfg, run_dir, recipe.D.DistInfo())
+    model.train()
+    module = UniPixelTrainModule(model, LossConfig.from_dict(rcfg["loss"]))
+    dataset = UniPixelTrainDataset(recipe.build_sources(rcfg), processor, seed=0,
+                                   video_frames=tuple(rcfg["data"]["video_frames"]),
+                                   sample_objects=int(rcfg["data"]["sample_objects"]),
+                                   sam2_max_frames=rcfg["data"].get("sam2_max_frames"))
+    opt = build_optimizer(module, OptimConfig.from_dict(rcfg["optim"]))
+    mb = int(rcfg["micro_batch"])
+    order = list(range(len(dataset)))
+    random.Random(0).shuffle(order)
+    batches = [[dataset[order[(s * mb + j) % len(order)]] for j in range(mb)] for s in range(cfg.train_steps)]
+    batches = [[e for e in b if e is not None] for b in batches]  # built once: the case times the model only
+
+    def run() -> None:
+        for examples in batches:
+            loss, _, _ = module(examples)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), rcfg["max_grad_norm"])
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    stats = timed(run, max(1, cfg.repeats // 2))
+    n = sum(len(b) for b in batches)
+    kinds: dict[str, int] = {}
+    for b in batches:
+        for e in b:
+            kinds[e.data_type] = kinds.get(e.data_type, 0) + 1
+    return {"config": str(config_file.relative_to(Path(recipe.__file__).parents[2])),
+            "sizes": rcfg["model"]["sizes"], "micro_batch": mb, "steps_per_repeat": cfg.train_steps,
+            "samples_per_repeat": n, "sample_kinds": kinds, "run_s": stats, "samples_per_s": n / stats["median"],
+            "torch_threads": torch.get_num_threads(),
+            "note": "data loading excluded (examples built before timing); the recipe overlaps it in a worker"}
+
+
 def _default_model_path() -> str:
     from pixelwise.pipeline import DEFAULT_MODEL
 
@@ -316,7 +377,7 @@ def run(cfg: BenchConfig, cases: Sequence[str] = DEFAULT_CASES, log: Callable[[s
     report: dict[str, Any] = {"machine": machine(), "config": {k: str(v) if isinstance(v, Path) else v
                                                               for k, v in cfg.__dict__.items()}, "cases": {}}
     pipe = None
-    if any(c != "length" for c in cases):
+    if any(c not in ("length", "train") for c in cases):
         t0 = time.perf_counter()
         pipe = load_model(cfg.model, cfg.shapes, cfg.device, cfg.dtype)
         report["model"] = {**pipe.info(), "load_s": time.perf_counter() - t0}
@@ -325,6 +386,8 @@ def run(cfg: BenchConfig, cases: Sequence[str] = DEFAULT_CASES, log: Callable[[s
         t0 = time.perf_counter()
         if case == "length":
             result = case_length(cfg)
+        elif case == "train":
+            result = case_train(cfg)
         else:
             result = {"image": case_image, "video": case_video, "stages": case_stages, "objects": case_objects,
                       "throughput": case_throughput}[case](pipe, cfg)

@@ -18,7 +18,7 @@ def bench(
     shapes: str = typer.Option(None, "--shapes", help="Random weights of these shapes instead (3b: UniPixel-3B); "
                                "the tokenizer comes from --model. Slow on CPU."),
     case: list[str] = typer.Option(None, "--case", "-c", help="Run only this case (repeatable): image, video, stages, "
-                                   "objects, length, throughput."),
+                                   "objects, length, throughput, train."),
     repeats: int = typer.Option(5, "--repeats", "-n", min=1, help="Timed runs per case (after one warm-up)."),
     reference: bool = typer.Option(True, "--reference/--no-reference",
                                    help="Also run the reference mode (straightforward SAM2 use) side by side."),

@@ -34,6 +34,7 @@ from pixelwise.train import distributed as D
 DEFAULTS: dict[str, Any] = {
     "run_dir": "runs/unipixel",
     "seed": 0,
+    "objective": "unipixel",  # unipixel (conversations: LM + SAM2 losses) | sam2_prompts (stage 0: SAM2 alone)
     "threads": None,  # torch intra-op threads (None: torch's default)
     "model": {
         "init": "scratch",  # scratch | PATH (a checkpoint folder)
@@ -51,8 +52,9 @@ DEFAULTS: dict[str, Any] = {
         "sources": [],  # [{type: pixelworld|benchmark, root, rate, tasks, benchmark}]
         "video_frames": [8, 16],
         "sample_objects": 5,
-        "sam2_max_frames": None,
-        "group_by_type": False,  # type-homogeneous global micro-batches (official group_by_data_type)  # supervise SAM2 on at most this many of the LLM's frames (speed)
+        "sam2_max_frames": None,  # supervise SAM2 on at most this many of the LLM's frames (speed)
+        "group_by_type": False,  # type-homogeneous global micro-batches (official group_by_data_type)
+        "clip_frames": 3,  # sam2_prompts: frames per prompted clip (the object is tracked through them)
         "num_workers": 1,
     },
     "loss": {},  # LossConfig
@@ -291,16 +293,29 @@ def train(cfg: dict, resume: bool = False) -> Path:
     model, processor, model_folder = build_model(cfg, run_dir, info)
     model = select_trainable(model, cfg["train"])
     model.train()
-    module = UniPixelTrainModule(model, LossConfig.from_dict(cfg["loss"])).to(info.device)
+    loss_cfg = LossConfig.from_dict(cfg["loss"])
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
 
-    # (4) data
-    source = build_sources(cfg)
-    dataset = UniPixelTrainDataset(source, processor, seed=cfg["seed"],
-                                   video_frames=tuple(cfg["data"]["video_frames"]),
-                                   sample_objects=int(cfg["data"]["sample_objects"]),
-                                   sam2_max_frames=cfg["data"].get("sam2_max_frames"))
+    # (4) data (and the module that turns a micro-batch of it into a loss)
+    objective = cfg.get("objective", "unipixel")
+    if objective == "sam2_prompts":  # stage 0 of a from-scratch model: SAM2 on clicked / boxed objects
+        from pixelwise.train.sam2_prompts import PromptedObjectDataset, Sam2PromptModule, collate_prompted
+
+        roots = [s["root"] for s in cfg["data"]["sources"] if s.get("type", "pixelworld") == "pixelworld"]
+        dataset = PromptedObjectDataset(roots, processor.sam2_image_size, int(cfg["data"]["clip_frames"]),
+                                        seed=cfg["seed"])
+        source, collate = dataset, collate_prompted
+        module = Sam2PromptModule(model, loss_cfg.sam2).to(info.device)
+    elif objective == "unipixel":
+        source, collate = build_sources(cfg), collate_examples
+        dataset = UniPixelTrainDataset(source, processor, seed=cfg["seed"],
+                                       video_frames=tuple(cfg["data"]["video_frames"]),
+                                       sample_objects=int(cfg["data"]["sample_objects"]),
+                                       sam2_max_frames=cfg["data"].get("sam2_max_frames"))
+        module = UniPixelTrainModule(model, loss_cfg).to(info.device)
+    else:
+        raise ConfigError(f"objective {objective!r}: use unipixel or sam2_prompts")
     sampler = ResumableSampler(len(dataset), seed=cfg["seed"], rank=info.rank, world_size=info.world_size)
 
     # (5) engines
@@ -339,10 +354,10 @@ def train(cfg: dict, resume: bool = False) -> Path:
             _load_fsdp_optimizer(ck, wrapped, opt)
         start = st.step
         sampler.load_state_dict(st.sampler)
-    keys = source.group_keys() if cfg["data"].get("group_by_type") else None
+    keys = source.group_keys() if cfg["data"].get("group_by_type") or objective == "sam2_prompts" else None
     batches = StepBatches(sampler, int(cfg["micro_batch"]), int(cfg["grad_accum"]), start, steps, keys)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=batches, collate_fn=collate_examples,
+        dataset, batch_sampler=batches, collate_fn=collate,
         num_workers=int(cfg["data"]["num_workers"]), persistent_workers=False,
         multiprocessing_context="fork" if int(cfg["data"]["num_workers"]) else None,
     )

@@ -1,0 +1,70 @@
+"""Stage 0 of a from-scratch model: SAM2 alone on PixelWorld objects prompted by clicks and boxes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.train.test_unipixel_recipe import losses, pw_data, run_recipe, toy_config  # noqa: F401  (fixture)
+
+
+def test_prompts_fall_on_their_object(pw_data):  # noqa: F811
+    from pixelwise.train.sam2_prompts import PromptedObjectDataset
+
+    ds = PromptedObjectDataset([pw_data / "img", pw_data / "vid"], image_size=64, clip_frames=3, seed=0)
+    keys = ds.group_keys()
+    assert set(keys) == {"image", "clip"}
+    kinds = set()
+    for i in range(len(ds)):
+        for epoch in (0, 1):
+            ds.set_epoch(epoch)
+            it = ds[i]
+            if it is None:
+                continue
+            k = 3 if keys[i] == "clip" else 1
+            assert it.frames.shape == (k, 3, 64, 64) and it.targets.shape == (k, 64, 64)
+            assert it.targets[0].any()
+            labels = it.labels.tolist()
+            kinds.add(tuple(labels))
+            if labels == [2, 3]:  # box corners around the object (jitter <= 10 % of a side)
+                ys, xs = torch.nonzero(it.targets[0], as_tuple=True)
+                (x0, y0), (x1, y1) = it.coords.tolist()
+                w, h = float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)
+                assert abs(x0 - float(xs.min())) <= 0.1 * w + 1.5 and abs(y1 - float(ys.max() + 1)) <= 0.1 * h + 1.5
+            else:  # the first click is on the object
+                x, y = it.coords[0].tolist()
+                assert it.targets[0, min(63, round(y)), min(63, round(x))] or _near(it.targets[0], x, y)
+    assert {(2, 3), (1, -1)} <= kinds
+    ds.set_epoch(0)
+    a, b = ds[0], ds[0]
+    assert torch.equal(a.coords, b.coords) and torch.equal(a.targets, b.targets)  # pure function of the index
+
+
+def _near(mask, x, y, r=2):
+    x, y = int(x), int(y)
+    return bool(mask[max(0, y - r): y + r + 1, max(0, x - r): x + r + 1].any())
+
+
+@pytest.mark.slow
+def test_stage0_trains_sam2_only_and_stage1_starts_from_it(pw_data, tmp_path):  # noqa: F811
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
+
+    run0 = tmp_path / "s0"
+    cfg0 = toy_config(pw_data, run0, objective="sam2_prompts", steps=3, micro_batch=3,
+                      train={"trainable": ["^sam2\\."]})
+    run_recipe(cfg0)
+    rows = losses(run0)
+    assert len(rows) == 3 and all(r["loss_seg"] > 0 and "loss_lm" not in r for r in rows)
+    init = run0 / "model_init"
+    from pixelwise.train import tiny
+
+    before = tiny.build_model(json.loads((init / "config.json").read_text()), seed=0).state_dict()
+    after = UniPixelForConditionalGeneration.from_pretrained(run0 / "final").state_dict()
+    changed = {k.split(".")[0] for k in after if not torch.equal(after[k], before[k])}
+    assert changed == {"sam2"}
+    # stage 1 from stage 0's final folder: the conversation objective over the same data
+    run1 = tmp_path / "s1"
+    run_recipe(toy_config(pw_data, run1, model={"init": str(run0 / "final")}, steps=2))
+    assert len(losses(run1)) == 2 and (run1 / "final" / "model.safetensors").is_file()
