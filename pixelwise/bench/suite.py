@@ -303,7 +303,6 @@ def case_train(cfg: BenchConfig) -> dict[str, Any]:
     import random
 
     import torch
-    import yaml
 
     from pixelwise.data.pixelworld.generate import GenConfig, generate
     from pixelwise.recipes import train_unipixel as recipe

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import os
 import re
 import sys
 import time
@@ -158,7 +156,7 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
     for part in mcfg.get("partial_checkpoints") or []:
         from safetensors.torch import load_file
 
-        missing, unexpected = model.load_state_dict(load_file(str(part)), strict=False)
+        _, unexpected = model.load_state_dict(load_file(str(part)), strict=False)
         if unexpected:
             raise ConfigError(f"{part}: unexpected keys {unexpected[:5]}")
     if mcfg.get("gradient_checkpointing"):
@@ -277,7 +275,7 @@ def train(cfg: dict, resume: bool = False) -> Path:
     from pixelwise.train.logging import RunLogger
     from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
     from pixelwise.train.sampler import ResumableSampler
-    from pixelwise.train.state import latest_checkpoint, load_checkpoint, model_state, save_checkpoint
+    from pixelwise.train.state import latest_checkpoint, load_checkpoint
     from pixelwise.train.unipixel_data import UniPixelTrainDataset, collate_examples
     from pixelwise.train.unipixel_loss import LossConfig, UniPixelTrainModule
 
@@ -466,7 +464,7 @@ def reduce_metrics(sums: dict[str, float], counts: dict[str, int], info: D.DistI
 
 
 def _checkpoint(run_dir, step, wrapped, model, opt, sched, batches, info, strategy, ck_cfg, engine) -> None:
-    from pixelwise.train.state import model_state, save_checkpoint
+    from pixelwise.train.state import save_checkpoint
 
     sampler_state = batches.state(step)
     if strategy == "fsdp2" and info.enabled:
@@ -481,7 +479,6 @@ def _checkpoint(run_dir, step, wrapped, model, opt, sched, batches, info, strate
             tensors = _dedupe(tensors)
             save_checkpoint(run_dir, step, model, None, sched, sampler_state, model_tensors=tensors,
                             keep=ck_cfg["keep"])
-            torch.save(osd, run_dir / "checkpoints" / f"step_{step:07d}" / "optimizer_full.pt") if False else None
             _save_fsdp_opt(run_dir, step, osd)
         D.barrier(info)
         return

@@ -30,7 +30,7 @@ def test_prompts_fall_on_their_object(pw_data):  # noqa: F811
             kinds.add(tuple(labels))
             if labels == [2, 3]:  # box corners around the object (jitter <= 10 % of a side)
                 ys, xs = torch.nonzero(it.targets[0], as_tuple=True)
-                (x0, y0), (x1, y1) = it.coords.tolist()
+                (x0, _), (_, y1) = it.coords.tolist()
                 w, h = float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)
                 assert abs(x0 - float(xs.min())) <= 0.1 * w + 1.5 and abs(y1 - float(ys.max() + 1)) <= 0.1 * h + 1.5
             else:  # the first click is on the object
