@@ -21,6 +21,7 @@ OUT = typer.Option(None, "--out", "-o", help="Output folder (default: outputs/<m
 DEVICE = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda, cuda:1 ...")
 DTYPE = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).")
 MAX_NEW_TOKENS = typer.Option(512, "--max-new-tokens", min=1, help="Longest answer, in tokens.")
+THREADS = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's, one per physical core).")
 
 
 def segment(
@@ -33,9 +34,10 @@ def segment(
     device: str = DEVICE,
     dtype: str = DTYPE,
     max_new_tokens: int = MAX_NEW_TOKENS,
+    threads: int = THREADS,
 ) -> None:
     """Segment what a text describes; write the masks, their overlay and the answer."""
-    pipe, load_seconds = _load(model, device, dtype)
+    pipe, load_seconds = _load(model, device, dtype, threads)
     with _progress_bar() as progress:
         result = pipe.segment(str(media), text, num_frames=frames, propagate=propagate,
                               max_new_tokens=max_new_tokens, progress=progress)
@@ -56,6 +58,7 @@ def ask(
     device: str = DEVICE,
     dtype: str = DTYPE,
     max_new_tokens: int = MAX_NEW_TOKENS,
+    threads: int = THREADS,
 ) -> None:
     """Ask about an image or a video, optionally about regions given as points, boxes or masks.
 
@@ -66,7 +69,7 @@ def ask(
     regions = parse_regions(point or [], box or [], mask or [])
     for k, r in enumerate(regions):
         typer.echo(f"region [{k}]: {_describe(r)}")
-    pipe, load_seconds = _load(model, device, dtype)
+    pipe, load_seconds = _load(model, device, dtype, threads)
     with _progress_bar() as progress:
         result = pipe.ask(str(media), question, regions, options=option or None, num_frames=frames,
                           propagate=propagate, max_new_tokens=max_new_tokens, progress=progress)
@@ -100,11 +103,11 @@ def _describe(r: VisualPrompt) -> str:
     return f"point {r.x:g},{r.y:g} on frame {r.frame}"
 
 
-def _load(model: str | None, device: str | None, dtype: str | None):
+def _load(model: str | None, device: str | None, dtype: str | None, threads: int | None = None):
     import pixelwise
 
     t0 = time.perf_counter()
-    pipe = pixelwise.load(model, device=device, dtype=dtype)
+    pipe = pixelwise.load(model, device=device, dtype=dtype, threads=threads)
     return pipe, time.perf_counter() - t0
 
 

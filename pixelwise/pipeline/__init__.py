@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pixelwise.core.errors import CheckpointError
+from pixelwise.core.errors import CheckpointError, ConfigError
 from pixelwise.pipeline.base import Pipeline, normalize_regions, resolve_device
 from pixelwise.pipeline.media import PROPAGATE_MODES, QueryMedia, open_query_media
 
@@ -54,12 +54,22 @@ def families() -> list[str]:
     return sorted(_FAMILIES)
 
 
-def load(path: str | Path | None = None, *, device: Any = "auto", dtype: Any = None) -> Pipeline:
+def load(path: str | Path | None = None, *, device: Any = "auto", dtype: Any = None,
+         threads: int | None = None) -> Pipeline:
     """Load a checkpoint folder (default: the shipped default model) as a ready-to-use pipeline.
 
     `device`: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ... `dtype`: "fp32", "bf16", "fp16" or a torch
     dtype (default: bfloat16 on GPU, float32 on CPU). Attention runs through torch SDPA (no flash-attn needed).
+    `threads`: torch's CPU threads for this process (default: torch's own, one per physical core, which is the
+    fastest on an otherwise idle machine; on a machine shared with other jobs fewer threads are faster, see
+    docs/benchmarks.md).
     """
+    if threads is not None:
+        import torch
+
+        if int(threads) < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(int(threads))
     if path is None:
         if not (DEFAULT_MODEL / "config.json").is_file():
             raise CheckpointError(

@@ -302,7 +302,7 @@ def train(cfg: dict, resume: bool = False) -> Path:
 
         roots = [s["root"] for s in cfg["data"]["sources"] if s.get("type", "pixelworld") == "pixelworld"]
         dataset = PromptedObjectDataset(roots, processor.sam2_image_size, int(cfg["data"]["clip_frames"]),
-                                        seed=cfg["seed"])
+                                        objects=int(cfg["data"]["sample_objects"]), seed=cfg["seed"])
         source, collate = dataset, collate_prompted
         module = Sam2PromptModule(model, loss_cfg.sam2).to(info.device)
     elif objective == "unipixel":
@@ -446,7 +446,7 @@ def train(cfg: dict, resume: bool = False) -> Path:
     return out or run_dir
 
 
-METRIC_KEYS = ("loss", "loss_lm", "loss_seg", "seg_focal", "seg_dice", "seg_iou", "seg_object_score")
+METRIC_KEYS = ("loss", "loss_lm", "loss_seg", "seg_focal", "seg_dice", "seg_iou", "seg_object_score", "loss_box_prompt")
 
 
 def reduce_metrics(sums: dict[str, float], counts: dict[str, int], info: D.DistInfo) -> dict[str, float]:

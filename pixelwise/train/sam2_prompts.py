@@ -29,12 +29,14 @@ from pixelwise.modules.losses import Sam2LossWeights, sam2_frame_loss
 
 @dataclass
 class PromptedClip:
-    """One prompted object: frames (SAM2-normalised [K, 3, S, S]), its masks [K, S, S] and prompt on frame 0."""
+    """Prompted objects of one scene: frames (SAM2-normalised [K, 3, S, S]), each object's masks [O, K, S, S] and
+    its prompt on frame 0. Several objects of the same frames, each with its own prompt and answer, are what makes
+    the decoder use the prompt rather than a salient-object prior (SAM's training prompts many objects per image)."""
 
     frames: torch.Tensor
-    targets: torch.Tensor  # bool [K, S, S]
-    coords: torch.Tensor  # [2, 2] (x, y) in S x S pixels: two clicks, or a box's two corners
-    labels: torch.Tensor  # [2] int: 1 positive click, 0 negative click, -1 no point; 2/3 box corners
+    targets: torch.Tensor  # bool [O, K, S, S]
+    coords: torch.Tensor  # [O, 2, 2] (x, y) in S x S pixels: two clicks, or a box's two corners
+    labels: torch.Tensor  # [O, 2] int: 1 positive click, 0 negative click, -1 no point; 2/3 box corners
     data_type: str = "sam2_prompts"
 
 
@@ -45,10 +47,12 @@ class PromptedObjectDataset:
         roots: native PixelWorld folders (their `samples.jsonl` scenes are re-rendered).
         image_size: SAM2 input size S.
         clip_frames: frames per item on video scenes (1: single frames only); image scenes give 1 frame.
+        objects: prompted objects per item (fewer when the scene has fewer visible objects).
         seed: data seed.
     """
 
-    def __init__(self, roots: list[str | Path], image_size: int, clip_frames: int = 3, seed: int = 0):
+    def __init__(self, roots: list[str | Path], image_size: int, clip_frames: int = 3, objects: int = 4,
+                 seed: int = 0):
         self.scenes: list[dict] = []
         for root in roots:
             with open(Path(root) / "samples.jsonl") as f:
@@ -63,6 +67,7 @@ class PromptedObjectDataset:
             raise ValueError(f"no PixelWorld scenes under {[str(r) for r in roots]}")
         self.image_size = image_size
         self.clip_frames = clip_frames
+        self.objects = objects
         self.seed = seed
         self.epoch = 0
 
@@ -92,13 +97,13 @@ class PromptedObjectDataset:
         visible = [i for i in range(vis.shape[0]) if vis[i, 0].sum() >= 12]
         if not visible:
             return None
-        obj = rng.choice(visible)
+        objs = rng.sample(visible, min(self.objects, len(visible)))
         s = self.image_size
         frames = sam2_transform(rgb, s)
-        m = torch.from_numpy(vis[obj]).float()[:, None]  # [K, 1, H, W]
-        targets = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False, antialias=True)[:, 0] > 0.5
-        coords, labels = _random_prompt(vis[obj, 0], rng, s)
-        return PromptedClip(frames, targets, coords, labels)
+        m = torch.from_numpy(vis[objs]).float()  # [O, K, H, W]
+        targets = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False, antialias=True) > 0.5
+        prompts = [_random_prompt(vis[o, 0], rng, s) for o in objs]
+        return PromptedClip(frames, targets, torch.stack([c for c, _ in prompts]), torch.stack([lb for _, lb in prompts]))
 
 
 def _random_prompt(mask: np.ndarray, rng: random.Random, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,21 +153,26 @@ class Sam2PromptModule(torch.nn.Module):
         if not items:
             zero = sum(p.sum() * 0.0 for p in sam2.parameters() if p.requires_grad)
             return zero, {"_counts": {}}, []
-        n, k = len(items), items[0].frames.shape[0]
+        k = items[0].frames.shape[0]
         dev = next(sam2.parameters()).device
-        frames = torch.stack([it.frames for it in items], 1).flatten(0, 1).to(dev)  # [K*N, 3, S, S], frame-major
-        feats = sam2.encode_frames(frames)
-        per_frame = [Sam2FrameFeatures(feats.embed[t * n:(t + 1) * n], feats.high_res_s0[t * n:(t + 1) * n],
-                                       feats.high_res_s1[t * n:(t + 1) * n], feats.pos) for t in range(k)]
-        coords = torch.stack([it.coords for it in items]).to(dev)
-        labels = torch.stack([it.labels for it in items]).to(dev)
+        frames = torch.cat([it.frames for it in items]).to(dev)  # [N*K, 3, S, S], item-major
+        feats = sam2.encode_frames(frames)  # each item's frames once, shared by its objects
+        owner = torch.cat([torch.full((it.targets.shape[0],), i) for i, it in enumerate(items)]).to(dev)
+        n = owner.numel()  # objects in the micro-batch
+
+        def frame_of_each_object(t: int) -> Sam2FrameFeatures:
+            rows = owner * k + t
+            return Sam2FrameFeatures(feats.embed[rows], feats.high_res_s0[rows], feats.high_res_s1[rows], feats.pos)
+
+        coords = torch.cat([it.coords for it in items]).to(dev)
+        labels = torch.cat([it.labels for it in items]).to(dev)
         # clicks (labels 1/0, -1 = none) and box corners (labels 2/3) are SAM2's positional point embeddings
         tokens = sam2.sam_prompt_encoder.embed_points(coords, labels, pad=False)
-        targets = torch.stack([it.targets for it in items]).to(dev)  # [N, K, S, S]
+        targets = torch.cat([it.targets for it in items]).to(dev)  # [N_obj, K, S, S]
         s = targets.shape[-1]
         sums = {"focal": 0.0, "dice": 0.0, "iou": 0.0, "object_score": 0.0}
         preds = []
-        for fo in sam2.track_frames(per_frame, tokens, frame_size=None, cond_frame=0, num_frames=k):
+        for fo in sam2.track_frames(frame_of_each_object, tokens, frame_size=None, cond_frame=0, num_frames=k):
             logits = F.interpolate(fo.decoder_multimask_logits.float(), size=(s, s), mode="bilinear",
                                    align_corners=False)
             terms = sam2_frame_loss(logits, fo.decoder_iou_pred, fo.object_score_logits, targets[:, fo.frame_idx],
@@ -174,5 +184,5 @@ class Sam2PromptModule(torch.nn.Module):
         loss = sum(sums.values()) / (n * k)
         metrics = {"loss": float(loss.detach()), "loss_seg": float(loss.detach())}
         metrics.update({f"seg_{key}": float(v.detach()) / (n * k) for key, v in sums.items()})
-        metrics["_counts"] = {key: n for key in metrics}
+        metrics["_counts"] = {key: n for key in metrics}  # per-object means
         return loss, metrics, [{} for _ in items]

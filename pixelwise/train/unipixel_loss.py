@@ -18,6 +18,11 @@ class LossConfig:
     seg_weight: float = 1.0
     sam2: Sam2LossWeights = field(default_factory=Sam2LossWeights)
     seg_enabled: bool = True  # stage 1 runs without the SAM2 decoder
+    # pixelwise addition for models trained from scratch (0 = the official loss): MSE between the `<|seg|>` prompt
+    # tokens and SAM2's own box-prompt tokens of the target's box on the prompted frame. After a stage-0 SAM2
+    # (trained on click/box prompts) this tells the LLM *where* the target is in the decoder's language, a dense
+    # signal that the mask losses alone give only weakly. Needs sam2_hidden_tokens == 2 (a box is two tokens).
+    box_prompt_weight: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict | None) -> LossConfig:
@@ -62,12 +67,40 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
         l_seg = sum(sums.values()) / (n_obj * n_frames)
         total = total + cfg.seg_weight * l_seg
         metrics["loss_seg"] = float(l_seg.detach())
+        if cfg.box_prompt_weight:
+            l_box = box_prompt_loss(sam2, prompts, targets[:, 0])
+            if l_box is not None:
+                total = total + cfg.box_prompt_weight * l_box
+                metrics["loss_box_prompt"] = float(l_box.detach())
         for k, v in sums.items():
             metrics[f"seg_{k}"] = float(v.detach()) / (n_obj * n_frames)
         if keep_masks and preds:
             extras["pred_masks"] = torch.stack(preds, 1)
     metrics["loss"] = float(total.detach())
     return total, metrics, extras
+
+
+def box_prompt_loss(sam2, prompts: torch.Tensor, masks: torch.Tensor) -> torch.Tensor | None:
+    """Mean squared distance between prompt tokens [O, 2, C] and SAM2's box-prompt tokens of the boxes of `masks`
+    [O, S, S] (objects absent from the frame are skipped; None when all are). The teacher tokens carry no gradient."""
+    if prompts.shape[1] != 2:
+        raise ValueError(f"box_prompt_weight needs 2 prompt tokens per object, the model has {prompts.shape[1]}")
+    present = masks.flatten(1).any(-1)
+    if not bool(present.any()):
+        return None
+    m = masks[present]
+    ys = m.any(-1)  # [O, S] rows with pixels
+    xs = m.any(-2)
+    idx = torch.arange(m.shape[-1], device=m.device)
+    x0 = torch.where(xs, idx, m.shape[-1]).amin(-1)
+    x1 = torch.where(xs, idx, -1).amax(-1) + 1
+    y0 = torch.where(ys, idx, m.shape[-2]).amin(-1)
+    y1 = torch.where(ys, idx, -1).amax(-1) + 1
+    corners = torch.stack([torch.stack([x0, y0], -1), torch.stack([x1, y1], -1)], 1).to(prompts.dtype)
+    labels = torch.tensor([2, 3], device=m.device).expand(m.shape[0], 2)
+    with torch.no_grad():
+        teacher = sam2.sam_prompt_encoder.embed_points(corners, labels, pad=False)
+    return ((prompts[present] - teacher) ** 2).mean()
 
 
 class UniPixelTrainModule(torch.nn.Module):

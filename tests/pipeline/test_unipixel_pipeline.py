@@ -58,6 +58,17 @@ def test_load_errors(tmp_path, monkeypatch):
         pixelwise.load()
     with pytest.raises(ConfigError, match="dtype"):
         pixelwise.load(CHECKPOINT, device="cpu", dtype="int8")
+    with pytest.raises(ConfigError, match="threads must be >= 1, got 0"):
+        pixelwise.load(CHECKPOINT, device="cpu", threads=0)
+
+
+def test_load_sets_cpu_threads():
+    old = torch.get_num_threads()
+    try:
+        pixelwise.load(CHECKPOINT, device="cpu", threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(old)
 
 
 def test_register_family(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from tests.train.test_unipixel_recipe import losses, pw_data, run_recipe, toy_co
 def test_prompts_fall_on_their_object(pw_data):  # noqa: F811
     from pixelwise.train.sam2_prompts import PromptedObjectDataset
 
-    ds = PromptedObjectDataset([pw_data / "img", pw_data / "vid"], image_size=64, clip_frames=3, seed=0)
+    ds = PromptedObjectDataset([pw_data / "img", pw_data / "vid"], image_size=64, clip_frames=3, objects=3, seed=0)
     keys = ds.group_keys()
     assert set(keys) == {"image", "clip"}
     kinds = set()
@@ -23,19 +23,19 @@ def test_prompts_fall_on_their_object(pw_data):  # noqa: F811
             it = ds[i]
             if it is None:
                 continue
-            k = 3 if keys[i] == "clip" else 1
-            assert it.frames.shape == (k, 3, 64, 64) and it.targets.shape == (k, 64, 64)
-            assert it.targets[0].any()
-            labels = it.labels.tolist()
-            kinds.add(tuple(labels))
-            if labels == [2, 3]:  # box corners around the object (jitter <= 10 % of a side)
-                ys, xs = torch.nonzero(it.targets[0], as_tuple=True)
-                (x0, _), (_, y1) = it.coords.tolist()
-                w, h = float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)
-                assert abs(x0 - float(xs.min())) <= 0.1 * w + 1.5 and abs(y1 - float(ys.max() + 1)) <= 0.1 * h + 1.5
-            else:  # the first click is on the object
-                x, y = it.coords[0].tolist()
-                assert it.targets[0, min(63, round(y)), min(63, round(x))] or _near(it.targets[0], x, y)
+            k, o = (3 if keys[i] == "clip" else 1), it.targets.shape[0]
+            assert 1 <= o <= 3 and it.frames.shape == (k, 3, 64, 64) and it.targets.shape == (o, k, 64, 64)
+            assert it.coords.shape == (o, 2, 2) and it.labels.shape == (o, 2)
+            for target, coords, labels in zip(it.targets[:, 0], it.coords, it.labels.tolist()):
+                assert target.any()
+                kinds.add(tuple(labels))
+                if labels == [2, 3]:  # box corners around the object (jitter <= 10 % of a side)
+                    ys, xs = torch.nonzero(target, as_tuple=True)
+                    (x0, _), (_, y1) = coords.tolist()
+                    w, h = float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)
+                    assert abs(x0 - float(xs.min())) <= 0.1 * w + 1.5 and abs(y1 - float(ys.max() + 1)) <= 0.1 * h + 1.5
+                else:  # the first click is on the object
+                    assert _near(target, *coords[0].tolist())
     assert {(2, 3), (1, -1)} <= kinds
     ds.set_epoch(0)
     a, b = ds[0], ds[0]
@@ -68,3 +68,31 @@ def test_stage0_trains_sam2_only_and_stage1_starts_from_it(pw_data, tmp_path):  
     run1 = tmp_path / "s1"
     run_recipe(toy_config(pw_data, run1, model={"init": str(run0 / "final")}, steps=2))
     assert len(losses(run1)) == 2 and (run1 / "final" / "model.safetensors").is_file()
+
+
+def test_box_prompt_loss_is_zero_at_the_targets_box_tokens_and_skips_absent_objects():
+    from pixelwise.modules.sam2 import Sam2Config, Sam2Model
+    from pixelwise.train.tiny import TinySizes, sam2_arch
+    from pixelwise.train.unipixel_loss import box_prompt_loss
+
+    torch.manual_seed(0)
+    sam2 = Sam2Model(Sam2Config.from_dict(sam2_arch(TinySizes(sam2_image_size=64))))
+    masks = torch.zeros(3, 64, 64, dtype=torch.bool)
+    masks[0, 10:20, 30:45] = True  # box x 30..45, y 10..20
+    masks[2, 0:64, 0:5] = True
+    teacher = sam2.sam_prompt_encoder.embed_points(
+        torch.tensor([[[30.0, 10.0], [45.0, 20.0]], [[0.0, 0.0], [5.0, 64.0]]]), torch.tensor([[2, 3], [2, 3]]),
+        pad=False)
+    prompts = torch.zeros(3, 2, teacher.shape[-1])
+    prompts[0], prompts[2] = teacher[0], teacher[1]
+    prompts[1] = 100.0  # object 1 is absent from the frame: not counted
+    assert float(box_prompt_loss(sam2, prompts, masks)) < 1e-10
+    shifted = (prompts + 1.0).detach().requires_grad_(True)
+    loss = box_prompt_loss(sam2, shifted, masks)
+    assert abs(float(loss) - 1.0) < 1e-6
+    loss.backward()
+    assert shifted.grad[1].abs().sum() == 0 and shifted.grad[0].abs().sum() > 0
+    assert all(p.grad is None for p in sam2.parameters())
+    assert box_prompt_loss(sam2, prompts, torch.zeros(3, 64, 64, dtype=torch.bool)) is None
+    with pytest.raises(ValueError, match="2 prompt tokens"):
+        box_prompt_loss(sam2, torch.zeros(3, 1, teacher.shape[-1]), masks)
