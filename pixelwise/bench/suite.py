@@ -298,8 +298,8 @@ def case_throughput(pipe: Any, cfg: BenchConfig) -> dict[str, Any]:
 
 
 def case_train(cfg: BenchConfig) -> dict[str, Any]:
-    """Training samples/s of the default model's recipe (its sizes, micro-batch and data mix) on generated
-    PixelWorld data: forward + backward + AdamW step, one sequence per sample."""
+    """Training samples/s of the default model's recipe (stage 1: its sizes, micro-batch, data mix and losses) on
+    generated PixelWorld data: forward + backward + AdamW step, one sequence per sample."""
     import random
 
     import torch
@@ -319,7 +319,11 @@ def case_train(cfg: BenchConfig) -> dict[str, Any]:
     rcfg = recipe.load_config(config_file)
     rcfg["data"]["sources"] = [{"type": "pixelworld", "root": str(data / "img")},
                                {"type": "pixelworld", "root": str(data / "vid")}]
-    rcfg["model"]["init"] = "scratch"
+    # stage 1 of the default model starts from stage 0's folder; here: the same sizes, from scratch
+    from pixelwise.pipeline import DEFAULT_MODEL
+
+    rcfg["model"] = {**rcfg["model"], "init": "scratch",
+                     "sizes": json.loads((DEFAULT_MODEL / "config.json").read_text())["pixelwise_tiny_sizes"]}
     run_dir = cfg.workdir / "train-run"
     model, processor, _ = recipe.build_model(rcfg, run_dir, recipe.D.DistInfo())
     model.train()

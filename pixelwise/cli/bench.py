@@ -1,4 +1,5 @@
-"""`pixelwise bench`: the benchmark suite (latency, stages, multi-object and clip-length scaling, throughput)."""
+"""`pixelwise bench`: the benchmark suite (latency, stages, multi-object and clip-length scaling, throughput,
+training); `pixelwise bench compare`: the five model families side by side (docs/comparison.md)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ WORKDIR = typer.Option(None, help="Scratch folder for generated clips (default: 
 
 
 def bench(
+    ctx: typer.Context,
     model: str = typer.Option(None, "--model", "-m", help="Checkpoint folder (default: the model shipped with pixelwise)."),
     shapes: str = typer.Option(None, "--shapes", help="Random weights of these shapes instead (3b: UniPixel-3B); "
                                "the tokenizer comes from --model. Slow on CPU."),
@@ -32,6 +34,8 @@ def bench(
     workdir: Path = WORKDIR,
 ) -> None:
     """Measure pixelwise (and its reference mode) on this machine; write a JSON report and print a summary."""
+    if ctx.invoked_subcommand is not None:
+        return
     from pixelwise.bench import suite
     from pixelwise.bench.report import summary_lines
 
@@ -56,5 +60,53 @@ def bench(
     typer.echo(f"report: {out}")
 
 
+def compare(
+    num: int = typer.Option(24, "--num", min=1, help="PixelWorld samples generated per task row and split."),
+    splits: str = typer.Option("test,holdout", help="Comma-separated PixelWorld splits."),
+    family: list[str] = typer.Option(None, "--family", help="Only these families (repeatable; default: all five)."),
+    row: list[str] = typer.Option(None, "--row", help="Only these task rows (repeatable; default: all)."),
+    seed: int = typer.Option(0, help="PixelWorld generation seed."),
+    threads: int = typer.Option(None, help="torch CPU threads (default: torch's)."),
+    workdir: Path = typer.Option(Path("runs/compare"), help="Generated data and predictions."),
+    out: Path = typer.Option(Path("docs/comparison.md"), "--out", "-o", help="Markdown tables written here."),
+    json_out: Path = typer.Option(Path("pixelwise/bench/reports/compare.json"), "--json",
+                                  help="Full JSON report (per-task metrics, reasons for '-')."),
+) -> None:
+    """Score every family's committed checkpoint on the same PixelWorld rows; write docs/comparison.md tables."""
+    import shlex
+    import sys
+
+    import torch
+
+    from pixelwise.bench import compare as C
+    from pixelwise.core.io import atomic_write_text
+
+    bad = [f for f in family or [] if f not in C.FAMILIES]
+    if bad:
+        raise ConfigError(f"--family {bad[0]!r}: choose from {', '.join(C.FAMILIES)}")
+    names = [r.name for r in C.ROWS]
+    bad = [r for r in row or [] if r not in names]
+    if bad:
+        raise ConfigError(f"--row {bad[0]!r}: choose from {', '.join(names)}")
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = C.CompareConfig(splits=tuple(s for s in splits.split(",") if s), num=num, seed=seed,
+                          families=tuple(family) if family else tuple(C.FAMILIES),
+                          rows=tuple(row) if row else tuple(names), workdir=workdir)
+    report = C.run(cfg, log=lambda m: typer.echo(m, err=True))
+    command = "pixelwise bench compare " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json_out, json.dumps(report, indent=1))
+    md = C.markdown(report, command.strip())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, C.with_notes(md, out))
+    typer.echo(md)
+    typer.echo(f"report: {json_out}; tables: {out}")
+
+
 def register(app: typer.Typer) -> None:
-    app.command("bench")(bench)
+    group = typer.Typer(help="The benchmark suite (its options, no command), or `compare`: the five families side by "
+                        "side on PixelWorld.", invoke_without_command=True, no_args_is_help=False)
+    group.callback()(bench)
+    group.command("compare")(compare)
+    app.add_typer(group, name="bench")

@@ -73,3 +73,17 @@ def test_cli_bench_objects_case_writes_a_report(tmp_path):
     assert row["optimised_sam2_frames_encoded"] == 16 and row["reference_sam2_frames_encoded"] == 32
     assert row["speedup"] > 0 and report["machine"]["cpu_count"] >= 1
     assert any("2 object(s)" in line for line in summary_lines(report))
+
+
+@pytest.mark.slow
+def test_train_case_reports_samples_per_second_of_the_default_recipe(tmp_path):
+    from pixelwise.bench import suite
+    from pixelwise.bench.report import summary_lines
+
+    cfg = suite.BenchConfig(repeats=1, train_steps=2, workdir=tmp_path)
+    report = suite.run(cfg, ("train",), log=lambda m: None)
+    t = report["cases"]["train"]
+    assert t["config"].endswith("pixelworld_tiny.yaml") and t["micro_batch"] == 4 and t["sizes"]["llm_hidden"] == 256
+    assert t["samples_per_repeat"] == 8 and t["samples_per_s"] > 0 and t["run_s"]["n"] == 1
+    assert "model" not in report  # no inference model is loaded for this case
+    assert any(line.startswith("training (") for line in summary_lines(report))

@@ -1,0 +1,222 @@
+"""`pixelwise bench compare`: the five model families side by side on the same PixelWorld data and scorer.
+
+For each split (default: test and holdout) the task rows are generated once (deterministic in `(seed, split, num)`),
+exported to the public layouts and scored by the evaluation runner behind `pixelwise eval`, with every family's
+committed checkpoint loaded by `pixelwise.load`. A family that cannot take a row's input (e.g. an image-only model
+asked a video question with a mask prompt) is shown as "-" with the reason in the JSON, never as a score. Besides the
+scores: parameters, training cost (from the checkpoint's `training.json`, written when it was trained) and the
+median image-query latency measured here.
+
+    pixelwise bench compare --num 24 --out docs/comparison.md --json pixelwise/bench/reports/compare.json
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+FAMILIES: dict[str, str] = {  # family -> committed checkpoint folder (under pixelwise/checkpoints/)
+    "UniPixel": "pixelworld-tiny",
+    "PixelLM": "pixellm-tiny",
+    "UFO": "ufo-tiny",
+    "Pixel-SAIL": "pixelsail-tiny",
+    "VITRON": "vitron-tiny",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    title: str
+    tasks: str  # PixelWorld task generated for this row
+    video: bool
+    fmt: str | None  # export layout (None: native PixelWorld folder)
+    bench: str  # benchmark name for the runner ({split} filled in)
+    metric: str  # headline metric key of the report
+    unit: str = "fraction"
+
+
+ROWS: tuple[Row, ...] = (
+    Row("image_referring", "image referring (cIoU)", "referring", False, "refcoco", "refcoco:{split}", "cIoU"),
+    Row("multi_target", "multi-target, matched (gIoU)", "multi_target", False, "muse", "muse:{split}", "gIoU"),
+    Row("video_referring", "video referring (J&F)", "referring", True, "mevis", "mevis", "J&F"),
+    Row("motion_referring", "motion referring (J&F)", "motion_referring", True, "mevis", "mevis", "J&F"),
+    Row("region_qa", "region QA, mask prompt (acc.)", "region", True, "videorefer", "videorefer-bench-q", "Acc"),
+    Row("pixelqa", "PixelQA, box prompt (acc.)", "pixelqa", True, "videorefer", "pixelqa", "Acc"),
+    Row("editing", "editing (masked IoU of the change)", "editing", False, None, "pixelworld-editing", "masked_iou"),
+)
+
+
+@dataclass
+class CompareConfig:
+    splits: tuple[str, ...] = ("test", "holdout")
+    num: int = 24  # samples generated per row and split
+    seed: int = 0
+    families: tuple[str, ...] = tuple(FAMILIES)
+    rows: tuple[str, ...] = tuple(r.name for r in ROWS)
+    latency_repeats: int = 5
+    workdir: Path = Path("runs/compare")
+    checkpoints: dict[str, Path] = field(default_factory=lambda: {k: CHECKPOINTS / v for k, v in FAMILIES.items()})
+
+
+def _generate(root: Path, split: str, row: Row, num: int, seed: int) -> Path:
+    from pixelwise.data.pixelworld.export import export
+    from pixelwise.data.pixelworld.generate import GenConfig, generate
+
+    if not (root / "samples.jsonl").is_file():
+        generate(root, GenConfig(split=split, num=num, seed=seed, tasks=(row.tasks,), video=row.video), workers=1)
+    if row.fmt is None:
+        return root
+    out = root / row.fmt
+    if not out.exists():
+        export(root, row.fmt)
+    return out
+
+
+def _score(row: Row, split: str, data: Path, pipe: Any, pred_dir: Path) -> dict[str, Any]:
+    """Scores of one family on one row: the runner of `pixelwise eval` (editing: its own evaluator)."""
+    if row.name == "editing":
+        from pixelwise.eval import editing
+
+        report = editing.evaluate(data, editing.model_predictor(pipe), with_scene=True)
+        m = {k: v for k, v in report["metrics"].items() if not isinstance(v, dict)}
+        return {"value": float(m[row.metric]) / 100.0, "metrics": m, "samples": report["samples"]}
+    from pixelwise.eval import runner
+    from pixelwise.eval.benchmarks import get_benchmark
+
+    b = get_benchmark(row.bench.format(split=split))
+    samples = b.read(data)
+    if pred_dir.exists():  # fresh predictions every run (the runner would otherwise skip existing ones)
+        import shutil
+
+        shutil.rmtree(pred_dir)
+    runner.predict(b, data, pipe, pred_dir, samples=samples)
+    report = runner.score(b, data, pred_dir, samples=samples)
+    m = report["metrics"]
+    return {"value": float(m[row.metric]) / 100.0, "metrics": m, "samples": report["samples"]}
+
+
+def _latency(pipe: Any, image: Any, repeats: int) -> dict[str, float]:
+    pipe.segment(image, "the red circle")  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        pipe.segment(image, "the red circle")
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "n": repeats}
+
+
+def _training(folder: Path) -> dict[str, Any] | None:
+    f = folder / "training.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    import pixelwise
+    from pixelwise.bench.suite import machine
+    from pixelwise.core.media import load_media
+
+    t_start = time.perf_counter()
+    rows = [r for r in ROWS if r.name in cfg.rows]
+    data: dict[tuple[str, str], Path] = {}
+    for split in cfg.splits:
+        for r in rows:
+            data[(split, r.name)] = _generate(cfg.workdir / "data" / f"{split}-{r.name}", split, r, cfg.num, cfg.seed)
+    probe_root = cfg.workdir / "data" / f"{cfg.splits[0]}-image_referring"
+    probe_rel = json.loads((probe_root / "samples.jsonl").read_text().splitlines()[0])["media"]
+    probe = np.asarray(load_media(probe_root / probe_rel).frames[0])
+
+    report: dict[str, Any] = {"machine": machine(), "config": {"splits": list(cfg.splits), "num": cfg.num,
+                                                              "seed": cfg.seed, "torch_threads": torch.get_num_threads()},
+                              "families": {}}
+    for fam in cfg.families:
+        folder = Path(cfg.checkpoints[fam])
+        t0 = time.perf_counter()
+        pipe = pixelwise.load(folder, device="cpu")
+        info = pipe.info()
+        entry: dict[str, Any] = {"checkpoint": str(folder), "parameters": info["parameters"],
+                                 "training": _training(folder), "latency": _latency(pipe, probe, cfg.latency_repeats),
+                                 "scores": {}}
+        for split in cfg.splits:
+            for r in rows:
+                pred_dir = cfg.workdir / "pred" / fam / split / r.name
+                try:
+                    entry["scores"].setdefault(split, {})[r.name] = _score(r, split, data[(split, r.name)], pipe,
+                                                                           pred_dir)
+                except Exception as e:  # noqa: BLE001  (a family that cannot take this input: recorded, not scored)
+                    entry["scores"].setdefault(split, {})[r.name] = {"value": None,
+                                                                     "unsupported": f"{type(e).__name__}: {e}"[:300]}
+                v = entry["scores"][split][r.name]["value"]
+                log(f"[compare] {fam:10s} {split:8s} {r.name:17s} {'-' if v is None else f'{v:.3f}'}")
+        entry["seconds"] = round(time.perf_counter() - t0, 1)
+        report["families"][fam] = entry
+        del pipe
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    report["machine"]["load_average_end"] = list(__import__("os").getloadavg())
+    return report
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def markdown(report: dict[str, Any], command: str) -> str:
+    """docs/comparison.md from a report (tables only; the prose around them lives in the template below)."""
+    fams = list(report["families"])
+    cfg = report["config"]
+    m = report["machine"]
+    lines = ["# The five families side by side", "",
+             "Generated by the command below from the committed checkpoints; do not edit the tables by hand.", "",
+             "```bash", command, "```", "",
+             f"Machine: {m['cpu']} x{m['cpu_count']}, torch {m['torch']}, {cfg['torch_threads']} thread(s), "
+             f"load average {m['load_average'][0]:.1f} -> {m['load_average_end'][0]:.1f}; whole run "
+             f"{report['seconds'] / 60:.1f} min. Data: PixelWorld, {cfg['num']} samples per row and split, seed "
+             f"{cfg['seed']} (generated by the command). Scores are fractions (1.0 = perfect); '-' = the family "
+             "cannot take that input (the reason is in the JSON report).", ""]
+    for split in cfg["splits"]:
+        lines += [f"## {split}", "", "| task | " + " | ".join(fams) + " |", "|---|" + "---|" * len(fams)]
+        for r in ROWS:
+            if not any(r.name in report["families"][f]["scores"].get(split, {}) for f in fams):
+                continue
+            vals = [report["families"][f]["scores"].get(split, {}).get(r.name, {}).get("value") for f in fams]
+            lines.append(f"| {r.title} | " + " | ".join(_fmt(v) for v in vals) + " |")
+        lines.append("")
+    lines += ["## Cost", "", "| | " + " | ".join(fams) + " |", "|---|" + "---|" * len(fams)]
+    lines.append("| parameters (M) | " + " | ".join(f"{report['families'][f]['parameters'] / 1e6:.2f}" for f in fams)
+                 + " |")
+
+    def train_cell(f: str) -> str:
+        t = report["families"][f].get("training")
+        return "?" if not t else f"{t['wall_minutes']:.0f} min, {t['examples']:,} examples"
+
+    lines.append("| training (CPU) | " + " | ".join(train_cell(f) for f in fams) + " |")
+    lines.append("| image query latency (median) | " + " | ".join(
+        f"{1000 * report['families'][f]['latency']['median_s']:.0f} ms" for f in fams) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+NOTES_MARKER = "<!-- notes: kept when the tables are regenerated -->"
+
+
+def with_notes(tables: str, existing: Path) -> str:
+    """The regenerated tables followed by the hand-written notes of the existing file (after `NOTES_MARKER`)."""
+    notes = ""
+    if existing.is_file():
+        text = existing.read_text()
+        if NOTES_MARKER in text:
+            notes = text[text.index(NOTES_MARKER):]
+    return tables.rstrip("\n") + "\n\n" + (notes or NOTES_MARKER + "\n")
+
+
+__all__ = ["FAMILIES", "NOTES_MARKER", "ROWS", "CompareConfig", "markdown", "run", "with_notes"]
