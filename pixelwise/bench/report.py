@@ -49,7 +49,12 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                 lines.append(f"{k}: peak RSS 1000 / 100 frames = {c['length'][f'{k}_peak_rss_ratio_1000_vs_100']:.3f}"
                              f" (query alone {c['length'].get(f'{k}_query_peak_rss_ratio_1000_vs_100', float('nan')):.3f})")
     if "throughput" in c:
-        lines.append(f"throughput: {c['throughput']['queries_per_s']:.2f} image queries/s")
+        t = c["throughput"]
+        line = f"throughput: {t['queries_per_s']:.2f} image queries/s one by one"
+        if "per_image_queries_per_s" in t:
+            line += (f", {t['per_image_queries_per_s']:.2f}/s with segment_many (3 texts per image) -> "
+                     f"{t['per_image_speedup']:.2f}x, same answers: {t['same_answers']}")
+        lines.append(line)
     if "train" in c:
         t = c["train"]
         lines.append(f"training ({t['config']}, micro-batch {t['micro_batch']}, {t['torch_threads']} threads): "

@@ -269,3 +269,39 @@ def test_bfloat16_runs(scripted):
     assert bf.info()["dtype"] == "bfloat16"
     result = bf.segment(make_frames(2), "the red square", max_new_tokens=2)
     assert result.frame_indices == [0, 1] and torch.get_default_dtype() == torch.float32
+
+
+# ---------------------------------------------------------------------------------------------------- segment_many
+
+
+def test_segment_many_answers_as_separate_queries_with_a_shared_prefill(pipe, monkeypatch):
+    clip = make_frames(6)
+    texts = ["the red square", "the blue circle that moves", "a dog"]
+    alone = [pipe.segment(clip, t, num_frames=4, max_new_tokens=6) for t in texts]
+    lengths = []
+    run_llm = pipe.model._run_llm
+
+    def spy(embeds, pos, cache=None):
+        lengths.append(embeds.shape[1])
+        return run_llm(embeds, pos, cache)
+
+    monkeypatch.setattr(pipe.model, "_run_llm", spy)
+    many = pipe.segment_many(clip, texts, num_frames=4, max_new_tokens=6)
+    assert [r.answer for r in many] == [r.answer for r in alone]
+    assert [r.extras["question"] for r in many] == [r.extras["question"] for r in alone]
+    prefills = [n for n in lengths if n > 1]  # decode steps feed one token
+    full = alone[0].extras.get("prompt_tokens") or prefills[0]
+    assert len(prefills) == 3 and prefills[0] == full and max(prefills[1:]) < full / 2  # frames not recomputed
+    with pytest.raises(PromptError, match="list of texts"):
+        pipe.segment_many(clip, "the red square")
+
+
+def test_segment_many_encodes_the_frames_once_for_every_query(pipe, scripted):
+    scripted("It is <|seg|>.")
+    clip = make_frames(6)
+    alone = [pipe.segment(clip, t, num_frames=6) for t in ("the red square", "the blue square")]
+    encoded = count_encoded(pipe)
+    many = pipe.segment_many(clip, ["the red square", "the blue square"], num_frames=6)
+    assert encoded() == 6  # not 12
+    for a, b in zip(alone, many):
+        assert len(b.objects) == 1 and np.array_equal(a.objects[0].masks, b.objects[0].masks)

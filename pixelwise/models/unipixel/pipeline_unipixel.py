@@ -110,6 +110,27 @@ class UniPixelPipeline(Pipeline):
         question = templates.segmentation_question(text, chat.media.is_image)
         return chat.send(question, regions, max_new_tokens=max_new_tokens)
 
+    def segment_many(self, media: MediaLike, texts: Sequence[str], *, num_frames: int = DEFAULT_NUM_FRAMES,
+                     frame_indices: Sequence[int] | None = None, propagate: str = "sampled",
+                     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: Progress | None = None) -> list[Result]:
+        """Several independent `segment` queries about one image or clip (offline work: RefCOCO has about three
+        expressions per image, MeViS several per video), each answered as if asked alone.
+
+        The media is read, resized and encoded (vision tower, SAM2) once for all of them, and each query's LLM
+        prefill starts from the keys/values of the previous query: the system prompt and the visual tokens they
+        share are not recomputed, only the tokens from the question on. Same answers and masks as `segment` per
+        text, up to float rounding."""
+        if isinstance(texts, str):
+            raise PromptError("segment_many takes a list of texts; use segment for one")
+        chat = self.chat(media, num_frames=num_frames, frame_indices=frame_indices, propagate=propagate,
+                         progress=progress)
+        results = []
+        for text in texts:
+            question = templates.segmentation_question(text, chat.media.is_image)
+            results.append(chat.send(question, max_new_tokens=max_new_tokens))
+            chat.restart()
+        return results
+
 
 @dataclass(eq=False)
 class _Region:
@@ -160,6 +181,11 @@ class UniPixelChat:
     @property
     def turns(self) -> int:
         return len(self.messages) // 2
+
+    def restart(self) -> None:
+        """Forget the turns (and their regions) but keep the encoded media and the LLM cache: the next `send` is a
+        first turn again whose prefill recomputes only what it does not share with the cached tokens."""
+        self.messages, self.region_ids, self._refer_masks = [], [], []
 
     # ------------------------------------------------------------------ a turn
 
