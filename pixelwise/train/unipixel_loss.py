@@ -124,8 +124,15 @@ class UniPixelTrainModule(torch.nn.Module):
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1
             extras.append(extra)
-        if total is None:  # nothing usable in this micro-batch: a zero that still touches every parameter
-            total = sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
+        # Every trainable parameter takes part, with weight 0 where these examples did not use it (SAM2 on a QA
+        # example, the `<|ref|>` encoder without point/box prompts), so every rank of a DDP / FSDP2 run reduces the
+        # same gradients whatever its examples were (FSDP2 reduce-scatters only parameters that have a gradient).
+        # Sharded parameters of other FSDP2 units (DTensors here) always run and are left alone.
+        from torch.distributed.tensor import DTensor
+
+        touch = sum(p.view(-1)[:1].sum() for p in self.model.parameters()
+                    if p.requires_grad and not isinstance(p, DTensor)) * 0.0
+        total = touch if total is None else total + touch
         n = max(1, len(examples))
         metrics = {k: sums[k] / counts[k] for k in sums}
         metrics["_counts"] = counts  # examples behind each metric (for exact means across ranks)

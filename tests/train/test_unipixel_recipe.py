@@ -154,11 +154,7 @@ def test_resume_continues_exactly(pw_data, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", pytest.param("fsdp2", marks=pytest.mark.xfail(
-    reason="open: in the FSDP2 run of the UniPixel recipe gloo reports a collective mismatch in the first backward "
-           "('Received data size doesn't match expected size', then SIGABRT), likely because ranks whose examples do "
-           "or do not run SAM2 reach the reduce-scatters in different orders; FSDP2 itself is covered by "
-           "tests/train/test_train_utils.py", strict=False))])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
 def test_two_cpu_processes_match_one(pw_data, tmp_path, strategy):
     single, multi = tmp_path / "single", tmp_path / "multi"
     run_recipe(toy_config(pw_data, single, final={"save": "none"}))
