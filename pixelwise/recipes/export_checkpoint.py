@@ -2,7 +2,8 @@
 
     python -m pixelwise.recipes.export_checkpoint runs/pixelworld-tiny --out pixelwise/checkpoints/pixelworld-tiny
 
-The run's `model_init/` holds config + tokenizer files; the checkpoint's `model.safetensors` the weights (in the
+The run's `model_init/` (or, for a run that started from a model folder, that folder) holds config + tokenizer files;
+the checkpoint's `model.safetensors` the weights (in the
 training module's names, i.e. the model's own). The result is written in the official layout, atomically per file.
 """
 
@@ -28,7 +29,13 @@ def export(run_dir: str | Path, out: str | Path, step: int | None = None) -> Pat
     ck = run_dir / "checkpoints" / f"step_{step:07d}" if step is not None else latest_checkpoint(run_dir)
     if ck is None or not (ck / "model.safetensors").is_file():
         raise CheckpointError(f"{run_dir}: no checkpoint to export")
-    init = run_dir / "model_init"
+    init = run_dir / "model_init"  # a run from scratch; a run from a model folder names it in its config.yaml
+    if not (init / "config.json").is_file() and (run_dir / "config.yaml").is_file():
+        import yaml
+
+        init = Path(yaml.safe_load((run_dir / "config.yaml").read_text()).get("_model_folder") or init)
+    if not (init / "config.json").is_file():
+        raise CheckpointError(f"{run_dir}: no model_init/ and no readable _model_folder in config.yaml")
     model = tiny.build_model(json.loads((init / "config.json").read_text()))
     missing, unexpected = model.load_state_dict(load_file(str(ck / "model.safetensors")), strict=False)
     missing = [k for k in missing if "rotary" not in k and k != "lm_head.weight"]

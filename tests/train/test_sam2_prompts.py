@@ -68,6 +68,14 @@ def test_stage0_trains_sam2_only_and_stage1_starts_from_it(pw_data, tmp_path):  
     run1 = tmp_path / "s1"
     run_recipe(toy_config(pw_data, run1, model={"init": str(run0 / "final")}, steps=2))
     assert len(losses(run1)) == 2 and (run1 / "final" / "model.safetensors").is_file()
+    # a checkpoint of a run that started from a folder exports with that folder's config and tokenizer
+    from pixelwise.recipes.export_checkpoint import export
+
+    out = export(run1, tmp_path / "exported")
+    exported = UniPixelForConditionalGeneration.from_pretrained(out).state_dict()
+    final = UniPixelForConditionalGeneration.from_pretrained(run1 / "final").state_dict()
+    assert all(torch.equal(exported[k], final[k]) for k in final)
+    assert (out / "tokenizer.json").read_text() == (run0 / "final" / "tokenizer.json").read_text()
 
 
 def test_box_prompt_loss_is_zero_at_the_targets_box_tokens_and_skips_absent_objects():
