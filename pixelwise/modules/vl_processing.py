@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from pixelwise.core.errors import CheckpointError, MediaError, PromptError
-from pixelwise.models.unipixel.mrope import mrope_position_ids
-from pixelwise.models.unipixel.processing_unipixel import (
+from pixelwise.modules.mrope import mrope_position_ids
+from pixelwise.modules.qwen_vl import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
     VIDEO_PAD,

@@ -9,7 +9,7 @@ Those families need more from the vision-language model than text generation:
   into local tokens at every layer. So `run` takes an explicit boolean attention mask [B, 1, L, L] and an optional
   per-layer hook, and returns the final-norm hidden states.
 
-Nothing here knows about segmentation; positions come from `pixelwise.models.unipixel.mrope` via the family's
+Nothing here knows about segmentation; positions come from `pixelwise.modules.mrope` via the family's
 processor (MRoPE with the transformers-4.53.3 rule, the same positions UniPixel uses).
 """
 

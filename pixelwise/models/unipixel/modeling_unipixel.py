@@ -31,8 +31,8 @@ from torch import nn
 
 from pixelwise.core.errors import CheckpointError, PromptError
 from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
-from pixelwise.models.unipixel.mrope import decode_position_ids, mrope_position_ids
 from pixelwise.models.unipixel.processing_unipixel import RefPrompt, UniPixelInputs
+from pixelwise.modules.mrope import decode_position_ids, mrope_position_ids
 from pixelwise.modules.sam2.common import LayerNorm2d
 
 # ----------------------------------------------------------------------------------------------- adapters

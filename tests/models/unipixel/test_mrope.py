@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pixelwise.models.unipixel.mrope import decode_position_ids, mrope_position_ids
+from pixelwise.modules.mrope import decode_position_ids, mrope_position_ids
 
 VS, VP = 5, 6
 
