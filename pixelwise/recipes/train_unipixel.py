@@ -32,7 +32,9 @@ from pixelwise.train import distributed as D
 DEFAULTS: dict[str, Any] = {
     "run_dir": "runs/unipixel",
     "seed": 0,
-    "objective": "unipixel",  # unipixel (conversations: LM + SAM2 losses) | sam2_prompts (stage 0: SAM2 alone)
+    # unipixel (conversations: LM + SAM2 losses) | sam2_prompts (SAM2 alone on clicked/boxed objects) |
+    # text_lm (the LLM alone on the conversations' text, every token supervised)
+    "objective": "unipixel",
     "threads": None,  # torch intra-op threads (None: torch's default)
     "model": {
         "init": "scratch",  # scratch | PATH (a checkpoint folder)
@@ -305,6 +307,12 @@ def train(cfg: dict, resume: bool = False) -> Path:
                                         objects=int(cfg["data"]["sample_objects"]), seed=cfg["seed"])
         source, collate = dataset, collate_prompted
         module = Sam2PromptModule(model, loss_cfg.sam2).to(info.device)
+    elif objective == "text_lm":  # the LLM alone on the conversations' text, every token supervised
+        from pixelwise.train.text_lm import TextLMDataset, TextLMModule, collate_text
+
+        source, collate = build_sources(cfg), collate_text
+        dataset = TextLMDataset(source, processor, seed=cfg["seed"])
+        module = TextLMModule(model, pad_id=processor.token_id("<|endoftext|>")).to(info.device)
     elif objective == "unipixel":
         source, collate = build_sources(cfg), collate_examples
         dataset = UniPixelTrainDataset(source, processor, seed=cfg["seed"],
@@ -313,7 +321,7 @@ def train(cfg: dict, resume: bool = False) -> Path:
                                        sam2_max_frames=cfg["data"].get("sam2_max_frames"))
         module = UniPixelTrainModule(model, loss_cfg).to(info.device)
     else:
-        raise ConfigError(f"objective {objective!r}: use unipixel or sam2_prompts")
+        raise ConfigError(f"objective {objective!r}: use unipixel, sam2_prompts or text_lm")
     sampler = ResumableSampler(len(dataset), seed=cfg["seed"], rank=info.rank, world_size=info.world_size)
 
     # (5) engines
