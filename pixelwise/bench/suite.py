@@ -317,7 +317,7 @@ def case_throughput(pipe: Any, cfg: BenchConfig) -> dict[str, Any]:
 
 
 def case_train(cfg: BenchConfig) -> dict[str, Any]:
-    """Training samples/s of the default model's recipe (stage 1: its sizes, micro-batch, data mix and losses) on
+    """Training samples/s of the default model's recipe (stage 2: its sizes, micro-batch, data mix and losses) on
     generated PixelWorld data: forward + backward + AdamW step, one sequence per sample."""
     import random
 
@@ -338,7 +338,7 @@ def case_train(cfg: BenchConfig) -> dict[str, Any]:
     rcfg = recipe.load_config(config_file)
     rcfg["data"]["sources"] = [{"type": "pixelworld", "root": str(data / "img")},
                                {"type": "pixelworld", "root": str(data / "vid")}]
-    # stage 1 of the default model starts from stage 0's folder; here: the same sizes, from scratch
+    # stage 2 of the default model starts from stage 1's folder; here: the same sizes, from scratch
     from pixelwise.pipeline import DEFAULT_MODEL
 
     rcfg["model"] = {**rcfg["model"], "init": "scratch",
