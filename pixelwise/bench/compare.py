@@ -70,8 +70,16 @@ def _generate(root: Path, split: str, row: Row, num: int, seed: int) -> Path:
     from pixelwise.data.pixelworld.export import export
     from pixelwise.data.pixelworld.generate import GenConfig, generate
 
+    cfg = GenConfig(split=split, num=num, seed=seed, tasks=(row.tasks,), video=row.video)
+    meta = root / "dataset.json"
+    if (root / "samples.jsonl").is_file() and meta.is_file():
+        m = json.loads(meta.read_text())
+        if (m.get("num"), m.get("seed"), m.get("split"), list(m.get("tasks") or [])) != (num, seed, split, [row.tasks]):
+            import shutil
+
+            shutil.rmtree(root)  # generated for another --num / --seed: regenerate, never score stale data
     if not (root / "samples.jsonl").is_file():
-        generate(root, GenConfig(split=split, num=num, seed=seed, tasks=(row.tasks,), video=row.video), workers=1)
+        generate(root, cfg, workers=1)
     if row.fmt is None:
         return root
     out = root / row.fmt

@@ -38,3 +38,15 @@ def test_cli_compare_rejects_unknown_family_and_row():
 
     assert main(["bench", "compare", "--family", "LISA"]) == 2
     assert main(["bench", "compare", "--row", "depth"]) == 2
+
+
+def test_generated_rows_are_regenerated_when_num_or_seed_change(tmp_path):
+    row = next(r for r in C.ROWS if r.name == "image_referring")
+    root = tmp_path / "rows"
+    C._generate(root, "test", row, 2, 0)
+    assert len((root / "samples.jsonl").read_text().splitlines()) == 2
+    C._generate(root, "test", row, 3, 0)  # another --num: not the stale 2 samples
+    assert len((root / "samples.jsonl").read_text().splitlines()) == 3
+    before = (root / "samples.jsonl").read_text()
+    C._generate(root, "test", row, 3, 1)  # another --seed
+    assert (root / "samples.jsonl").read_text() != before
