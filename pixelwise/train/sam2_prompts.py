@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pixelwise.modules.losses import Sam2LossWeights, sam2_frame_loss
+from pixelwise.modules.losses import Sam2LossWeights
 
 
 @dataclass
@@ -148,6 +148,7 @@ class Sam2PromptModule(torch.nn.Module):
 
     def forward(self, items: list[PromptedClip], keep_masks: bool = False):
         from pixelwise.modules.sam2.features import Sam2FrameFeatures
+        from pixelwise.train.unipixel_loss import tracked_mask_losses
 
         sam2 = self.model.require_sam2() if hasattr(self.model, "require_sam2") else self.model.sam2
         if not items:
@@ -169,18 +170,7 @@ class Sam2PromptModule(torch.nn.Module):
         # clicks (labels 1/0, -1 = none) and box corners (labels 2/3) are SAM2's positional point embeddings
         tokens = sam2.sam_prompt_encoder.embed_points(coords, labels, pad=False)
         targets = torch.cat([it.targets for it in items]).to(dev)  # [N_obj, K, S, S]
-        s = targets.shape[-1]
-        sums = {"focal": 0.0, "dice": 0.0, "iou": 0.0, "object_score": 0.0}
-        preds = []
-        for fo in sam2.track_frames(frame_of_each_object, tokens, frame_size=None, cond_frame=0, num_frames=k):
-            logits = F.interpolate(fo.decoder_multimask_logits.float(), size=(s, s), mode="bilinear",
-                                   align_corners=False)
-            terms = sam2_frame_loss(logits, fo.decoder_iou_pred, fo.object_score_logits, targets[:, fo.frame_idx],
-                                    self.weights)
-            for key, v in terms.items():
-                sums[key] = sums[key] + v
-            if keep_masks:
-                preds.append((fo.lowres_mask_logits > 0).detach().cpu())
+        sums, _ = tracked_mask_losses(sam2, frame_of_each_object, tokens, targets, self.weights)
         loss = sum(sums.values()) / (n * k)
         metrics = {"loss": float(loss.detach()), "loss_seg": float(loss.detach())}
         metrics.update({f"seg_{key}": float(v.detach()) / (n * k) for key, v in sums.items()})

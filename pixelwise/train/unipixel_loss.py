@@ -48,21 +48,8 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
         frames = ex.inputs.sam2_frames.to(prompts.device, prompts.dtype)
         feats = sam2.encode_frames(frames)
         targets = ex.seg_targets.to(prompts.device)  # [O, T, S, S]
-        s = targets.shape[-1]
-        sums = {"focal": 0.0, "dice": 0.0, "iou": 0.0, "object_score": 0.0}
         n_frames = targets.shape[1]
-        preds = []
-        for fo in sam2.track_frames(feats, prompts, frame_size=None, cond_frame=0, num_frames=n_frames):
-            logits = F.interpolate(fo.decoder_multimask_logits.float(), size=(s, s), mode="bilinear",
-                                   align_corners=False)
-            terms = sam2_frame_loss(logits, fo.decoder_iou_pred, fo.object_score_logits, targets[:, fo.frame_idx],
-                                    cfg.sam2)
-            for k, v in terms.items():
-                sums[k] = sums[k] + v
-            if keep_masks:
-                low = F.interpolate(fo.lowres_mask_logits[:, None].float(), size=(s, s), mode="bilinear",
-                                    align_corners=False)[:, 0]
-                preds.append((low > 0).detach().cpu())
+        sums, preds = tracked_mask_losses(sam2, feats, prompts, targets, cfg.sam2, keep_masks)
         n_obj = targets.shape[0]
         l_seg = sum(sums.values()) / (n_obj * n_frames)
         total = total + cfg.seg_weight * l_seg
@@ -78,6 +65,28 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
             extras["pred_masks"] = torch.stack(preds, 1)
     metrics["loss"] = float(total.detach())
     return total, metrics, extras
+
+
+def tracked_mask_losses(sam2, feats, prompts: torch.Tensor, targets: torch.Tensor, weights: Sam2LossWeights,
+                        keep_masks: bool = False) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """Track O prompted objects (prompt tokens [O, n, C] on frame 0) through the frames of `feats` (a
+    `FrameSource`) and sum SAM2's mask losses against `targets` bool [O, T, S, S] over the frames.
+
+    -> (summed loss terms {focal, dice, iou, object_score}, per-frame predicted masks bool [O, S, S] if keep_masks).
+    """
+    s, n_frames = targets.shape[-1], targets.shape[1]
+    sums: dict = {"focal": 0.0, "dice": 0.0, "iou": 0.0, "object_score": 0.0}
+    preds = []
+    for fo in sam2.track_frames(feats, prompts, frame_size=None, cond_frame=0, num_frames=n_frames):
+        logits = F.interpolate(fo.decoder_multimask_logits.float(), size=(s, s), mode="bilinear", align_corners=False)
+        terms = sam2_frame_loss(logits, fo.decoder_iou_pred, fo.object_score_logits, targets[:, fo.frame_idx], weights)
+        for k, v in terms.items():
+            sums[k] = sums[k] + v
+        if keep_masks:
+            low = F.interpolate(fo.lowres_mask_logits[:, None].float(), size=(s, s), mode="bilinear",
+                                align_corners=False)[:, 0]
+            preds.append((low > 0).detach().cpu())
+    return sums, preds
 
 
 def box_prompt_loss(sam2, prompts: torch.Tensor, masks: torch.Tensor) -> torch.Tensor | None:
