@@ -86,7 +86,7 @@ class PromptedObjectDataset:
         from pixelwise.data.pixelworld.scene import Scene
         from pixelwise.models.unipixel.processing_unipixel import sam2_transform
 
-        rng = random.Random(hash((self.seed, self.epoch, int(index), "sam2")) & 0xFFFFFFFF)
+        rng = random.Random(hash((self.seed, self.epoch, int(index), 2)) & 0xFFFFFFFF)  # ints only: str hashes vary per process
         scene = Scene.from_json(self.scenes[int(index)])
         n_t = scene.num_frames
         k = min(self.clip_frames, n_t) if n_t > 1 else 1

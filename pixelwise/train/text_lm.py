@@ -48,7 +48,7 @@ class TextLMDataset:
     def __getitem__(self, index: int) -> TextItem | None:
         from pixelwise.modules.qwen_vl import render_chat
 
-        rng = random.Random(hash((self.seed, self.epoch, int(index), "text")) & 0xFFFFFFFF)
+        rng = random.Random(hash((self.seed, self.epoch, int(index), 3)) & 0xFFFFFFFF)  # ints only: str hashes vary per process
         _, convs, _ = self.source.conversations(int(index), rng)
         if not convs:
             return None

@@ -33,7 +33,7 @@ def test_prompts_fall_on_their_object(pw_data):  # noqa: F811
                     ys, xs = torch.nonzero(target, as_tuple=True)
                     (x0, _), (_, y1) = coords.tolist()
                     w, h = float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)
-                    assert abs(x0 - float(xs.min())) <= 0.1 * w + 1.5 and abs(y1 - float(ys.max() + 1)) <= 0.1 * h + 1.5
+                    assert abs(x0 - float(xs.min())) <= 0.1 * w + 3 and abs(y1 - float(ys.max() + 1)) <= 0.1 * h + 3
                 else:  # the first click is on the object
                     assert _near(target, *coords[0].tolist())
     assert {(2, 3), (1, -1)} <= kinds
@@ -136,3 +136,16 @@ def test_text_lm_items_are_the_rendered_conversations(pw_data):  # noqa: F811
     assert all(it is not None and 0 < it.ids.numel() <= 64 for it in items)
     assert torch.equal(ds[0].ids, items[0].ids)  # a pure function of the index
     assert TextLMModule  # the module is exercised end to end by the recipe test above
+
+
+def test_items_do_not_depend_on_the_process_hash_seed(pw_data):  # noqa: F811
+    """Item randomness must be the same in every process (a resumed run re-creates its data in a new process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pixelwise.train.sam2_prompts import PromptedObjectDataset as D; "
+            "d = D([sys.argv[1]], 64, seed=0); print(d[0].coords.tolist(), d[1].labels.tolist())")
+    outs = {subprocess.run([sys.executable, "-c", code, str(pw_data / "img")], capture_output=True, text=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": h}, check=True).stdout
+            for h in ("1", "2")}
+    assert len(outs) == 1
