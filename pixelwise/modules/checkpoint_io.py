@@ -37,6 +37,19 @@ def save_weights(model: nn.Module, path: str | Path, exclude_prefixes: tuple[str
     return atomic_write_bytes(Path(path) / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
 
 
+def save_model_folder(model: nn.Module, path: str | Path, config, processor=None,
+                      exclude_prefixes: tuple[str, ...] = ()) -> Path:
+    """A family's checkpoint folder: `config.json` (`config.save_pretrained`), `model.safetensors` (atomic, without
+    `exclude_prefixes`) and, if given, the processor's files."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(path)
+    save_weights(model, path, exclude_prefixes=exclude_prefixes)
+    if processor is not None:
+        processor.save_pretrained(path)
+    return path
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
     from pixelwise.core.checkpoint import load_safetensors
 

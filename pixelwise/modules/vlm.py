@@ -26,6 +26,13 @@ LayerHook = Callable[[int, torch.Tensor], torch.Tensor]
 """`hook(layer_index, hidden_states [B, L, D]) -> hidden_states`, called before every decoder layer."""
 
 
+# The tiny trunk the from-scratch families (PixelLM, UFO) start from: their configs copy these defaults.
+DEFAULT_TEXT_SIZES: dict[str, Any] = {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4,
+                                      "num_attention_heads": 4, "num_key_value_heads": 2, "mrope_section": [4, 6, 6]}
+DEFAULT_VISION_SIZES: dict[str, Any] = {"depth": 4, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2,
+                                        "patch_size": 8, "window_size": 64, "fullatt_block_indexes": [1, 3]}
+
+
 def text_config(sizes: dict[str, Any], vocab_size: int):
     """A `Qwen2_5_VLTextConfig` from a plain dict (hidden_size, num_hidden_layers, ..., mrope_section)."""
     from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTextConfig

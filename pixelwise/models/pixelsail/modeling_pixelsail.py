@@ -89,18 +89,12 @@ class PixelSailModel(nn.Module):
         paper discards them after training."""
         import dataclasses
 
-        from pixelwise.modules.checkpoint_io import save_weights
+        from pixelwise.modules.checkpoint_io import save_model_folder
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         cfg, dropped = self.config, ()
         if drop_distillation:
             cfg, dropped = dataclasses.replace(cfg, distill_dim=0, distill_fine_dim=0), ("distill_",)
-        cfg.save_pretrained(path)
-        save_weights(self, path, exclude_prefixes=dropped)
-        if processor is not None:
-            processor.save_pretrained(path)
-        return path
+        return save_model_folder(self, path, cfg, processor, exclude_prefixes=dropped)
 
     # ------------------------------------------------------------------ embedding
     def embed_one(self, inp: PixelSailInputs) -> torch.Tensor:

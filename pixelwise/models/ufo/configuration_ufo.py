@@ -9,24 +9,22 @@ tokens on the image; each grid point decodes its own answer ("<box>...</box><MAS
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from pixelwise.core.config import JsonConfig
 from pixelwise.core.errors import ConfigError
+from pixelwise.modules.vlm import DEFAULT_TEXT_SIZES, DEFAULT_VISION_SIZES
 
 MODEL_TYPE = "pixelwise_ufo"
 
 
 @dataclass
 class UFOConfig(JsonConfig):
-    text: dict[str, Any] = field(default_factory=lambda: {
-        "hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "mrope_section": [4, 6, 6]})
-    vision: dict[str, Any] = field(default_factory=lambda: {
-        "depth": 4, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "patch_size": 8,
-        "window_size": 64, "fullatt_block_indexes": [1, 3]})
+    text: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_TEXT_SIZES))
+    vision: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_VISION_SIZES))
     vocab_size: int = 1088
     num_mask_tokens: int = 16
     box_bins: int = 1000

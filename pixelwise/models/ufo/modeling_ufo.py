@@ -268,15 +268,9 @@ class UFOForConditionalGeneration(nn.Module):
         return model.eval()
 
     def save_pretrained(self, path: str | Path, processor=None) -> Path:
-        from pixelwise.modules.checkpoint_io import save_weights
+        from pixelwise.modules.checkpoint_io import save_model_folder
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.config.save_pretrained(path)
-        save_weights(self, path)
-        if processor is not None:
-            processor.save_pretrained(path)
-        return path
+        return save_model_folder(self, path, self.config, processor)
 
 
 def token_ids_of(processor) -> dict[str, int]:

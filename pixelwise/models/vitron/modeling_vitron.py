@@ -118,18 +118,12 @@ class VitronModel(nn.Module):
     def save_pretrained(self, path: str | Path, processor=None, drop_training_heads: bool = True) -> Path:
         import dataclasses
 
-        from pixelwise.modules.checkpoint_io import save_weights
+        from pixelwise.modules.checkpoint_io import save_model_folder
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         cfg, dropped = self.config, ()
         if drop_training_heads:
             cfg, dropped = dataclasses.replace(cfg, synergy_hidden=0), ("synergy.",)
-        cfg.save_pretrained(path)
-        save_weights(self, path, exclude_prefixes=dropped)
-        if processor is not None:
-            processor.save_pretrained(path)
-        return path
+        return save_model_folder(self, path, cfg, processor, exclude_prefixes=dropped)
 
     # ------------------------------------------------------------------ front end
     def encode_frames(self, patches: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
