@@ -13,6 +13,7 @@ median image-query latency measured here.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -170,7 +171,7 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any
         report["families"][fam] = entry
         del pipe
     report["seconds"] = round(time.perf_counter() - t_start, 1)
-    report["machine"]["load_average_end"] = list(__import__("os").getloadavg())
+    report["machine"]["load_average_end"] = list(os.getloadavg())
     return report
 
 

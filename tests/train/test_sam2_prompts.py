@@ -140,12 +140,13 @@ def test_text_lm_items_are_the_rendered_conversations(pw_data):  # noqa: F811
 
 def test_items_do_not_depend_on_the_process_hash_seed(pw_data):  # noqa: F811
     """Item randomness must be the same in every process (a resumed run re-creates its data in a new process)."""
+    import os
     import subprocess
     import sys
 
     code = ("import sys; from pixelwise.train.sam2_prompts import PromptedObjectDataset as D; "
             "d = D([sys.argv[1]], 64, seed=0); print(d[0].coords.tolist(), d[1].labels.tolist())")
     outs = {subprocess.run([sys.executable, "-c", code, str(pw_data / "img")], capture_output=True, text=True,
-                           env={**__import__("os").environ, "PYTHONHASHSEED": h}, check=True).stdout
+                           env={**os.environ, "PYTHONHASHSEED": h}, check=True).stdout
             for h in ("1", "2")}
     assert len(outs) == 1
