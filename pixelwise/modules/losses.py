@@ -29,6 +29,12 @@ class Sam2LossWeights:
     object_score: float = 5.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    # "l1": the official L1 between the sigmoid IoU prediction and the actual IoU. Its gradient vanishes once the
+    # sigmoid saturates, which a from-scratch SAM2 reaches early (every IoU is ~0 at first): the head then predicts 0
+    # for every candidate forever and selection degrades to "candidate 0" (measured on the session-2 default model:
+    # picked IoU 0.17 where the best candidate had 0.78). "bce": binary cross-entropy on the IoU logits against the
+    # actual IoU, whose gradient (sigmoid - IoU) never vanishes.
+    iou_loss: str = "l1"
 
 
 def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, labels_mask: torch.Tensor) -> torch.Tensor:
@@ -72,7 +78,8 @@ def actual_iou(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def sam2_frame_loss(multimask_logits: torch.Tensor, iou_pred: torch.Tensor, object_score_logits: torch.Tensor,
-                    targets: torch.Tensor, w: Sam2LossWeights) -> dict[str, torch.Tensor]:
+                    targets: torch.Tensor, w: Sam2LossWeights, iou_logits: torch.Tensor | None = None,
+                    ) -> dict[str, torch.Tensor]:
     """One frame, O objects: multimask logits [O, K, S, S], iou_pred [O, K], object scores [O], targets bool [O, S, S].
 
     Returns the *sums over objects* of each weighted term (the caller divides by objects and frames).
@@ -86,7 +93,14 @@ def sam2_frame_loss(multimask_logits: torch.Tensor, iou_pred: torch.Tensor, obje
     present = targets.flatten(1).any(-1).to(multimask_logits.dtype)  # [O]
     with torch.no_grad():
         iou_true = actual_iou(multimask_logits, t)
-    iou_l1 = (iou_pred.float() - iou_true).abs().mean(1)
+    if w.iou_loss == "bce":
+        if iou_logits is None:
+            raise ValueError("iou_loss 'bce' needs the decoder's IoU logits")
+        iou_l1 = F.binary_cross_entropy_with_logits(iou_logits.float(), iou_true, reduction="none").mean(1)
+    elif w.iou_loss == "l1":
+        iou_l1 = (iou_pred.float() - iou_true).abs().mean(1)
+    else:
+        raise ValueError(f"iou_loss {w.iou_loss!r}: use l1 or bce")
     score = F.binary_cross_entropy_with_logits(object_score_logits.float(), present.float(), reduction="none")
     return {
         "focal": (w.focal * focal[rows, best] * present).sum(),

@@ -79,7 +79,8 @@ def tracked_mask_losses(sam2, feats, prompts: torch.Tensor, targets: torch.Tenso
     preds = []
     for fo in sam2.track_frames(feats, prompts, frame_size=None, cond_frame=0, num_frames=n_frames):
         logits = F.interpolate(fo.decoder_multimask_logits.float(), size=(s, s), mode="bilinear", align_corners=False)
-        terms = sam2_frame_loss(logits, fo.decoder_iou_pred, fo.object_score_logits, targets[:, fo.frame_idx], weights)
+        terms = sam2_frame_loss(logits, fo.decoder_iou_pred, fo.object_score_logits, targets[:, fo.frame_idx], weights,
+                                iou_logits=fo.decoder_iou_logits)
         for k, v in terms.items():
             sums[k] = sums[k] + v
         if keep_masks:

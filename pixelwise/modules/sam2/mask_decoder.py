@@ -107,6 +107,7 @@ class MaskDecoderOutput:
     iou_pred: torch.Tensor  # [B, K]
     sam_tokens: torch.Tensor  # [B, K, C] mask-token outputs (object-pointer source)
     object_score_logits: torch.Tensor  # [B, 1]
+    iou_logits: torch.Tensor | None = None  # [B, K] before the sigmoid (a loss on them cannot saturate)
 
 
 class MaskDecoder(nn.Module):
@@ -132,8 +133,8 @@ class MaskDecoder(nn.Module):
         self.conv_s0 = nn.Conv2d(c, c // 8, kernel_size=1)
         self.conv_s1 = nn.Conv2d(c, c // 4, kernel_size=1)
         self.output_hypernetworks_mlps = nn.ModuleList(MLP(c, c, c // 8, 3) for _ in range(self.num_mask_tokens))
-        self.iou_prediction_head = MLP(c, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth,
-                                       sigmoid_output=True)
+        # sigmoid applied in forward, so the logits stay available to the loss
+        self.iou_prediction_head = MLP(c, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
         self.pred_obj_score_head = MLP(c, c, 1, 3)
 
     def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse_prompt: torch.Tensor,
@@ -159,9 +160,10 @@ class MaskDecoder(nn.Module):
         hyper = torch.stack([mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], 1)
         _, cu, hu, wu = up.shape
         masks = (hyper @ up.reshape(b, cu, hu * wu)).reshape(b, -1, hu, wu)
-        iou_pred = self.iou_prediction_head(iou_token_out)
+        iou_logits = self.iou_prediction_head(iou_token_out)
+        iou_pred = torch.sigmoid(iou_logits)
         object_score_logits = self.pred_obj_score_head(hs[:, 0])
 
         sel = slice(1, None) if multimask_output else slice(0, 1)
         return MaskDecoderOutput(masks=masks[:, sel], iou_pred=iou_pred[:, sel], sam_tokens=mask_tokens_out[:, sel],
-                                 object_score_logits=object_score_logits)
+                                 object_score_logits=object_score_logits, iou_logits=iou_logits[:, sel])

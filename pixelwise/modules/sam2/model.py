@@ -62,6 +62,7 @@ class Sam2FrameOutput:
     decoder_iou_pred: torch.Tensor  # [O, 3]
     decoder_multimask_logits: torch.Tensor  # [O, 3, h4, w4]
     sparse_prompt: torch.Tensor | None  # [O, N, C] on the conditioning frame, else None
+    decoder_iou_logits: torch.Tensor | None = None  # [O, 3] decoder_iou_pred before its sigmoid
 
 
 @dataclass
@@ -76,6 +77,7 @@ class _FrameMemory:
 class _HeadsOutput:
     multimask_logits: torch.Tensor  # [O, 3, h4, w4] raw
     iou_pred: torch.Tensor  # [O, 3]
+    iou_logits: torch.Tensor  # [O, 3]
     lowres_logits: torch.Tensor  # [O, 1, h4, w4] kept candidate (masked if inference)
     obj_ptr: torch.Tensor  # [O, C]
     object_score_logits: torch.Tensor  # [O, 1]
@@ -222,6 +224,7 @@ class Sam2Model(nn.Module):
                 decoder_iou_pred=heads.iou_pred,
                 decoder_multimask_logits=heads.multimask_logits,
                 sparse_prompt=heads.sparse_prompt if t == cond_frame else None,
+                decoder_iou_logits=heads.iou_logits,
             )
 
     @staticmethod
@@ -254,7 +257,7 @@ class Sam2Model(nn.Module):
         obj_ptr = self.obj_ptr_proj(token)
         lam = present.to(obj_ptr.dtype)
         obj_ptr = lam * obj_ptr + (1 - lam) * self.no_obj_ptr
-        return _HeadsOutput(dec.masks, dec.iou_pred, lowres, obj_ptr, dec.object_score_logits, sparse)
+        return _HeadsOutput(dec.masks, dec.iou_pred, dec.iou_logits, lowres, obj_ptr, dec.object_score_logits, sparse)
 
     def _encode_memory(self, embed: torch.Tensor, heads: _HeadsOutput) -> _FrameMemory:
         """Memory of a frame from its raw image embedding and the kept mask (upsampled to S x S)."""
