@@ -28,7 +28,7 @@ import torch
 from pixelwise.recipes.train_unipixel import build_model, select_trainable
 from pixelwise.train import distributed as D
 from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
-from pixelwise.train.unipixel_data import ExampleBuilder, Example
+from pixelwise.train.unipixel_data import Example, ExampleBuilder
 from pixelwise.train.unipixel_loss import LossConfig, UniPixelTrainModule, unwrap_core
 
 # data types of the handful, and the PixelWorld tasks that produce them
