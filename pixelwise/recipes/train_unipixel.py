@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
         "sizes": {},  # TinySizes overrides (scratch)
         "vocab_size": 1024,  # BPE vocabulary of the offline tokenizer (scratch)
         "partial_checkpoints": [],  # earlier stages' trainable-only files loaded over the init
+        # config.json keys changed when starting from a folder (e.g. {vision_abs_pos: 8}); parameters that the
+        # change adds start from their own init (zero for vision_abs_pos), all others from the folder
+        "config_overrides": {},
         "gradient_checkpointing": False,
     },
     "train": {
@@ -103,7 +106,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict[str,
 
 
 def build_sources(cfg: dict) -> Any:
-    from pixelwise.train.unipixel_data import BenchmarkSource, MixedSource, PixelWorldSource
+    from pixelwise.train.unipixel_data import BenchmarkSource, DenseGroundingSource, MixedSource, PixelWorldSource
 
     sources = []
     for s in cfg["data"]["sources"]:
@@ -112,8 +115,10 @@ def build_sources(cfg: dict) -> Any:
             src = PixelWorldSource(s["root"], tasks=s.get("tasks"))
         elif kind == "benchmark":
             src = BenchmarkSource(s["benchmark"], s["root"])
+        elif kind == "pixelworld_dense":  # every object of a scene with its box or mask (DenseGroundingSource)
+            src = DenseGroundingSource(s["root"], seg_rate=float(s.get("seg_rate", 0.5)))
         else:
-            raise ConfigError(f"data source type {kind!r}: use pixelworld or benchmark")
+            raise ConfigError(f"data source type {kind!r}: use pixelworld, pixelworld_dense or benchmark")
         sources.append((src, float(s.get("rate", 1.0))))
     if not sources:
         raise ConfigError("data.sources is empty")
@@ -154,6 +159,18 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
     else:
         folder = Path(mcfg["init"])
         model = UniPixelForConditionalGeneration.from_pretrained(folder)
+        if mcfg.get("config_overrides"):
+            from pixelwise.models.unipixel import UniPixelConfig
+
+            config = UniPixelConfig.from_dict({**model.config.to_dict(), **mcfg["config_overrides"]},
+                                              source="model.config_overrides")
+            torch.manual_seed(cfg["seed"])
+            grown = UniPixelForConditionalGeneration(config)
+            _, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+            if unexpected:
+                raise ConfigError(f"model.config_overrides removes parameters: {unexpected[:5]}")
+            grown.stop_token_ids = model.stop_token_ids
+            model = grown
     processor = UniPixelProcessor.from_pretrained(folder)
     for part in mcfg.get("partial_checkpoints") or []:
         from safetensors.torch import load_file

@@ -104,7 +104,78 @@ class BenchmarkSource(TrainSource):
         return frames, [Conversation(f"seg_{kind}", [(q, "Sure, it is <|seg|>.")], seg_masks=gt)], s.key
 
 
-import re  # noqa: E402  (used by BenchmarkSource)
+import re
+
+DENSE_QUESTIONS = (
+    "Give the bounding box of every object.",
+    "List every object in this image with its box.",
+    "Locate each object and output its box.",
+)
+DENSE_SEG_QUESTIONS = (
+    "Please segment every object in this image.",
+    "Segment each object in this image and name it.",
+)
+
+
+class DenseGroundingSource(TrainSource):
+    """Every object of a PixelWorld scene in one answer, left to right and top to bottom: as text with its box
+    (`<box>x1,y1,x2,y2</box>` on PixelWorld's box grid) or named and segmented (`<|seg|>`, one SAM2 target each).
+
+    A referring conversation supervises about 20 answer tokens and one mask; this one supervises every object of the
+    image (about 5 names and boxes, ~80 tokens) and ties each name to a position, the thing a from-scratch LLM
+    lacks (docs/models/pixelworld-tiny.md). Scenes come from native folders and are re-rendered (first frame).
+    """
+
+    def __init__(self, root: str | Path, seg_rate: float = 0.5):
+        import json
+
+        self.scenes: list[dict] = []
+        seen: set[str] = set()
+        with open(Path(root) / "samples.jsonl") as f:
+            for line in f:
+                scene = json.loads(line)["scene"]
+                key = json.dumps(scene, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    self.scenes.append(scene)
+        self.seg_rate = seg_rate
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def group_keys(self) -> list[str]:
+        return ["dense_image"] * len(self)
+
+    def conversations(self, index, rng):
+        from pixelwise.core.masks import mask_to_box
+        from pixelwise.data.pixelworld.grammar import describe_object
+        from pixelwise.data.pixelworld.render import render
+        from pixelwise.data.pixelworld.scene import Scene
+        from pixelwise.data.pixelworld.tasks import box_text
+
+        scene = Scene.from_json(self.scenes[int(index)])
+        rgb, vis, _ = render(scene, [0])
+        objs = []
+        for k, o in enumerate(scene.objects):
+            if vis[k, 0].sum() >= 12:
+                x1, y1, x2, y2 = mask_to_box(vis[k, 0])
+                objs.append((y1 // 16, x1, k, o, (x1, y1, x2, y2)))
+        if not objs:
+            return rgb, [], f"scene-{index}"
+        objs.sort(key=lambda t: (t[0], t[1]))
+        names = [describe_object(o) for *_, o, _ in objs]
+        if rng.random() < self.seg_rate:
+            answer = ", ".join(f"{n} {SEG_TOKEN}" for n in names)
+            masks = np.stack([vis[k] for _, _, k, _, _ in objs])  # [O, 1, H, W]
+            conv = Conversation("dense_seg", [(rng.choice(DENSE_SEG_QUESTIONS), answer[:1].upper() + answer[1:] + ".")],
+                                seg_masks=masks)
+        else:
+            answer = ", ".join(f"{n} {box_text(b, scene.width, scene.height)}" for (*_, b), n in zip(objs, names))
+            conv = Conversation("dense_box", [(rng.choice(DENSE_QUESTIONS), answer[:1].upper() + answer[1:] + ".")])
+        return rgb, [conv], f"scene-{index}"
+
+
+SEG_TOKEN = "<|seg|>"
 
 
 class MixedSource(TrainSource):

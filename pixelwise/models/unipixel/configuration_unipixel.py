@@ -133,6 +133,7 @@ class UniPixelConfig:
                                      "spatial_merge_size": Field(int, 1, 64),
                                      "temporal_patch_size": Field(int, 1, 64, required=False)}, f"{source}: vision_config")
         check_token_ids(self.raw, _TOKEN_ID_KEYS + ("bos_token_id", "eos_token_id"), text["vocab_size"], source)
+        check_config_fields(self.raw, {"vision_abs_pos": Field(int, 0, 1024, required=False)}, source)
 
     # ---------------------------------------------------------------- text (Qwen2.5) part
 
@@ -290,6 +291,14 @@ class UniPixelConfig:
     @property
     def sam2_image_size(self) -> int:
         return int(self.raw.get("sam2_image_size", 1024))
+
+    @property
+    def vision_abs_pos(self) -> int:
+        """pixelwise's tiny models only (0 = off, the official architecture): learned row + column embeddings, for
+        merged-grid positions up to this many per side, added to the visual tokens before the LLM. Qwen2.5-VL's
+        positions are all relative (2-D RoPE in the ViT, MRoPE in the LLM), so a from-scratch LLM has no absolute
+        location to read a box from; a pre-trained one learned to infer it from the image content."""
+        return int(self.raw.get("vision_abs_pos", 0))
 
     @property
     def sam2_hidden_tokens(self) -> int:

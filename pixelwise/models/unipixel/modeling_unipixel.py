@@ -241,6 +241,11 @@ class UniPixelForConditionalGeneration(nn.Module):
         self.ref_proj = nn.Sequential(nn.GELU(), nn.Linear(6 * c, d))
         m = config.merger_hidden_size
         self.msk_proj = nn.Sequential(nn.Linear(m, m), nn.GELU(), nn.Linear(m, d))
+        if config.vision_abs_pos:  # tiny models only (configuration_unipixel: vision_abs_pos); zero at init
+            self.visual_pos_rows = nn.Embedding(config.vision_abs_pos, d)
+            self.visual_pos_cols = nn.Embedding(config.vision_abs_pos, d)
+            nn.init.zeros_(self.visual_pos_rows.weight)
+            nn.init.zeros_(self.visual_pos_cols.weight)
 
         self.stop_token_ids: list[int] | None = None  # from generation_config.json when loaded from a folder
         self.sam2: nn.Module | None = None
@@ -348,6 +353,19 @@ class UniPixelForConditionalGeneration(nn.Module):
         window_index, _ = get_vision_window_index(grid_thw, vc.spatial_merge_size, vc.window_size, vc.patch_size)
         return out.pooler_output, captured["x"], window_index
 
+    def absolute_positions(self, grid_thw: torch.Tensor) -> torch.Tensor:
+        """Row + column embeddings of every merged visual token, raster order per frame pair -> [N, D]."""
+        m = self.config.spatial_merge_size
+        t, h, w = (int(v) for v in grid_thw.reshape(-1, 3)[0])
+        gh, gw = h // m, w // m
+        limit = self.config.vision_abs_pos
+        if gh > limit or gw > limit:
+            raise PromptError(f"a {gh}x{gw} visual grid exceeds this model's absolute positions ({limit} per side)")
+        dev = self.visual_pos_rows.weight.device
+        rows = self.visual_pos_rows(torch.arange(gh, device=dev))[:, None]
+        cols = self.visual_pos_cols(torch.arange(gw, device=dev))[None]
+        return (rows + cols).reshape(1, gh * gw, -1).expand(t, -1, -1).reshape(t * gh * gw, -1)
+
     def temporal_code(self, frames: torch.Tensor, num_llm_frames: int) -> torch.Tensor:
         """Prompt frame indices [R] -> [R, 3C]; frames are normalised by (2*grid_t - 1) as in the official model."""
         t = frames.to(torch.float32) / max(1, num_llm_frames - 1)
@@ -422,6 +440,8 @@ class UniPixelForConditionalGeneration(nn.Module):
                 )
             if video_embeds.shape[0] != video_pos.numel():
                 raise PromptError(f"{video_pos.numel()} <|video_pad|> tokens for {video_embeds.shape[0]} visual tokens")
+            if cfg.vision_abs_pos:
+                video_embeds = video_embeds + self.absolute_positions(inputs.video_grid_thw).to(video_embeds.dtype)
             embeds[video_pos] = video_embeds.to(embeds.dtype)
             info.video_embeds, info.merger_input, info.window_index = video_embeds, merger_input, window_index
         elif video_pos.numel():

@@ -1,0 +1,240 @@
+"""Which part of a UniPixel model fails on PixelWorld: per-kind scores and the upper bounds of each part.
+
+    python -m pixelwise.recipes.pixelworld_parts --model pixelwise/checkpoints/pixelworld-tiny --split test --num 100
+
+A headline score mixes three abilities; this separates them, on the same generated samples as `eval_pixelworld`:
+
+* **per expression kind** (attr / relation / ordinal / motion / reasoning ...): the referring rows' scores broken down
+  by the kind of expression PixelWorld generated (from the per-sample rows of an `eval_pixelworld` report);
+* **mask side** (SAM2 alone, no language): the target prompted on the first frame by its ground-truth box or by a
+  click at its interior point farthest from the boundary (the official evaluation click), tracked over the clip,
+  the candidate chosen by SAM2's IoU head as at inference. Also the best of SAM2's 3 candidates (an oracle choice), so a
+  broken IoU head shows as a gap. What the model could reach if the LLM pointed SAM2 at the right object perfectly;
+* **language side** (the LLM alone): the model is asked for the target's box as text ("Give the bounding box of
+  {phrase}.", the PixelWorld grounding task), and the box is compared with the truth (IoU, centre distance);
+* **visual prompts through the public API**: a point (the same interior click) or the exact box on an object, given
+  to `pipe.ask` as region `[0]`; the mask that comes back for the region is compared with the object's mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pixelwise.core.masks import rle_decode
+from pixelwise.core.media import load_media
+from pixelwise.core.prompts import Box, Point
+
+
+def native_samples(root: Path) -> list[dict]:
+    with open(root / "samples.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+def _native_index(key: str) -> int:
+    """Index of the native sample behind a benchmark row key (refcoco `image_id/ref_id` with image_id = index + 1;
+    video layouts name the sample id; PixelQA questions are numbered in sample order)."""
+    m = re.search(r"(?:train|val|test|holdout|long)-(\d+)", key)
+    if m:
+        return int(m.group(1))
+    if "/" in key:
+        return int(key.split("/")[0]) - 1
+    return int(key)
+
+
+def kind_breakdown(report: dict, samples: list[dict]) -> dict[str, dict[str, float]]:
+    """Per expression kind: cIoU (rows with I/U) or mean J&F (video rows), with the sample count."""
+    acc: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for row in report.get("per_sample", []):
+        s = samples[_native_index(str(row["key"]))]
+        kind = (s.get("expression") or {}).get("kind") or s.get("qtype") or s["task"]
+        a = acc[kind]
+        a["n"] += 1
+        if "I" in row:
+            a["I"] += row["I"]
+            a["U"] += row["U"]
+        elif "J&F" in row:
+            a["J&F"] += row["J&F"]
+        elif "correct" in row:
+            a["acc"] += float(bool(row["correct"]))
+    out = {}
+    for kind, a in sorted(acc.items()):
+        n = int(a["n"])
+        if "U" in a:
+            out[kind] = {"cIoU": a["I"] / max(a["U"], 1.0), "n": n}
+        elif "J&F" in a:
+            out[kind] = {"J&F": a["J&F"] / n / 100.0 if a["J&F"] > n else a["J&F"] / n, "n": n}
+        else:
+            out[kind] = {"acc": a["acc"] / n, "n": n}
+    return out
+
+
+def interior_click(mask: np.ndarray) -> tuple[float, float]:
+    """The pixel farthest from the mask's boundary (the official PixelQA evaluation click)."""
+    import cv2
+
+    dist = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(dist.argmax()), dist.shape)
+    return float(x), float(y)
+
+
+def tight_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    ys, xs = np.nonzero(mask)
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+def _target(s: dict) -> np.ndarray:
+    """bool [T, H, W] of the sample's first target (frames where the mask is missing are empty)."""
+    t = s["targets"][0]
+    return np.stack([rle_decode(m) if m else np.zeros((s["height"], s["width"]), bool) for m in t["masks"]])
+
+
+def _frames(root: Path, s: dict) -> np.ndarray:
+    return load_media(root / s["media"]).frames[:]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    u = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / u) if u else 1.0
+
+
+@torch.no_grad()
+def sam2_upper_bound(model, root: Path, limit: int | None = None) -> dict[str, dict[str, float]]:
+    """SAM2 of `model` prompted by the target's true box / interior click on frame 0 (no language)."""
+    from pixelwise.models.unipixel.processing_unipixel import sam2_transform
+
+    sam2 = model.require_sam2()
+    size = sam2.image_size
+    res: dict[str, dict[str, list[float]]] = {"box": defaultdict(list), "click": defaultdict(list)}
+    for s in native_samples(root)[:limit]:
+        frames, gt = _frames(root, s), _target(s)
+        if not gt[0].any():
+            continue
+        h, w = gt.shape[-2:]
+        feats = sam2.encode_frames(sam2_transform(frames, size).to(model.device))
+        sx, sy = size / w, size / h
+        x0, y0, x1, y1 = tight_box(gt[0])
+        cx, cy = interior_click(gt[0])
+        prompts = {"box": (torch.tensor([[[x0 * sx, y0 * sy], [x1 * sx, y1 * sy]]]), torch.tensor([[2, 3]])),
+                   "click": (torch.tensor([[[cx * sx, cy * sy], [0.0, 0.0]]]), torch.tensor([[1, -1]]))}
+        for kind, (coords, labels) in prompts.items():
+            tokens = sam2.sam_prompt_encoder.embed_points(coords.to(model.device), labels.to(model.device), pad=False)
+            out = sam2.track(feats, tokens, frame_size=(h, w))
+            pred = out.masks[0].cpu().numpy()
+            r = res[kind]
+            inter = np.logical_and(pred, gt).sum()
+            union = np.logical_or(pred, gt).sum()
+            r["I"].append(float(inter))
+            r["U"].append(float(union))
+            r["iou0"].append(_iou(pred[0], gt[0]))
+            cands = F.interpolate(out.decoder_multimask_logits[0, :1].float(), size=(h, w), mode="bilinear") > 0
+            r["best0"].append(max(_iou(c.cpu().numpy(), gt[0]) for c in cands[0]))
+    return {kind: {"cIoU": sum(r["I"]) / max(sum(r["U"]), 1.0), "frame0_iou": float(np.mean(r["iou0"])),
+                   "frame0_best_of_3": float(np.mean(r["best0"])),
+                   "frame0_frac_iou_0.8": float(np.mean(np.array(r["iou0"]) >= 0.8)), "n": len(r["iou0"])}
+            for kind, r in res.items() if r["iou0"]}
+
+
+BOX_RE = re.compile(r"<box>\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)")
+
+
+def _box_iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def llm_grounding(pipe, root: Path, limit: int | None = None) -> dict[str, float]:
+    """The LLM's box for the target as text vs the truth (images; PixelWorld writes boxes on a `BOX_GRID` grid)."""
+    from pixelwise.data.pixelworld.tasks import BOX_GRID
+    ious, dists, parsed = [], [], 0
+    samples = [s for s in native_samples(root)[:limit] if s.get("phrase")]
+    for s in samples:
+        frames, gt = _frames(root, s), _target(s)
+        r = pipe.ask(frames[:1], f"Give the bounding box of {s['phrase']}.")
+        m = BOX_RE.search(r.answer)
+        truth = tight_box(gt[0])
+        if not m:
+            ious.append(0.0)
+            continue
+        parsed += 1
+        h, w = gt.shape[-2:]
+        b = [float(v) * (w if k % 2 == 0 else h) / BOX_GRID for k, v in enumerate(m.groups())]
+        ious.append(_box_iou(b, truth))
+        dists.append(float(np.hypot((b[0] + b[2] - truth[0] - truth[2]) / 2, (b[1] + b[3] - truth[1] - truth[3]) / 2)))
+    n = len(samples)
+    return {"box_iou": float(np.mean(ious)) if ious else 0.0, "frac_iou_0.5": float(np.mean(np.array(ious) >= 0.5)),
+            "centre_error_px": float(np.mean(dists)) if dists else float("nan"), "parsed": parsed / max(n, 1), "n": n}
+
+
+def visual_prompts(pipe, root: Path, limit: int | None = None) -> dict[str, dict[str, float]]:
+    """Every visible object of each scene's first frame, prompted by a point or a box through `pipe.ask`."""
+    from pixelwise.data.pixelworld.render import render
+    from pixelwise.data.pixelworld.scene import Scene
+
+    res: dict[str, list[float]] = {"point": [], "box": []}
+    for s in native_samples(root)[:limit]:
+        scene = Scene.from_json(s["scene"])
+        rgb, vis, _ = render(scene, [0])
+        for o in range(vis.shape[0]):
+            m = vis[o, 0]
+            if m.sum() < 12:
+                continue
+            cx, cy = interior_click(m)
+            x0, y0, x1, y1 = tight_box(m)
+            for kind, region in (("point", Point(cx, cy, 0)), ("box", Box(x0, y0, x1, y1, 0))):
+                r = pipe.ask(rgb[:1], "What is [0]?", regions=[region], max_new_tokens=8)
+                res[kind].append(_iou(np.asarray(r.objects[0].masks[0]), m))
+    return {k: {"mean_iou": float(np.mean(v)), "frac_iou_0.8": float(np.mean(np.array(v) >= 0.8)), "n": len(v)}
+            for k, v in res.items() if v}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import pixelwise
+    from pixelwise.recipes.eval_pixelworld import ROWS, generate
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None, help="checkpoint folder (default: the shipped default model)")
+    ap.add_argument("--out", default="runs/eval-pixelworld", help="the eval_pixelworld output folder (data, reports)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--num", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=50, help="samples per upper-bound measurement")
+    ap.add_argument("--scenes", type=int, default=10, help="scenes for the visual-prompt check (every object)")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    pipe = pixelwise.load(args.model) if args.model else pixelwise.load()
+    result: dict = {"model": args.model or "default", "split": args.split, "kinds": {}}
+    for name in ("image_referring", "video_referring", "motion_referring"):
+        root = out / "data" / f"{args.split}-{name}"
+        generate(root, args.split, ROWS[name], args.num, args.seed)
+        rep = out / args.split / f"{name}.json"
+        if rep.is_file():
+            result["kinds"][name] = kind_breakdown(json.loads(rep.read_text()), native_samples(root))
+    img = out / "data" / f"{args.split}-image_referring"
+    vid = out / "data" / f"{args.split}-video_referring"
+    result["sam2_given_truth"] = {"image": sam2_upper_bound(pipe.model, img, args.limit),
+                                  "video": sam2_upper_bound(pipe.model, vid, args.limit // 2)}
+    result["llm_box_text"] = llm_grounding(pipe, img, args.limit)
+    result["visual_prompts_api"] = visual_prompts(pipe, img, args.scenes)
+    path = out / f"parts-{args.split}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
