@@ -14,7 +14,9 @@ For every split it generates (once, deterministic in `(seed, split, num)`) and e
 | PixelQA | clips, task `pixelqa` | `pixelqa` (box prompts) | accuracy (+ J&F of the tracked object) |
 
 and runs `pixelwise eval` (the runner behind it) with the model loaded by `pixelwise.load`. Results go to
-`OUT/<split>/<row>.json` and a summary `OUT/summary.json`.
+`OUT/<split>/<row>.json` and a summary `OUT/summary.json`; the referring rows are also broken down by expression kind
+(attr / relation / ordinal / motion ...). `--parts` adds the per-part upper bounds of `pixelworld_parts` (SAM2 given
+the true box or click, the LLM's box as text, point/box prompts through the API) for each split.
 """
 
 from __future__ import annotations
@@ -185,12 +187,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--limit", type=int, default=None, help="score only the first N samples of each row")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--direct", action="store_true", help="drive the model directly, not through pixelwise.load")
+    ap.add_argument("--parts", action="store_true", help="also measure each part's upper bound (pixelworld_parts)")
     args = ap.parse_args(argv)
 
     import torch
 
     from pixelwise.eval import runner
     from pixelwise.eval.benchmarks import get_benchmark
+    from pixelwise.recipes import pixelworld_parts as parts
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -213,12 +217,34 @@ def main(argv: list[str] | None = None) -> dict:
             report.update(counts)
             runner.write_report(report, out / split / f"{name}.json")
             h = headline(report["metrics"])
+            if name.endswith("referring"):
+                h["kinds"] = parts.kind_breakdown(report, parts.native_samples(data.parent))
             h.update(samples=report["samples"], seconds=round(time.perf_counter() - t0, 1))
             summary["splits"].setdefault(split, {})[name] = h
-            print(f"{split:8s} {name:17s} " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                                        for k, v in h.items()), flush=True)
+            print(f"{split:8s} {name:17s} " + "  ".join(_fmt(k, v) for k, v in h.items()), flush=True)
+            (out / f"summary-{'-'.join(args.splits)}.json").write_text(json.dumps(summary, indent=2))
+        if args.parts and how == "pixelwise.load":
+            img = out / "data" / f"{split}-image_referring"
+            vid = out / "data" / f"{split}-video_referring"
+            for root, name in ((img, "image_referring"), (vid, "video_referring")):
+                generate(root, split, ROWS[name], args.num, args.seed)
+            limit = min(args.num, 50)
+            up = {"sam2_given_truth": {"image": parts.sam2_upper_bound(model.model, img, limit),
+                                       "video": parts.sam2_upper_bound(model.model, vid, limit // 2)},
+                  "llm_box_text": parts.llm_grounding(model, img, limit),
+                  "visual_prompts_api": parts.visual_prompts(model, img, 10)}
+            summary["splits"][split]["parts"] = up
+            print(f"{split:8s} parts             {json.dumps(up)}", flush=True)
             (out / f"summary-{'-'.join(args.splits)}.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _fmt(key: str, value) -> str:
+    if isinstance(value, float):
+        return f"{key} {value:.4f}"
+    if isinstance(value, dict):  # per-kind breakdown
+        return key + " {" + ", ".join(f"{k}: {next(iter(v.values())):.3f} (n={v['n']})" for k, v in value.items()) + "}"
+    return f"{key} {value}"
 
 
 if __name__ == "__main__":

@@ -60,8 +60,8 @@ def kind_breakdown(report: dict, samples: list[dict]) -> dict[str, dict[str, flo
         if "I" in row:
             a["I"] += row["I"]
             a["U"] += row["U"]
-        elif "J&F" in row:
-            a["J&F"] += row["J&F"]
+        elif "J" in row and "F" in row:  # video rows: per-expression J and F (fractions)
+            a["J&F"] += (row["J"] + row["F"]) / 2
         elif "correct" in row:
             a["acc"] += float(bool(row["correct"]))
     out = {}
@@ -70,7 +70,7 @@ def kind_breakdown(report: dict, samples: list[dict]) -> dict[str, dict[str, flo
         if "U" in a:
             out[kind] = {"cIoU": a["I"] / max(a["U"], 1.0), "n": n}
         elif "J&F" in a:
-            out[kind] = {"J&F": a["J&F"] / n / 100.0 if a["J&F"] > n else a["J&F"] / n, "n": n}
+            out[kind] = {"J&F": a["J&F"] / n, "n": n}
         else:
             out[kind] = {"acc": a["acc"] / n, "n": n}
     return out

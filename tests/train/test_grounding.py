@@ -115,6 +115,8 @@ def test_kind_breakdown_and_interior_click():
                              {"key": "3/2", "I": 10, "U": 10}]}
     kinds = kind_breakdown(report, samples)
     assert kinds["attr"] == {"cIoU": 0.75, "n": 2} and kinds["relation"] == {"cIoU": 0.0, "n": 1}
+    video = {"per_sample": [{"key": "test-000000/0", "J": 0.5, "F": 0.7}, {"key": "test-000002/0", "J": 0.1, "F": 0.3}]}
+    assert kind_breakdown(video, samples)["attr"] == {"J&F": pytest.approx(0.4), "n": 2}
     ring = np.zeros((40, 40), bool)
     ring[5:35, 5:35] = True
     ring[12:28, 12:28] = False  # a square ring: the centre is not on the object
