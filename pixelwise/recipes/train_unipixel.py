@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
         # config.json keys changed when starting from a folder (e.g. {vision_abs_pos: 8}); parameters that the
         # change adds start from their own init (zero for vision_abs_pos), all others from the folder
         "config_overrides": {},
+        "processor_overrides": {},  # preprocessor_config.json keys changed (e.g. frame_min/max_pixels)
         "gradient_checkpointing": False,
     },
     "train": {
@@ -103,6 +104,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict[str,
 
 
 # ------------------------------------------------------------------------------------------------ model
+
+# the non-weight files of a model folder that travel with it (tokenizer, templates, frame budget, stop tokens)
+PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "preprocessor_config.json", "generation_config.json")
 
 
 def build_sources(cfg: dict) -> Any:
@@ -171,6 +176,25 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
                 raise ConfigError(f"model.config_overrides removes parameters: {unexpected[:5]}")
             grown.stop_token_ids = model.stop_token_ids
             model = grown
+        if mcfg.get("processor_overrides"):  # e.g. a larger LLM frame: the folder's files, this preprocessor config
+            import shutil
+
+            from pixelwise.core.io import atomic_write_text
+
+            copy_to = run_dir / "model_init"
+            if info.is_main:
+                copy_to.mkdir(parents=True, exist_ok=True)
+                for f in (*PROCESSOR_FILES, "config.json"):
+                    if (folder / f).is_file():
+                        shutil.copyfile(folder / f, copy_to / f)
+                pre = json.loads((folder / "preprocessor_config.json").read_text())
+                unknown = set(mcfg["processor_overrides"]) - set(pre)
+                if unknown:
+                    raise ConfigError(f"model.processor_overrides: unknown keys {sorted(unknown)}")
+                pre.update(mcfg["processor_overrides"])
+                atomic_write_text(copy_to / "preprocessor_config.json", json.dumps(pre, indent=2) + "\n")
+            D.barrier(info)
+            folder = copy_to
     processor = UniPixelProcessor.from_pretrained(folder)
     for part in mcfg.get("partial_checkpoints") or []:
         from safetensors.torch import load_file
@@ -572,8 +596,7 @@ def _final(cfg, run_dir, wrapped, model, processor, model_folder, info, strategy
     import shutil
 
     model.save_pretrained(out)
-    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-              "chat_template.jinja", "preprocessor_config.json", "generation_config.json"):
+    for f in PROCESSOR_FILES:
         if (Path(model_folder) / f).is_file():
             shutil.copyfile(Path(model_folder) / f, out / f)
     return out

@@ -134,3 +134,17 @@ def test_sam2_given_the_truth_measures_the_mask_side(pw_images):
         r = out[kind]
         # the kept candidate is resized differently from the oracle's: allow a hair of difference
         assert r["n"] == 2 and 0 <= r["frame0_iou"] <= r["frame0_best_of_3"] + 0.02 <= 1.02
+
+
+def test_processor_overrides_change_the_frame_budget(tmp_path):
+    from pixelwise.recipes.train_unipixel import build_model, load_config
+    from pixelwise.train import distributed as D
+
+    cfg = load_config(None, [f"model.init={DEFAULT}", f"run_dir={tmp_path}",
+                             "model.processor_overrides={frame_min_pixels: 50176, frame_max_pixels: 50176}"])
+    _, processor, folder = build_model(cfg, tmp_path, D.DistInfo())
+    _, _, thw = processor.process_frames(np.zeros((2, 128, 128, 3), np.uint8))
+    assert folder == tmp_path / "model_init" and [int(v) for v in thw.reshape(-1)] == [1, 16, 16]  # 8 x 8 merged
+    bad = load_config(None, [f"model.init={DEFAULT}", "model.processor_overrides={frame_pixels: 1}"])
+    with pytest.raises(ConfigError, match="frame_pixels"):
+        build_model(bad, tmp_path / "bad", D.DistInfo())
