@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,19 @@ def test_tied_weights_saved_once_and_restored(tmp_path):
     b = Tied()
     load_checkpoint(path, b)
     assert torch.equal(b.head.weight, a.emb.weight) and b.head.weight is b.emb.weight
+
+
+def test_learning_curves_png(tmp_path):
+    import json
+
+    from pixelwise.train.curves import plot, read_losses, smooth
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": s, "loss": 10.0 / s, "loss_lm": 1.0} for s in range(1, 41)] + [{"step": 40, "loss": 0.5}]
+    (run / "losses.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    d = read_losses(run)
+    assert d["loss"].shape == (2, 40) and d["loss"][1, -1] == 0.5  # a repeated step keeps its last value
+    assert np.allclose(smooth(np.arange(6.0), 3), [0, 0.5, 1, 2, 3, 4])
+    out = plot([run], ["loss", "loss_box_prompt"], tmp_path / "c.png", window=5)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
