@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelwise.core.errors import CheckpointError, ConfigError
+from pixelwise.core.hub import resolve_checkpoint
 from pixelwise.pipeline.base import Pipeline, normalize_regions, resolve_device
 from pixelwise.pipeline.media import PROPAGATE_MODES, QueryMedia, open_query_media
 
@@ -55,8 +56,10 @@ def families() -> list[str]:
 
 
 def load(path: str | Path | None = None, *, device: Any = "auto", dtype: Any = None,
-         threads: int | None = None) -> Pipeline:
-    """Load a checkpoint folder (default: the shipped default model) as a ready-to-use pipeline.
+         threads: int | None = None, local_files_only: bool = False) -> Pipeline:
+    """Load a checkpoint folder or a Hugging Face repo id (`owner/name[@revision]`, from the local cache first,
+    downloaded unless `HF_HUB_OFFLINE=1` or `local_files_only`) as a ready-to-use pipeline; default: the shipped
+    default model.
 
     `device`: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ... `dtype`: "fp32", "bf16", "fp16" or a torch
     dtype (default: bfloat16 on GPU, float32 on CPU). Attention runs through torch SDPA (no flash-attn needed).
@@ -76,13 +79,7 @@ def load(path: str | Path | None = None, *, device: Any = "auto", dtype: Any = N
                 "no default model is installed in this pixelwise build yet; pass a checkpoint folder, "
                 "e.g. pixelwise.load('checkpoints/UniPixel-3B') or --model checkpoints/UniPixel-3B")
         path = DEFAULT_MODEL
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        hint = ""
-        if not folder.exists() and str(path).count("/") == 1 and not str(path).startswith((".", "/", "~")):
-            hint = (f" (pixelwise reads checkpoints from disk; download it first, e.g. "
-                    f"`huggingface-cli download {path} --local-dir checkpoints/{str(path).split('/')[1]}`)")
-        raise CheckpointError(f"{path}: not a checkpoint folder{hint}")
+    folder = resolve_checkpoint(path, local_files_only=local_files_only)
     config_file = folder / "config.json"
     try:
         model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")

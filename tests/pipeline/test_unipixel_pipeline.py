@@ -36,6 +36,24 @@ def square(t: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- loading
 
 
+def test_load_a_hub_id_from_the_cache_offline(tmp_path, monkeypatch):
+    """A repo id resolves to its snapshot in the Hugging Face cache (layout of huggingface_hub), no network."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--PolyU-ChenLab--UniPixel-Tiny"
+    shutil.copytree(CHECKPOINT, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipe = pixelwise.load("PolyU-ChenLab/UniPixel-Tiny")
+    assert pipe.info()["family"] == "unipixel"
+    assert pixelwise.load(f"PolyU-ChenLab/UniPixel-Tiny@{commit}", local_files_only=True).info()["family"] == "unipixel"
+    with pytest.raises(CheckpointError, match="not in the Hugging Face cache"):
+        pixelwise.load("PolyU-ChenLab/UniPixel-Tiny@v9")
+
+
 def test_load_and_info(pipe):
     info = pipe.info()
     assert info["family"] == "unipixel" and info["name"] == "checkpoint" and info["device"] == "cpu"
@@ -44,8 +62,13 @@ def test_load_and_info(pipe):
 
 
 def test_load_errors(tmp_path, monkeypatch):
-    with pytest.raises(CheckpointError, match="huggingface-cli download PolyU-ChenLab/UniPixel-3B"):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with pytest.raises(CheckpointError, match="PolyU-ChenLab/UniPixel-3B: not a local folder and not in the Hugging "
+                                              "Face cache; `hf download PolyU-ChenLab/UniPixel-3B`"):
         pixelwise.load("PolyU-ChenLab/UniPixel-3B")
+    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
+        pixelwise.load("./no/such/folder")
     with pytest.raises(CheckpointError, match="no config.json"):
         pixelwise.load(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
