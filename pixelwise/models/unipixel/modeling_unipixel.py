@@ -440,9 +440,10 @@ class UniPixelForConditionalGeneration(nn.Module):
                 )
             if video_embeds.shape[0] != video_pos.numel():
                 raise PromptError(f"{video_pos.numel()} <|video_pad|> tokens for {video_embeds.shape[0]} visual tokens")
+            placed = video_embeds  # the tower's output is what a later query reuses (`UniPixelOutput.vision`)
             if cfg.vision_abs_pos:
-                video_embeds = video_embeds + self.absolute_positions(inputs.video_grid_thw).to(video_embeds.dtype)
-            embeds[video_pos] = video_embeds.to(embeds.dtype)
+                placed = video_embeds + self.absolute_positions(inputs.video_grid_thw).to(video_embeds.dtype)
+            embeds[video_pos] = placed.to(embeds.dtype)
             info.video_embeds, info.merger_input, info.window_index = video_embeds, merger_input, window_index
         elif video_pos.numel():
             raise PromptError("the text has <|video_pad|> tokens but no frames were given")
