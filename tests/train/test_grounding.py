@@ -151,3 +151,26 @@ def test_processor_overrides_change_the_frame_budget(tmp_path):
     bad = load_config(None, [f"model.init={DEFAULT}", "model.processor_overrides={frame_pixels: 1}"])
     with pytest.raises(ConfigError, match="frame_pixels"):
         build_model(bad, tmp_path / "bad", D.DistInfo())
+
+
+def test_region_prompts_to_sam2_segments_the_region_with_sam2_itself(pw_images):
+    import pixelwise
+    from pixelwise.core.media import load_media
+    from pixelwise.core.prompts import Box, Point
+    from pixelwise.models.unipixel.processing_unipixel import ref_prompt
+
+    pipe = pixelwise.load(DEFAULT)
+    model, processor = pipe.model, pipe.processor
+    frames = load_media(next((pw_images / "media").iterdir())).frames[:]
+    sam2 = model.require_sam2()
+    with torch.no_grad():
+        feats = sam2.encode_frames(processor.sam2_frames(frames))
+    for region in (Box(30, 20, 70, 60, 0), Point(50, 40, 0)):
+        with torch.no_grad():
+            _, alone = next(model.region_frames([ref_prompt(region, (128, 128), sam2.image_size)], feats, (128, 128), 1))
+        model.config.raw["region_prompts_to_sam2"] = True
+        r = pipe.ask(frames, "What is [0]?", regions=[region], max_new_tokens=4)
+        assert np.array_equal(r.objects[0].masks[0], (alone.mask_logits[0] > 0).numpy())
+        model.config.raw["region_prompts_to_sam2"] = False  # the official path: the <|seg|> state prompts SAM2
+        official = pipe.ask(frames, "What is [0]?", regions=[region], max_new_tokens=4)
+        assert official.objects[0].masks.shape == r.objects[0].masks.shape

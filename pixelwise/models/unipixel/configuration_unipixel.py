@@ -301,6 +301,13 @@ class UniPixelConfig:
         return int(self.raw.get("vision_abs_pos", 0))
 
     @property
+    def region_prompts_to_sam2(self) -> bool:
+        """pixelwise's tiny models only (False = the official behaviour): a point/box region is segmented by SAM2
+        prompted with that point/box on its own frame, as an interactive SAM2 is, instead of with the `<|seg|>` state
+        of the localization round (which a from-scratch LLM must first learn to copy from the `<|ref|>` input)."""
+        return bool(self.raw.get("region_prompts_to_sam2", False))
+
+    @property
     def sam2_hidden_tokens(self) -> int:
         return int(self.raw.get("sam2_hidden_tokens", 2))
 

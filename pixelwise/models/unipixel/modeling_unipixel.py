@@ -607,6 +607,21 @@ class UniPixelForConditionalGeneration(nn.Module):
         size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
         yield from sam2.track_frames(features, prompts, size, cond_frame=0, num_frames=num_frames)
 
+    def region_frames(self, prompts: Sequence[RefPrompt], features: Any, frame_size: tuple[int, int] | None,
+                      num_frames: int) -> Iterator[tuple[int, Any]]:
+        """SAM2 prompted directly by point/box regions (`config.region_prompts_to_sam2`): yields (region index, frame
+        output) as each region is tracked forward from its own frame (frames before it stay empty)."""
+        sam2 = self.require_sam2()
+        size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
+        for k, p in enumerate(prompts):
+            coords, labels = p.coords.to(self.device, self.dtype), p.labels.to(self.device)
+            if coords.shape[1] == 1:  # a click is 2 tokens in SAM2's prompt training: the point + a not-a-point
+                coords = torch.cat([coords, coords.new_zeros(1, 1, 2)], 1)
+                labels = torch.cat([labels, -labels.new_ones(1, 1)], 1)
+            tokens = sam2.sam_prompt_encoder.embed_points(coords, labels, pad=False)
+            for out in sam2.track_frames(features, tokens, size, cond_frame=int(p.frame), num_frames=num_frames):
+                yield k, out
+
     @torch.no_grad()
     def predict(self, inputs: UniPixelInputs, max_new_tokens: int = 512,
                 stop_token_ids: Sequence[int] | None = None, include_prompt_segs: bool = True,

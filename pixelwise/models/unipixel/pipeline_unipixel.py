@@ -282,7 +282,10 @@ class UniPixelChat:
             out = self.model(inputs)
             self._vision = self._vision or out.vision
             states = out.prenorm_hidden[out.seg_positions]  # one per `[k] <|seg|>`, in region order
-            masks, scores = self._track(states, over_all=False)
+            if self.model.config.region_prompts_to_sam2:  # tiny models: SAM2 takes the point/box itself
+                masks, scores = self._track_regions([inputs.ref_prompts[order.index(r.id)] for r in located])
+            else:
+                masks, scores = self._track(states, over_all=False)
             for j, r in enumerate(located):
                 r.state, r.masks, r.score = states[j], masks[j], float(scores[j])
         for o, r in enumerate(regions):
@@ -358,6 +361,16 @@ class UniPixelChat:
             best = torch.maximum(best, out.object_score_logits.float().cpu())
             if self.progress is not None:
                 self.progress(out.frame_idx + 1, num)
+        return masks, torch.sigmoid(best).numpy()
+
+    def _track_regions(self, prompts: list) -> tuple[np.ndarray, np.ndarray]:
+        """Masks [O, T, H, W] over the frames read and object scores [O] of point/box regions prompting SAM2."""
+        num, (h, w) = self.media.sampled.num_frames, self.media.size
+        masks = np.zeros((len(prompts), num, h, w), bool)
+        best = torch.full((len(prompts),), -torch.inf)
+        for k, out in self.model.region_frames(prompts, self._sampled_features(), (h, w), num):
+            masks[k, out.frame_idx] = (out.mask_logits[0] > 0).cpu().numpy()
+            best[k] = torch.maximum(best[k], out.object_score_logits[0].float().cpu())
         return masks, torch.sigmoid(best).numpy()
 
     def _track_reference(self, states: torch.Tensor, over_all: bool) -> tuple[np.ndarray, np.ndarray]:
