@@ -121,7 +121,8 @@ def build_sources(cfg: dict) -> Any:
         elif kind == "benchmark":
             src = BenchmarkSource(s["benchmark"], s["root"])
         elif kind == "pixelworld_dense":  # every object of a scene with its box or mask (DenseGroundingSource)
-            src = DenseGroundingSource(s["root"], seg_rate=float(s.get("seg_rate", 0.5)))
+            src = DenseGroundingSource(s["root"], seg_rate=float(s.get("seg_rate", 0.5)),
+                                       mem_rate=float(s.get("mem_rate", 0.0)))
         else:
             raise ConfigError(f"data source type {kind!r}: use pixelworld, pixelworld_dense or benchmark")
         sources.append((src, float(s.get("rate", 1.0))))

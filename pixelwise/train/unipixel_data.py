@@ -119,14 +119,15 @@ DENSE_SEG_QUESTIONS = (
 
 class DenseGroundingSource(TrainSource):
     """Every object of a PixelWorld scene in one answer, left to right and top to bottom: as text with its box
-    (`<box>x1,y1,x2,y2</box>` on PixelWorld's box grid) or named and segmented (`<|seg|>`, one SAM2 target each).
+    (`<box>x1,y1,x2,y2</box>` on PixelWorld's box grid), named and segmented (`<|seg|>`, one SAM2 target each), or,
+    given every object's mask as a region (`<|mem|>` memory), named region by region ("[0] is a small red circle").
 
     A referring conversation supervises about 20 answer tokens and one mask; this one supervises every object of the
     image (about 5 names and boxes, ~80 tokens) and ties each name to a position, the thing a from-scratch LLM
     lacks (docs/models/pixelworld-tiny.md). Scenes come from native folders and are re-rendered (first frame).
     """
 
-    def __init__(self, root: str | Path, seg_rate: float = 0.5):
+    def __init__(self, root: str | Path, seg_rate: float = 0.5, mem_rate: float = 0.0):
         import json
 
         self.scenes: list[dict] = []
@@ -139,6 +140,7 @@ class DenseGroundingSource(TrainSource):
                     seen.add(key)
                     self.scenes.append(scene)
         self.seg_rate = seg_rate
+        self.mem_rate = mem_rate  # the rest (1 - seg_rate - mem_rate) are boxes as text
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -164,7 +166,15 @@ class DenseGroundingSource(TrainSource):
             return rgb, [], f"scene-{index}"
         objs.sort(key=lambda t: (t[0], t[1]))
         names = [describe_object(o) for *_, o, _ in objs]
-        if rng.random() < self.seg_rate:
+        r = rng.random()
+        if r < self.mem_rate:  # regions by memory: the mask-pooled features of each object must be named
+            order = list(range(len(objs)))
+            rng.shuffle(order)  # region ids in random order: the name must come from the memory, not the position
+            mem = [[MaskPrompt(vis[objs[j][2], 0], 0)] for j in order]
+            answer = ", ".join(f"[{i}] is {names[j]}" for i, j in enumerate(order))
+            q = rng.choice(("What is each highlighted region?", "Name every highlighted region."))
+            conv = Conversation("dense_mem", [(q, answer[:1].upper() + answer[1:] + ".")], mem_masks=mem)
+        elif r < self.mem_rate + self.seg_rate:
             answer = ", ".join(f"{n} {SEG_TOKEN}" for n in names)
             masks = np.stack([vis[k] for _, _, k, _, _ in objs])  # [O, 1, H, W]
             conv = Conversation("dense_seg", [(rng.choice(DENSE_SEG_QUESTIONS), answer[:1].upper() + answer[1:] + ".")],

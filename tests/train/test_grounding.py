@@ -86,6 +86,7 @@ def test_absolute_positions_are_bounded_and_saved(grown, tmp_path):
 
 def test_dense_grounding_names_every_visible_object_in_reading_order(pw_images):
     from pixelwise.core.masks import mask_to_box
+    from pixelwise.data.pixelworld.grammar import describe_object
     from pixelwise.data.pixelworld.render import render
     from pixelwise.data.pixelworld.scene import Scene
     from pixelwise.data.pixelworld.tasks import BOX_GRID
@@ -108,6 +109,15 @@ def test_dense_grounding_names_every_visible_object_in_reading_order(pw_images):
     _, convs, _ = seg.conversations(0, random.Random(0))
     answer = convs[0].turns[0][1]
     assert answer.count("<|seg|>") == convs[0].seg_masks.shape[0] == len(visible)
+
+    mem = DenseGroundingSource(pw_images, seg_rate=0.0, mem_rate=1.0)
+    _, convs, _ = mem.conversations(0, random.Random(0))
+    answer, regions = convs[0].turns[0][1], convs[0].mem_masks
+    assert len(regions) == len(visible) and all(f"[{i}] is " in answer for i in range(len(visible)))
+    named = {int(i): name for i, name in re.findall(r"\[(\d+)\] is ([a-z ]+)", answer)}
+    for i, (m,) in enumerate(regions):  # region i's mask is the object the answer names for [i]
+        k = next(k for k in visible if np.array_equal(vis[k, 0], m.mask))
+        assert named[i].strip() == describe_object(scene.objects[k])
 
 
 def test_kind_breakdown_and_interior_click():
