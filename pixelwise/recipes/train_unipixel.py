@@ -496,7 +496,8 @@ def train(cfg: dict, resume: bool = False) -> Path:
     return out or run_dir
 
 
-METRIC_KEYS = ("loss", "loss_lm", "loss_seg", "seg_focal", "seg_dice", "seg_iou", "seg_object_score", "loss_box_prompt")
+METRIC_KEYS = ("loss", "loss_lm", "loss_seg", "seg_focal", "seg_dice", "seg_iou", "seg_object_score", "loss_box_prompt",
+               "loss_retrieval")
 
 
 def reduce_metrics(sums: dict[str, float], counts: dict[str, int], info: D.DistInfo) -> dict[str, float]:

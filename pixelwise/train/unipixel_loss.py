@@ -23,6 +23,9 @@ class LossConfig:
     # (trained on click/box prompts) this tells the LLM *where* the target is in the decoder's language, a dense
     # signal that the mask losses alone give only weakly. Needs sam2_hidden_tokens == 2 (a box is two tokens).
     box_prompt_weight: float = 0.0
+    # pixelwise addition for models with `seg_retrieval_dim` (tiny only): cross-entropy between the `<|seg|>`
+    # retrieval over SAM2's grid cells and the share of the target's mask in each cell, on the prompted frame.
+    retrieval_weight: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict | None) -> LossConfig:
@@ -43,10 +46,10 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
         core = unwrap_core(model)
         positions = [out.seg_positions[k] for k in ex.seg_index]
         states = out.prenorm_hidden[positions]
-        prompts = core.seg_prompt_tokens(states)
         sam2 = core.require_sam2()
-        frames = ex.inputs.sam2_frames.to(prompts.device, prompts.dtype)
+        frames = ex.inputs.sam2_frames.to(states.device, states.dtype)
         feats = sam2.encode_frames(frames)
+        prompts, retrieval = core.seg_prompts(states, feats[0])
         targets = ex.seg_targets.to(prompts.device)  # [O, T, S, S]
         n_frames = targets.shape[1]
         sums, preds = tracked_mask_losses(sam2, feats, prompts, targets, cfg.sam2, keep_masks)
@@ -54,6 +57,11 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
         l_seg = sum(sums.values()) / (n_obj * n_frames)
         total = total + cfg.seg_weight * l_seg
         metrics["loss_seg"] = float(l_seg.detach())
+        if cfg.retrieval_weight and retrieval is not None:
+            l_ret = retrieval_loss(retrieval, targets[:, 0], feats[0].embed.shape[-2:])
+            if l_ret is not None:
+                total = total + cfg.retrieval_weight * l_ret
+                metrics["loss_retrieval"] = float(l_ret.detach())
         if cfg.box_prompt_weight:
             l_box = box_prompt_loss(sam2, prompts, targets[:, 0])
             if l_box is not None:
@@ -88,6 +96,17 @@ def tracked_mask_losses(sam2, feats, prompts: torch.Tensor, targets: torch.Tenso
                                 align_corners=False)[:, 0]
             preds.append((low > 0).detach().cpu())
     return sums, preds
+
+
+def retrieval_loss(logits: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor | None:
+    """Cross-entropy of retrieval logits [O, h*w] against each object's share of mask pixels per grid cell (masks
+    [O, S, S] of the prompted frame; objects absent there are skipped; None when all are)."""
+    share = F.adaptive_avg_pool2d(masks.float()[:, None], tuple(int(v) for v in grid)).flatten(1)  # [O, h*w]
+    present = share.sum(-1) > 0
+    if not bool(present.any()):
+        return None
+    target = share[present] / share[present].sum(-1, keepdim=True)
+    return -(target * torch.log_softmax(logits[present].float(), -1)).sum(-1).mean()
 
 
 def box_prompt_loss(sam2, prompts: torch.Tensor, masks: torch.Tensor) -> torch.Tensor | None:

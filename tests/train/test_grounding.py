@@ -184,3 +184,39 @@ def test_region_prompts_to_sam2_segments_the_region_with_sam2_itself(pw_images):
         model.config.raw["region_prompts_to_sam2"] = False  # the official path: the <|seg|> state prompts SAM2
         official = pipe.ask(frames, "What is [0]?", regions=[region], max_new_tokens=4)
         assert official.objects[0].masks.shape == r.objects[0].masks.shape
+
+
+def test_seg_retrieval_clicks_where_the_query_matches(tmp_path):
+    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+    from pixelwise.models.unipixel.modeling_unipixel import _local_soft_argmax
+    from pixelwise.train.unipixel_loss import retrieval_loss
+
+    # the click is the softmax-weighted centre of the cells around the best one (never between two far peaks)
+    logits = torch.full((1, 16), -30.0)
+    logits[0, 5] = 10.0  # cell (1, 1) of a 4 x 4 grid
+    logits[0, 15] = 9.9  # a far second candidate is ignored
+    assert torch.allclose(_local_soft_argmax(logits, 4, 4, 128), torch.tensor([[48.0, 48.0]]), atol=0.1)
+    # the loss is smallest when the retrieval puts each cell's share of the target mask on it
+    masks = torch.zeros(1, 128, 128, dtype=torch.bool)
+    masks[0, 32:64, 32:64] = True  # exactly cell (1, 1)
+    good, bad = torch.full((1, 16), -20.0), torch.zeros(1, 16)
+    good[0, 5] = 20.0
+    assert retrieval_loss(good, masks, (4, 4)) < 1e-3 < retrieval_loss(bad, masks, (4, 4))
+    assert retrieval_loss(good, torch.zeros_like(masks), (4, 4)) is None
+
+    base = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
+    config = UniPixelConfig.from_dict({**base.config.to_dict(), "seg_retrieval_dim": 16})
+    model = UniPixelForConditionalGeneration(config)
+    model.load_state_dict(base.state_dict(), strict=False)
+    model.eval()
+    sam2 = model.require_sam2()
+    with torch.no_grad():
+        feats = sam2.encode_frames(torch.randn(2, 3, sam2.image_size, sam2.image_size))
+        states = torch.randn(3, config.hidden_size)
+        prompts, logits = model.seg_prompts(states, feats[0])
+        out = model.segment(states, None, (64, 64), features=feats)
+        streamed = list(model.segment_frames(states, lambda t: feats[t], (64, 64), num_frames=2))
+    grid = feats.embed.shape[-2] * feats.embed.shape[-1]
+    assert prompts.shape == (3, 2, sam2.hidden_dim) and logits.shape == (3, grid)
+    assert out.masks.shape == (3, 2, 64, 64) and len(streamed) == 2
+    assert torch.equal(streamed[1].mask_logits > 0, out.masks[:, 1])

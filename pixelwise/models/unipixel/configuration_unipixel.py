@@ -133,7 +133,8 @@ class UniPixelConfig:
                                      "spatial_merge_size": Field(int, 1, 64),
                                      "temporal_patch_size": Field(int, 1, 64, required=False)}, f"{source}: vision_config")
         check_token_ids(self.raw, _TOKEN_ID_KEYS + ("bos_token_id", "eos_token_id"), text["vocab_size"], source)
-        check_config_fields(self.raw, {"vision_abs_pos": Field(int, 0, 1024, required=False)}, source)
+        check_config_fields(self.raw, {"vision_abs_pos": Field(int, 0, 1024, required=False),
+                                       "seg_retrieval_dim": Field(int, 0, 1 << 14, required=False)}, source)
 
     # ---------------------------------------------------------------- text (Qwen2.5) part
 
@@ -306,6 +307,15 @@ class UniPixelConfig:
         prompted with that point/box on its own frame, as an interactive SAM2 is, instead of with the `<|seg|>` state
         of the localization round (which a from-scratch LLM must first learn to copy from the `<|ref|>` input)."""
         return bool(self.raw.get("region_prompts_to_sam2", False))
+
+    @property
+    def seg_retrieval_dim(self) -> int:
+        """pixelwise's tiny models only (0 = off, the official `seg_head`): a `<|seg|>` state prompts SAM2 with a click
+        where it finds its object. A query from the state is matched against keys of SAM2's own image embedding of
+        the prompted frame (+ its positional encoding), one per grid cell; the click is the soft-argmax of the match
+        around its best cell, given to SAM2 as the click of its prompt training. Locating becomes a matching problem
+        with a dense target (which cells the object covers) instead of regressing SAM2's positional code."""
+        return int(self.raw.get("seg_retrieval_dim", 0))
 
     @property
     def sam2_hidden_tokens(self) -> int:

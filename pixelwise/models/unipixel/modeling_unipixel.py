@@ -247,6 +247,11 @@ class UniPixelForConditionalGeneration(nn.Module):
             nn.init.zeros_(self.visual_pos_rows.weight)
             nn.init.zeros_(self.visual_pos_cols.weight)
 
+        if config.seg_retrieval_dim:  # tiny models only (configuration_unipixel: seg_retrieval_dim)
+            k = config.seg_retrieval_dim
+            self.seg_query = nn.Sequential(_rms_norm(d, 1e-6), nn.Linear(d, k))
+            self.seg_key = nn.Sequential(nn.Linear(2 * c, k), nn.GELU(), nn.Linear(k, k))
+
         self.stop_token_ids: list[int] | None = None  # from generation_config.json when loaded from a folder
         self.sam2: nn.Module | None = None
         self.sam2_unavailable: str | None = "SAM2 not built (build_sam2=False)"
@@ -421,6 +426,23 @@ class UniPixelForConditionalGeneration(nn.Module):
         out = self.seg_head(states)
         return out.view(states.shape[0], self.config.sam2_hidden_tokens, self.config.sam2_hidden_dim)
 
+    def seg_prompts(self, states: torch.Tensor, frame: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """SAM2 prompt tokens [O, n, C] for `<|seg|>` states [O, D] on the prompted frame's SAM2 features
+        (`Sam2FrameFeatures`), and the retrieval logits [O, h*w] over its grid cells (None with the official head)."""
+        if not self.config.seg_retrieval_dim:
+            return self.seg_prompt_tokens(states), None
+        sam2 = self.require_sam2()
+        emb = frame.embed[0]  # [C, h, w], before any memory
+        pe = sam2.sam_prompt_encoder.get_dense_pe()[0].to(emb)
+        c, h, w = emb.shape
+        keys = self.seg_key(torch.cat([emb, pe], 0).flatten(1).T)  # [h*w, k]
+        query = self.seg_query(states)  # [O, k]
+        logits = query @ keys.T / keys.shape[-1] ** 0.5
+        click = _local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels
+        coords = torch.stack([click, torch.zeros_like(click)], 1)
+        labels = torch.tensor([1, -1], device=click.device).expand(click.shape[0], 2)
+        return sam2.sam_prompt_encoder.embed_points(coords, labels, pad=False), logits
+
     # ------------------------------------------------------------------ forward
 
     def embed(self, inputs: UniPixelInputs) -> tuple[torch.Tensor, UniPixelOutput]:
@@ -581,7 +603,6 @@ class UniPixelForConditionalGeneration(nn.Module):
         `features` (the `features` of an earlier `SegmentationOutput` for the same frames) skips the encoding, e.g.
         across the turns of a chat about one clip.
         """
-        prompts = self.seg_prompt_tokens(seg_states.to(self.device))
         sam2 = self.require_sam2()
         if features is not None:
             feats = features
@@ -589,6 +610,7 @@ class UniPixelForConditionalGeneration(nn.Module):
             raise PromptError("segmentation needs the SAM2 frames (or their cached features)")
         else:
             feats = sam2.encode_frames(sam2_frames.to(self.device, self.dtype))
+        prompts, _ = self.seg_prompts(seg_states.to(self.device), feats[0])
         out = sam2.track(feats, prompts, frame_size=tuple(int(v) for v in frame_size), cond_frame=0)
         return SegmentationOutput(prompt_tokens=prompts, masks=out.masks, mask_logits=out.mask_logits, sam2=out,
                                   features=feats)
@@ -602,9 +624,16 @@ class UniPixelForConditionalGeneration(nn.Module):
         (with `num_frames`) that encodes frame t when tracking reaches it, so a long clip is decoded, encoded and
         segmented in one pass without holding its frames or its logits.
         """
-        prompts = self.seg_prompt_tokens(seg_states.to(self.device))
         sam2 = self.require_sam2()
         size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
+        if self.config.seg_retrieval_dim:  # the prompt needs frame 0's features: read them once, hand them on
+            get = features if callable(features) else features.__getitem__
+            first = get(0)
+            prompts, _ = self.seg_prompts(seg_states.to(self.device), first)
+            source = (lambda t: first if t == 0 else get(t)) if callable(features) else features
+            yield from sam2.track_frames(source, prompts, size, cond_frame=0, num_frames=num_frames)
+            return
+        prompts = self.seg_prompt_tokens(seg_states.to(self.device))
         yield from sam2.track_frames(features, prompts, size, cond_frame=0, num_frames=num_frames)
 
     def region_frames(self, prompts: Sequence[RefPrompt], features: Any, frame_size: tuple[int, int] | None,
@@ -675,6 +704,19 @@ def _generation_stop_ids(path: Path) -> list[int] | None:
     if ids is None:
         return None
     return [int(i) for i in (ids if isinstance(ids, list) else [ids])]
+
+
+def _local_soft_argmax(logits: torch.Tensor, h: int, w: int, image_size: int, radius: int = 1) -> torch.Tensor:
+    """Logits [O, h*w] over grid cells -> points [O, 2] (x, y in pixels of the S x S frame): the softmax-weighted
+    centre of the cells within `radius` of the best cell (a global soft-argmax would land between two candidates)."""
+    dev = logits.device
+    ys, xs = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()
+    best = logits.detach().argmax(-1)
+    near = ((ys[None] - ys[best][:, None]).abs() <= radius) & ((xs[None] - xs[best][:, None]).abs() <= radius)
+    p = torch.softmax(logits.masked_fill(~near, float("-inf")), -1)
+    centres = torch.stack([(xs + 0.5) * image_size / w, (ys + 0.5) * image_size / h], -1).to(logits.dtype)
+    return p @ centres
 
 
 def _rms_norm(dim: int, eps: float) -> nn.Module:
