@@ -434,7 +434,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         sam2 = self.require_sam2()
         emb = frame.embed[0]  # [C, h, w], before any memory
         pe = sam2.sam_prompt_encoder.get_dense_pe()[0].to(emb)
-        c, h, w = emb.shape
+        h, w = emb.shape[-2:]
         keys = self.seg_key(torch.cat([emb, pe], 0).flatten(1).T)  # [h*w, k]
         query = self.seg_query(states)  # [O, k]
         logits = query @ keys.T / keys.shape[-1] ** 0.5
