@@ -86,20 +86,62 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+# sections whose keys are not fixed here (their own dataclasses or the model config check them)
+FREE_SECTIONS = ("model.sizes", "model.config_overrides", "model.processor_overrides", "loss", "distributed.deepspeed")
+
+
+def _check_keys(cfg: dict, defaults: dict, where: str, source: str) -> None:
+    """Unknown keys and values of the wrong type are errors naming the key: a typo must not fall back to a default."""
+    for key, value in cfg.items():
+        name = f"{where}.{key}" if where else key
+        if key.startswith("_") or name in FREE_SECTIONS:
+            continue
+        if key not in defaults:
+            raise ConfigError(f"{source}: unknown key {name!r} (known: {', '.join(sorted(defaults))})")
+        want = defaults[key]
+        if isinstance(want, dict) and isinstance(value, dict):
+            _check_keys(value, want, name, source)
+        elif isinstance(want, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{source}: {name} must be true or false, got {value!r}")
+        elif isinstance(want, (int, float)) and not isinstance(want, bool) and (
+                not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise ConfigError(f"{source}: {name} must be a number, got {value!r}")
+        elif isinstance(want, (list, tuple, dict)) and value is not None and not isinstance(value, type(want)):
+            raise ConfigError(f"{source}: {name} must be a {type(want).__name__}, got {value!r}")
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict[str, Any]:
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a recipe config is a YAML mapping")
+        _check_keys(data, DEFAULTS, "", str(path))
         cfg = _merge(cfg, data)
     for ov in overrides:  # a.b.c=value (value parsed as YAML)
-        key, _, value = ov.partition("=")
-        node = cfg
+        key, sep, value = ov.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {ov!r}: use KEY=VALUE, e.g. --set steps=1000")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {ov!r}: the value is not valid YAML ({e})") from None
+        if isinstance(parsed, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", parsed):
+            parsed = float(parsed)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        tree: dict = {}
+        node = tree
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = parsed
+        _check_keys(tree, DEFAULTS, "", f"--set {ov}")
+        node = cfg
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = parsed
     return cfg
 
 

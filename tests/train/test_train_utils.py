@@ -128,3 +128,18 @@ def test_learning_curves_png(tmp_path):
     assert np.allclose(smooth(np.arange(6.0), 3), [0, 0.5, 1, 2, 3, 4])
     out = plot([run], ["loss", "loss_box_prompt"], tmp_path / "c.png", window=5)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recipe_config_is_strict():
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.recipes.train_unipixel import load_config
+
+    cfg = load_config(None, ["optim.lr=1e-3", "steps=20", "model.config_overrides={vision_abs_pos: 8}"])
+    assert cfg["optim"]["lr"] == 1e-3 and cfg["steps"] == 20 and cfg["model"]["config_overrides"]["vision_abs_pos"] == 8
+    for bad, message in (("steps=abc", "steps must be a number"), ("nosuchkey=1", "unknown key 'nosuchkey'"),
+                         ("optim.lrr=1", "unknown key 'optim.lrr'"), ("bf16=3", "true or false"),
+                         ("steps", "use KEY=VALUE")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, [bad])
+    for path in (ROOT / "pixelwise" / "recipes" / "configs").glob("*.yaml"):
+        load_config(path)  # every shipped config passes the check
