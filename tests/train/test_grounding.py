@@ -17,14 +17,38 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "pixelwise" / "checkpoints" / "pixelworld-tiny"
 
 
+TINY_OPTIONS = ("vision_abs_pos", "seg_retrieval_dim", "region_prompts_to_sam2")
+
+
 @pytest.fixture(scope="module")
-def grown():
-    """The default model grown with `vision_abs_pos` (zero at init), as the recipe's `config_overrides` builds it."""
+def plain(tmp_path_factory) -> Path:
+    """The default model without the tiny-only options (the official architecture at tiny sizes), as a folder."""
+    import shutil
+
+    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+    from pixelwise.recipes.train_unipixel import PROCESSOR_FILES
+
+    torch.set_num_threads(1)
+    base = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
+    raw = {k: v for k, v in base.config.to_dict().items() if k not in TINY_OPTIONS}
+    model = UniPixelForConditionalGeneration(UniPixelConfig.from_dict(raw))
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in base.state_dict().items() if k in own}, strict=True)
+    folder = tmp_path_factory.mktemp("plain") / "model"
+    model.save_pretrained(folder)
+    for f in PROCESSOR_FILES:
+        if (DEFAULT / f).is_file():
+            shutil.copyfile(DEFAULT / f, folder / f)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def grown(plain):
+    """The plain model grown with `vision_abs_pos` (zero at init), as the recipe's `config_overrides` builds it."""
     from pixelwise.recipes.train_unipixel import build_model, load_config
     from pixelwise.train import distributed as D
 
-    torch.set_num_threads(1)
-    cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={vision_abs_pos: 8}"])
+    cfg = load_config(None, [f"model.init={plain}", "model.config_overrides={vision_abs_pos: 8}"])
     model, processor, _ = build_model(cfg, Path("unused"), D.DistInfo())
     return model.eval(), processor
 
@@ -44,12 +68,12 @@ def _inputs(processor, frames, text="Please segment the red circle in this image
     return processor(frames, [video_message(text, num_frames=frames.shape[0])], add_generation_prompt=True)
 
 
-def test_absolute_positions_start_at_zero_and_then_matter(grown, pw_images):
+def test_absolute_positions_start_at_zero_and_then_matter(grown, plain, pw_images):
     from pixelwise.core.media import load_media
     from pixelwise.models.unipixel import UniPixelForConditionalGeneration
 
     model, processor = grown
-    base = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
+    base = UniPixelForConditionalGeneration.from_pretrained(plain)
     frames = load_media(next((pw_images / "media").iterdir())).frames[:]
     inputs = _inputs(processor, frames)
     with torch.no_grad():
@@ -149,27 +173,27 @@ def test_sam2_given_the_truth_measures_the_mask_side(pw_images):
         assert r["n"] == 2 and 0 <= r["frame0_iou"] <= r["frame0_best_of_3"] + 0.02 <= 1.02
 
 
-def test_processor_overrides_change_the_frame_budget(tmp_path):
+def test_processor_overrides_change_the_frame_budget(plain, tmp_path):
     from pixelwise.recipes.train_unipixel import build_model, load_config
     from pixelwise.train import distributed as D
 
-    cfg = load_config(None, [f"model.init={DEFAULT}", f"run_dir={tmp_path}",
+    cfg = load_config(None, [f"model.init={plain}", f"run_dir={tmp_path}",
                              "model.processor_overrides={frame_min_pixels: 50176, frame_max_pixels: 50176}"])
     _, processor, folder = build_model(cfg, tmp_path, D.DistInfo())
     _, _, thw = processor.process_frames(np.zeros((2, 128, 128, 3), np.uint8))
     assert folder == tmp_path / "model_init" and [int(v) for v in thw.reshape(-1)] == [1, 16, 16]  # 8 x 8 merged
-    bad = load_config(None, [f"model.init={DEFAULT}", "model.processor_overrides={frame_pixels: 1}"])
+    bad = load_config(None, [f"model.init={plain}", "model.processor_overrides={frame_pixels: 1}"])
     with pytest.raises(ConfigError, match="frame_pixels"):
         build_model(bad, tmp_path / "bad", D.DistInfo())
 
 
-def test_region_prompts_to_sam2_segments_the_region_with_sam2_itself(pw_images):
+def test_region_prompts_to_sam2_segments_the_region_with_sam2_itself(plain, pw_images):
     import pixelwise
     from pixelwise.core.media import load_media
     from pixelwise.core.prompts import Box, Point
     from pixelwise.models.unipixel.processing_unipixel import ref_prompt
 
-    pipe = pixelwise.load(DEFAULT)
+    pipe = pixelwise.load(plain)
     model, processor = pipe.model, pipe.processor
     frames = load_media(next((pw_images / "media").iterdir())).frames[:]
     sam2 = model.require_sam2()
@@ -186,7 +210,7 @@ def test_region_prompts_to_sam2_segments_the_region_with_sam2_itself(pw_images):
         assert official.objects[0].masks.shape == r.objects[0].masks.shape
 
 
-def test_seg_retrieval_clicks_where_the_query_matches(tmp_path):
+def test_seg_retrieval_clicks_where_the_query_matches(plain):
     from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
     from pixelwise.models.unipixel.modeling_unipixel import _local_soft_argmax
     from pixelwise.train.unipixel_loss import retrieval_loss
@@ -204,7 +228,7 @@ def test_seg_retrieval_clicks_where_the_query_matches(tmp_path):
     assert retrieval_loss(good, masks, (4, 4)) < 1e-3 < retrieval_loss(bad, masks, (4, 4))
     assert retrieval_loss(good, torch.zeros_like(masks), (4, 4)) is None
 
-    base = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
+    base = UniPixelForConditionalGeneration.from_pretrained(plain)
     config = UniPixelConfig.from_dict({**base.config.to_dict(), "seg_retrieval_dim": 16})
     model = UniPixelForConditionalGeneration(config)
     model.load_state_dict(base.state_dict(), strict=False)
