@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pixelwise.core.errors import ConfigError, PromptError
+from pixelwise.core.errors import CheckpointError, ConfigError, PromptError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "pixelwise" / "checkpoints" / "pixelworld-tiny"
@@ -244,3 +244,22 @@ def test_seg_retrieval_clicks_where_the_query_matches(plain):
     assert prompts.shape == (3, 2, sam2.hidden_dim) and logits.shape == (3, grid)
     assert out.masks.shape == (3, 2, 64, 64) and len(streamed) == 2
     assert torch.equal(streamed[1].mask_logits > 0, out.masks[:, 1])
+
+
+def test_combine_models_takes_only_the_matching_tensors(plain, tmp_path):
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
+    from pixelwise.recipes.combine_models import combine
+
+    other = UniPixelForConditionalGeneration.from_pretrained(plain)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    other.save_pretrained(tmp_path / "other")
+    taken = combine(plain, tmp_path / "other", r"^sam2\.sam_mask_decoder\.", tmp_path / "out")
+    base = dict(UniPixelForConditionalGeneration.from_pretrained(plain).named_parameters())
+    got = dict(UniPixelForConditionalGeneration.from_pretrained(tmp_path / "out").named_parameters())
+    assert taken and all(k.startswith("sam2.sam_mask_decoder.") for k in taken)
+    for n, p in got.items():
+        assert torch.equal(p, base[n] + 1.0) if n in taken else torch.equal(p, base[n]), n
+    with pytest.raises(CheckpointError, match="no tensor matches"):
+        combine(plain, tmp_path / "other", r"^nothing\.", tmp_path / "out2")
