@@ -219,7 +219,9 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
                 raise ConfigError(f"model.config_overrides removes parameters: {unexpected[:5]}")
             grown.stop_token_ids = model.stop_token_ids
             model = grown
-        if mcfg.get("processor_overrides"):  # e.g. a larger LLM frame: the folder's files, this preprocessor config
+        if mcfg.get("config_overrides") or mcfg.get("processor_overrides"):
+            # the run's own model folder: the init's files with the changed config / preprocessor config, so
+            # exports of intermediate checkpoints and the final folder describe the model that trained
             import shutil
 
             from pixelwise.core.io import atomic_write_text
@@ -227,15 +229,16 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
             copy_to = run_dir / "model_init"
             if info.is_main:
                 copy_to.mkdir(parents=True, exist_ok=True)
-                for f in (*PROCESSOR_FILES, "config.json"):
+                for f in PROCESSOR_FILES:
                     if (folder / f).is_file():
                         shutil.copyfile(folder / f, copy_to / f)
                 pre = json.loads((folder / "preprocessor_config.json").read_text())
-                unknown = set(mcfg["processor_overrides"]) - set(pre)
+                unknown = set(mcfg.get("processor_overrides") or {}) - set(pre)
                 if unknown:
                     raise ConfigError(f"model.processor_overrides: unknown keys {sorted(unknown)}")
-                pre.update(mcfg["processor_overrides"])
+                pre.update(mcfg.get("processor_overrides") or {})
                 atomic_write_text(copy_to / "preprocessor_config.json", json.dumps(pre, indent=2) + "\n")
+                atomic_write_text(copy_to / "config.json", json.dumps(model.config.to_dict(), indent=2) + "\n")
             D.barrier(info)
             folder = copy_to
     processor = UniPixelProcessor.from_pretrained(folder)

@@ -43,13 +43,18 @@ def plain(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def grown(plain):
-    """The plain model grown with `vision_abs_pos` (zero at init), as the recipe's `config_overrides` builds it."""
+def grown(plain, tmp_path_factory):
+    """The plain model grown with `vision_abs_pos` (zero at init), as the recipe's `config_overrides` builds it;
+    the run's own model folder describes the grown model."""
+    import json
+
     from pixelwise.recipes.train_unipixel import build_model, load_config
     from pixelwise.train import distributed as D
 
+    run = tmp_path_factory.mktemp("grown")
     cfg = load_config(None, [f"model.init={plain}", "model.config_overrides={vision_abs_pos: 8}"])
-    model, processor, _ = build_model(cfg, Path("unused"), D.DistInfo())
+    model, processor, folder = build_model(cfg, run, D.DistInfo())
+    assert folder == run / "model_init" and json.loads((folder / "config.json").read_text())["vision_abs_pos"] == 8
     return model.eval(), processor
 
 
