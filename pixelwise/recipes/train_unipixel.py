@@ -373,6 +373,9 @@ def train(cfg: dict, resume: bool = False) -> Path:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
     run_dir = Path(cfg["run_dir"])
+    if not resume and ((run_dir / "losses.jsonl").is_file() or any((run_dir / "checkpoints").glob("step_*"))):
+        raise ConfigError(f"{run_dir} already holds a run (losses.jsonl / checkpoints): continue it with --resume, "
+                          "or set another run_dir (--set run_dir=...)")
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg["seed"])
 
@@ -474,6 +477,7 @@ def train(cfg: dict, resume: bool = False) -> Path:
     step = start
     window: dict[str, list[float]] = {}
     stop_after = cfg.get("stop_after")
+    interrupted = _StopRequest()  # Ctrl-C / SIGTERM: finish the step, save a checkpoint, leave
     for step in range(start, steps):
         dataset.set_epoch(0)
         sums_step: dict[str, float] = {}
@@ -524,11 +528,20 @@ def train(cfg: dict, resume: bool = False) -> Path:
         due = (ck_cfg["every_steps"] and (step + 1) % ck_cfg["every_steps"] == 0) or (
             ck_cfg["every_minutes"] and time.monotonic() - last_ck > 60 * ck_cfg["every_minutes"])
         stopping = stop_after is not None and step + 1 - start >= int(stop_after)
+        stopping = stopping or interrupted.agreed(info)
         if due or stopping or step + 1 == steps:
             _checkpoint(run_dir, step + 1, wrapped, model, opt, sched, batches, info, strategy, ck_cfg, engine)
             last_ck = time.monotonic()
         if stopping:
             break
+
+    interrupted.restore()
+    if interrupted.signal is not None:
+        logger.close()
+        if info.is_main:
+            print(f"interrupted: checkpoint at step {step + 1} in {run_dir}; continue with --resume", flush=True)
+        D.finish(info)
+        raise SystemExit(130)
 
     # (7) the result
     out = None
@@ -539,6 +552,45 @@ def train(cfg: dict, resume: bool = False) -> Path:
         print(f"done: {step + 1} steps, {seen * info.world_size / (time.perf_counter() - t0):.2f} samples/s", flush=True)
     D.finish(info)
     return out or run_dir
+
+
+class _StopRequest:
+    """SIGINT / SIGTERM set a flag that the loop reads after each step (a half-done optimizer step is never saved);
+    a second Ctrl-C stops at once. In a multi-process run the flag is agreed across ranks, so all stop together."""
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.signal: int | None = None
+        self._old: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        print("\nstopping after this step to save a checkpoint (Ctrl-C again to stop at once)", file=sys.stderr,
+              flush=True)
+
+    def agreed(self, info: D.DistInfo) -> bool:
+        if not info.enabled:
+            return self.signal is not None
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if self.signal is not None else 0.0], device=info.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and self.signal is None:
+            self.signal = 0  # another rank was told to stop
+        return bool(flag.item())
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 METRIC_KEYS = ("loss", "loss_lm", "loss_seg", "seg_focal", "seg_dice", "seg_iou", "seg_object_score", "loss_box_prompt",

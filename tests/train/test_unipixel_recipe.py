@@ -154,6 +154,32 @@ def test_resume_continues_exactly(pw_data, tmp_path):
 
 
 @pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_a_rerun_must_resume(pw_data, tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    cfg = toy_config(pw_data, run, steps=400, final={"save": "none"})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pixelwise.recipes.train_unipixel", str(cfg)], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not ((run / "losses.jsonl").is_file() and (run / "losses.jsonl").read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    done = len(losses(run))
+    assert f"checkpoint at step {done}" in out and (run / "checkpoints" / f"step_{done:07d}").is_dir()
+    again = subprocess.run([sys.executable, "-m", "pixelwise.recipes.train_unipixel", str(cfg)], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "continue it with --resume" in again.stderr
+    run_recipe(cfg, "--resume", "--set", f"steps={done + 2}")
+    assert [r["step"] for r in losses(run)] == list(range(1, done + 3))  # nothing repeated, nothing lost
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
 def test_two_cpu_processes_match_one(pw_data, tmp_path, strategy):
     single, multi = tmp_path / "single", tmp_path / "multi"
