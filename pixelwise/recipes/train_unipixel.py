@@ -461,7 +461,7 @@ def train(cfg: dict, resume: bool = False) -> Path:
     resolved = dict(cfg, _model_folder=str(model_folder), _parameters=n_all, _trainable=n_train,
                     _world_size=info.world_size)
     logger = RunLogger(run_dir, resolved, steps, enabled=info.is_main, tensorboard=cfg["log"]["tensorboard"],
-                       progress=cfg["log"]["progress"] and sys.stderr.isatty())
+                       progress=cfg["log"]["progress"] and sys.stderr.isatty(), start_step=start)
     if info.is_main:
         print(f"run {run_dir}: {n_all / 1e6:.2f}M parameters, {n_train / 1e6:.2f}M trainable, world {info.world_size}, "
               f"steps {start}->{steps}, {len(dataset)} items", flush=True)
@@ -512,6 +512,7 @@ def train(cfg: dict, resume: bool = False) -> Path:
         global_metrics = reduce_metrics(sums_step, counts_step, info)
         for k, v in global_metrics.items():
             window.setdefault(k, []).append(v)
+        logger.tick(step + 1, global_metrics.get("loss"), seen * info.world_size / (time.perf_counter() - t0))
         if info.is_main:
             with open(run_dir / "losses.jsonl", "a") as f:
                 f.write(json.dumps({"step": step + 1, **global_metrics}) + "\n")

@@ -30,7 +30,7 @@ class RunLogger:
     """Main-process logger; on other ranks every method is a no-op."""
 
     def __init__(self, run_dir: str | Path, config: dict[str, Any], total_steps: int, enabled: bool = True,
-                 tensorboard: bool = True, progress: bool = True):
+                 tensorboard: bool = True, progress: bool = True, start_step: int = 0):
         self.enabled = enabled
         self.run_dir = Path(run_dir)
         self.total = total_steps
@@ -55,7 +55,7 @@ class RunLogger:
 
             self._bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False)
-            self._task = self._bar.add_task("train", total=total_steps, info="")
+            self._task = self._bar.add_task("train", total=total_steps, completed=start_step, info="")
             self._bar.start()
 
     def log(self, step: int, metrics: dict[str, float], samples_seen: int | None = None) -> None:
@@ -74,6 +74,12 @@ class RunLogger:
         if self._bar is not None:
             info = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "time_s"))
             self._bar.update(self._task, completed=step, info=info)
+
+    def tick(self, step: int, loss: float | None, samples_per_s: float) -> None:
+        """Every step: move the progress bar (the step, its loss, the rate; the bar's ETA follows from them)."""
+        if self._bar is not None:
+            text = (f"loss {loss:.4g}  " if loss is not None else "") + f"{samples_per_s:.1f} samples/s"
+            self._bar.update(self._task, completed=step, info=text)
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
         """An HxWx3 uint8 image (e.g. a predicted-mask overlay) into TensorBoard."""

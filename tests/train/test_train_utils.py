@@ -143,3 +143,14 @@ def test_recipe_config_is_strict():
             load_config(None, [bad])
     for path in (ROOT / "pixelwise" / "recipes" / "configs").glob("*.yaml"):
         load_config(path)  # every shipped config passes the check
+
+
+def test_progress_bar_starts_at_the_resumed_step_and_moves_every_step(tmp_path):
+    from pixelwise.train.logging import RunLogger
+
+    log = RunLogger(tmp_path, {"steps": 10}, 10, tensorboard=False, progress=True, start_step=4)
+    task = log._bar.tasks[0]
+    assert task.completed == 4 and task.total == 10
+    log.tick(5, 0.25, 3.0)
+    assert task.completed == 5 and "loss 0.25" in task.fields["info"] and "3.0 samples/s" in task.fields["info"]
+    log.close()
