@@ -42,7 +42,12 @@ def overlay_masks(
     alpha: float = 0.45,
     contour: bool = True,
 ) -> np.ndarray:
-    """Blend masks onto one RGB frame, draw their contours and put a label at each object's top-left."""
+    """Blend masks onto one RGB frame, draw their contours and put a label at each object's top-left.
+
+    Each contour is drawn twice, a wider stroke in black or white (whichever contrasts with the pixels under the
+    mask) under the object's colour, so a mask stays visible on an object of its own colour (a red fill on a red
+    object)."""
+    src = frame
     out = frame.astype(np.float32).copy()
     ids = list(range(len(masks))) if ids is None else list(ids)
     for m, oid in zip(masks, ids):
@@ -58,6 +63,9 @@ def overlay_masks(
             continue
         if contour:
             cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            under = np.asarray(src, np.float32)[m].mean(0) if src.ndim == 3 else np.full(3, 128.0)
+            lum = 0.299 * under[0] + 0.587 * under[1] + 0.114 * under[2]
+            cv2.drawContours(out, cs, -1, (0, 0, 0) if lum > 128 else (255, 255, 255), thickness + 1)
             cv2.drawContours(out, cs, -1, color_for(oid), thickness)
         text = labels[k] if labels is not None and k < len(labels) and labels[k] else f"[{oid}]"
         ys, xs = np.nonzero(m)
