@@ -51,14 +51,18 @@ def plot(runs: list[str | Path], metrics: list[str], out: str | Path, window: in
     names = labels or [Path(r).name for r in runs]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for name, d in zip(names, data):
-            if metric in d:
+        for k, (name, d) in enumerate(zip(names, data)):
+            if metric in d:  # a run keeps its colour in every panel, also where others have no line
                 steps, values = d[metric]
-                ax.plot(steps, smooth(values, window), label=name, linewidth=1.2)
+                ax.plot(steps, smooth(values, window), label=name, linewidth=1.2, color=f"C{k % 10}")
         ax.set_title(metric)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    handles = {}
+    for ax in axes[0]:
+        for line in ax.get_lines():
+            handles.setdefault(line.get_label(), line)
+    axes[0][0].legend(list(handles.values()), list(handles), fontsize=7)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
