@@ -14,8 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "chat_template.jinja", "preprocessor_config.json", "generation_config.json")
+from pixelwise.recipes.train_unipixel import PROCESSOR_FILES
 
 
 def export(run_dir: str | Path, out: str | Path, step: int | None = None) -> Path:
