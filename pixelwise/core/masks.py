@@ -6,6 +6,7 @@ are byte-identical to the ones every benchmark ships; in JSON, `counts` is the c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from pycocotools import mask as coco_mask
 from pixelwise.core.errors import MaskError
 
 RLE = dict[str, Any]  # {"size": [h, w], "counts": str}
+# the largest mask an RLE may claim (the media limit per frame, PIXELWISE_MAX_PIXELS): pycocotools allocates h*w
+# before reading a run, and a size of 10^6 x 10^6 crashes the process (SIGSEGV) instead of raising
+MAX_MASK_PIXELS = int(os.environ.get("PIXELWISE_MAX_PIXELS", 8192 * 8192))
 
 
 def _as_bool_mask(mask: np.ndarray, what: str = "mask") -> np.ndarray:
@@ -56,6 +60,9 @@ def _to_coco(rle: Any, source: str) -> dict[str, Any]:
     ):
         raise MaskError(f"{source}: RLE 'size' must be [height, width] of non-negative integers, got {size!r}")
     h, w = int(size[0]), int(size[1])
+    if h * w > MAX_MASK_PIXELS:
+        raise MaskError(f"{source}: RLE size {h}x{w} is over the limit of {MAX_MASK_PIXELS} pixels per mask "
+                        "(PIXELWISE_MAX_PIXELS)")
     counts = rle["counts"]
     if isinstance(counts, list):  # uncompressed RLE: run lengths that must add up to h*w
         if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 0 for c in counts):

@@ -100,3 +100,21 @@ def test_mask_png_roundtrip(tmp_path):
     for k, m in enumerate(random_masks(20, seed=3)):
         p = masks.save_mask_png(tmp_path / f"m{k}.png", m)
         assert np.array_equal(masks.load_mask_png(p), m)
+
+
+def test_rle_with_an_absurd_size_is_refused_before_decoding():
+    import subprocess
+    import sys
+
+    from pixelwise.core.errors import MaskError
+    from pixelwise.core.masks import rle_decode
+
+    for counts in ("0", [0]):
+        with pytest.raises(MaskError, match="over the limit"):
+            rle_decode({"size": [1_000_000, 1_000_000], "counts": counts})
+    # in a child process, so that a regression (pycocotools' SIGSEGV) fails this test instead of killing the run
+    code = ("from pixelwise.core.masks import rle_decode\n"
+            "try:\n    rle_decode({'size': [1000000, 1000000], 'counts': '0'})\n"
+            "except Exception as e:\n    print(type(e).__name__)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "MaskError", (r.returncode, r.stderr[-500:])
