@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pixelwise.core.masks import rle_decode
+from pixelwise.core.masks import box_iou, rle_decode
 from pixelwise.core.media import load_media
 from pixelwise.core.prompts import Box, Point
 
@@ -145,14 +145,6 @@ def sam2_upper_bound(model, root: Path, limit: int | None = None) -> dict[str, d
 BOX_RE = re.compile(r"<box>\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)")
 
 
-def _box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def llm_grounding(pipe, root: Path, limit: int | None = None) -> dict[str, float]:
     """The LLM's box for the target as text vs the truth (images; PixelWorld writes boxes on a `BOX_GRID` grid)."""
     from pixelwise.data.pixelworld.tasks import BOX_GRID
@@ -169,7 +161,7 @@ def llm_grounding(pipe, root: Path, limit: int | None = None) -> dict[str, float
         parsed += 1
         h, w = gt.shape[-2:]
         b = [float(v) * (w if k % 2 == 0 else h) / BOX_GRID for k, v in enumerate(m.groups())]
-        ious.append(_box_iou(b, truth))
+        ious.append(box_iou(b, truth))
         dists.append(float(np.hypot((b[0] + b[2] - truth[0] - truth[2]) / 2, (b[1] + b[3] - truth[1] - truth[3]) / 2)))
     n = len(samples)
     return {"box_iou": float(np.mean(ious)) if ious else 0.0, "frac_iou_0.5": float(np.mean(np.array(ious) >= 0.5)),

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from pixelwise.core.prompts import Box, MaskPrompt, Point
-from pixelwise.data.templates import Conversation, pixelworld_conversations, seg_question
+from pixelwise.data.templates import SEG, Conversation, pixelworld_conversations, seg_question
 
 
 @dataclass
@@ -175,7 +175,7 @@ class DenseGroundingSource(TrainSource):
             q = rng.choice(("What is each highlighted region?", "Name every highlighted region."))
             conv = Conversation("dense_mem", [(q, answer[:1].upper() + answer[1:] + ".")], mem_masks=mem)
         elif r < self.mem_rate + self.seg_rate:
-            answer = ", ".join(f"{n} {SEG_TOKEN}" for n in names)
+            answer = ", ".join(f"{n} {SEG}" for n in names)
             masks = np.stack([vis[k] for _, _, k, _, _ in objs])  # [O, 1, H, W]
             conv = Conversation("dense_seg", [(rng.choice(DENSE_SEG_QUESTIONS), answer[:1].upper() + answer[1:] + ".")],
                                 seg_masks=masks)
@@ -184,8 +184,6 @@ class DenseGroundingSource(TrainSource):
             conv = Conversation("dense_box", [(rng.choice(DENSE_QUESTIONS), answer[:1].upper() + answer[1:] + ".")])
         return rgb, [conv], f"scene-{index}"
 
-
-SEG_TOKEN = "<|seg|>"
 
 
 class MixedSource(TrainSource):
