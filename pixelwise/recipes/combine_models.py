@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 from pathlib import Path
 
 from pixelwise.core.errors import CheckpointError
-from pixelwise.recipes.train_unipixel import PROCESSOR_FILES
+from pixelwise.recipes.train_unipixel import copy_processor_files
 
 
 def combine(base: str | Path, source: str | Path, take: str, out: str | Path) -> list[str]:
@@ -37,9 +36,7 @@ def combine(base: str | Path, source: str | Path, take: str, out: str | Path) ->
             raise CheckpointError(f"{k}: not in {base} with shape {tuple(other[k].shape)}")
     model.load_state_dict({k: other[k] for k in taken}, strict=False)
     model.save_pretrained(out)
-    for f in PROCESSOR_FILES:
-        if (base / f).is_file():
-            shutil.copyfile(base / f, out / f)
+    copy_processor_files(base, out)
     return taken
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-from pixelwise.recipes.train_unipixel import PROCESSOR_FILES
+from pixelwise.recipes.train_unipixel import copy_processor_files
 
 
 def export(run_dir: str | Path, out: str | Path, step: int | None = None) -> Path:
@@ -43,9 +42,7 @@ def export(run_dir: str | Path, out: str | Path, step: int | None = None) -> Pat
     model.stop_token_ids = json.loads((init / "generation_config.json").read_text())["eos_token_id"]
     model.eval()
     model.save_pretrained(out)
-    for f in PROCESSOR_FILES:
-        if (init / f).is_file():
-            shutil.copyfile(init / f, out / f)
+    copy_processor_files(init, out)
     return out
 
 

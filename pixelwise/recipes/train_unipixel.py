@@ -152,6 +152,15 @@ PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "chat_template.jinja", "preprocessor_config.json", "generation_config.json")
 
 
+def copy_processor_files(src: str | Path, dst: str | Path) -> None:
+    """The `PROCESSOR_FILES` that `src` has, copied into the model folder `dst`."""
+    import shutil
+
+    for f in PROCESSOR_FILES:
+        if (Path(src) / f).is_file():
+            shutil.copyfile(Path(src) / f, Path(dst) / f)
+
+
 def build_sources(cfg: dict) -> Any:
     from pixelwise.train.unipixel_data import BenchmarkSource, DenseGroundingSource, MixedSource, PixelWorldSource
 
@@ -222,16 +231,12 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
         if mcfg.get("config_overrides") or mcfg.get("processor_overrides"):
             # the run's own model folder: the init's files with the changed config / preprocessor config, so
             # exports of intermediate checkpoints and the final folder describe the model that trained
-            import shutil
-
             from pixelwise.core.io import atomic_write_text
 
             copy_to = run_dir / "model_init"
             if info.is_main:
                 copy_to.mkdir(parents=True, exist_ok=True)
-                for f in PROCESSOR_FILES:
-                    if (folder / f).is_file():
-                        shutil.copyfile(folder / f, copy_to / f)
+                copy_processor_files(folder, copy_to)
                 pre = json.loads((folder / "preprocessor_config.json").read_text())
                 unknown = set(mcfg.get("processor_overrides") or {}) - set(pre)
                 if unknown:
@@ -693,12 +698,8 @@ def _final(cfg, run_dir, wrapped, model, processor, model_folder, info, strategy
         return out
     model = merge_lora(model)
     model.eval()
-    import shutil
-
     model.save_pretrained(out)
-    for f in PROCESSOR_FILES:
-        if (Path(model_folder) / f).is_file():
-            shutil.copyfile(Path(model_folder) / f, out / f)
+    copy_processor_files(model_folder, out)
     return out
 
 
