@@ -10,8 +10,14 @@ import importlib
 import sys
 
 import typer
+from typer.core import TyperOption
 
 from pixelwise.core.errors import PixelwiseError
+
+# typer prints a type column for every option, `<bool>` after plain flags too (`--json <bool>`), which reads as if the
+# flag took a value: flags show no type.
+_display_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)
 
 # Modules under pixelwise.cli whose register(app) adds commands, in help order.
 COMMAND_MODULES = ("infer", "media", "conformance", "pixelworld", "eval", "serve", "robustness", "bench", "train")

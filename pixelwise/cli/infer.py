@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,11 +24,19 @@ DEVICE = typer.Option("auto", "--device", help="auto (cuda when available), cpu,
 DTYPE = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).")
 MAX_NEW_TOKENS = typer.Option(512, "--max-new-tokens", min=1, help="Longest answer, in tokens.")
 THREADS = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's, one per physical core).")
+POINT = typer.Option(None, "--point", help="Region as a point X,Y or X,Y@FRAME, e.g. 34,38 or 34,38@2 (repeatable).")
+BOX = typer.Option(None, "--box", help="Region as a box X1,Y1,X2,Y2 or X1,Y1,X2,Y2@FRAME, e.g. 10,10,60,50 "
+                   "(repeatable).")
+MASK = typer.Option(None, "--mask", help="Region as a mask PNG or PNG@FRAME, non-zero = inside (repeatable).")
+JSON = typer.Option(False, "--json", help="Print the result as JSON (answer, text, objects with RLE masks) on stdout.")
 
 
 def segment(
     media: Path = typer.Argument(..., help="Image, video file or folder of frames."),
     text: str = typer.Argument(..., help='What to segment: a phrase ("the red car") or a sentence / question.'),
+    point: list[str] = POINT,
+    box: list[str] = BOX,
+    mask: list[str] = MASK,
     model: str = MODEL,
     frames: int = FRAMES,
     propagate: str = PROPAGATE,
@@ -35,21 +45,34 @@ def segment(
     dtype: str = DTYPE,
     max_new_tokens: int = MAX_NEW_TOKENS,
     threads: int = THREADS,
+    json_out: bool = JSON,
 ) -> None:
-    """Segment what a text describes; write the masks, their overlay and the answer."""
+    """Segment what a text describes; write the masks, their overlay and the answer.
+
+    Points, boxes or masks (--point/--box/--mask) segment those objects too ("segment this object" with a click);
+    they come back first, as objects [0], [1], ... FRAME (default 0) counts the frames the model reads.
+    """
+    regions = parse_regions(point or [], box or [], mask or [])
+    for k, r in enumerate(regions):
+        _say(f"region [{k}]: {_describe(r)}", json_out)
     pipe, load_seconds = _load(model, device, dtype, threads)
+    # prompts for a family whose segment() takes none: a prompted question (which says if it takes prompts at all)
+    method, extra = pipe.segment, {}
+    if regions:
+        takes = "regions" in inspect.signature(pipe.segment).parameters
+        method, extra = (pipe.segment, {"regions": regions}) if takes else (pipe.ask, {"regions": regions})
     with _progress_bar() as progress:
-        result = pipe.segment(str(media), text, num_frames=frames, propagate=propagate,
-                              max_new_tokens=max_new_tokens, progress=progress)
-    _report(result, _out_dir(out, media), load_seconds)
+        result = method(str(media), text, num_frames=frames, propagate=propagate,
+                        max_new_tokens=max_new_tokens, progress=progress, **extra)
+    _report(result, _out_dir(out, media), load_seconds, json_out)
 
 
 def ask(
     media: Path = typer.Argument(..., help="Image, video file or folder of frames."),
     question: str = typer.Argument(..., help="The question; name the regions [0], [1], ..."),
-    point: list[str] = typer.Option(None, "--point", help="Region as a point X,Y[@FRAME] (repeatable)."),
-    box: list[str] = typer.Option(None, "--box", help="Region as a box X1,Y1,X2,Y2[@FRAME] (repeatable)."),
-    mask: list[str] = typer.Option(None, "--mask", help="Region as a mask PNG[@FRAME], non-zero = inside (repeatable)."),
+    point: list[str] = POINT,
+    box: list[str] = BOX,
+    mask: list[str] = MASK,
     option: list[str] = typer.Option(None, "--option", help="An answer option (repeatable): multiple choice."),
     model: str = MODEL,
     frames: int = FRAMES,
@@ -59,6 +82,7 @@ def ask(
     dtype: str = DTYPE,
     max_new_tokens: int = MAX_NEW_TOKENS,
     threads: int = THREADS,
+    json_out: bool = JSON,
 ) -> None:
     """Ask about an image or a video, optionally about regions given as points, boxes or masks.
 
@@ -68,12 +92,12 @@ def ask(
     """
     regions = parse_regions(point or [], box or [], mask or [])
     for k, r in enumerate(regions):
-        typer.echo(f"region [{k}]: {_describe(r)}")
+        _say(f"region [{k}]: {_describe(r)}", json_out)
     pipe, load_seconds = _load(model, device, dtype, threads)
     with _progress_bar() as progress:
         result = pipe.ask(str(media), question, regions, options=option or None, num_frames=frames,
                           propagate=propagate, max_new_tokens=max_new_tokens, progress=progress)
-    _report(result, _out_dir(out, media), load_seconds)
+    _report(result, _out_dir(out, media), load_seconds, json_out)
 
 
 def parse_mask(text: str) -> MaskPrompt:
@@ -140,21 +164,28 @@ def _out_dir(out: Path | None, media: Path) -> Path:
     return out if out is not None else Path("outputs") / (media.stem or "media")
 
 
-def _report(result, out: Path, load_seconds: float) -> None:
+def _say(line: str, json_out: bool) -> None:
+    """A line of the human report: on stdout, or on stderr when stdout carries the JSON."""
+    typer.echo(line, err=json_out)
+
+
+def _report(result, out: Path, load_seconds: float, json_out: bool = False) -> None:
     written = result.save(out)
-    typer.echo(f"answer: {result.answer}")
+    _say(f"answer: {result.text}", json_out)
     for o in result.objects:
         shown = int(o.masks.reshape(o.masks.shape[0], -1).any(1).sum())
         score = "" if o.score is None else f", score {o.score:.2f}"
-        typer.echo(f"object [{o.id}]: mask on {shown}/{result.num_frames} frames{score}")
+        _say(f"object [{o.id}]: mask on {shown}/{result.num_frames} frames{score}", json_out)
     files = [str(written["json"])]
     if "masks" in written:
         files.append(f"{written['masks']}/ ({sum(1 for _ in Path(written['masks']).glob('*.png'))} PNGs)")
     if "overlay" in written:
         files.append(str(written["overlay"]))
-    typer.echo("wrote: " + ", ".join(files))
+    _say("wrote: " + ", ".join(files), json_out)
     times = {"load": load_seconds, **result.timings}
-    typer.echo("time: " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
+    _say("time: " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()), json_out)
+    if json_out:
+        typer.echo(json.dumps(result.to_json()))
 
 
 def register(app: typer.Typer) -> None:

@@ -48,8 +48,10 @@ def generate(
         path = run(out, cfg, workers=workers, progress=lambda n: bar.advance(tid, n))
     typer.echo(f"wrote {num} samples to {path}")
     if fmt != "native":
-        dest = export.export(out, fmt)
-        typer.echo(f"exported {fmt} layout to {dest}")
+        dest, taken, left = export.export_counted(out, fmt)
+        typer.echo(f"exported {taken} of {num} samples to the {fmt} layout in {dest} (it takes {export.TAKES[fmt]})")
+        if left:
+            typer.echo("  not exported (other tasks): " + ", ".join(f"{n} {kind}" for kind, n in left.items()))
 
 
 @pixelworld_app.command()

@@ -24,6 +24,21 @@ def _pid_alive(pid: int) -> bool:
 _swept: set[str] = set()  # folders already cleaned by this process
 
 
+def _process_umask() -> int:
+    """The process umask, read without changing it where the OS tells it (Linux), else by setting it back at once."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; a finished file gets the mode a plain open() would have given it (0666 & ~umask).
+FILE_MODE = 0o666 & ~_process_umask()
+
+
 def _remove_stale_temps(folder: Path, host: str) -> None:
     """Once per folder and process: delete temp files left there by killed writers on this host.
 
@@ -63,6 +78,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
+            os.fchmod(f.fileno(), FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

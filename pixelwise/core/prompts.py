@@ -87,9 +87,8 @@ def _check_numbers(values: tuple, prompt: object) -> None:
 
 def _check_frame(frame: int, num_frames: int, prompt: object) -> None:
     if isinstance(frame, (bool, np.bool_)) or not isinstance(frame, (int, np.integer)) or frame < 0 or frame >= num_frames:
-        raise PromptError(
-            f"{type(prompt).__name__} is on frame {frame}, but the media has {num_frames} frame(s)"
-        )
+        raise PromptError(f"{type(prompt).__name__} is on frame {frame!r}, but there are only {num_frames} frame(s) "
+                          f"(0-{num_frames - 1})")
 
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"

@@ -7,6 +7,7 @@ original resolution, one per frame of the result's frame list; `frame_indices` m
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ import numpy as np
 from pixelwise.core import masks as mask_ops
 from pixelwise.core.clip import Clip
 from pixelwise.core.errors import FormatError
+from pixelwise.core.prompts import VisualPrompt
+
+# What a family's answer writes where a mask belongs: `<|seg|>` (UniPixel), `[SEG]` / `[SEG3]` (PixelLM, UFO's
+# dataset form, Pixel-SAIL), `[SIG]` (VITRON), `<MASK>`.
+SEGMENTATION_TOKEN = re.compile(r"<\|\w+\|>|\[[A-Z]+\d*\]|<[A-Z]+>")
 
 
 class MaskTrack:
@@ -119,15 +125,48 @@ class Result:
     # The frames the masks belong to, for drawing: a Clip in memory, or the media path (its frames are read again
     # on `save`). Not part of the JSON.
     media: Clip | str | Path | None = field(default=None, repr=False, compare=False)
+    # The visual prompts of the request, their `frame` indexing this result's frames: drawn on overlays.
+    prompts: list[VisualPrompt] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def num_frames(self) -> int:
         return len(self.frame_indices)
 
+    @property
+    def text(self) -> str:
+        """The answer as people read it: `[k]` where the model wrote a segmentation token for object k
+        (`answer` keeps the model's raw text)."""
+        return self.display()[0]
+
+    def display(self) -> tuple[str, dict[int, tuple[int, int]]]:
+        """(`text`, span of each object in it, by position in `objects`).
+
+        An object whose span is a segmentation token becomes `[k]` there; when the answer already reads `[k] <|seg|>`
+        (the official multi-object form) the token goes and the span is that `[k]`. Other spans (a phrase, a box
+        as text) are kept and moved with the text."""
+        spans = sorted((o.span[0], o.span[1], j) for j, o in enumerate(self.objects)
+                       if o.span is not None and 0 <= o.span[0] <= o.span[1] <= len(self.answer))
+        out, moved, pos = "", {}, 0
+        for start, end, j in spans:
+            if start < pos:
+                continue  # overlapping spans: keep the first
+            out += self.answer[pos:start]
+            piece, oid = self.answer[start:end], self.objects[j].id
+            if SEGMENTATION_TOKEN.fullmatch(piece):
+                named = re.search(rf"\[{oid}\]\s*$", out)
+                if named:
+                    out = out[: named.start()]
+                piece = f"[{oid}]"
+            moved[j] = (len(out), len(out) + len(piece))
+            out += piece
+            pos = end
+        return out + self.answer[pos:], moved
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict; masks as COCO RLE per object and frame (None for an empty frame)."""
         return {
             "answer": self.answer,
+            "text": self.text,
             "size": list(self.size),
             "frame_indices": list(self.frame_indices),
             "objects": [
@@ -146,7 +185,7 @@ class Result:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: str = "result") -> "Result":
+    def from_json(cls, data: dict[str, Any], source: str = "result") -> Result:
         from pixelwise.core.media import DEFAULT_LIMITS
 
         def is_int(v: Any) -> bool:
@@ -205,7 +244,7 @@ class Result:
             raise FormatError(f"{source}: not a pixelwise result JSON ({type(e).__name__}: {e})") from None
 
     @classmethod
-    def load(cls, path: str | Path) -> "Result":
+    def load(cls, path: str | Path) -> Result:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -215,7 +254,7 @@ class Result:
             raise FormatError(f"{path}: result JSON must be an object")
         return cls.from_json(data, source=str(path))
 
-    def save(self, out_dir: str | Path, clip: "Clip | None" = None) -> dict[str, Path]:
+    def save(self, out_dir: str | Path, clip: Clip | None = None) -> dict[str, Path]:
         """Write `result.json` (RLE masks), per-object mask PNGs and an overlay (PNG or GIF) on `clip`, or on the
         result's own `media` when no clip is given; edited/generated frames in `extras["edited_frames"]` go to
         `edited.png` (one frame) or `edited/<frame>.png` + `edited.gif`."""
@@ -251,10 +290,7 @@ class Result:
         if self.objects:
             written["masks"] = out / "masks"
         if shown_frames is not None:
-            ids = [o.id for o in self.objects]
-            labels = [o.label or f"[{o.id}]" for o in self.objects]
-            frames = [viz.overlay_masks(f, [o.masks[t] for o in self.objects], ids, labels)
-                      for f, t in zip(shown_frames, shown)]
+            frames = viz.overlay_result(shown_frames, self, shown)
             if len(frames) == 1:
                 written["overlay"] = viz.save_image(out / "overlay.png", frames[0])
             else:

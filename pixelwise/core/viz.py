@@ -6,8 +6,9 @@ every view (overlay, demo, answer text highlighting).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ from PIL import Image
 from pixelwise.core.io import atomic_write
 
 if TYPE_CHECKING:
+    from pixelwise.core.prompts import VisualPrompt
     from pixelwise.core.results import Result
 
 # Well-separated, colorblind-friendly-ish colors (RGB); cycled by object id.
@@ -30,8 +32,58 @@ def color_for(obj_id: int) -> tuple[int, int, int]:
     return PALETTE[obj_id % len(PALETTE)]
 
 
-def color_hex(obj_id: int) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*color_for(obj_id))
+def color_hex(obj_id: int, color: tuple[int, int, int] | None = None) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(color or color_for(obj_id)))
+
+
+MIN_CONTRAST = 120.0  # RGB distance between a mask's colour and the mean colour of the pixels it covers
+
+
+def contrasting_color(obj_id: int, under: Sequence[float] | None) -> tuple[int, int, int]:
+    """The object's palette colour, or, when it is too close to the colour under the mask (a red mask on a red
+    object), the next palette colour that contrasts with it (the most distant one if none does)."""
+    if under is None:
+        return color_for(obj_id)
+    under = np.asarray(under, np.float32)
+    best, best_d = color_for(obj_id), -1.0
+    for step in range(len(PALETTE)):
+        c = color_for(obj_id + step)
+        d = float(np.linalg.norm(np.asarray(c, np.float32) - under))
+        if d >= MIN_CONTRAST:
+            return c
+        if d > best_d:
+            best, best_d = c, d
+    return best
+
+
+def object_colors(frames: Sequence[np.ndarray], masks_per_object: Sequence[Sequence[np.ndarray]],
+                  ids: Sequence[int]) -> list[tuple[int, int, int]]:
+    """One colour per object for a whole result (every frame and view keeps it): `contrasting_color` against the
+    mean colour under the object's mask over the given frames."""
+    colors = []
+    for oid, masks in zip(ids, masks_per_object):
+        total, count = np.zeros(3), 0
+        for frame, m in zip(frames, masks):
+            m = np.asarray(m, bool)
+            if m.any() and frame.ndim == 3:
+                total += frame[m].reshape(-1, frame.shape[-1])[:, :3].astype(np.float64).sum(0)
+                count += int(m.sum())
+        colors.append(contrasting_color(oid, total / count if count else None))
+    return colors
+
+
+OVERLAY_MIN_SIDE = 512  # media smaller than this are enlarged (integer, nearest-neighbour) for drawing
+PROMPT_COLOR = (255, 220, 0)
+
+
+def overlay_scale(height: int, width: int) -> int:
+    """Integer zoom for drawing on small media (128 px PixelWorld frames are drawn at 512 px); 1 for large ones."""
+    return max(1, OVERLAY_MIN_SIDE // max(height, width, 1))
+
+
+def enlarge(image: np.ndarray, k: int) -> np.ndarray:
+    """Nearest-neighbour zoom by an integer factor (pixels stay sharp, masks stay aligned)."""
+    return image if k == 1 else np.repeat(np.repeat(image, k, axis=0), k, axis=1)
 
 
 def overlay_masks(
@@ -41,59 +93,144 @@ def overlay_masks(
     labels: Sequence[str | None] | None = None,
     alpha: float = 0.45,
     contour: bool = True,
+    prompts: Sequence[VisualPrompt] = (),
+    scale: int | None = None,
+    colors: Sequence[tuple[int, int, int]] | None = None,
 ) -> np.ndarray:
-    """Blend masks onto one RGB frame, draw their contours and put a label at each object's top-left.
+    """Blend masks onto one RGB frame, outline them, label each beside its mask and draw the visual prompts.
 
-    Each contour is drawn twice, a wider stroke in black or white (whichever contrasts with the pixels under the
-    mask) under the object's colour, so a mask stays visible on an object of its own colour (a red fill on a red
-    object)."""
-    src = frame
-    out = frame.astype(np.float32).copy()
+    The frame is enlarged `scale` times (default `overlay_scale`: small media are drawn at >= 512 px) with nearest
+    neighbours, masks with it, so thin outlines and labels stay readable. Each outline is drawn twice, a wider stroke
+    in black or white (whichever contrasts with the pixels under the mask) under the object's colour, so a mask stays
+    visible on an object of its own colour. Labels go above, below, right or left of the mask, wherever they cover no
+    mask pixel (the least covering place otherwise). `prompts` (points, boxes, mask prompts of this frame) are drawn
+    in yellow: points as dots (a cross for a negative point), boxes as rectangles, masks as dashed-looking outlines.
+    """
+    k = overlay_scale(*frame.shape[:2]) if scale is None else int(scale)
+    src = enlarge(np.asarray(frame, np.uint8), k)
+    masks = [enlarge(np.asarray(m, bool), k) for m in masks]
+    out = src.astype(np.float32).copy()
     ids = list(range(len(masks))) if ids is None else list(ids)
-    for m, oid in zip(masks, ids):
-        m = np.asarray(m, bool)
+    colors = [color_for(oid) for oid in ids] if colors is None else list(colors)
+    for m, color in zip(masks, colors):
         if m.any():
-            out[m] = out[m] * (1 - alpha) + np.array(color_for(oid), np.float32) * alpha
+            out[m] = out[m] * (1 - alpha) + np.array(color, np.float32) * alpha
     out = out.clip(0, 255).astype(np.uint8)
     h, w = out.shape[:2]
     thickness = max(1, round(min(h, w) / 200))
-    for k, (m, oid) in enumerate(zip(masks, ids)):
-        m = np.asarray(m, bool)
+    occupied = np.zeros((h, w), bool)
+    for m in masks:
+        occupied |= m
+    for m, color in zip(masks, colors):
+        if contour and m.any():
+            cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            under = src[m].astype(np.float32).mean(0) if src.ndim == 3 else np.full(3, 128.0)
+            cv2.drawContours(out, cs, -1, _ink(under), thickness + 1)
+            cv2.drawContours(out, cs, -1, color, thickness)
+    _draw_prompts(out, prompts, k, thickness)
+    for j, (m, oid) in enumerate(zip(masks, ids)):
         if not m.any():
             continue
-        if contour:
-            cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            under = np.asarray(src, np.float32)[m].mean(0) if src.ndim == 3 else np.full(3, 128.0)
-            lum = 0.299 * under[0] + 0.587 * under[1] + 0.114 * under[2]
-            cv2.drawContours(out, cs, -1, (0, 0, 0) if lum > 128 else (255, 255, 255), thickness + 1)
-            cv2.drawContours(out, cs, -1, color_for(oid), thickness)
-        text = labels[k] if labels is not None and k < len(labels) and labels[k] else f"[{oid}]"
-        ys, xs = np.nonzero(m)
-        _draw_label(out, text, int(xs.min()), int(ys.min()), color_for(oid))
+        text = labels[j] if labels is not None and j < len(labels) and labels[j] else f"[{oid}]"
+        x, y = _label_place(occupied, m, text, _font_scale(h, w))
+        _draw_label(out, text, x, y, colors[j])
+        tw, th, base = _text_size(text, _font_scale(h, w))
+        occupied[max(0, y - th - base):y, x:x + tw + 2] = True  # the next label keeps off this one
     return out
 
 
-def _draw_label(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int]) -> None:
-    h, w = img.shape[:2]
-    scale = max(0.3, min(h, w) / 600)
+def _ink(rgb: np.ndarray | Sequence[float]) -> tuple[int, int, int]:
+    """Black or white, whichever contrasts with a colour."""
+    return (0, 0, 0) if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 128 else (255, 255, 255)
+
+
+def _font_scale(h: int, w: int) -> float:
+    return max(0.35, min(h, w) / 600)
+
+
+def _text_size(text: str, scale: float) -> tuple[int, int, int]:
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    return tw, th, base
+
+
+def _label_place(occupied: np.ndarray, mask: np.ndarray, text: str, scale: float) -> tuple[int, int]:
+    """(x, y-of-the-label's-bottom) beside the mask's box: above, below, right, left; the first covering no mask."""
+    h, w = mask.shape
+    tw, th, base = _text_size(text, scale)
+    lw, lh = tw + 2, th + base
+    ys, xs = np.nonzero(mask)
+    x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    gap = 2
+    candidates = [(x1, y1 - gap), (x1, y2 + gap + lh), (x2 + gap, y1 + lh), (x1 - gap - lw, y1 + lh)]
+    best, best_cover = None, None
+    for x, y in candidates:
+        x = min(max(0, x), max(0, w - lw))
+        y = min(max(lh, y), h)
+        cover = int(occupied[y - lh:y, x:x + lw].sum())
+        if cover == 0:
+            return x, y
+        if best_cover is None or cover < best_cover:
+            best, best_cover = (x, y), cover
+    return best
+
+
+def _draw_label(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int]) -> None:
+    """A filled label box whose bottom-left corner is (x, y), clipped into the image."""
+    h, w = img.shape[:2]
+    scale = _font_scale(h, w)
+    tw, th, base = _text_size(text, scale)
     x = min(max(0, x), max(0, w - tw - 2))
     y = max(th + base, y)
     cv2.rectangle(img, (x, y - th - base), (x + tw + 2, y), color, -1)
-    lum = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
     cv2.putText(img, text, (x + 1, y - base + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (0, 0, 0) if lum > 140 else (255, 255, 255), 1, cv2.LINE_AA)
+                (0, 0, 0) if sum(np.multiply(color, (0.299, 0.587, 0.114))) > 140 else (255, 255, 255), 1,
+                cv2.LINE_AA)
 
 
-def overlay_result(frames: np.ndarray, result: "Result") -> list[np.ndarray]:
-    """One overlay per frame of the result (frames must be the result's frames, [T, H, W, 3])."""
-    if len(frames) != result.num_frames:
-        raise ValueError(f"{len(frames)} frames given for a result of {result.num_frames} frames")
+def _draw_prompts(img: np.ndarray, prompts: Sequence[VisualPrompt], k: int, thickness: int) -> None:
+    """Points, boxes and mask prompts (media coordinates, zoomed by k) in yellow with a dark edge."""
+    from pixelwise.core.prompts import Box, MaskPrompt, Point
+
+    h, w = img.shape[:2]
+    radius = max(4, round(min(h, w) / 70))
+    for p in prompts:
+        if isinstance(p, Point):
+            c = (int(round((p.x + 0.5) * k)), int(round((p.y + 0.5) * k)))
+            if p.positive:
+                cv2.circle(img, c, radius + 1, (0, 0, 0), -1)
+                cv2.circle(img, c, radius, PROMPT_COLOR, -1)
+            else:
+                cv2.drawMarker(img, c, (0, 0, 0), cv2.MARKER_TILTED_CROSS, 2 * radius + 2, thickness + 2)
+                cv2.drawMarker(img, c, PROMPT_COLOR, cv2.MARKER_TILTED_CROSS, 2 * radius, thickness)
+        elif isinstance(p, Box):
+            a = (int(round(p.x1 * k)), int(round(p.y1 * k)))
+            b = (int(round(p.x2 * k)) - 1, int(round(p.y2 * k)) - 1)
+            cv2.rectangle(img, a, b, (0, 0, 0), thickness + 2)
+            cv2.rectangle(img, a, b, PROMPT_COLOR, thickness)
+        elif isinstance(p, MaskPrompt):
+            m = enlarge(np.asarray(p.mask, bool), k)
+            if m.shape != (h, w):
+                continue
+            cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            for c in cs:  # every other run of 6 contour points: a dashed outline, unlike the masks' solid ones
+                for s in range(0, len(c), 12):
+                    cv2.polylines(img, [c[s:s + 6]], False, PROMPT_COLOR, thickness + 1)
+
+
+def overlay_result(frames: np.ndarray | Sequence[np.ndarray], result: Result,
+                   shown: Sequence[int] | None = None) -> list[np.ndarray]:
+    """One overlay per frame of the result (`frames` are the result's frames), or per result frame in `shown`
+    (then `frames` are those frames, in that order). The result's prompts are drawn on the frames they belong to."""
+    shown = list(range(result.num_frames)) if shown is None else list(shown)
+    if len(frames) != len(shown):
+        raise ValueError(f"{len(frames)} frames given for {len(shown)} frames of the result")
     ids = [o.id for o in result.objects]
     labels = [o.label or f"[{o.id}]" for o in result.objects]
+    colors = object_colors(frames, [[o.masks[t] for t in shown] for o in result.objects], ids)
     return [
-        overlay_masks(frames[t], [o.masks[t] for o in result.objects], ids, labels)
-        for t in range(result.num_frames)
+        overlay_masks(frame, [o.masks[t] for o in result.objects], ids, labels,
+                      prompts=[p for p in result.prompts if p.frame == t], colors=colors)
+        for frame, t in zip(frames, shown)
     ]
 
 

@@ -10,9 +10,11 @@ placement and result assembly; the numerics belong to the family's model and pro
 * `info()`: family, name, path, parameter count, device, dtype;
 * `predict(sample)`: one evaluation sample -> `Result` (the `pixelwise.eval` `Predictor` protocol).
 
-`media` is a path (image, video file, folder of frames), a `Clip` or a uint8 array. The model reads `num_frames`
-frames of a video, uniformly spread; prompt frames index those frames, and so do the result's masks (over every frame
-of the media with `propagate="all"`); `Result.frame_indices` gives their source frame numbers.
+`media` is a path (image, video file, folder of frames), a `Clip`, a uint8 array, a PIL image, a torch tensor or a
+list of frames (`pipeline.media.in_memory_frames`); a URL is refused (download it first). `pipe(media, text)` is
+`segment`, or `ask` when regions are given. The model reads `num_frames` frames of a video, uniformly spread; prompt
+frames index those frames, and so do the result's masks (over every frame of the media with `propagate="all"`);
+`Result.frame_indices` gives their source frame numbers.
 """
 
 from __future__ import annotations
@@ -47,6 +49,38 @@ def normalize_regions(regions: Regions, first_id: int = 0) -> list[tuple[int, Vi
     return items
 
 
+_REGION_NAME = re.compile(r"\[(\d+)\]")
+
+
+def check_region_names(question: str, given: Sequence[int], earlier: Sequence[int] = (),
+                       require_all: bool = True) -> None:
+    """Every `[k]` of a question must name a region given now or earlier in the conversation; with `require_all`,
+    every region given now must be named. A `PromptError` says which is wrong."""
+    named = {int(k) for k in _REGION_NAME.findall(question)}
+    known = set(given) | set(earlier)
+    unknown = sorted(named - known)
+    if unknown:
+        have = ", ".join(f"[{k}]" for k in sorted(known)) or "none"
+        raise PromptError(f"the question names {', '.join(f'[{k}]' for k in unknown)}, but no such region was given "
+                          f"(regions: {have}); give a point, box or mask for each [k]")
+    unnamed = [k for k in given if k not in named] if require_all else []
+    if unnamed:
+        raise PromptError(f"region {', '.join(f'[{k}]' for k in unnamed)} is not named in the question "
+                          f"{question.strip()!r}; write [k] where each region belongs, e.g. 'What is [{unnamed[0]}] "
+                          "doing?'")
+
+
+def prompts_on_result(prompts: Sequence[VisualPrompt], frames_read: Sequence[int],
+                      result_frames: Sequence[int]) -> list[VisualPrompt]:
+    """The request's prompts (frames index the frames read) with frames indexing the result's frames instead, for
+    drawing; prompts on a frame the result does not hold are left out."""
+    from dataclasses import replace
+
+    place = {f: i for i, f in enumerate(result_frames)}
+    return [replace(p, frame=place[frames_read[p.frame]]) for p in prompts
+            if 0 <= p.frame < len(frames_read) and frames_read[p.frame] in place]
+
+
 def check_propagate(propagate: str) -> str:
     if propagate not in PROPAGATE_MODES:
         raise ConfigError(f"propagate must be one of {', '.join(PROPAGATE_MODES)}, got {propagate!r}")
@@ -62,6 +96,8 @@ def resolve_device(device: Any = "auto", dtype: Any = None):
         dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if auto else device)
     except (RuntimeError, TypeError) as e:
         raise ConfigError(f"device {device!r}: {e}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r}: pixelwise runs on cpu or cuda (cuda:N); {dev.type} is not supported")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r}: CUDA is not available on this machine")
     if dtype is None:
@@ -102,6 +138,17 @@ class Pipeline:
     family: str = ""
     path: Path | None = None
     model: Any = None  # the family's nn.Module
+    # What the family reads, for the demo and the server to offer only what works (also in `info()`).
+    visual_prompts: tuple[str, ...] = ("point", "box", "mask")
+    negative_points: bool = False
+    reads_video: bool = True
+
+    def __call__(self, media: MediaLike, text: str, regions: Regions = None, **options: Any) -> Result:
+        """`pipe(media, text)` as transformers pipelines are called: `ask` when regions are given (the text names
+        them `[k]`), else `segment`."""
+        if regions:
+            return self.ask(media, text, regions, **options)
+        return self.segment(media, text, **options)
 
     def segment(self, media: MediaLike, text: str, **options: Any) -> Result:
         raise NotImplementedError
@@ -124,6 +171,9 @@ class Pipeline:
             "parameters": sum(p.numel() for p in model.parameters()),
             "device": str(first.device),
             "dtype": str(first.dtype).removeprefix("torch."),
+            "visual_prompts": list(self.visual_prompts),
+            "negative_points": self.negative_points,
+            "video": self.reads_video,
         }
 
     def predict(self, sample: Any) -> Result:
@@ -139,6 +189,9 @@ class Pipeline:
             return self.segment(clip, sample.text, propagate="all")
         read = uniform_indices_with(clip.num_frames, DEFAULT_NUM_FRAMES, [p.frame for p in sample.prompts])
         question, ids = videorefer_question(sample.text, len(sample.prompts))
+        unnamed = [k for k in ids if f"[{k}]" not in question]
+        if unnamed:  # a question that does not name its regions: they are named after it
+            question = f"{question.rstrip()} {' '.join(f'[{k}]' for k in unnamed)}"
         regions = {k: _replace_frame(p, read.index(p.frame)) for k, p in zip(ids, sample.prompts)}
         return self.ask(clip, question, regions, options=list(sample.options) or None, frame_indices=read,
                         propagate="all")
@@ -155,6 +208,8 @@ class ImageQueryPipeline(Pipeline):
     `model.generate` -> `processor.build_result` (PixelLM, UFO)."""
 
     model_label: str = ""  # how error messages name the model
+    visual_prompts: tuple[str, ...] = ()
+    reads_video = False
 
     def _frame(self, media: MediaLike) -> QueryMedia:
         qm = open_query_media(media, 1)

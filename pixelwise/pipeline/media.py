@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from pixelwise.core.clip import Clip
 from pixelwise.core.errors import MediaError
 from pixelwise.core.media import ImageSource, MediaSource, open_media, uniform_indices
 
-MediaLike = str | Path | Clip | np.ndarray
+MediaLike = Any  # str | Path | Clip | np.ndarray | PIL.Image.Image | torch.Tensor | a list of frames
 PROPAGATE_MODES = ("sampled", "all")
 
 
@@ -57,6 +58,14 @@ class QueryMedia:
         return self.source if isinstance(self.source, Clip) else self.path
 
 
+def frames_note(qm: QueryMedia) -> str:
+    """What a prompt's frame number counts, for error messages: the frames read, not the media's frames."""
+    if qm.is_image:
+        return ""
+    return (f"; the model reads {qm.sampled.num_frames} of the media's {qm.num_frames} frames and a prompt's frame "
+            "counts those (read more with num_frames / --frames)")
+
+
 def as_clip(media: Clip | np.ndarray) -> Clip:
     if isinstance(media, Clip):
         return media
@@ -64,14 +73,58 @@ def as_clip(media: Clip | np.ndarray) -> Clip:
     return Clip.from_image(arr) if arr.ndim == 3 else Clip(arr)
 
 
+def in_memory_frames(media: Any) -> Clip | np.ndarray | None:
+    """Media given as objects rather than a path, as the field passes them: a `Clip`; a uint8 array `[H, W, 3]` or
+    `[T, H, W, 3]`; a PIL image (converted to RGB); a torch tensor (`[3, H, W]` / `[T, 3, H, W]` channels-first or
+    channels-last, uint8 or float in [0, 1]); a list of any of those frames (a clip). None for a path."""
+    if isinstance(media, (Clip, np.ndarray)):
+        return media
+    if isinstance(media, (list, tuple)):
+        if not media:
+            raise MediaError("media: an empty list of frames")
+        frames = [in_memory_frames(f) for f in media]
+        if any(f is None or isinstance(f, Clip) or np.asarray(f).ndim != 3 for f in frames):
+            raise MediaError("media: a list must hold frames (PIL images, [H, W, 3] arrays or [3, H, W] tensors)")
+        if len({np.asarray(f).shape for f in frames}) > 1:
+            raise MediaError(f"media: the frames differ in size ({sorted({np.asarray(f).shape for f in frames})})")
+        return np.stack(frames)
+    module = type(media).__module__.split(".")[0]
+    if module == "PIL":
+        return np.asarray(media.convert("RGB"))
+    if module == "torch":
+        return _tensor_frames(media)
+    return None
+
+
+def _tensor_frames(t: Any) -> np.ndarray:
+    import torch
+
+    arr = t.detach().cpu()
+    if arr.ndim not in (3, 4):
+        raise MediaError(f"media: a tensor of shape {tuple(arr.shape)}; give [3, H, W], [H, W, 3] or a batch of them")
+    if arr.shape[-1] != 3 and arr.shape[-3] == 3:  # channels-first -> channels-last
+        arr = arr.movedim(-3, -1)
+    if arr.shape[-1] != 3:
+        raise MediaError(f"media: a tensor of shape {tuple(arr.shape)} has no 3-channel (RGB) axis")
+    if arr.is_floating_point():
+        arr = (arr.float().clamp(0, 1) * 255).round()
+    return arr.to(torch.uint8).numpy()
+
+
 def open_query_media(media: MediaLike, num_frames: int, frame_indices: Sequence[int] | None = None) -> QueryMedia:
     """Open `media` (a path, a `Clip` or a uint8 array) and decode the frames the model reads."""
     if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
         raise MediaError(f"num_frames must be a positive integer, got {num_frames!r}")
-    if isinstance(media, (Clip, np.ndarray)):
-        source: MediaSource | Clip = as_clip(media)
+    frames = in_memory_frames(media)
+    if frames is not None:
+        source: MediaSource | Clip = as_clip(frames)
         path, is_image = None, source.is_image
     else:
+        if not isinstance(media, (str, Path)):
+            raise MediaError(f"media of type {type(media).__name__}: give a path, a PIL image, an array, a tensor, "
+                             "a list of frames or a Clip")
+        if isinstance(media, str) and "://" in media:
+            raise MediaError(f"{media}: URLs are not fetched; download the file first and pass its path")
         source = open_media(media)
         path, is_image = str(media), isinstance(source, ImageSource)
     total = source.num_frames

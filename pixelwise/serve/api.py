@@ -27,6 +27,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -249,8 +250,9 @@ def create_app(pipeline: Pipeline, limits: ServeLimits | None = None, media_root
         finally:
             await asyncio.to_thread(app.state.worker.close)
 
-    app = FastAPI(title="pixelwise", version=__version__, lifespan=lifespan,
-                  description="Pixel-level vision-language models over HTTP: segment and ask with masks.")
+    # FastAPIOffline: FastAPI whose /docs (Swagger UI) and /redoc load their scripts from the server, not a CDN
+    app = FastAPIOffline(title="pixelwise", version=__version__, lifespan=lifespan,
+                         description="Pixel-level vision-language models over HTTP: segment and ask with masks.")
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_upload_bytes + _FORM_OVERHEAD)
 
     @app.exception_handler(PixelwiseError)

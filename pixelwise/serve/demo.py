@@ -17,6 +17,7 @@ import atexit
 import functools
 import html
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ from pixelwise.core import viz
 from pixelwise.core.clip import Clip
 from pixelwise.core.errors import PixelwiseError
 from pixelwise.core.media import ImageSource, load_media, open_media
+from pixelwise.core.prompts import Box, MaskPrompt, Point
 from pixelwise.core.results import Result
 from pixelwise.serve.limits import BadRequestError, ServeLimits
 from pixelwise.serve.service import AskRequest, Pipeline, SegmentRequest, check_request, parse_request, run_task
@@ -44,6 +46,7 @@ from pixelwise.serve.service import AskRequest, Pipeline, SegmentRequest, check_
 CSS = (".pw-zoom img { object-fit: contain !important; image-rendering: pixelated; }\n"
        ".pw-answer { overflow-wrap: anywhere; }")
 CANVAS_SIDE = 384
+log = logging.getLogger("pixelwise.demo")
 
 
 def display_scale(height: int, width: int) -> int:
@@ -119,31 +122,34 @@ def _point(x: float, y: float, frame: int = 0, positive: bool = True) -> dict[st
 # ------------------------------------------------------------------------------------------------ drawing
 
 
-def answer_html(result: Result) -> str:
-    """The answer with each object's span highlighted in the object's mask color; unmentioned objects as chips."""
-    text = result.answer
-    spans = sorted((o.span[0], o.span[1], o.id) for o in result.objects if o.span is not None)
+def answer_html(result: Result, colors: list[tuple[int, int, int]] | None = None) -> str:
+    """The answer as people read it (`[k]` where the model wrote `<|seg|>`), each object's span highlighted in its
+    mask's colour (`colors`, one per object, as the overlay drew them); unmentioned objects as chips."""
+    text, spans_by_object = result.display()
+    colors = colors or [viz.color_for(o.id) for o in result.objects]
+    spans = sorted((a, b, j) for j, (a, b) in spans_by_object.items())
     parts, pos = [], 0
-    for start, end, oid in spans:
+    for start, end, j in spans:
         start, end = max(start, pos), min(end, len(text))
         if start >= end:
             continue
         parts.append(html.escape(text[pos:start]))
-        parts.append(_chip(text[start:end], oid))
+        parts.append(_chip(text[start:end], result.objects[j].id, colors[j]))
         pos = end
     parts.append(html.escape(text[pos:]))
     body = "".join(parts) or "<i>(empty answer)</i>"
-    unmentioned = [o.id for o in result.objects if o.span is None]
+    unmentioned = [j for j, o in enumerate(result.objects) if j not in spans_by_object]
     if unmentioned:
-        body += "<br>objects: " + " ".join(_chip(f"[{oid}]", oid) for oid in unmentioned)
+        body += "<br>objects: " + " ".join(_chip(f"[{result.objects[j].id}]", result.objects[j].id, colors[j])
+                                          for j in unmentioned)
     return f'<div class="pw-answer">{body}</div>'
 
 
-def _chip(text: str, oid: int) -> str:
-    r, g, b = viz.color_for(oid)
+def _chip(text: str, oid: int, color: tuple[int, int, int] | None = None) -> str:
+    r, g, b = color or viz.color_for(oid)
     ink = "#000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#fff"
-    return (f'<span class="pw-obj" data-object="{oid}" style="background:{viz.color_hex(oid)};color:{ink};'
-            f'padding:0 3px;border-radius:3px">{html.escape(text)}</span>')
+    return (f'<span class="pw-obj" data-object="{oid}" style="background:{viz.color_hex(oid, (r, g, b))};'
+            f'color:{ink};padding:0 3px;border-radius:3px">{html.escape(text)}</span>')
 
 
 def draw_prompts(frame: np.ndarray, prompts: list[dict[str, Any]], t: int, pending: list[float] | None) -> np.ndarray:
@@ -172,6 +178,28 @@ def draw_prompts(frame: np.ndarray, prompts: list[dict[str, Any]], t: int, pendi
     if pending is not None and int(pending[2]) == t:
         cv2.drawMarker(out, (int(pending[0]), int(pending[1])), (255, 220, 0), cv2.MARKER_CROSS, 2 * radius, thickness)
     return out
+
+
+def prompts_that_fit(prompts: list[dict[str, Any]], clip: Clip) -> list[dict[str, Any]]:
+    """The prompts (API JSON) that lie inside the clip's frames: what is kept when new media is loaded, so an
+    example's own prompts survive its media being loaded, and prompts of another media's size do not."""
+    kept = []
+    h, w = clip.size
+    for p in prompts:
+        try:
+            frame = int(p.get("frame", 0))
+            if p["type"] == "point":
+                Point(float(p["point"][0]), float(p["point"][1]), frame).validate(h, w, clip.num_frames)
+            elif p["type"] == "box":
+                Box(*(float(v) for v in p["box"]), frame=frame).validate(h, w, clip.num_frames)
+            elif p["type"] == "mask":
+                MaskPrompt(mask_ops.rle_decode(p["rle"], expected_size=(h, w)), frame).validate(h, w, clip.num_frames)
+            else:
+                continue
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, PixelwiseError):
+            continue
+        kept.append(p)
+    return kept
 
 
 def parse_prompts_text(text: str) -> list[dict[str, Any]]:
@@ -283,7 +311,8 @@ class DemoApp:
         src = open_media(media, self.limits.media_limits())
         frames = src.read(result.frame_indices).frames if not isinstance(src, ImageSource) else src.read().frames
         overlays = viz.overlay_result(frames, result)
-        out: dict[str, Any] = {"result": result, "answer_html": answer_html(result)}
+        colors = viz.object_colors(frames, [list(o.masks) for o in result.objects], [o.id for o in result.objects])
+        out: dict[str, Any] = {"result": result, "answer_html": answer_html(result, colors)}
         if len(overlays) == 1:
             out["image"] = overlays[0]
         else:
@@ -328,14 +357,31 @@ def build_demo(pipe: Pipeline, limits: ServeLimits | None = None, max_num_frames
                     "point (or two corners for a box), or brush a mask in *Brush a prompt*; prompts are drawn on the "
                     "frame they belong to.")
         with gr.Tabs():
-            for spec in TABS:
+            for spec in offered_tabs(info):
                 with gr.Tab(spec.title, id=spec.key):
-                    _build_tab(app, spec, media)
+                    _build_tab(app, spec, media, click_modes(info))
     blocks.pixelwise_app = app  # type: ignore[attr-defined]
     return blocks
 
 
-def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
+def offered_tabs(info: dict[str, Any]) -> list[TabSpec]:
+    """The tabs the loaded model can use: no video tabs for an image model, no region tabs without visual prompts."""
+    prompts, video = info.get("visual_prompts", ["point", "box", "mask"]), info.get("video", True)
+    return [t for t in TABS if (video or not t.video) and (prompts or t.task != "ask")]
+
+
+def click_modes(info: dict[str, Any]) -> list[str]:
+    """What a click on the canvas may add, for the loaded model (negative points only where the model reads them)."""
+    prompts = info.get("visual_prompts", ["point", "box", "mask"])
+    modes = []
+    if "point" in prompts:
+        modes += [POINT_POS] + ([POINT_NEG] if info.get("negative_points") else [])
+    if "box" in prompts:
+        modes.append(BOX)
+    return modes
+
+
+def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path], modes: list[str]) -> None:
     k = spec.key
     pending = gr.State(None)
     with gr.Row():
@@ -351,9 +397,10 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
                 frame = gr.Number(0, visible=False)
             canvas = gr.Image(label="Prompt canvas: click to add a point or a box corner", type="numpy",
                               interactive=False, format="png", elem_id=f"{k}-canvas")
-            mode = gr.Radio([POINT_POS, POINT_NEG, BOX], value=POINT_POS, label="Click adds",
+            mode = gr.Radio(modes, value=modes[0] if modes else None, label="Click adds", visible=bool(modes),
                             elem_id=f"{k}-mode")
-            with gr.Accordion("Brush a prompt (mask, or a box around the stroke)", open=False):
+            with gr.Accordion("Brush a prompt (mask, or a box around the stroke)", open=False,
+                              visible=bool(modes)):
                 brush = gr.ImageEditor(label="Brush on the frame", type="numpy", sources=[], layers=False,
                                        transforms=[], brush=gr.Brush(colors=["#ffdc00"], default_size=8),
                                        elem_id=f"{k}-brush")
@@ -381,7 +428,8 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
             status = gr.Textbox(label="Status", interactive=False, elem_id=f"{k}-status")
             with gr.Accordion("Result JSON (COCO RLE masks)", open=False):
                 result_json = gr.JSON(elem_id=f"{k}-json")
-    gr.Examples(_examples_for(spec, media), inputs=[media_in, text, prompts], label="PixelWorld examples",
+    examples = [e for e in _examples_for(spec, media) if modes or e[2] == "[]"]  # prompted ones need prompts
+    gr.Examples(examples, inputs=[media_in, text, prompts], label="PixelWorld examples",
                 examples_per_page=4)
 
     def _guard(fn):
@@ -391,16 +439,22 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
             try:
                 return fn(*args)
             except PixelwiseError as e:
-                raise gr.Error(str(e)) from None
+                log.info("demo %s: %s", spec.key, e)  # one line: a user's mistake is no server fault
+                raise gr.Error(str(e), print_exception=False) from None
         return wrapped
 
-    def on_media(path, n):
+    def on_media(path, n, ptext):
         if not path:
             return None, gr.update(), "[]", None, None
         clip = app.clip(path, n)
         frame_update = gr.update(maximum=max(clip.num_frames - 1, 1), value=0) if spec.video else 0
-        canvas_img = zoom(clip.frames[0], display_scale(clip.height, clip.width))
-        return canvas_img, frame_update, "[]", None, clip.frames[0]
+        try:
+            kept = json.dumps(prompts_that_fit(parse_prompts_text(ptext), clip))
+        except PixelwiseError:
+            kept = "[]"
+        canvas_img = zoom(draw_prompts(clip.frames[0], json.loads(kept), 0, None),
+                          display_scale(clip.height, clip.width))
+        return canvas_img, frame_update, kept, None, clip.frames[0]
 
     def on_frame(path, n, t, ptext, pend):
         if not path:
@@ -409,7 +463,7 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
         return img, app.clip(path, n).frames[min(int(t), app.clip(path, n).num_frames - 1)]
 
     def on_select(evt: gr.SelectData, m, t, ptext, pend, path, n):
-        if not path or evt.index is None:
+        if not path or evt.index is None or m not in modes:
             return ptext, pend, gr.update()
         clip = app.clip(path, n)
         scale = display_scale(clip.height, clip.width)  # canvas pixels -> frame pixels
@@ -418,17 +472,24 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
         return ptext, pend, app.show(path, n, t, ptext, pend)
 
     def on_run(path, txt, ptext, n, prop):
-        out = app.run(spec, path, txt, ptext, n, prop)
+        try:
+            out = app.run(spec, path, txt, ptext, n, prop)
+        except PixelwiseError as e:  # the user's mistake: in the status box (and a toast), outputs unchanged
+            log.info("demo %s: %s", spec.key, e)
+            gr.Warning(str(e))
+            keep = [gr.update()] * (2 if spec.video else 1)
+            return (*keep, gr.update(), f"error: {e}", gr.update())
         res = out["result"].to_json()
         values = [out["image"]]
         if spec.video:
             values.append(out.get("video"))
         return (*values, out["answer_html"], out["status"], res)
 
-    # media_in.change: also fires when an example fills it
-    media_in.change(_guard(on_media), [media_in, num_frames], [canvas, frame, prompts, pending, brush], queue=False)
+    # media_in.change: also fires when an example fills it (its prompts are kept: they fit its media)
+    media_in.change(_guard(on_media), [media_in, num_frames, prompts], [canvas, frame, prompts, pending, brush],
+                    queue=False)
     if spec.video:
-        num_frames.release(_guard(on_media), [media_in, num_frames], [canvas, frame, prompts, pending, brush])
+        num_frames.release(_guard(on_media), [media_in, num_frames, prompts], [canvas, frame, prompts, pending, brush])
         frame.change(_guard(on_frame), [media_in, num_frames, frame, prompts, pending], [canvas, brush])
     prompts.change(_guard(app.show), [media_in, num_frames, frame, prompts, pending], canvas, queue=False)
     canvas.select(_guard(on_select), [mode, frame, prompts, pending, media_in, num_frames],
@@ -439,12 +500,12 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path]) -> None:
                   [brush, media_in, num_frames, frame, prompts], prompts)
     clear.click(lambda: ("[]", None), None, [prompts, pending], queue=False)
     outputs = [output] + ([video_out] if spec.video else []) + [answer, status, result_json]
-    run.click(_guard(on_run), [media_in, text, prompts, num_frames, propagate], outputs,
+    run.click(on_run, [media_in, text, prompts, num_frames, propagate], outputs,
               concurrency_limit=1, concurrency_id="model")
 
 
 def launch(pipe: Pipeline, host: str = "127.0.0.1", port: int = 7860, max_num_frames: int = 32,
-           limits: ServeLimits | None = None) -> None:
+           limits: ServeLimits | None = None, share: bool = False) -> None:
     """Build and serve the demo until interrupted (blocking)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     limits = limits or ServeLimits(max_num_frames=max_num_frames)
@@ -453,6 +514,6 @@ def launch(pipe: Pipeline, host: str = "127.0.0.1", port: int = 7860, max_num_fr
     blocks = build_demo(pipe, limits, max_num_frames, out_dir)
     media = example_media()
     blocks.queue(max_size=limits.max_queue, default_concurrency_limit=1)
-    blocks.launch(server_name=host, server_port=port, share=False, show_error=True,
+    blocks.launch(server_name=host, server_port=port, share=share, show_error=True,
                   allowed_paths=[str(out_dir), str(media["image"].parent)],
                   max_file_size=limits.max_upload_bytes, footer_links=["api"], css=CSS)

@@ -159,7 +159,10 @@ def build_prompts(specs: list[PointSpec | BoxSpec | MaskSpec], facts: MediaFacts
                 p = MaskPrompt(mask, spec.frame)
             p.validate(facts.height, facts.width, num_prompt_frames)
         except PixelwiseError as e:
-            raise PromptError(f"prompts[{k}]: {e}") from None
+            note = "" if facts.is_image else (
+                f"; the model reads {num_prompt_frames} of the video's {facts.source_frames} frames and a prompt's "
+                "frame counts those (raise num_frames to read more)")
+            raise PromptError(f"prompts[{k}]: {e}{note}") from None
         prompts.append(p)
     return prompts
 

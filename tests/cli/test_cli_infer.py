@@ -59,6 +59,46 @@ def test_bad_prompts_are_one_line_errors(media, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error:") and "outside the 64x48 frame" in err and "\n" not in err
     rc = main(["ask", str(media / "clip.mp4"), "What is [0]?", "--point", "20,15@9", "--frames", "4", *FAST])
-    assert rc == 2 and "frames index the 4 frame(s) the model reads" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "on frame 9, but there are only 4 frame(s)" in err and "reads 4 of the media's 20 frames" in err
     rc = main(["segment", str(media / "clip.mp4"), "x", "--model", str(media)])
     assert rc == 2 and "no config.json" in capsys.readouterr().err
+
+
+def test_segment_takes_regions_and_prints_json(media, capsys):
+    out = media / "seg_out"
+    rc = main(["segment", str(media / "image.png"), "segment this object", "--point", "20,15", "--out", str(out),
+               "--json", *FAST])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    result = json.loads(captured.out)  # stdout is the JSON alone; the report goes to stderr
+    assert result["objects"][0]["id"] == 0 and len(result["objects"][0]["masks"]) == 1
+    assert "text" in result and "region [0]: point 20,15 on frame 0" in captured.err
+    assert json.loads((out / "result.json").read_text())["objects"][0]["id"] == 0
+
+
+@pytest.mark.parametrize(("question", "regions", "message"), [
+    ("What is [3]?", ["--point", "20,15"], "names [3], but no such region was given (regions: [0])"),
+    ("Describe [0].", [], "names [0], but no such region was given (regions: none)"),
+    ("What is this?", ["--point", "20,15"], "region [0] is not named in the question"),
+])
+def test_questions_must_name_their_regions(media, capsys, question, regions, message):
+    rc = main(["ask", str(media / "image.png"), question, *regions, *FAST])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and message in err and "\n" not in err
+
+
+def test_unsupported_device_is_one_line(media, capsys):
+    rc = main(["segment", str(media / "image.png"), "x", "--model", str(CHECKPOINT), "--device", "mps"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == "error: device 'mps': pixelwise runs on cpu or cuda (cuda:N); mps is not supported"
+
+
+def test_help_shows_no_type_after_plain_flags(capsys):
+    from typer.testing import CliRunner
+
+    from pixelwise.cli import app
+
+    text = CliRunner().invoke(app, ["segment", "--help"], env={"COLUMNS": "200"}).output
+    assert "--json" in text and "--point" in text and "X,Y@FRAME" in text
+    assert "<bool>" not in text and "<str>" in text

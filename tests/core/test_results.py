@@ -62,3 +62,18 @@ def test_clip_validation():
         Clip(np.zeros((0, 4, 4, 3), np.uint8))
     c = Clip(make_frames(6)).select([1, 4])
     assert c.frame_indices == [1, 4] and c.num_frames == 2
+
+
+def test_answers_read_with_object_names_where_the_model_wrote_tokens():
+    m = np.zeros((1, 4, 4), bool)
+    official = "[0] <|seg|> and [1] <|seg|>."  # the official multi-object form: the token goes, [k] stays
+    r = Result(official, [SegObject(0, m, (4, 11)), SegObject(1, m, (20, 27))])
+    text, spans = r.display()
+    assert text == "[0] and [1]." and r.text == text
+    assert [text[a:b] for a, b in spans.values()] == ["[0]", "[1]"]
+    plain = Result("Sure, it is <|seg|>.", [SegObject(2, m, (12, 19))])
+    assert plain.text == "Sure, it is [2]."
+    assert plain.to_json()["answer"] == "Sure, it is <|seg|>." and plain.to_json()["text"] == plain.text
+    phrase = Result("the red car [SEG] and a box <box>1,2,3,4</box>", [SegObject(0, m, (12, 17)),
+                                                                      SegObject(1, m, (28, 46))])
+    assert phrase.text == "the red car [0] and a box <box>1,2,3,4</box>"  # a box as text is not a token

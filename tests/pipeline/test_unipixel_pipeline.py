@@ -11,7 +11,7 @@ import torch
 
 import pixelwise
 from pixelwise.core.clip import Clip
-from pixelwise.core.errors import CheckpointError, ConfigError, PromptError
+from pixelwise.core.errors import CheckpointError, ConfigError, MediaError, PromptError
 from pixelwise.core.masks import load_mask_png
 from pixelwise.core.media import save_video, uniform_indices
 from pixelwise.core.prompts import Box, MaskPrompt, Point
@@ -191,6 +191,33 @@ def test_ask_with_point_box_and_mask_regions(pipe, scripted, monkeypatch):
     assert [o.label for o in result.objects[:3]] == ["[0]", "[1]", "[2]"]
     assert np.array_equal(result.objects[2].masks[6], square(6)) and not result.objects[2].masks[:6].any()
     assert result.objects[3].span is not None and result.objects[0].span is None
+    assert result.text == "[0] and [1] are next to [2]: [3]."  # the raw answer's <|seg|> read as its object
+    # the prompts come back with the result (frames index the result's frames), for drawing
+    assert [type(p).__name__ for p in result.prompts] == ["Point", "Box", "MaskPrompt"]
+    assert [p.frame for p in result.prompts] == [3, 5, 6]
+
+
+def test_media_as_the_field_passes_it(pipe, scripted):
+    from PIL import Image
+
+    scripted("It is <|seg|>.")
+    image = make_frames(1)[0]
+    by_array = pipe.segment(image, "the red square")
+    for media in (Image.fromarray(image), torch.from_numpy(image).permute(2, 0, 1).float() / 255,
+                  torch.from_numpy(image)):
+        r = pipe.segment(media, "the red square")
+        assert r.size == (H, W) and np.array_equal(r.objects[0].masks, by_array.objects[0].masks)
+    clip = pipe.segment([Image.fromarray(f) for f in make_frames(3)], "the red square")
+    assert clip.frame_indices == [0, 1, 2]
+    called = pipe(image, "the red square")  # like a transformers pipeline: segment, or ask with regions
+    assert np.array_equal(called.objects[0].masks, by_array.objects[0].masks)
+    assert pipe(image, "What is [0]?", [Point(5, 5)]).objects[0].label == "[0]"
+    with pytest.raises(MediaError, match="URLs are not fetched; download the file first"):
+        pipe.segment("https://example.com/x.png", "x")
+    with pytest.raises(MediaError, match="give a path, a PIL image"):
+        pipe.segment(3.5, "x")
+    with pytest.raises(MediaError, match="differ in size"):
+        pipe.segment([image, image[:10]], "x")
 
 
 def test_ask_multiple_choice(pipe, scripted):
@@ -204,8 +231,12 @@ def test_ask_multiple_choice(pipe, scripted):
 
 def test_region_errors(pipe):
     frames = make_frames(8)
-    with pytest.raises(PromptError, match="frames index the 4 frame"):
+    with pytest.raises(PromptError, match="reads 4 of the media's 8 frames"):
         pipe.ask(frames, "What is [0]?", [Point(5, 5, frame=4)], num_frames=4)
+    with pytest.raises(PromptError, match=r"names \[1\], but no such region"):
+        pipe.ask(frames, "Is [1] next to [0]?", [Point(5, 5)])
+    with pytest.raises(PromptError, match=r"region \[0\] is not named"):
+        pipe.ask(frames, "What is it?", [Point(5, 5)])
     with pytest.raises(PromptError, match="outside"):
         pipe.ask(frames, "What is [0]?", [Point(W + 3, 5)])
     with pytest.raises(PromptError, match="does not match"):

@@ -122,9 +122,9 @@ def test_ask_with_box_and_mask_prompts_multipart(server):
     prompts = [{"type": "box", "box": [70, 22, 106, 58], "frame": 0},
                {"type": "mask", "rle": mask_ops.rle_encode(mask), "frame": 0}]
     r = _post(server, "/v1/ask", files=_upload(server, "pixelworld_image.png"),
-              data={"text": "What color is [0]?", "prompts": json.dumps(prompts)})
+              data={"text": "Is [0] the same colour as [1]?", "prompts": json.dumps(prompts)})
     assert r.status_code == 200, r.text
-    assert r.json()["task"] == "ask" and isinstance(r.json()["answer"], str)
+    assert r.json()["task"] == "ask" and isinstance(r.json()["answer"], str) and "text" in r.json()
 
 
 # ------------------------------------------------------------------------------------------------ bad requests
@@ -152,7 +152,7 @@ def test_malformed_requests_get_4xx_with_a_message(server, case):
         "frame_outside": (lambda: _post(server, "/v1/segment", json_body={
             "path": "pixelworld_clip.mp4", "text": "x", "num_frames": 4,
             "prompts": [{"type": "box", "box": [1, 1, 9, 9], "frame": 4}]}),
-            422, ["frame 4, but the media has 4 frame(s)"]),
+            422, ["frame 4, but there are only 4 frame(s)"]),
         "oversize_upload": (lambda: _post(server, "/v1/segment", files=up(server, "oversize.bin"), data={"text": "x"}),
                             413, ["exceeds the upload limit"]),
         "too_many_source_frames": (lambda: _post(server, "/v1/segment", files=up(server, "long_clip.mp4"),

@@ -153,3 +153,38 @@ def test_demo_on_the_default_model_draws_masks(browser_page, tmp_path):
     for key in ("text", "point"):
         objects, pixels = _counts(out[key])
         assert objects >= 1 and pixels > 0, out[key]
+
+
+def test_a_prompted_example_keeps_its_prompts(browser_page, tmp_path):
+    """Clicking the image-question example "What color is [0]?" loads its media *and* its point; the run answers
+    about that region (it comes back as object [0])."""
+    port, server = _demo(CONFORMANCE_CKPT, tmp_path)
+    page = browser_page
+    with server:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.get_by_role("tab", name="Image region understanding").click()
+        page.wait_for_selector("#img-ask-run", timeout=60_000)
+        page.locator("#img-ask-run").scroll_into_view_if_needed()
+        examples = page.locator("text=What color is [0]?")
+        examples.first.click()
+        page.locator("#img-ask-canvas img").wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)  # the media change handler runs after the example fills the inputs
+        prompts = json.loads(page.locator("#img-ask-prompts textarea").input_value())
+        assert [p["type"] for p in prompts] == ["point"] and prompts[0]["point"] == [34, 38]
+        page.locator("#img-ask-run").click()
+        page.wait_for_function("s => document.querySelector(s).value.includes('object(s)')",
+                               arg="#img-ask-status textarea", timeout=180_000)
+        assert page.locator('#img-ask-answer [data-object="0"]').count() >= 1
+        page.screenshot(path=str(_artifacts(tmp_path) / "demo_prompted_example.png"), full_page=True)
+
+
+def test_the_api_docs_page_renders_offline(browser_page, tmp_path):
+    """`/docs` loads Swagger UI from the server itself (Chromium here has no network): the operations render."""
+    from .conftest import api_server_cmd
+
+    port = free_port()
+    with running_server(api_server_cmd(port, EXAMPLES), port, log_path=tmp_path / "api.log"):
+        page = browser_page
+        page.goto(f"http://127.0.0.1:{port}/docs")
+        page.locator(".opblock-summary-path", has_text="/v1/segment").first.wait_for(timeout=60_000)
+        assert page.locator(".opblock").count() >= 4  # segment, ask, model, healthz

@@ -133,7 +133,7 @@ def test_prompts_are_validated_against_the_frames():
     assert (point.x, point.y, point.frame, point.positive) == (3, 4, 3, False)
     assert box.xyxy == (1, 2, 30, 40) and mask.mask.sum() == 16
     bad = [({"type": "point", "point": [64, 4]}, "outside the 64x48 frame"),
-           ({"type": "point", "point": [3, 4], "frame": 4}, "on frame 4, but the media has 4 frame"),
+           ({"type": "point", "point": [3, 4], "frame": 4}, "on frame 4, but there are only 4 frame"),
            ({"type": "box", "box": [10, 2, 5, 40]}, "is empty"),
            ({"type": "mask", "rle": mask_ops.rle_encode(np.ones((8, 8), bool))}, r"prompts\[0\]"),
            ({"type": "mask", "rle": {"size": [48, 64], "counts": "!!"}}, r"prompts\[0\]")]
@@ -218,3 +218,36 @@ def test_brushed_strokes_become_mask_and_box_prompts():
     assert json.loads(text)[1] == {"type": "box", "box": [20, 30, 50, 40], "frame": 0}
     with pytest.raises(BadRequestError, match="brush over the object first"):
         app.add_brush({"layers": [np.zeros((128, 128, 4), np.uint8)]}, False, media, 1, 0, "[]")
+
+
+def test_answers_name_objects_and_take_the_overlay_colours():
+    pytest.importorskip("gradio")
+    from pixelwise.core.viz import color_hex
+    from pixelwise.serve.demo import answer_html
+
+    m = np.zeros((1, 8, 8), bool)
+    r = Result("[0] <|seg|> is left of <|seg|>.", [SegObject(0, m, (4, 11)), SegObject(1, m, (23, 30))], [0], (8, 8))
+    out = answer_html(r, [(60, 180, 75), (0, 130, 200)])
+    assert "&lt;|seg|&gt;" not in out and ">[0]</span> is left of <span" in out and ">[1]</span>." in out
+    assert f"background:{color_hex(0, (60, 180, 75))}" in out  # the colour the overlay chose, not the palette's
+
+
+def test_the_demo_offers_what_the_model_reads_and_keeps_fitting_prompts():
+    pytest.importorskip("gradio")
+    from pixelwise.core.clip import Clip
+    from pixelwise.serve.demo import BOX, POINT_NEG, POINT_POS, click_modes, offered_tabs, prompts_that_fit
+
+    unipixel = {"visual_prompts": ["point", "box", "mask"], "negative_points": False, "video": True}
+    assert click_modes(unipixel) == [POINT_POS, BOX]  # UniPixel refuses negative points: not offered
+    assert click_modes({**unipixel, "negative_points": True}) == [POINT_POS, POINT_NEG, BOX]
+    assert [t.key for t in offered_tabs(unipixel)] == ["img-seg", "vid-seg", "img-ask", "vid-ask"]
+    image_only = {"visual_prompts": [], "negative_points": False, "video": False}  # PixelLM, UFO
+    assert [t.key for t in offered_tabs(image_only)] == ["img-seg"] and click_modes(image_only) == []
+
+    clip = Clip(np.zeros((4, 48, 64, 3), np.uint8))
+    mask = np.zeros((48, 64), bool)
+    mask[5:9, 5:9] = True
+    prompts = [{"type": "point", "point": [10, 10], "frame": 3}, {"type": "point", "point": [100, 10], "frame": 0},
+               {"type": "box", "box": [1, 1, 20, 20], "frame": 4}, {"type": "mask", "rle": mask_ops.rle_encode(mask)},
+               {"type": "box", "box": "bad"}, {"type": "lasso"}]
+    assert prompts_that_fit(prompts, clip) == [prompts[0], prompts[3]]  # inside the frames and frame range only

@@ -56,8 +56,24 @@ def _xywh(box: list[int]) -> list[int]:
     return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
 
 
+# What each layout takes of a PixelWorld split (the rest of its samples are other tasks), for the export summary.
+TAKES = {
+    "refcoco": "single-target referring / grounding images",
+    "reasonseg": "single-target reasoning images",
+    "muse": "multi-target images",
+    "mevis": "referring / motion / reasoning / multi-target clips",
+    "revos": "referring / motion / reasoning / multi-target clips",
+    "videorefer": "region and PixelQA clips",
+}
+
+
 def export(root: str | Path, fmt: str, out: str | Path | None = None) -> Path:
     """Write the `fmt` layout of the native folder `root` into `out` (default `root/<fmt>`)."""
+    return export_counted(root, fmt, out)[0]
+
+
+def export_counted(root: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, int, dict[str, int]]:
+    """`export`, and how many samples the layout received, with the task counts of those it could not take."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     root = Path(root)
@@ -65,21 +81,28 @@ def export(root: str | Path, fmt: str, out: str | Path | None = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     samples = native.load_samples(root)
     meta = native.load_meta(root)
-    {"refcoco": _refcoco, "reasonseg": _reasonseg, "muse": _muse, "mevis": _rvos, "revos": _rvos,
-     "videorefer": _videorefer}[fmt](samples, dest, meta["split"], fmt)
-    return dest
+    taken = {"refcoco": _refcoco, "reasonseg": _reasonseg, "muse": _muse, "mevis": _rvos, "revos": _rvos,
+             "videorefer": _videorefer}[fmt](samples, dest, meta["split"], fmt)
+    left: dict[str, int] = {}
+    for s in samples:
+        if s["id"] not in taken:
+            kind = f"{s['task']} ({'image' if s['num_frames'] == 1 else 'clip'})"
+            left[kind] = left.get(kind, 0) + 1
+    return dest, len(taken), dict(sorted(left.items()))
 
 
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _refcoco(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
+def _refcoco(samples: list[dict], dest: Path, split: str, fmt: str) -> set[str]:
+    taken: set[str] = set()
     images_dir = dest / "images" / "mscoco" / "images" / "train2014"
     cats = {name: k + 1 for k, name in enumerate(sorted({o["shape"] for s in samples for o in s["scene"]["objects"]}))}
     images, anns, refs = [], [], []
     for s in samples:
         if s["num_frames"] != 1 or s["task"] not in ("referring", "grounding") or len(s["targets"]) != 1:
             continue
+        taken.add(s["id"])
         image_id = s["index"] + 1
         name = f"pixelworld_{s['id']}.jpg"
         _jpg(images_dir / name, _frames(s)[0])
@@ -98,6 +121,7 @@ def _refcoco(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
             "categories": [{"id": i, "name": n, "supercategory": "shape"} for n, i in cats.items()]}
     _json(dest / "refcoco" / "instances.json", inst)
     atomic_write_bytes(dest / "refcoco" / "refs(unc).p", pickle.dumps(refs, protocol=2))
+    return taken
 
 
 def mask_to_labelme_polygons(mask: np.ndarray) -> list[list[list[int]]]:
@@ -122,11 +146,13 @@ def mask_to_labelme_polygons(mask: np.ndarray) -> list[list[list[int]]]:
     return out
 
 
-def _reasonseg(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
+def _reasonseg(samples: list[dict], dest: Path, split: str, fmt: str) -> set[str]:
+    taken: set[str] = set()
     folder = dest / split
     for s in samples:
         if s["num_frames"] != 1 or s["task"] != "reasoning" or len(s["targets"]) != 1:
             continue
+        taken.add(s["id"])
         rle = s["targets"][0]["masks"][0]
         m = rle_decode(rle)
         shapes = [{"label": "target", "points": p, "shape_type": "polygon", "rle": rle}
@@ -135,13 +161,16 @@ def _reasonseg(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
         _json(folder / f"{s['id']}.json", {"text": [s["question"]], "is_sentence": True, "shapes": shapes,
                                             "answer": s["answer"], "imageHeight": s["height"],
                                             "imageWidth": s["width"]})
+    return taken
 
 
-def _muse(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
+def _muse(samples: list[dict], dest: Path, split: str, fmt: str) -> set[str]:
+    taken: set[str] = set()
     records = []
     for s in samples:
         if s["num_frames"] != 1 or s["task"] != "multi_target":
             continue
+        taken.add(s["id"])
         name = f"pixelworld_{s['id']}.jpg"
         frames, vis, _ = render(Scene.from_json(s["scene"]))
         _jpg(dest / "images" / name, frames[0])
@@ -161,9 +190,11 @@ def _muse(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
                         "questions": [s["question"]], "answers": answers,
                         "text_answers": [s["answer"].replace(SEG, "{seg}")], "pixelworld_id": s["id"]})
     _json(dest / f"muse_{split}.json", records)
+    return taken
 
 
-def _rvos(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
+def _rvos(samples: list[dict], dest: Path, split: str, fmt: str) -> set[str]:
+    taken: set[str] = set()
     videos: dict[str, Any] = {}
     mask_dict: dict[str, Any] = {}
     foreground: dict[str, Any] = {}
@@ -171,6 +202,7 @@ def _rvos(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
     for s in samples:
         if s["num_frames"] == 1 or s["task"] not in ("referring", "motion_referring", "reasoning", "multi_target"):
             continue
+        taken.add(s["id"])
         vid = s["id"]
         frames, vis, _ = render(Scene.from_json(s["scene"]))
         names = [f"{t:05d}" for t in range(len(frames))]
@@ -194,17 +226,20 @@ def _rvos(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
     _json(dest / "mask_dict.json", mask_dict)
     if fmt == "revos":
         _json(dest / "mask_dict_foreground.json", foreground)
+    return taken
 
 
 QTYPE_TO_VIDEOREFER = {"color": "Basic Questions", "shape": "Basic Questions", "direction": "Sequential Questions", "count": "Relationship Questions",
                        "event": "Sequential Questions"}
 
 
-def _videorefer(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
+def _videorefer(samples: list[dict], dest: Path, split: str, fmt: str) -> set[str]:
+    taken: set[str] = set()
     out = []
     for s in samples:
         if s["num_frames"] == 1 or s["task"] not in ("region", "pixelqa"):
             continue
+        taken.add(s["id"])
         vid = f"videos/{s['id']}"
         frames = _frames(s)
         for t in range(len(frames)):
@@ -223,3 +258,4 @@ def _videorefer(samples: list[dict], dest: Path, split: str, fmt: str) -> None:
                     "annotation": annotation, "pixelworld_id": s["id"], "pixelworld_task": s["task"],
                     "prompts": s["prompts"] if s["task"] == "pixelqa" else None})
     _json(dest / "questions.json", out)
+    return taken

@@ -81,10 +81,10 @@ def render_sample(root: str | Path, sample: dict[str, Any], scale: int = SCALE) 
         lines.append(f"correct: ({sample['correct']})")
     out = []
     for t in range(T):
-        img = _up(viz.overlay_masks(frames[t], [m[t] for m in masks], ids, alpha=0.0), scale)
+        img = _up(viz.overlay_masks(frames[t], [m[t] for m in masks], ids, alpha=0.0, scale=1), scale)
         _draw_prompts(img, sample.get("prompts") or [], t, scale)
         if tgt_frames is not None:
-            right = _up(viz.overlay_masks(tgt_frames[t], [m[t] for m in tgt_masks], tgt_ids, alpha=0.0), scale)
+            right = _up(viz.overlay_masks(tgt_frames[t], [m[t] for m in tgt_masks], tgt_ids, alpha=0.0, scale=1), scale)
             img = np.concatenate([img, np.full((img.shape[0], 6, 3), 255, np.uint8), right], 1)
         if T > 1:
             cv2.putText(img, f"t={t}", (4, img.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,

@@ -11,7 +11,13 @@ from pixelwise.core.errors import PromptError
 from pixelwise.core.results import Result
 from pixelwise.models.pixellm.modeling_pixellm import PixelLMForSegmentation
 from pixelwise.models.pixellm.processing_pixellm import PixelLMProcessor
-from pixelwise.pipeline.base import ImageQueryPipeline, Regions, normalize_regions, resolve_device
+from pixelwise.pipeline.base import (
+    ImageQueryPipeline,
+    Regions,
+    check_region_names,
+    normalize_regions,
+    resolve_device,
+)
 from pixelwise.pipeline.media import MediaLike
 
 DEFAULT_MAX_NEW_TOKENS = 128  # PixelWorld answers: <= 5 targets x (description + token group)
@@ -40,12 +46,14 @@ class PixelLMPipeline(ImageQueryPipeline):
         object per red object). A bare phrase is asked as "Please segment <phrase>."."""
         if normalize_regions(regions):
             raise PromptError("PixelLM takes no visual prompts (points, boxes or masks)")
+        check_region_names(text, [])
         return self._answer(media, self.processor.segment_question(text), max_new_tokens)
 
     def ask(self, media: MediaLike, question: str, regions: Regions = None, *, options: Sequence[str] | None = None,
             max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, **_: Any) -> Result:
         if normalize_regions(regions):
             raise PromptError("PixelLM takes no visual prompts (points, boxes or masks)")
+        check_region_names(question, [])
         if options:
             question = question + " Options: " + " ".join(f"({chr(65 + i)}) {o}" for i, o in enumerate(options))
         return self._answer(media, question, max_new_tokens)

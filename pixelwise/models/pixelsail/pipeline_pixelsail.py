@@ -28,6 +28,7 @@ from pixelwise.pipeline.base import (
     Pipeline,
     Regions,
     check_propagate,
+    check_region_names,
     normalize_regions,
     resolve_device,
 )
@@ -128,7 +129,9 @@ class PixelSailPipeline(Pipeline):
             num_frames: int = DEFAULT_NUM_FRAMES, frame_indices: Sequence[int] | None = None,
             propagate: str = "sampled", max_new_tokens: int | None = None, progress: Any = None) -> Result:
         qm = open_query_media(media, num_frames, frame_indices)
-        return self._run(qm, with_options(question, options), normalize_regions(regions), check_propagate(propagate),
+        items = normalize_regions(regions)
+        check_region_names(question, [k for k, _ in items])
+        return self._run(qm, with_options(question, options), items, check_propagate(propagate),
                          max_new_tokens=max_new_tokens)
 
     def chat(self, media: MediaLike, *, num_frames: int = DEFAULT_NUM_FRAMES,

@@ -16,7 +16,13 @@ from pixelwise.core.masks import box_iou
 from pixelwise.core.results import Result, SegObject
 from pixelwise.models.ufo.modeling_ufo import GridDetection, UFOForConditionalGeneration
 from pixelwise.models.ufo.processing_ufo import UFOProcessor, is_parallel_query
-from pixelwise.pipeline.base import ImageQueryPipeline, Regions, normalize_regions, resolve_device
+from pixelwise.pipeline.base import (
+    ImageQueryPipeline,
+    Regions,
+    check_region_names,
+    normalize_regions,
+    resolve_device,
+)
 from pixelwise.pipeline.media import MediaLike
 
 DEFAULT_MAX_NEW_TOKENS = 128  # PixelWorld answers: <= 5 targets x (description + token group)
@@ -86,6 +92,7 @@ class UFOPipeline(ImageQueryPipeline):
         star.") go to `detect`; a bare phrase is asked as "Please segment <phrase>."."""
         if normalize_regions(regions):
             raise PromptError("UFO takes no visual prompts (points, boxes or masks)")
+        check_region_names(text, [])
         if is_parallel_query(text):
             return self.detect(media, text.strip())
         return self._answer(media, self.processor.segment_question(text), max_new_tokens)
@@ -95,6 +102,7 @@ class UFOPipeline(ImageQueryPipeline):
         """A free question; grounding questions are answered with `<box>` text (objects with `box`, empty mask)."""
         if normalize_regions(regions):
             raise PromptError("UFO takes no visual prompts (points, boxes or masks)")
+        check_region_names(question, [])
         if is_parallel_query(question):
             return self.detect(media, question.strip())
         if options:

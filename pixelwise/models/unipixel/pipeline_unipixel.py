@@ -48,10 +48,12 @@ from pixelwise.pipeline.base import (
     Progress,
     Regions,
     check_propagate,
+    check_region_names,
     normalize_regions,
+    prompts_on_result,
     resolve_device,
 )
-from pixelwise.pipeline.media import MediaLike, open_query_media
+from pixelwise.pipeline.media import MediaLike, frames_note, open_query_media
 
 SAM2_CHUNK = 8  # frames encoded together when propagating over every frame of a clip
 
@@ -94,6 +96,7 @@ class UniPixelPipeline(Pipeline):
         answer; `result.answer` is what follows). The result's first objects are the regions, then one object per
         `<|seg|>` of the answer.
         """
+        check_region_names(question, [k for k, _ in normalize_regions(regions)])
         chat = self.chat(media, num_frames=num_frames, frame_indices=frame_indices, propagate=propagate,
                          progress=progress)
         return chat.send(question, regions, options=options, max_new_tokens=max_new_tokens)
@@ -199,6 +202,7 @@ class UniPixelChat:
         timings, self._pending_timings = self._pending_timings, {}
         setup = sum(timings.values())
         turn_regions = self._new_regions(regions)
+        check_region_names(text, [r.id for r in turn_regions], self.region_ids, require_all=False)
         question = templates.mcq_question(text, options) if options else text.strip()
         prefix = templates.MCQ_ANSWER_PREFIX if options else ""
         refer_masks = self._refer_masks
@@ -230,6 +234,7 @@ class UniPixelChat:
         self.region_ids += [r.id for r in turn_regions]
         self._refer_masks = refer_masks
         over_all = self._over_all_frames()
+        frames_read = list(self.media.sampled.frame_indices)
         return Result(
             answer=answer,
             objects=objects,
@@ -239,6 +244,7 @@ class UniPixelChat:
             extras={"question": question, "answer_prefix": prefix, "frames_read": list(self.media.sampled.frame_indices),
                     "propagate": self.propagate, "generated_tokens": int(gen.generated_ids.numel())},
             media=self.media.all_frames_view() if over_all else self.media.sampled,
+            prompts=prompts_on_result([r.prompt for r in turn_regions], frames_read, frame_indices),
         )
 
     # ------------------------------------------------------------------ regions (PixelQA round 1 + memory)
@@ -255,8 +261,7 @@ class UniPixelChat:
             try:
                 p.validate(h, w, self.media.sampled.num_frames)
             except PromptError as e:
-                raise PromptError(f"region [{k}]: {e} (frames index the {self.media.sampled.num_frames} frame(s) "
-                                  "the model reads)") from None
+                raise PromptError(f"region [{k}]: {e}{frames_note(self.media)}") from None
         return [_Region(k, p) for k, p in items]
 
     def _ground(self, regions: list[_Region], question: str, options: Sequence[str] | None,

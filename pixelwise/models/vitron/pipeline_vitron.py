@@ -36,6 +36,7 @@ from pixelwise.pipeline.base import (
     Pipeline,
     Regions,
     check_propagate,
+    check_region_names,
     normalize_regions,
     resolve_device,
 )
@@ -186,7 +187,9 @@ class VitronPipeline(Pipeline):
 
             scene = Scene.from_json(scene)
         qm = open_query_media(media, num_frames, frame_indices)
-        return self._run(qm, with_options(question, options), normalize_regions(regions), check_propagate(propagate),
+        items = normalize_regions(regions)
+        check_region_names(question, [k for k, _ in items])
+        return self._run(qm, with_options(question, options), items, check_propagate(propagate),
                          scene=scene, max_new_tokens=max_new_tokens)
 
     def edit(self, media: MediaLike, request: str, *, num_frames: int = DEFAULT_NUM_FRAMES, scene: Any = None
