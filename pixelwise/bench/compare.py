@@ -127,7 +127,10 @@ def _training(folder: Path) -> dict[str, Any] | None:
     return json.loads(f.read_text()) if f.is_file() else None
 
 
-def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run(cfg: CompareConfig, log: Callable[[str], None] = print,
+        progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Generate the rows' data, then score every family on every row and split. `progress(stage, done, total)`:
+    data sets generated, then (family, split, row) cells scored."""
     import numpy as np
     import torch
 
@@ -137,10 +140,13 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any
 
     t_start = time.perf_counter()
     rows = [r for r in ROWS if r.name in cfg.rows]
+    tick = progress or (lambda stage, done, total: None)
     data: dict[tuple[str, str], Path] = {}
     for split in cfg.splits:
         for r in rows:
             data[(split, r.name)] = _generate(cfg.workdir / "data" / f"{split}-{r.name}", split, r, cfg.num, cfg.seed)
+            tick("data", len(data), len(cfg.splits) * len(rows))
+    cells, scored = len(cfg.families) * len(cfg.splits) * len(rows), 0
     probe_root = cfg.workdir / "data" / f"{cfg.splits[0]}-image_referring"
     probe_rel = json.loads((probe_root / "samples.jsonl").read_text().splitlines()[0])["media"]
     probe = np.asarray(load_media(probe_root / probe_rel).frames[0])
@@ -166,6 +172,8 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any
                     entry["scores"].setdefault(split, {})[r.name] = {"value": None,
                                                                      "unsupported": f"{type(e).__name__}: {e}"[:300]}
                 v = entry["scores"][split][r.name]["value"]
+                scored += 1
+                tick("scores", scored, cells)
                 log(f"[compare] {fam:10s} {split:8s} {r.name:17s} {'-' if v is None else f'{v:.3f}'}")
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         report["families"][fam] = entry

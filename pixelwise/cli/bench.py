@@ -67,9 +67,10 @@ def compare(
     row: list[str] = typer.Option(None, "--row", help="Only these task rows (repeatable; default: all)."),
     seed: int = typer.Option(0, help="PixelWorld generation seed."),
     threads: int = typer.Option(None, help="torch CPU threads (default: torch's)."),
-    workdir: Path = typer.Option(Path("runs/compare"), help="Generated data and predictions."),
-    out: Path = typer.Option(Path("docs/comparison.md"), "--out", "-o", help="Markdown tables written here."),
-    json_out: Path = typer.Option(Path("pixelwise/bench/reports/compare.json"), "--json",
+    workdir: Path = typer.Option(Path("outputs/compare"), help="Generated data and predictions."),
+    out: Path = typer.Option(Path("outputs/comparison.md"), "--out", "-o",
+                             help="Markdown tables written here (the project's own: docs/comparison.md)."),
+    json_out: Path = typer.Option(Path("outputs/compare.json"), "--json",
                                   help="Full JSON report (per-task metrics, reasons for '-')."),
 ) -> None:
     """Score every family's committed checkpoint on the same PixelWorld rows; write docs/comparison.md tables."""
@@ -93,7 +94,10 @@ def compare(
     cfg = C.CompareConfig(splits=tuple(s for s in splits.split(",") if s), num=num, seed=seed,
                           families=tuple(family) if family else tuple(C.FAMILIES),
                           rows=tuple(row) if row else tuple(names), workdir=workdir)
-    report = C.run(cfg, log=lambda m: typer.echo(m, err=True))
+    from pixelwise.cli.progress import stage_progress
+
+    with stage_progress("compare") as progress:
+        report = C.run(cfg, log=lambda m: typer.echo(m, err=True), progress=progress)
     command = "pixelwise bench compare " + " ".join(shlex.quote(a) for a in sys.argv[3:])
     json_out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(json_out, json.dumps(report, indent=1))

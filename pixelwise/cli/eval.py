@@ -32,7 +32,12 @@ def _print_table(report: dict) -> None:
         table.add_row(name, "nan" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))
     console = Console()
     console.print(table)
-    extra = f"{report['samples']} samples, {report['missing']} without prediction, {report['seconds']:.1f}s"
+    extra = f"{report['samples']} samples, {report['missing']} without prediction"
+    if "predicted" in report:
+        extra += (f"; predicted {report['predicted']}, reused {report['skipped']} finished prediction(s); "
+                  f"prediction {report['predict_seconds']:.1f} s, scoring {report['score_seconds']:.1f} s")
+    else:
+        extra += f"; scoring {report['seconds']:.1f} s"
     console.print(extra)
 
 
@@ -44,6 +49,10 @@ def eval_cmd(
     out: Path | None = typer.Option(None, "--out", help="Write the metrics (and per-sample scores) as JSON."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Scoring processes (default: up to 4)."),
     json_only: bool = typer.Option(False, "--json", help="Print the metrics JSON instead of a table."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N samples (a quick look)."),
+    device: str = typer.Option("auto", "--device", help="Where --model runs: auto (cuda when available), cpu, "
+                               "cuda, cuda:1 ..."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads for --model."),
 ) -> None:
     """Score a benchmark with the official protocol: existing predictions (--pred) or a model (--model)."""
     from pixelwise.eval import runner
@@ -63,11 +72,19 @@ def eval_cmd(
         else:
             _print_table(report)
         return
+    bench = runner.get_benchmark(benchmark)
+    samples = None
+    if bench.kind != "davis-unsupervised":  # scored from combined label maps, not per sample
+        samples = runner.read_samples(bench, data, limit)
+        if not json_only:
+            first = " (the first ones: --limit)" if limit is not None else ""
+            typer.echo(f"{bench.name}: {len(samples)} sample(s) in {data}{first}", err=True)
     if model is not None:
-        pred_dir = pred or Path("predictions") / benchmark.replace(":", "_")
-        report = runner.run(benchmark, data, runner.load_predictor(model), pred_dir, workers, progress=not json_only)
+        pred_dir = pred or Path("outputs") / "predictions" / benchmark.replace(":", "_")
+        report = runner.run(bench, data, runner.load_predictor(model, device, threads), pred_dir, workers,
+                            progress=not json_only, samples=samples)
     else:
-        report = runner.score(benchmark, data, pred, workers=workers, progress=not json_only)
+        report = runner.score(bench, data, pred, workers=workers, progress=not json_only, samples=samples)
     if out is not None:
         runner.write_report(report, out)
     if json_only:

@@ -12,7 +12,8 @@ robustness = typer.Typer(help="Hostile-input corpus, robustness report, checkpoi
 
 @robustness.command("report")
 def report_cmd(
-    out: Path = typer.Option(Path("docs/robustness.md"), "--out", "-o", help="Markdown report to write."),
+    out: Path = typer.Option(Path("outputs/robustness.md"), "--out", "-o",
+                             help="Markdown report to write (the project's own: docs/robustness.md)."),
     seed: int = typer.Option(0, help="Corpus seed (same seed, same corpus)."),
     scale: int = typer.Option(1, min=1, help="Multiplies the number of random mutations."),
     workers: int = typer.Option(2, min=1, help="CLI subprocesses at a time."),
@@ -20,9 +21,12 @@ def report_cmd(
     keep: Path | None = typer.Option(None, "--keep", help="Keep the generated corpus in this folder."),
 ) -> None:
     """Generate the corpus, run it through the readers and the CLI, write the report; exit 1 on any failure."""
+    from pixelwise.cli.progress import stage_progress
     from pixelwise.reliability.report import generate_report
 
-    summary = generate_report(out, seed=seed, scale=scale, workers=workers, timeout=timeout, keep=keep)
+    with stage_progress("robustness") as progress:
+        summary = generate_report(out, seed=seed, scale=scale, workers=workers, timeout=timeout, keep=keep,
+                                  progress=progress)
     typer.echo(f"wrote {out}: {summary['cases']} cases, {summary['runs']} runs, {summary['failures']} failures")
     if summary["failures"]:
         raise typer.Exit(1)

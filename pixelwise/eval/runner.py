@@ -322,17 +322,36 @@ def run(
     pred: str | Path,
     workers: int | None = None,
     progress: bool = False,
+    limit: int | None = None,
+    samples: list[Sample] | None = None,
 ) -> dict[str, Any]:
-    """`predict` then `score`, reading the benchmark once."""
-    bench = get_benchmark(benchmark)
-    samples = bench.read(Path(data))
+    """`predict` then `score`, reading the benchmark once (or taking its `samples`); `limit`: the first N samples
+    only. The report says how long each took (`predict_seconds`, `score_seconds`) and how many predictions were
+    made or reused."""
+    bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
+    samples = read_samples(bench, data, limit) if samples is None else samples
+    t0 = time.perf_counter()
     counts = predict(bench, data, predictor, pred, progress=progress, samples=samples)
+    t1 = time.perf_counter()
     report = score(bench, data, pred, workers=workers, progress=progress, samples=samples)
-    report.update(counts)
+    report.update(counts, predict_seconds=round(t1 - t0, 3), score_seconds=report["seconds"],
+                  seconds=round(time.perf_counter() - t0, 3))
     return report
 
 
-def load_predictor(path: str) -> Predictor:
+def read_samples(bench: Benchmark, data: str | Path, limit: int | None = None) -> list[Sample]:
+    """The benchmark's samples in `data` (the first `limit` of them); an empty benchmark is an error that says so."""
+    samples = bench.read(Path(data))
+    if not samples:
+        raise PixelwiseError(f"--data {data}: no {bench.name} samples found in the {bench.canonical} layout there")
+    if limit is not None:
+        if limit < 1:
+            raise PixelwiseError(f"--limit must be >= 1, got {limit}")
+        samples = samples[:limit]
+    return samples
+
+
+def load_predictor(path: str, device: Any = "auto", threads: int | None = None) -> Predictor:
     """`--model PATH`: "oracle" gives the ground-truth predictor; anything else goes through `pixelwise.load`."""
     if path == "oracle":
         from pixelwise.eval.predictor import OraclePredictor
@@ -340,7 +359,7 @@ def load_predictor(path: str) -> Predictor:
         return OraclePredictor()
     import pixelwise
 
-    model = pixelwise.load(path)
+    model = pixelwise.load(path, device=device, threads=threads)
     if not isinstance(model, Predictor):
         raise PixelwiseError(f"--model {path}: the loaded {type(model).__name__} has no predict(sample) method")
     return model

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,23 +86,35 @@ def run_cli(case: Case, timeout: float = DEFAULT_TIMEOUT_S) -> Outcome:
     return _judge(Outcome(case, "cli", status, seconds, msg))
 
 
+Progress = Callable[[str, int, int], None]  # (stage, runs done, runs in the stage)
+
+
 def run_corpus(cases: list[Case], cli: bool = True, library: bool = True, workers: int = 2,
-               timeout: float = DEFAULT_TIMEOUT_S) -> list[Outcome]:
-    """Every case through the library (here) and the CLI (subprocesses, `workers` at a time)."""
+               timeout: float = DEFAULT_TIMEOUT_S, progress: Progress | None = None) -> list[Outcome]:
+    """Every case through the library (here) and the CLI (subprocesses, `workers` at a time). `progress(stage, done,
+    total)` is called after each run."""
     outcomes: list[Outcome] = []
+    tick = progress or (lambda stage, done, total: None)
     if library:
-        for case in cases:
+        for k, case in enumerate(cases):
             outcomes.append(run_library(case))
             marker = case.extra.get("marker")
             if marker:
                 Path(marker).unlink(missing_ok=True)  # a failed case must not make the next ones fail
+            tick("library", k + 1, len(cases))
     if cli:
         cli_cases = [c for c in cases if not c.extra.get("marker")]
+        done = 0
         # payload cases one at a time, so a written marker is attributed to the right case
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            outcomes += list(pool.map(lambda c: run_cli(c, timeout), cli_cases))
+            for outcome in pool.map(lambda c: run_cli(c, timeout), cli_cases):
+                outcomes.append(outcome)
+                done += 1
+                tick("CLI", done, len(cases))
         for case in cases:
             if case.extra.get("marker"):
                 outcomes.append(run_cli(case, timeout))
                 Path(case.extra["marker"]).unlink(missing_ok=True)
+                done += 1
+                tick("CLI", done, len(cases))
     return outcomes

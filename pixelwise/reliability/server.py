@@ -44,7 +44,7 @@ def server_available() -> bool:
     return True
 
 
-def run_media_through_server(cases: list, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+def run_media_through_server(cases: list, timeout_s: float = 60.0, progress: Any = None) -> list[dict[str, Any]]:
     """Upload every media file case to `/v1/segment`; returns one record per case plus the model-fault check."""
     from fastapi.testclient import TestClient
 
@@ -53,10 +53,11 @@ def run_media_through_server(cases: list, timeout_s: float = 60.0) -> list[dict[
 
     app = create_app(DecodingStubPipeline(), ServeLimits(timeout_s=timeout_s))
     records = []
+    media = [c for c in cases if c.group == "media" and Path(c.path).is_file()]
     with TestClient(app, raise_server_exceptions=False) as client:
-        for case in cases:
-            if case.group != "media" or not Path(case.path).is_file():
-                continue
+        for k, case in enumerate(media):
+            if progress is not None:
+                progress("server", k, len(media))
             start = time.perf_counter()
             data = Path(case.path).read_bytes()
             r = client.post("/v1/segment", data={"text": "the object", "num_frames": "4"},

@@ -181,6 +181,19 @@ def test_cli_scores_and_writes_json(tmp_path, capsys):
     assert rc == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["metrics"]["J&F"] == 100.0
 
 
+def test_cli_limit_reuse_and_timings(tmp_path, capsys):
+    d = B.build_mask_dict_dataset(tmp_path / "data", "mevis")
+    args = ["eval", "--benchmark", "mevis", "--data", str(d["root"]), "--model", "oracle", "--pred", str(tmp_path / "o")]
+    assert main([*args, "--limit", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "mevis: 2 sample(s) in" in captured.err and "--limit" in captured.err
+    assert "predicted 2, reused 0 finished prediction(s)" in captured.out.replace("\n", " ")
+    assert main([*args, "--json"]) == 0  # the two finished predictions are reused, the third one is made
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["samples"], report["predicted"], report["skipped"]) == (3, 1, 2)
+    assert report["predict_seconds"] >= 0 and report["score_seconds"] >= 0
+
+
 def test_cli_errors_exit_2(tmp_path, capsys):
     d = B.build_mask_dict_dataset(tmp_path / "data", "mevis")
     assert main(["eval", "--benchmark", "nope", "--data", str(d["root"]), "--pred", str(tmp_path)]) == 2
@@ -192,9 +205,11 @@ def test_cli_errors_exit_2(tmp_path, capsys):
 def test_model_loader_goes_through_pixelwise_load(monkeypatch):
     import pixelwise
 
-    monkeypatch.setattr(pixelwise, "load", lambda path: OraclePredictor(), raising=False)
-    assert isinstance(runner.load_predictor("some/model"), OraclePredictor)
-    monkeypatch.setattr(pixelwise, "load", lambda path: object(), raising=False)
+    seen = []
+    monkeypatch.setattr(pixelwise, "load", lambda path, **kw: seen.append(kw) or OraclePredictor(), raising=False)
+    assert isinstance(runner.load_predictor("some/model", "cpu", 2), OraclePredictor)
+    assert seen == [{"device": "cpu", "threads": 2}]
+    monkeypatch.setattr(pixelwise, "load", lambda path, **kw: object(), raising=False)
     with pytest.raises(PixelwiseError, match="has no predict"):
         runner.load_predictor("some/model")
 

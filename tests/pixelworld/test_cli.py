@@ -18,6 +18,8 @@ def test_generate_show_and_export_from_the_cli(tmp_path, capsys):
     lines = (out / "samples.jsonl").read_text().splitlines()
     assert [json.loads(x)["task"] for x in lines] == ["referring", "region"] * 2
     assert (out / "refcoco" / "refcoco" / "instances.json").is_file()
+    printed = capsys.readouterr().out
+    assert "exported 2 of 4 samples to the refcoco layout" in printed and "2 region (image)" in printed
     rc = main(["pixelworld", "show", str(out), "--index", "0", "--out", str(tmp_path / "s.png")])
     assert rc == 0
     im = np.asarray(Image.open(tmp_path / "s.png"))
