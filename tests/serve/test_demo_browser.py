@@ -176,6 +176,14 @@ def test_a_prompted_example_keeps_its_prompts(browser_page, tmp_path):
                                arg="#img-ask-status textarea", timeout=180_000)
         assert page.locator('#img-ask-answer [data-object="0"]').count() >= 1
         page.screenshot(path=str(_artifacts(tmp_path) / "demo_prompted_example.png"), full_page=True)
+        # a failed run says why in the status box: the question names [1], which no prompt gives
+        page.locator("#img-ask-text textarea").fill("Is [0] left of [1]?")
+        page.locator("#img-ask-run").click()
+        page.wait_for_function("s => document.querySelector(s).value.startsWith('error:')",
+                               arg="#img-ask-status textarea", timeout=60_000)
+        assert "names [1], but no such region was given" in page.locator("#img-ask-status textarea").input_value()
+    log = (tmp_path / "demo.log").read_text()
+    assert "Traceback" not in log  # a user's mistake is one log line, not a traceback
 
 
 def test_the_api_docs_page_renders_offline(browser_page, tmp_path):
