@@ -17,7 +17,6 @@ Nothing here ever passes `trust_remote_code`: pixelwise runs no code shipped wit
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import pickle
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelwise.core.errors import CheckpointError, ConfigError
+from pixelwise.core.io import parse_json
 
 # bytes per element of every dtype safetensors can store
 SAFETENSORS_DTYPES = {
@@ -74,10 +74,7 @@ def read_safetensors_header(path: str | Path, max_bytes: int | None = None) -> d
             raw = f.read(n)
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e})") from None
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: safetensors header is not valid JSON ({e})") from None
+    header = parse_json(raw, f"{path}: safetensors header", CheckpointError)
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: safetensors header must be a JSON object")
     meta = header.pop("__metadata__", {})

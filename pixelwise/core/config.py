@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from pixelwise.core.errors import CheckpointError, ConfigError
-from pixelwise.core.io import atomic_write_text
+from pixelwise.core.io import atomic_write_text, read_json
 
 C = TypeVar("C", bound="JsonConfig")
 
@@ -46,13 +46,9 @@ class JsonConfig:
     @classmethod
     def from_pretrained(cls, path: str | Path) -> Self:
         file = Path(path) / "config.json"
-        if not file.is_file():
+        if not file.exists():
             raise CheckpointError(f"{path}: no config.json")
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{file}: not valid JSON ({e})") from None
-        return cls.from_dict(data, source=str(file))
+        return cls.from_dict(read_json(file, ConfigError), source=str(file))
 
     def save_pretrained(self, path: str | Path) -> Path:
         Path(path).mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +96,52 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def parse_json(text: str | bytes, source: str, error: type[Exception] | None = None) -> object:
+    """`json.loads`, with every way a hostile document fails it (bad syntax, nesting deep enough to exhaust the
+    recursion limit, an integer of more digits than Python converts, undecodable bytes) raised as one typed error
+    (`error`, default `FormatError`) whose message names `source`."""
+    import json
+
+    from pixelwise.core.errors import FormatError
+
+    error = error or FormatError
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{source}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise error(f"{source}: JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as e:  # e.g. "Exceeds the limit (4300 digits) for integer string ..."
+        raise error(f"{source}: unreadable JSON ({e})") from None
+
+
+def check_regular_file(path: str | Path, error: type[Exception], max_bytes: int) -> Path:
+    """`path` if it is a regular file (after symlinks) of at most `max_bytes`; else `error` naming it. A FIFO, a
+    device or a socket would block or never end a read: they are refused before any open()."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{path}: not a regular file (a folder, FIFO, device or socket)")
+    if st.st_size > max_bytes:
+        raise error(f"{path}: {st.st_size} bytes, over the limit of {max_bytes}")
+    return path
+
+
+def read_json(path: str | Path, error: type[Exception] | None = None, max_bytes: int = 64 << 20) -> object:
+    """A JSON file through `parse_json`; a missing, unreadable, non-regular or oversize file is the same error."""
+    from pixelwise.core.errors import FormatError
+
+    error = error or FormatError
+    path = check_regular_file(path, error, max_bytes)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror or e})") from None
+    return parse_json(data, str(path), error)

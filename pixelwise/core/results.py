@@ -245,11 +245,10 @@ class Result:
 
     @classmethod
     def load(cls, path: str | Path) -> Result:
+        from pixelwise.core.io import read_json
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise FormatError(f"{path}: cannot read result JSON ({e})") from None
+        data = read_json(path)
         if not isinstance(data, dict):
             raise FormatError(f"{path}: result JSON must be an object")
         return cls.from_json(data, source=str(path))

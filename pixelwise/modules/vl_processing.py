@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pixelwise.core.errors import CheckpointError, MediaError, PromptError
+from pixelwise.core.io import check_regular_file, read_json
 from pixelwise.modules.mrope import mrope_position_ids
 from pixelwise.modules.qwen_vl import (
     OPENAI_CLIP_MEAN,
@@ -34,6 +35,21 @@ from pixelwise.modules.vlm import causal_mask
 
 IM_END = "<|im_end|>"
 VISION_START = "<|vision_start|>"
+
+
+MAX_TOKENIZER_BYTES = 256 << 20
+
+
+def load_tokenizer(file: Path):
+    """A `tokenizers.Tokenizer` from a tokenizer.json that is a regular file of a sane size; any failure (the
+    library raises a bare `Exception` on a malformed file) is a `CheckpointError` naming the file."""
+    from tokenizers import Tokenizer
+
+    check_regular_file(file, CheckpointError, MAX_TOKENIZER_BYTES)
+    try:
+        return Tokenizer.from_file(str(file))
+    except Exception as e:  # noqa: BLE001  (tokenizers raises a plain Exception on a bad file)
+        raise CheckpointError(f"{file}: not a readable tokenizer ({str(e)[:200]})") from None
 
 
 @dataclass
@@ -100,22 +116,24 @@ class VLProcessor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any):
-        from tokenizers import Tokenizer
-
         path = Path(path)
         tok_file, pre_file = path / "tokenizer.json", path / "preprocessor_config.json"
         for f in (tok_file, pre_file):
-            if not f.is_file():
+            if not f.exists():
                 raise CheckpointError(f"{path}: no {f.name}")
+        pre = read_json(pre_file, CheckpointError)
+        if not isinstance(pre, dict):
+            raise CheckpointError(f"{pre_file}: must be a JSON object, got {type(pre).__name__}")
+        tokenizer = load_tokenizer(tok_file)
         try:
-            pre = json.loads(pre_file.read_text())
-            tokenizer = Tokenizer.from_file(str(tok_file))
-        except Exception as e:  # noqa: BLE001  (tokenizers raises a plain Exception on a bad file)
-            raise CheckpointError(f"{path}: cannot read the tokenizer/preprocessor files ({e})") from None
-        return cls(tokenizer, frame_pixels=int(pre["frame_pixels"]), patch_size=int(pre["patch_size"]),
-                   merge_size=int(pre.get("merge_size", 2)), temporal_patch_size=int(pre.get("temporal_patch_size", 2)),
-                   image_mean=pre.get("image_mean", OPENAI_CLIP_MEAN), image_std=pre.get("image_std", OPENAI_CLIP_STD),
-                   **kwargs)
+            sizes = {"frame_pixels": int(pre["frame_pixels"]), "patch_size": int(pre["patch_size"]),
+                     "merge_size": int(pre.get("merge_size", 2)),
+                     "temporal_patch_size": int(pre.get("temporal_patch_size", 2))}
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+            raise CheckpointError(f"{pre_file}: needs integer frame_pixels and patch_size ({type(e).__name__}: {e})"
+                                  ) from None
+        return cls(tokenizer, **sizes, image_mean=pre.get("image_mean", OPENAI_CLIP_MEAN),
+                   image_std=pre.get("image_std", OPENAI_CLIP_STD), **kwargs)
 
     def save_pretrained(self, path: str | Path) -> None:
         from pixelwise.core.io import atomic_write_text

@@ -20,13 +20,13 @@ plug in with `pixelwise.register_family(model_type, builder)`.
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pixelwise.core.errors import CheckpointError, ConfigError
 from pixelwise.core.hub import resolve_checkpoint
+from pixelwise.core.io import read_json
 from pixelwise.pipeline.base import Pipeline, normalize_regions, resolve_device
 from pixelwise.pipeline.media import PROPAGATE_MODES, QueryMedia, open_query_media
 
@@ -81,12 +81,12 @@ def load(path: str | Path | None = None, *, device: Any = "auto", dtype: Any = N
         path = DEFAULT_MODEL
     folder = resolve_checkpoint(path, local_files_only=local_files_only)
     config_file = folder / "config.json"
-    try:
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-    except FileNotFoundError:
-        raise CheckpointError(f"{folder}: no config.json (not a checkpoint folder)") from None
-    except (OSError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{config_file}: unreadable ({e})") from None
+    if not config_file.exists():
+        raise CheckpointError(f"{folder}: no config.json (not a checkpoint folder)")
+    config = read_json(config_file, CheckpointError)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_file}: must be a JSON object, got {type(config).__name__}")
+    model_type = config.get("model_type")
     if model_type not in _FAMILIES:
         raise CheckpointError(f"{folder}: model_type {model_type!r} is not supported; known: {', '.join(families())}")
     builder = _FAMILIES[model_type]

@@ -13,7 +13,6 @@ request only — the worker thread survives it and the next request is served no
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import tempfile
@@ -34,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixelwise import __version__
 from pixelwise.core.errors import PixelwiseError
+from pixelwise.core.io import parse_json
 from pixelwise.core.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from pixelwise.serve.limits import BadRequestError, RequestTooLargeError, ServeLimits, resolve_media_path
 from pixelwise.serve.service import AskRequest, Pipeline, SegmentRequest, check_request, parse_request, run_task
@@ -154,10 +154,7 @@ async def _read_request(request: Request, model: type[AskRequest], limits: Serve
     upload = None
     if ctype == "application/json":
         raw = await request.body()
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadRequestError(f"body: not valid JSON ({e})") from None
+        data = parse_json(raw, "body", BadRequestError)
         if not isinstance(data, dict):
             raise BadRequestError("body: the JSON body must be an object")
     elif ctype == "multipart/form-data":
@@ -181,10 +178,8 @@ async def _read_request(request: Request, model: type[AskRequest], limits: Serve
             else:
                 data[key] = value
         if "prompts" in data:
-            try:
-                data["prompts"] = json.loads(data["prompts"]) if data["prompts"].strip() else []
-            except json.JSONDecodeError as e:
-                raise BadRequestError(f"prompts: not valid JSON ({e})") from None
+            text = data["prompts"]
+            data["prompts"] = parse_json(text, "prompts", BadRequestError) if text.strip() else []
     else:
         raise BadRequestError(
             f"Content-Type '{ctype or '(none)'}' is not accepted: send multipart/form-data (with a 'file') or "

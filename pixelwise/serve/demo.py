@@ -35,6 +35,7 @@ from pixelwise.core import masks as mask_ops
 from pixelwise.core import viz
 from pixelwise.core.clip import Clip
 from pixelwise.core.errors import PixelwiseError
+from pixelwise.core.io import parse_json
 from pixelwise.core.media import ImageSource, load_media, open_media
 from pixelwise.core.prompts import Box, MaskPrompt, Point
 from pixelwise.core.results import Result
@@ -205,10 +206,7 @@ def prompts_that_fit(prompts: list[dict[str, Any]], clip: Clip) -> list[dict[str
 def parse_prompts_text(text: str) -> list[dict[str, Any]]:
     if not text or not text.strip():
         return []
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BadRequestError(f"prompts: not valid JSON ({e})") from None
+    data = parse_json(text, "prompts", BadRequestError)
     if not isinstance(data, list):
         raise BadRequestError("prompts: must be a JSON list")
     return data

@@ -195,18 +195,18 @@ def require(obj: Any, key: str, source: str, where: str, kind: type | tuple[type
 
 def load_json(path: Path, encodings: Sequence[str] = ("utf-8",)) -> Any:
     """Parse a JSON file; any failure is a FormatError naming the file."""
-    import json
+    from pixelwise.core.io import parse_json, read_json
 
     if not path.is_file():
         raise FormatError(f"{path}: file not found")
+    if tuple(encodings) == ("utf-8",):
+        return read_json(path, FormatError, max_bytes=1 << 31)
     last: Exception | None = None
     for enc in encodings:
         try:
-            return json.loads(path.read_text(encoding=enc))
+            return parse_json(path.read_text(encoding=enc), str(path))
         except UnicodeDecodeError as e:
             last = e
-        except json.JSONDecodeError as e:
-            raise FormatError(f"{path}: invalid JSON ({e})") from None
     raise FormatError(f"{path}: cannot decode text ({last})")
 
 

@@ -69,15 +69,13 @@ class UniPixelConfig:
     def from_pretrained(cls, path: str | Path) -> UniPixelConfig:
         path = Path(path)
         file = path / "config.json" if path.is_dir() else path
-        if not file.is_file():
+        if not file.exists():
             from pixelwise.core.errors import CheckpointError
 
             raise CheckpointError(f"{path}: no config.json")
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{file}: not valid JSON ({e})") from e
-        return cls.from_dict(data, source=str(file))
+        from pixelwise.core.io import read_json
+
+        return cls.from_dict(read_json(file, ConfigError), source=str(file))
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self.raw)

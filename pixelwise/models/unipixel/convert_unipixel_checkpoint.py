@@ -82,10 +82,12 @@ def weight_files(path: str | Path) -> list[Path]:
         raise CheckpointError(f"{path}: no such checkpoint folder or file")
     index = path / WEIGHTS_INDEX_NAME
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{index}: unreadable shard index ({e})") from e
+        from pixelwise.core.io import read_json
+
+        data = read_json(index, CheckpointError)
+        weight_map = data.get("weight_map") if isinstance(data, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CheckpointError(f"{index}: needs a 'weight_map' object of tensor name -> file name")
         files = []
         for name in dict.fromkeys(weight_map.values()):
             f = path / name

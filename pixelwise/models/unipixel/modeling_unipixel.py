@@ -692,15 +692,16 @@ def _reuse_prefix(prefix: PrefixCache | None, ids: torch.Tensor) -> tuple[int, A
 
 
 def _generation_stop_ids(path: Path) -> list[int] | None:
-    import json
 
     file = path / "generation_config.json"
     if not file.is_file():
         return None
-    try:
-        ids = json.loads(file.read_text()).get("eos_token_id")
-    except (OSError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{file}: unreadable ({e})") from e
+    from pixelwise.core.io import read_json
+
+    data = read_json(file, CheckpointError)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file}: must be a JSON object, got {type(data).__name__}")
+    ids = data.get("eos_token_id")
     if ids is None:
         return None
     return [int(i) for i in (ids if isinstance(ids, list) else [ids])]

@@ -253,35 +253,39 @@ class UniPixelProcessor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, sam2_image_size: int | None = None) -> UniPixelProcessor:
-        from tokenizers import Tokenizer
+        from pixelwise.core.io import read_json
+        from pixelwise.modules.vl_processing import load_tokenizer
 
         path = Path(path)
         tok_file = path / "tokenizer.json"
-        if not tok_file.is_file():
+        if not tok_file.exists():
             raise CheckpointError(f"{path}: no tokenizer.json (the fast tokenizer file is required)")
-        tokenizer = Tokenizer.from_file(str(tok_file))
+        tokenizer = load_tokenizer(tok_file)
         pre: dict[str, Any] = {}
         # Frame lists go through the *video* processor officially; its config wins when both are present.
         for name in ("preprocessor_config.json", "video_preprocessor_config.json"):
-            if (path / name).is_file():
-                try:
-                    pre.update(json.loads((path / name).read_text()))
-                except ValueError as e:
-                    raise CheckpointError(f"{path / name}: invalid JSON ({e})") from e
+            if (path / name).exists():
+                part = read_json(path / name, CheckpointError)
+                if not isinstance(part, dict):
+                    raise CheckpointError(f"{path / name}: must be a JSON object, got {type(part).__name__}")
+                pre.update(part)
         if sam2_image_size is None:
-            cfg = json.loads((path / "config.json").read_text())
-            sam2_image_size = int(cfg.get("sam2_image_size", 1024))
-        return cls(
-            tokenizer,
-            sam2_image_size=sam2_image_size,
-            patch_size=int(pre.get("patch_size", 14)),
-            merge_size=int(pre.get("merge_size", 2)),
-            temporal_patch_size=int(pre.get("temporal_patch_size", 2)),
-            image_mean=pre.get("image_mean", OPENAI_CLIP_MEAN),
-            image_std=pre.get("image_std", OPENAI_CLIP_STD),
-            frame_min_pixels=pre.get("frame_min_pixels"),
-            frame_max_pixels=pre.get("frame_max_pixels"),
-        )
+            cfg = read_json(path / "config.json", CheckpointError)
+            sam2_image_size = cfg.get("sam2_image_size", 1024) if isinstance(cfg, dict) else None
+        try:
+            sizes = {"sam2_image_size": int(sam2_image_size), "patch_size": int(pre.get("patch_size", 14)),
+                     "merge_size": int(pre.get("merge_size", 2)),
+                     "temporal_patch_size": int(pre.get("temporal_patch_size", 2))}
+            for key in ("frame_min_pixels", "frame_max_pixels"):
+                if pre.get(key) is not None:
+                    sizes[key] = int(pre[key])
+        except (TypeError, ValueError, OverflowError) as e:
+            raise CheckpointError(f"{path}: preprocessor sizes must be integers ({type(e).__name__}: {e})") from None
+        bad = [k for k, v in sizes.items() if not 0 < v <= (1 << 30)]
+        if bad:
+            raise CheckpointError(f"{path}: preprocessor value {bad[0]}={sizes[bad[0]]} is out of range")
+        return cls(tokenizer, image_mean=pre.get("image_mean", OPENAI_CLIP_MEAN),
+                   image_std=pre.get("image_std", OPENAI_CLIP_STD), **sizes)
 
     def save_pretrained(self, path: str | Path) -> None:
         from pixelwise.core.io import atomic_write_text
