@@ -65,6 +65,8 @@ def _to_coco(rle: Any, source: str) -> dict[str, Any]:
                         "(PIXELWISE_MAX_PIXELS)")
     counts = rle["counts"]
     if isinstance(counts, list):  # uncompressed RLE: run lengths that must add up to h*w
+        if len(counts) > h * w + 1:  # more runs than pixels: refused before looking at 10^7 elements
+            raise MaskError(f"{source}: uncompressed RLE has {len(counts)} runs for {h * w} pixels")
         if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 0 for c in counts):
             raise MaskError(f"{source}: uncompressed RLE counts must be non-negative integers")
         if sum(counts) != h * w:
@@ -75,6 +77,19 @@ def _to_coco(rle: Any, source: str) -> dict[str, Any]:
     if not isinstance(counts, bytes):
         raise MaskError(f"{source}: RLE 'counts' must be an ASCII string or a list of integers")
     return {"size": [h, w], "counts": counts}
+
+
+def validate_rle(rle: Any, size: tuple[int, int] | None, source: str = "RLE") -> None:
+    """Check an RLE without decoding it: structure, `size` (when given) equal to the frame size, runs covering
+    exactly H x W. A `MaskError` names `source` and what is wrong."""
+    coco = _to_coco(rle, source)
+    h, w = coco["size"]
+    if size is not None and (h, w) != tuple(size):
+        raise MaskError(f"{source}: RLE size {h}x{w} does not match the frame size {size[0]}x{size[1]}")
+    if isinstance(coco["counts"], bytes):
+        total = _compressed_run_total(coco["counts"], source)
+        if total != h * w:
+            raise MaskError(f"{source}: RLE runs cover {total} pixels, but {h}x{w} needs {h * w}")
 
 
 def rle_decode(rle: Any, expected_size: tuple[int, int] | None = None, source: str = "RLE") -> np.ndarray:

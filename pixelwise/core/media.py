@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -46,10 +47,18 @@ def _check_size(path: Path, width: int, height: int, limits: MediaLimits) -> Non
 
 
 def _check_file(path: Path, limits: MediaLimits) -> None:
-    if not path.exists():
-        raise MediaError(f"{path}: no such file or folder")
+    """Exists, and is a folder or a regular file (a FIFO, device or socket would block or never end a read) of a
+    size within the limits: checked before anything opens it."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MediaError(f"{path}: no such file or folder") from None
+    except OSError as e:
+        raise MediaError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise MediaError(f"{path}: not a regular file or folder (a FIFO, device or socket cannot be read as media)")
     if path.is_file():
-        size = path.stat().st_size
+        size = st.st_size
         if size == 0:
             raise MediaError(f"{path}: file is empty (0 bytes)")
         if size > limits.max_bytes:
@@ -318,11 +327,13 @@ class VideoSource(MediaSource):
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
                 for i, frame in enumerate(container.decode(stream)):
+                    # every frame's size, from the decoder's frame header and before any conversion: a stream
+                    # whose later frames grow (16x16, then 16000x16000) is refused at the first one that differs
+                    if (frame.height, frame.width) != self.size:
+                        raise MediaError(f"{self.path}: frame {i} is {frame.width}x{frame.height}, but the video "
+                                         f"is {self.size[1]}x{self.size[0]} (its size changes mid-stream)")
                     if wanted is None or i in wanted:
-                        arr = frame.to_ndarray(format="rgb24")
-                        if arr.shape[:2] != self.size:
-                            raise MediaError(f"{self.path}: frame {i} changes size mid-stream")
-                        yield i, arr
+                        yield i, frame.to_ndarray(format="rgb24")
                     if last is not None and i >= last:
                         break
         except MediaError:

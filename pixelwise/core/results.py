@@ -16,7 +16,7 @@ import numpy as np
 
 from pixelwise.core import masks as mask_ops
 from pixelwise.core.clip import Clip
-from pixelwise.core.errors import FormatError
+from pixelwise.core.errors import FormatError, MaskError
 from pixelwise.core.prompts import VisualPrompt
 
 # What a family's answer writes where a mask belongs: `<|seg|>` (UniPixel), `[SEG]` / `[SEG3]` (PixelLM, UFO's
@@ -39,6 +39,17 @@ class MaskTrack:
 
     ndim = 3
     dtype = np.dtype(bool)
+
+    @classmethod
+    def from_rles(cls, rles: list[Any], size: tuple[int, int], source: str = "masks") -> MaskTrack:
+        """A track over RLEs read from a file, each validated (structure, size, run total) but not decoded: a
+        small JSON claiming many large frames costs its text, not T*H*W bytes."""
+        track = cls(len(rles), size)
+        for t, rle in enumerate(rles):
+            if rle is not None:
+                mask_ops.validate_rle(rle, track.shape[1:], f"{source}[{t}]")
+                track._rles[t] = rle
+        return track
 
     def __setitem__(self, t: int, mask: np.ndarray) -> None:
         mask = np.asarray(mask, dtype=bool)
@@ -114,6 +125,13 @@ class SegObject:
 OVERLAY_MAX_FRAMES = 240
 
 
+def overlay_frames(num_frames: int) -> list[int]:
+    """The result frames an overlay animation shows: all, or OVERLAY_MAX_FRAMES evenly spaced ones."""
+    if num_frames <= OVERLAY_MAX_FRAMES:
+        return list(range(num_frames))
+    return sorted({round(i * (num_frames - 1) / (OVERLAY_MAX_FRAMES - 1)) for i in range(OVERLAY_MAX_FRAMES)})
+
+
 @dataclass
 class Result:
     answer: str
@@ -186,6 +204,8 @@ class Result:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "result") -> Result:
+        """A result from its JSON (as `to_json` writes it), validated field by field; masks stay RLE (`MaskTrack`,
+        decoded a frame at a time when used), so a small file claiming many large frames allocates nothing."""
         from pixelwise.core.media import DEFAULT_LIMITS
 
         def is_int(v: Any) -> bool:
@@ -227,10 +247,7 @@ class Result:
                     raise FormatError(
                         f"{source}: objects[{k}] has {len(rles)} masks for {len(frame_indices)} frames"
                     )
-                m = np.zeros((len(rles), h, w), dtype=bool)
-                for t, rle in enumerate(rles):
-                    if rle is not None:
-                        m[t] = mask_ops.rle_decode(rle, expected_size=(h, w), source=f"{source}: objects[{k}].masks[{t}]")
+                m = MaskTrack.from_rles(rles, (h, w), source=f"{source}: objects[{k}].masks")
                 span = tuple(o["span"]) if o.get("span") is not None else None
                 box = tuple(o["box"]) if o.get("box") is not None else None
                 objects.append(SegObject(int(o["id"]), m, span, o.get("label"), o.get("score"), box))
@@ -240,6 +257,8 @@ class Result:
             return cls(answer, objects, frame_indices, (h, w), dict(timings))
         except FormatError:
             raise
+        except MaskError as e:
+            raise FormatError(str(e)) from None
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"{source}: not a pixelwise result JSON ({type(e).__name__}: {e})") from None
 
@@ -262,9 +281,7 @@ class Result:
 
         # The overlay animation of a long result (over every frame of a long clip) is a preview drawn on at most
         # OVERLAY_MAX_FRAMES evenly spaced frames, so saving holds a bounded number of frames; masks/JSON cover all.
-        shown = list(range(self.num_frames))
-        if len(shown) > OVERLAY_MAX_FRAMES:
-            shown = sorted({round(i * (self.num_frames - 1) / (OVERLAY_MAX_FRAMES - 1)) for i in range(OVERLAY_MAX_FRAMES)})
+        shown = overlay_frames(self.num_frames)
         shown_frames, fps = None, None
         if clip is None and isinstance(self.media, Clip):
             clip = self.media

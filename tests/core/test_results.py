@@ -1,10 +1,11 @@
 import json
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from pixelwise.core.clip import Clip
-from pixelwise.core.errors import MediaError, PixelwiseError
+from pixelwise.core.errors import FormatError, MediaError, PixelwiseError
 from pixelwise.core.masks import load_mask_png
 from pixelwise.core.results import Result, SegObject
 from tests.conftest import make_frames
@@ -77,3 +78,35 @@ def test_answers_read_with_object_names_where_the_model_wrote_tokens():
     phrase = Result("the red car [SEG] and a box <box>1,2,3,4</box>", [SegObject(0, m, (12, 17)),
                                                                       SegObject(1, m, (28, 46))])
     assert phrase.text == "the red car [0] and a box <box>1,2,3,4</box>"  # a box as text is not a token
+
+
+def test_a_small_result_json_claiming_huge_masks_allocates_nothing(tmp_path):
+    """30 full 8192x8192 frames in 1.5 KB: loading keeps the RLEs (validated, not decoded); drawing it on media of
+    another size is refused before any frame is decoded."""
+    import json
+    import tracemalloc
+
+    from pixelwise.cli import main
+    from pixelwise.core.masks import rle_encode
+
+    full = {"size": [8192, 8192], "counts": [0, 8192 * 8192]}
+    data = {"answer": "x", "size": [8192, 8192], "frame_indices": list(range(30)),
+            "objects": [{"id": 0, "masks": [full] * 30}]}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    tracemalloc.start()
+    r = Result.load(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 << 20 and r.objects[0].masks.shape == (30, 8192, 8192)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "m.png")
+    assert main(["overlay", str(tmp_path / "m.png"), str(path), "-o", str(tmp_path / "o.gif")]) == 2
+    bad = dict(data, objects=[{"id": 0, "masks": [{"size": [4, 4], "counts": [1] * 40}]}], size=[4, 4],
+               frame_indices=[0])
+    (tmp_path / "b.json").write_text(json.dumps(bad))
+    with pytest.raises(FormatError, match="40 runs for 16 pixels"):
+        Result.load(tmp_path / "b.json")
+    small = dict(data, size=[4, 4], frame_indices=[0],
+                 objects=[{"id": 0, "masks": [rle_encode(np.eye(4, dtype=bool))]}])
+    (tmp_path / "s.json").write_text(json.dumps(small))
+    assert np.array_equal(Result.load(tmp_path / "s.json").objects[0].masks[0], np.eye(4, dtype=bool))

@@ -211,21 +211,10 @@ def load_json(path: Path, encodings: Sequence[str] = ("utf-8",)) -> Any:
 
 
 def validate_rle(rle: Any, size: tuple[int, int], source: str) -> None:
-    """Check an RLE without decoding it: structure, `size` equal to the frame size, runs covering exactly H × W.
-
-    Readers call this on every referenced RLE so a malformed mask dict fails when it is read, naming the field,
-    instead of half-way through scoring.
-    """
+    """`core.masks.validate_rle` for the readers: a malformed mask dict fails when it is read, naming the field,
+    instead of half-way through scoring."""
     try:
-        coco = mask_ops._to_coco(rle, source)
-        if tuple(coco["size"]) != tuple(size):
-            raise FormatError(f"{source}: RLE size {coco['size'][0]}x{coco['size'][1]} does not match the "
-                              f"frame size {size[0]}x{size[1]}")
-        if isinstance(coco["counts"], bytes):
-            total = mask_ops._compressed_run_total(coco["counts"], source)
-            if total != size[0] * size[1]:
-                raise FormatError(f"{source}: RLE runs cover {total} pixels, but {size[0]}x{size[1]} needs "
-                                  f"{size[0] * size[1]}")
+        mask_ops.validate_rle(rle, size, source)
     except MaskError as e:
         raise FormatError(str(e)) from None
 
