@@ -276,7 +276,11 @@ def create_app(pipeline: Pipeline, limits: ServeLimits | None = None, media_root
         if tmpdir is not None:  # delete the upload once the job is over, even if this request stops waiting
             fut.add_done_callback(lambda _f: shutil.rmtree(tmpdir, ignore_errors=True))
         try:
-            result, timings = await asyncio.wait_for(asyncio.wrap_future(fut), timeout=limits.timeout_s)
+            result, timings = await _wait_unless_disconnected(request, fut, limits.timeout_s)
+        except ClientGoneError:
+            fut.cancel()  # not started yet: the worker skips it; running: its result is dropped
+            return JSONResponse({"error": {"status": 499, "type": "ClientGoneError",
+                                           "message": "the client disconnected"}}, status_code=499)
         except TimeoutError:
             exc = RequestTimeoutError(
                 f"request did not finish within the server's limit of {limits.timeout_s:g} s "
@@ -322,9 +326,13 @@ def create_app(pipeline: Pipeline, limits: ServeLimits | None = None, media_root
     @app.get("/healthz", summary="Liveness: 200 while the model worker runs")
     async def healthz(request: Request) -> JSONResponse:
         worker: ModelWorker = request.app.state.worker
-        status = 200 if worker.alive else 503
-        return JSONResponse({"status": "ok" if worker.alive else "worker stopped", "queue": worker.stats()},
-                            status_code=status)
+        if not worker.alive:
+            return JSONResponse({"status": "worker stopped", "queue": worker.stats()}, status_code=503)
+        busy = worker.running_for()
+        if busy > limits.timeout_s:  # a job past the request timeout: new requests will time out behind it
+            return JSONResponse({"status": "degraded", "reason": f"a job has been running for {busy:.0f} s, over the "
+                                 f"{limits.timeout_s:g} s request timeout", "queue": worker.stats()}, status_code=503)
+        return JSONResponse({"status": "ok", "queue": worker.stats()})
 
     def _openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -342,6 +350,28 @@ def create_app(pipeline: Pipeline, limits: ServeLimits | None = None, media_root
 def _display_name(filename: str | None) -> str:
     name = Path(filename or "").name
     return "".join(c for c in name if c.isprintable())[:100] or "(unnamed)"
+
+
+class ClientGoneError(Exception):
+    """The client closed the connection while its job waited."""
+
+
+async def _wait_unless_disconnected(request: Request, fut: Any, timeout: float, poll: float = 0.25) -> Any:
+    """The job's result, waiting at most `timeout` s; `ClientGoneError` as soon as the client disconnects (checked
+    every `poll` s), so a queued job of a client that left is dropped before it runs."""
+    wrapped = asyncio.wrap_future(fut)
+    deadline = time.perf_counter() + timeout
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            wrapped.cancel()
+            raise TimeoutError
+        done, _ = await asyncio.wait({wrapped}, timeout=min(poll, left))
+        if done:
+            return wrapped.result()
+        if await request.is_disconnected():
+            wrapped.cancel()
+            raise ClientGoneError
 
 
 def _timed_task(pipe: Pipeline, task: str, media: Path, shown: str, req: AskRequest, limits: ServeLimits):

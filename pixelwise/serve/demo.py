@@ -36,17 +36,27 @@ from pixelwise.core import viz
 from pixelwise.core.clip import Clip
 from pixelwise.core.errors import PixelwiseError
 from pixelwise.core.io import parse_json
-from pixelwise.core.media import ImageSource, load_media, open_media
+from pixelwise.core.media import ImageSource, open_media, uniform_indices
 from pixelwise.core.prompts import Box, MaskPrompt, Point
 from pixelwise.core.results import Result
 from pixelwise.serve.limits import BadRequestError, ServeLimits
-from pixelwise.serve.service import AskRequest, Pipeline, SegmentRequest, check_request, parse_request, run_task
+from pixelwise.serve.service import (
+    AskRequest,
+    Pipeline,
+    SegmentRequest,
+    check_request,
+    inspect_media,
+    parse_request,
+    run_task,
+)
 
 # Result images of small frames (PixelWorld is 128 x 128) fill their panel with sharp pixels. The prompt canvas is
 # not scaled by CSS (Gradio maps clicks assuming unscaled images): it is upscaled server-side, see `display_scale`.
 CSS = (".pw-zoom img { object-fit: contain !important; image-rendering: pixelated; }\n"
        ".pw-answer { overflow-wrap: anywhere; }")
 CANVAS_SIDE = 384
+CACHE_CLIPS = 4  # decoded clips kept for the canvas (per demo, all sessions together)
+CACHE_BYTES = 256 << 20  # and their frames' bytes in all (the newest clip is kept whatever its size)
 log = logging.getLogger("pixelwise.demo")
 
 
@@ -231,18 +241,24 @@ class DemoApp:
         self._runs = 0
 
     def clip(self, media: str, num_frames: int) -> Clip:
-        """The sampled frames the model will see (the canvas shows exactly these)."""
+        """The sampled frames the model will see (the canvas shows exactly these).
+
+        Uploads go through the API's inspection first (file, pixel, frame and decoded-byte limits from the
+        header, before any frame is decoded); decoded clips are cached, at most CACHE_CLIPS of them and
+        CACHE_BYTES in all."""
         key = (media, int(num_frames))
         with self._clips_lock:
             if key in self._clips:
                 self._clips.move_to_end(key)
                 return self._clips[key]
+        num_frames = min(max(int(num_frames), 1), self.max_num_frames)
+        inspect_media(Path(media), num_frames, "sampled", self.limits)
         src = open_media(media, self.limits.media_limits())
-        clip = src.read() if isinstance(src, ImageSource) else load_media(media, num_frames=int(num_frames),
-                                                                          limits=self.limits.media_limits())
+        clip = src.read() if isinstance(src, ImageSource) else src.read(uniform_indices(src.num_frames, num_frames))
         with self._clips_lock:
             self._clips[key] = clip
-            while len(self._clips) > 4:
+            while len(self._clips) > CACHE_CLIPS or (
+                    len(self._clips) > 1 and sum(c.frames.nbytes for c in self._clips.values()) > CACHE_BYTES):
                 self._clips.popitem(last=False)
         return clip
 
@@ -484,14 +500,14 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path], modes: list[
         return (*values, out["answer_html"], out["status"], res)
 
     # media_in.change: also fires when an example fills it (its prompts are kept: they fit its media)
-    media_in.change(_guard(on_media), [media_in, num_frames, prompts], [canvas, frame, prompts, pending, brush],
-                    queue=False)
+    # every handler that may decode media runs on the queue (bounded, like the model's runs)
+    media_in.change(_guard(on_media), [media_in, num_frames, prompts], [canvas, frame, prompts, pending, brush])
     if spec.video:
         num_frames.release(_guard(on_media), [media_in, num_frames, prompts], [canvas, frame, prompts, pending, brush])
         frame.change(_guard(on_frame), [media_in, num_frames, frame, prompts, pending], [canvas, brush])
-    prompts.change(_guard(app.show), [media_in, num_frames, frame, prompts, pending], canvas, queue=False)
+    prompts.change(_guard(app.show), [media_in, num_frames, frame, prompts, pending], canvas)
     canvas.select(_guard(on_select), [mode, frame, prompts, pending, media_in, num_frames],
-                  [prompts, pending, canvas], queue=False)
+                  [prompts, pending, canvas])
     add_mask.click(_guard(lambda e, p, n, t, pt: app.add_brush(e, False, p, n, t, pt)),
                    [brush, media_in, num_frames, frame, prompts], prompts)
     add_box.click(_guard(lambda e, p, n, t, pt: app.add_brush(e, True, p, n, t, pt)),

@@ -9,8 +9,10 @@ torch offers no safe way to interrupt a forward pass.
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
+import traceback
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -39,6 +41,7 @@ class ModelWorker:
         self._jobs: queue.Queue[tuple[Future, Callable[..., Any], tuple] | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._running = False
+        self._started: float | None = None  # perf_counter() when the running job started
         self.completed = 0
         self.failed = 0
         self.skipped = 0
@@ -64,9 +67,15 @@ class ModelWorker:
         per_job = self._mean_s if self._mean_s is not None else 1.0
         return max(1, round(per_job * (self._jobs.qsize() + 1)))
 
+    def running_for(self) -> float:
+        """Seconds the current job has been running (0 when idle)."""
+        started = self._started
+        return 0.0 if started is None else time.perf_counter() - started
+
     def stats(self) -> dict[str, Any]:
         return {
             "queued": self._jobs.qsize(),
+            "running_for_s": round(self.running_for(), 3),
             "max_queue": self.max_queue,
             "running": self._running,
             "completed": self.completed,
@@ -108,17 +117,27 @@ class ModelWorker:
             if not fut.set_running_or_notify_cancel():  # the client already gave up
                 self.skipped += 1
                 continue
-            self._running = True
             start = time.perf_counter()
+            self._running, self._started = True, start
+            failed = False
             try:
                 result = fn(*args)
             except BaseException as e:  # noqa: BLE001 — any failure belongs to this job, never to the thread
                 self.failed += 1
+                failed = True
+                # the traceback's frames hold the job's locals (decoded frames, activations): clear them, so
+                # nothing of a failed job stays referenced while the exception travels to its request
+                traceback.clear_frames(e.__traceback__)
                 fut.set_exception(e)
+                del e
             else:
                 self.completed += 1
                 fut.set_result(result)
+                del result
             finally:
-                self._running = False
+                self._running, self._started = False, None
                 took = time.perf_counter() - start
                 self._mean_s = took if self._mean_s is None else 0.8 * self._mean_s + 0.2 * took
+            del fut, fn, args, item
+            if failed:
+                gc.collect()  # reference cycles of the failed job (exception <-> frames) go now, not at some later gc

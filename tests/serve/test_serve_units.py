@@ -99,6 +99,91 @@ def test_worker_refuses_when_full_and_skips_cancelled_jobs():
         w.close()
 
 
+def test_a_failed_job_leaves_nothing_referenced():
+    """The traceback of a failed job keeps no locals alive (they would pin the job's decoded frames)."""
+    import gc
+    import weakref
+
+    class Big:
+        pass
+
+    refs = []
+
+    def job():
+        frames = Big()  # stands in for a decoded clip
+        refs.append(weakref.ref(frames))
+        raise ValueError("bad media")
+
+    w = ModelWorker(max_queue=2)
+    try:
+        fut = w.submit(job)
+        with pytest.raises(ValueError):
+            fut.result(timeout=5)
+        gc.collect()
+        assert refs[0]() is None  # gone although the future still holds the exception
+    finally:
+        w.close()
+
+
+def test_a_client_that_leaves_drops_its_queued_job():
+    import asyncio
+    from concurrent.futures import Future
+
+    from pixelwise.serve.api import ClientGoneError, _wait_unless_disconnected
+
+    class Gone:
+        async def is_disconnected(self):
+            return True
+
+    fut = Future()
+    with pytest.raises(ClientGoneError):
+        asyncio.run(_wait_unless_disconnected(Gone(), fut, timeout=5, poll=0.01))
+    assert fut.cancelled()  # the worker will skip it
+
+    class Waiting:
+        async def is_disconnected(self):
+            return False
+
+    fut = Future()
+    with pytest.raises(TimeoutError):
+        asyncio.run(_wait_unless_disconnected(Waiting(), fut, timeout=0.05, poll=0.01))
+    assert fut.cancelled()
+
+
+def test_healthz_reports_a_job_past_the_timeout():
+    from fastapi.testclient import TestClient
+
+    from pixelwise.serve.api import create_app
+
+    gate = threading.Event()
+
+    class Slow:
+        def info(self):
+            return {"family": "stub"}
+
+        def segment(self, media, text, num_frames=16, propagate="sampled"):
+            gate.wait(10)
+            raise PromptError("done")
+
+    from .conftest import EXAMPLES
+
+    app = create_app(Slow(), ServeLimits(timeout_s=0.3), media_root=EXAMPLES)
+    with TestClient(app) as client:
+        try:
+            assert client.get("/healthz").json()["status"] == "ok"
+            r = client.post("/v1/segment", json={"path": "pixelworld_image.png", "text": "x"})
+            assert r.status_code == 503  # the request timed out; its job still runs
+            time.sleep(0.1)
+            h = client.get("/healthz")
+            assert h.status_code == 503 and h.json()["status"] == "degraded" and "over the 0.3 s" in h.json()["reason"]
+        finally:
+            gate.set()
+        deadline = time.monotonic() + 5
+        while client.get("/healthz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get("/healthz").json()["status"] == "ok"
+
+
 # ------------------------------------------------------------------------------------------------ requests
 
 
@@ -205,7 +290,7 @@ def test_brushed_strokes_become_mask_and_box_prompts():
     from .conftest import EXAMPLES
 
     app = DemoApp.__new__(DemoApp)
-    app.limits = ServeLimits()
+    app.limits, app.max_num_frames = ServeLimits(), 32
     app._clips, app._clips_lock = OrderedDict(), threading.Lock()
     layer = np.zeros((128, 128, 4), np.uint8)
     layer[30:40, 20:50] = (255, 220, 0, 255)  # a painted stroke
@@ -251,3 +336,22 @@ def test_the_demo_offers_what_the_model_reads_and_keeps_fitting_prompts():
                {"type": "box", "box": [1, 1, 20, 20], "frame": 4}, {"type": "mask", "rle": mask_ops.rle_encode(mask)},
                {"type": "box", "box": "bad"}, {"type": "lasso"}]
     assert prompts_that_fit(prompts, clip) == [prompts[0], prompts[3]]  # inside the frames and frame range only
+
+
+def test_the_demo_decodes_under_the_api_limits_and_bounds_its_cache(tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    from pixelwise.core.media import save_video
+    from pixelwise.serve import demo
+
+    app = demo.DemoApp.__new__(demo.DemoApp)
+    app.limits, app.max_num_frames = ServeLimits(max_decoded_bytes=64 * 48 * 3 * 3), 32
+    app._clips, app._clips_lock = OrderedDict(), threading.Lock()
+    save_video(tmp_path / "v.mp4", np.zeros((8, 48, 64, 3), np.uint8), fps=4)
+    with pytest.raises(MediaTooLargeError, match="decoding 4 frame"):
+        app.clip(str(tmp_path / "v.mp4"), 4)  # refused from the header: nothing decoded, nothing cached
+    assert not app._clips
+    assert app.clip(str(tmp_path / "v.mp4"), 2).num_frames == 2
+    monkeypatch.setattr(demo, "CACHE_BYTES", 64 * 48 * 3 * 3)  # room for one 2-frame clip and a 1-frame one
+    app.clip(str(tmp_path / "v.mp4"), 1)
+    app.clip(str(tmp_path / "v.mp4"), 3)
+    assert [k[1] for k in app._clips] == [3]  # older clips evicted by bytes, the newest kept
