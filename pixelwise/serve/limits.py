@@ -90,5 +90,15 @@ def resolve_media_path(path: str, root: Path | None) -> Path:
         raise ForbiddenPathError(f"path '{path}' lies outside the server's media root")
     if not real.exists():
         raise MediaError(f"path '{path}': no such file or folder under the media root")
+    if real.is_dir():  # a folder of frames: each frame must lie in the root too (a symlink may point anywhere)
+        try:
+            entries = list(os.scandir(real))
+        except OSError:
+            raise MediaError(f"path '{path}': the folder cannot be listed") from None
+        for entry in entries:
+            if not Path(entry.path).resolve().is_relative_to(root):
+                raise ForbiddenPathError(f"path '{path}': frame '{entry.name}' links outside the server's media root")
+    elif not real.is_file():
+        raise MediaError(f"path '{path}': not a regular file or folder")
     return real
 

@@ -210,3 +210,13 @@ def test_ref_davis17_visa_mask_dict_pkl(tmp_path):
     samples = {s.key: s for s in read_rvos(d["root"], "ref-davis17")}
     assert np.array_equal(samples["vidA/1"].gt_union(), objs[2])
     assert np.array_equal(samples["vidA/10"].gt_union(), objs[1])
+
+
+def test_annotations_cannot_name_files_outside_the_dataset(tmp_path):
+    from pixelwise.core.errors import FormatError
+    from pixelwise.data.formats.sample import member
+
+    assert member(tmp_path, "a/b.jpg", "src") == tmp_path / "a" / "b.jpg"
+    for bad in ("/etc/passwd", "../outside.jpg", "a/../../x.jpg", ""):
+        with pytest.raises(FormatError, match="src"):
+            member(tmp_path, bad, "src")

@@ -47,6 +47,29 @@ def test_paths_outside_the_root_are_refused(tmp_path, path):
     assert str(tmp_path) not in str(e.value)  # the message echoes the request, not the server's layout
 
 
+def test_frame_folders_are_checked_frame_by_frame_and_fifos_refused(tmp_path):
+    import os
+
+    root = tmp_path / "root"
+    (root / "frames").mkdir(parents=True)
+    (root / "frames" / "00000.png").write_bytes(b"x")
+    (tmp_path / "secret.png").write_bytes(b"x")
+    assert resolve_media_path("frames", root) == (root / "frames").resolve()
+    (root / "frames" / "00001.png").symlink_to(tmp_path / "secret.png")  # the folder is inside, a frame is not
+    with pytest.raises(ForbiddenPathError, match="frame '00001.png' links outside"):
+        resolve_media_path("frames", root)
+    os.mkfifo(root / "pipe.mp4")
+    with pytest.raises(MediaError, match="not a regular file"):
+        resolve_media_path("pipe.mp4", root)
+    # outside the root, existing or not, the answer is the same 403: it tells nothing about the server's disk
+    msgs = set()
+    for p in ("../secret.png", "../nope.png"):
+        with pytest.raises(ForbiddenPathError) as e:
+            resolve_media_path(p, root)
+        msgs.add(str(e.value).replace(p, "P"))
+    assert len(msgs) == 1
+
+
 def test_paths_disabled_and_missing(tmp_path):
     with pytest.raises(ForbiddenPathError, match="disabled"):
         resolve_media_path("x.png", None)

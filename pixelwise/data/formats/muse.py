@@ -7,7 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pixelwise.core.errors import FormatError
-from pixelwise.data.formats.sample import CocoTrack, Sample, load_json, require, validate_coco_segmentation
+from pixelwise.data.formats.sample import (
+    CocoTrack,
+    Sample,
+    load_json,
+    member,
+    require,
+    validate_coco_segmentation,
+)
 
 
 def _image_name(rec: dict, source: str, where: str) -> str:
@@ -49,7 +56,7 @@ def read_muse(json_path: str | Path, image_dir: str | Path) -> list[Sample]:
                 Sample(
                     key=f"{Path(name).stem}/{q}",
                     text=str(question),
-                    frames=[image_dir / name],
+                    frames=[member(image_dir, name, f"{src}: field '{where}.file_name'")],
                     frame_names=[Path(name).stem],
                     size=(h, w),
                     targets=tracks,

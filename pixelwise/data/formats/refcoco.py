@@ -11,7 +11,14 @@ from pathlib import Path
 
 from pixelwise.core.checkpoint import restricted_pickle_loads
 from pixelwise.core.errors import FormatError
-from pixelwise.data.formats.sample import CocoTrack, Sample, load_json, require, validate_coco_segmentation
+from pixelwise.data.formats.sample import (
+    CocoTrack,
+    Sample,
+    load_json,
+    member,
+    require,
+    validate_coco_segmentation,
+)
 
 SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
 
@@ -93,7 +100,7 @@ def read_refcoco(
                 Sample(
                     key=f"{image_id}/{sent_id}",
                     text=text,
-                    frames=[images / name],
+                    frames=[member(images, name, f"{inst_path}: field 'images[id={image_id}].file_name'")],
                     frame_names=[Path(name).stem],
                     size=(h, w),
                     targets=[gt],

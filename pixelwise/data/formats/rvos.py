@@ -28,6 +28,7 @@ from pixelwise.data.formats.sample import (
     frame_file,
     image_size,
     load_json,
+    member,
     require,
     validate_rle,
 )
@@ -171,7 +172,7 @@ def read_rvos(root: str | Path, benchmark: str = "mevis", layout: RvosLayout | N
         if not frames:
             raise FormatError(f"{src}: field '{where}.frames' is empty")
         names = [str(f) for f in frames]
-        folder = images / vid
+        folder = member(images, vid, f"{src}: field 'videos.{vid}'")
         if folder.is_dir():  # frames present: every listed frame must exist
             paths = [frame_file(folder, n, f"{src}: {where}.frames") for n in names]
         else:  # annotation-only copy (enough for scoring); predicting will need the frames

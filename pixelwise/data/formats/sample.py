@@ -219,10 +219,21 @@ def validate_rle(rle: Any, size: tuple[int, int], source: str) -> None:
         raise FormatError(str(e)) from None
 
 
+def member(root: Path, name: str, source: str) -> Path:
+    """`root / name` for a file or folder an annotation names, refused (FormatError naming the field) when the name
+    is absolute or climbs out of `root` with `..`: a dataset file must not make a reader open files elsewhere."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise FormatError(f"{source}: {name!r} is not a file name")
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise FormatError(f"{source}: '{name}' is not a name inside the dataset folder (absolute or '..' path)")
+    return root / rel
+
+
 def frame_file(folder: Path, name: str, source: str) -> Path:
     """The image file of frame `name` in `folder` (.jpg, .jpeg or .png); FormatError if it is missing."""
     for ext in (".jpg", ".jpeg", ".png"):
-        p = folder / f"{name}{ext}"
+        p = member(folder, f"{name}{ext}", source)
         if p.is_file():
             return p
     raise FormatError(f"{source}: frame '{name}' is listed but {folder / name}.jpg does not exist")

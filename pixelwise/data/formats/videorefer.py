@@ -20,7 +20,15 @@ import numpy as np
 from pixelwise.core import masks as mask_ops
 from pixelwise.core.errors import FormatError, MaskError
 from pixelwise.core.prompts import Box, MaskPrompt, Point
-from pixelwise.data.formats.sample import RleTrack, Sample, image_size, load_json, require, validate_rle
+from pixelwise.data.formats.sample import (
+    RleTrack,
+    Sample,
+    image_size,
+    load_json,
+    member,
+    require,
+    validate_rle,
+)
 
 PROMPT_TYPES = ("mask", "box", "point")
 
@@ -56,7 +64,7 @@ def read_videorefer(json_path: str | Path, video_root: str | Path, prompt_type: 
     for i, q in enumerate(data):
         where = f"[{i}]"
         video = require(q, "video", src, where, str)
-        folder = video_root / video
+        folder = member(video_root, video, f"{src}: field '{where}.video'")
         frames = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")) \
             if folder.is_dir() else []
         if not frames:
