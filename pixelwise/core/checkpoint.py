@@ -121,19 +121,51 @@ def check_shapes(infos: Mapping[str, TensorInfo], expected: Mapping[str, Iterabl
         raise CheckpointError(f"{source}: tensor shapes do not match the config: " + "; ".join(bad[:8]))
 
 
+WEIGHT_DTYPES = ("F16", "BF16", "F32", "F64")  # what model weights are stored as
+ALLOW_NONFINITE = os.environ.get("PIXELWISE_ALLOW_NONFINITE_WEIGHTS", "") == "1"
+
+
 def load_safetensors(path: str | Path, expected_shapes: Mapping[str, Iterable[int]] | None = None,
-                     max_bytes: int | None = None) -> dict[str, Any]:
-    """All tensors of one safetensors file, after `read_safetensors_header` (and `check_shapes`) passed."""
+                     max_bytes: int | None = None, allow_nonfinite: bool | None = None) -> dict[str, Any]:
+    """All tensors of one safetensors file, after `read_safetensors_header` (and `check_shapes`) passed.
+
+    Weights must be floating point (a bool or int64 tensor where a weight belongs is refused by name) and finite:
+    a NaN or inf weight makes every answer garbage ("!!!!"), so it is refused with the tensor's name unless
+    `allow_nonfinite` (or PIXELWISE_ALLOW_NONFINITE_WEIGHTS=1) asks for it."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     infos = read_safetensors_header(path, max_bytes)
     if expected_shapes is not None:
         check_shapes(infos, expected_shapes, str(path))
+    bad = [f"{k} ({v.dtype})" for k, v in infos.items() if v.dtype not in WEIGHT_DTYPES]
+    if bad:
+        raise CheckpointError(f"{path}: weights must be floating point ({', '.join(WEIGHT_DTYPES)}); "
+                              f"{', '.join(bad[:4])}")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+    if not (ALLOW_NONFINITE if allow_nonfinite is None else allow_nonfinite):
+        import torch
+
+        for name, tensor in state.items():
+            if not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(f"{path}: tensor {name} holds NaN or inf values (set "
+                                      "PIXELWISE_ALLOW_NONFINITE_WEIGHTS=1 to load it anyway)")
+    return state
+
+
+def check_model_bytes(model: Any, weight_files: Iterable[str | Path], source: str, slack: float = 2.0) -> None:
+    """A config must not describe a model much larger than its weights: `model` is the family's model built on the
+    meta device (no memory), and its parameter bytes may exceed the tensors stored in `weight_files` only by
+    `slack` (a bf16 checkpoint loaded in float32 doubles) plus 16 MiB (tied or derived tensors). An absurd size in
+    config.json (layers, widths, vocabulary, image size) is refused here, before anything is allocated."""
+    stored = sum(info.nbytes for f in weight_files for info in read_safetensors_header(f).values())
+    needed = sum(p.numel() * p.element_size() for p in model.parameters())
+    if needed > slack * stored + (16 << 20):
+        raise CheckpointError(f"{source}: config.json describes a model of {needed / 2**20:.0f} MiB of parameters, "
+                              f"but the weights hold {stored / 2**20:.0f} MiB: a size in the config is wrong")
 
 
 def looks_like_pickle(path: str | Path) -> bool:

@@ -38,9 +38,12 @@ class JsonConfig:
             raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
         try:
             cfg = cls(**copy.deepcopy(data))
-        except (TypeError, KeyError, ValueError) as e:
-            raise ConfigError(f"{source}: {e}") from None
-        cfg.finish_loading(source)
+            cfg.finish_loading(source)
+        except ConfigError:
+            raise
+        except (TypeError, KeyError, ValueError, ArithmeticError, AttributeError, IndexError) as e:
+            # a value of the wrong type or range that validation meets in arithmetic (zero heads, a list for a dict)
+            raise ConfigError(f"{source}: {type(e).__name__}: {e}") from None
         return cfg
 
     @classmethod

@@ -50,6 +50,30 @@ def save_model_folder(model: nn.Module, path: str | Path, config, processor=None
     return path
 
 
+def build_model(factory, path: str | Path):
+    """`factory()` (the family's model from its config) after two checks that allocate nothing: it builds on the
+    meta device (a config that breaks construction, e.g. zero heads, is a ConfigError, not a ZeroDivisionError),
+    and the parameters it declares fit the weights on disk (`core.checkpoint.check_model_bytes`)."""
+    import torch
+
+    from pixelwise.core.checkpoint import check_model_bytes
+    from pixelwise.core.errors import ConfigError, PixelwiseError
+
+    file = Path(path) / WEIGHTS_NAME
+    if not file.is_file():
+        raise CheckpointError(f"{path}: no {WEIGHTS_NAME}")
+    try:
+        with torch.device("meta"):
+            probe = factory()
+    except PixelwiseError:
+        raise
+    except (ArithmeticError, ValueError, TypeError, RuntimeError, KeyError, IndexError, AttributeError) as e:
+        raise ConfigError(f"{path}/config.json: the model cannot be built from it ({type(e).__name__}: {e})") from None
+    check_model_bytes(probe, [file], str(path))
+    del probe
+    return factory()
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
     from pixelwise.core.checkpoint import load_safetensors
 

@@ -438,7 +438,7 @@ def checkpoint_cases(root: Path) -> list[Case]:
     d = root / "checkpoints"
     d.mkdir(parents=True, exist_ok=True)
     marker = d / "PWNED"
-    good = save({"a": torch.arange(12, dtype=torch.float32).reshape(3, 4), "b": torch.ones(5, dtype=torch.int64)})
+    good = save({"a": torch.arange(12, dtype=torch.float32).reshape(3, 4), "b": torch.ones(5, dtype=torch.bfloat16)})
     cases: list[Case] = []
 
     def add(name: str, kind: str, data: bytes, expect: str = "error", **extra) -> None:
@@ -463,6 +463,9 @@ def checkpoint_cases(root: Path) -> list[Case]:
         _safetensors_bytes({"a": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, bytes(16)))
     add("negative_shape.safetensors", "negative shape",
         _safetensors_bytes({"a": {"dtype": "F32", "shape": [-1, 4], "data_offsets": [0, 16]}}, bytes(16)))
+    add("int_weights.safetensors", "integer / bool weights", save({"w": torch.ones(5, dtype=torch.int64),
+                                                                   "m": torch.ones(2, dtype=torch.bool)}))
+    add("nan_weights.safetensors", "NaN / inf weights", save({"w": torch.tensor([1.0, float("nan"), float("inf")])}))
     add("payload.bin", "pickle payload (.bin)", pickle_payload(marker), marker=str(marker))
     add("payload_no_suffix", "pickle payload (no suffix)", pickle_payload(marker), marker=str(marker))
     torch_payload(d / "payload.pt", marker)

@@ -26,7 +26,7 @@ from pixelwise.core.errors import CheckpointError, ConfigError, FormatError
 from pixelwise.reliability.corpus import UNIPIXEL_CONFIG, _WriteFile, pickle_payload, torch_payload
 from tests.reliability.conftest import SCALE
 
-GOOD = {"a": torch.arange(12, dtype=torch.float32).reshape(3, 4), "b": torch.ones(5, dtype=torch.int64)}
+GOOD = {"a": torch.arange(12, dtype=torch.float32).reshape(3, 4), "b": torch.ones(5, dtype=torch.bfloat16)}
 
 
 def _st(header: dict, data: bytes) -> bytes:
@@ -77,6 +77,18 @@ def test_valid_safetensors_round_trip(tmp_path):
     assert {k: v.shape for k, v in infos.items()} == {"a": (3, 4), "b": (5,)}
     out = load_safetensors(f, expected_shapes={"a": (3, 4)})
     assert all(torch.equal(out[k], GOOD[k]) for k in GOOD)
+
+
+def test_weights_must_be_finite_floats(tmp_path, monkeypatch):
+    f = tmp_path / "m.safetensors"
+    for tensors, match in (({"w": torch.ones(3, dtype=torch.int64)}, r"floating point.*w \(I64\)"),
+                           ({"w": torch.ones(3, dtype=torch.bool)}, r"w \(BOOL\)"),
+                           ({"ok": torch.ones(2), "w": torch.tensor([1.0, float("nan")])}, "tensor w holds NaN or inf"),
+                           ({"w": torch.tensor([float("inf")], dtype=torch.float16)}, "tensor w holds NaN or inf")):
+        f.write_bytes(save(tensors))
+        with pytest.raises(CheckpointError, match=match):
+            load_safetensors(f)
+    assert torch.isinf(load_safetensors(f, allow_nonfinite=True)["w"]).all()  # only when the caller asks
 
 
 @pytest.mark.parametrize("data, match", [
@@ -238,3 +250,40 @@ def test_unipixel_checkpoint_damage_refused(tmp_path, damage):
         match = "declares"
     with pytest.raises(CheckpointError, match=match):
         read_state_dict(ckpt)
+
+
+def _copy_with(src, dst, edit):
+    import shutil
+
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    edit(cfg)
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+def test_absurd_config_sizes_are_refused_before_building(tmp_path):
+    """A config that declares a model far larger than its weights, or one that cannot be built (zero heads), is a
+    typed error in well under a second: nothing is allocated for it."""
+    import time
+    from pathlib import Path
+
+    import pixelwise
+    from pixelwise.core.errors import ConfigError
+
+    repo = Path(__file__).resolve().parents[2]
+    pixellm = repo / "pixelwise" / "checkpoints" / "pixellm-tiny"
+    conformance = repo / "tests" / "data" / "conformance" / "unipixel" / "checkpoint"
+    cases = [
+        (_copy_with(pixellm, tmp_path / "wide", lambda c: c.update(decoder_mlp_dim=1 << 22)), CheckpointError,
+         "describes a model of"),
+        (_copy_with(pixellm, tmp_path / "heads", lambda c: c["text"].update(num_attention_heads=0)), ConfigError,
+         "config"),
+        (_copy_with(conformance, tmp_path / "deep", lambda c: c.update(num_hidden_layers=4000)), CheckpointError,
+         "describes a model of"),
+    ]
+    for folder, error, match in cases:
+        start = time.perf_counter()
+        with pytest.raises(error, match=match):
+            pixelwise.load(folder, device="cpu")
+        assert time.perf_counter() - start < 20, folder.name

@@ -268,12 +268,12 @@ class PixelLMForSegmentation(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, processor=None) -> PixelLMForSegmentation:
         from pixelwise.models.pixellm.processing_pixellm import PixelLMProcessor
-        from pixelwise.modules.checkpoint_io import load_weights
+        from pixelwise.modules.checkpoint_io import build_model, load_weights
 
         path = Path(path)
         config = PixelLMConfig.from_pretrained(path)
         processor = processor or PixelLMProcessor.from_pretrained(path)
-        model = cls(config, processor.seg_token_ids)
+        model = build_model(lambda: cls(config, processor.seg_token_ids), path)
         model.set_token_ids(processor.video_id)
         load_weights(model, path)
         return model.eval()

@@ -259,11 +259,11 @@ class UFOForConditionalGeneration(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, processor=None) -> UFOForConditionalGeneration:
         from pixelwise.models.ufo.processing_ufo import UFOProcessor
-        from pixelwise.modules.checkpoint_io import load_weights
+        from pixelwise.modules.checkpoint_io import build_model, load_weights
 
         config = UFOConfig.from_pretrained(path)
         processor = processor or UFOProcessor.from_pretrained(path)
-        model = cls(config, token_ids_of(processor))
+        model = build_model(lambda: cls(config, token_ids_of(processor)), path)
         load_weights(model, path)
         return model.eval()
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pixelwise.core.errors import CheckpointError, PromptError
+from pixelwise.core.errors import CheckpointError, ConfigError, PixelwiseError, PromptError
 from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
 from pixelwise.models.unipixel.processing_unipixel import RefPrompt, UniPixelInputs
 from pixelwise.modules.mrope import decode_position_ids, mrope_position_ids
@@ -208,6 +208,24 @@ def _sam2_module():
     return (Sam2Config, Sam2Model), None
 
 
+def _check_declared_size(cls: type, config: UniPixelConfig, path: Path, build_sam2: bool) -> None:
+    """The whole model (SAM2 included) built on the meta device, checked against the bytes the weights hold, before
+    anything is allocated: an absurd size in config.json is a CheckpointError, not gigabytes and a minute."""
+    from pixelwise.core.checkpoint import check_model_bytes
+    from pixelwise.models.unipixel.convert_unipixel_checkpoint import weight_files
+
+    try:
+        with torch.device("meta"):
+            probe = cls(config, build_sam2=False)
+            if config.has_sam2 and build_sam2:
+                probe.build_sam2()
+    except PixelwiseError:
+        raise
+    except (ArithmeticError, ValueError, TypeError, RuntimeError, KeyError, IndexError, AttributeError) as e:
+        raise ConfigError(f"{path}/config.json: the model cannot be built from it ({type(e).__name__}: {e})") from None
+    check_model_bytes(probe, weight_files(path), str(path))
+
+
 class UniPixelForConditionalGeneration(nn.Module):
     """The UniPixel model. Module names follow the official checkpoint (see `convert_unipixel_checkpoint`)."""
 
@@ -287,6 +305,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         if not path.is_dir():
             raise CheckpointError(f"{path}: not a checkpoint folder")
         config = UniPixelConfig.from_pretrained(path)
+        _check_declared_size(cls, config, path, build_sam2)
         state = read_state_dict(path)
         with torch.device("meta"):
             model = cls(config, build_sam2=False)

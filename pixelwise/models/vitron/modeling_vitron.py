@@ -109,9 +109,10 @@ class VitronModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> VitronModel:
-        from pixelwise.modules.checkpoint_io import load_weights
+        from pixelwise.modules.checkpoint_io import build_model, load_weights
 
-        model = cls(VitronConfig.from_pretrained(path))
+        config = VitronConfig.from_pretrained(path)
+        model = build_model(lambda: cls(config), path)
         load_weights(model, path)
         return model.to(device=device, dtype=dtype).eval()
 
