@@ -369,7 +369,7 @@ def train(cfg: dict, resume: bool = False) -> Path:
     from pixelwise.train.logging import RunLogger
     from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
     from pixelwise.train.sampler import ResumableSampler
-    from pixelwise.train.state import latest_checkpoint, load_checkpoint
+    from pixelwise.train.state import load_checkpoint, resume_checkpoint
     from pixelwise.train.unipixel_data import UniPixelTrainDataset, collate_examples
     from pixelwise.train.unipixel_loss import LossConfig, UniPixelTrainModule
 
@@ -448,7 +448,7 @@ def train(cfg: dict, resume: bool = False) -> Path:
     sched = cosine_with_warmup(opt, steps, optim_cfg.warmup_steps, optim_cfg.min_lr_ratio)
 
     start = 0
-    if resume and (ck := latest_checkpoint(run_dir)) is not None:
+    if resume and (ck := resume_checkpoint(run_dir)) is not None:
         st = load_checkpoint(ck, model, opt if strategy != "fsdp2" else None, sched,
                              strict=False)
         if strategy == "fsdp2":  # sharded optimizer: restore through torch's distributed state-dict API

@@ -139,20 +139,57 @@ def save_checkpoint(
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
+    _fsync_dir(tmp)
     if final.exists():
-        shutil.rmtree(final)
+        _discard(final)
     os.replace(tmp, final)
+    _fsync_dir(ckpt_root)  # the rename itself survives a power cut
     atomic_write_text(ckpt_root / "latest", final.name)
     _prune(ckpt_root, keep)
     return final
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(folder: Path) -> None:
+    """Delete a checkpoint folder so that a kill at any moment leaves either the whole folder or a `.trash_*` one:
+    renamed first (atomic), then deleted. A half-deleted `step_*` folder is never left to be taken for a
+    checkpoint."""
+    trash = folder.with_name(f".trash_{folder.name}.{os.getpid()}")
+    os.replace(folder, trash)
+    _fsync_dir(folder.parent)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def _prune(ckpt_root: Path, keep: int) -> None:
     done = sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())
     for p in done[:-keep] if keep > 0 else []:
+        _discard(p)
+
+
+def clean_leftovers(run_dir: str | Path) -> list[str]:
+    """What a killed run leaves behind (temp folders of a checkpoint being written, `.trash_*` folders being
+    deleted, a checkpoint folder without its trainer state): removed. Called on `--resume`, when no writer is
+    running; returns the names removed."""
+    ckpt_root = Path(run_dir) / "checkpoints"
+    removed = []
+    for p in [*ckpt_root.glob(".step_*.tmp*"), *ckpt_root.glob(".trash_*"),
+              *(p for p in ckpt_root.glob("step_*") if p.is_dir() and not (p / "trainer_state.json").exists())]:
         shutil.rmtree(p, ignore_errors=True)
-    for p in ckpt_root.glob(".step_*.tmp*"):  # leftovers of a killed run
-        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p.name)
+    return removed
+
+
+def resume_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint `--resume` continues from, after `clean_leftovers`."""
+    clean_leftovers(run_dir)
+    return latest_checkpoint(run_dir)
 
 
 def _tied_to_loaded(model: torch.nn.Module, name: str, loaded: dict[str, torch.Tensor]) -> bool:

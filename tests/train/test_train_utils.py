@@ -99,6 +99,28 @@ def test_checkpoint_is_atomic_and_pruned(tmp_path):
         load_checkpoint(latest_checkpoint(tmp_path), torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
 
+def test_a_kill_while_pruning_leaves_nothing_resume_does_not_clean(tmp_path, monkeypatch):
+    """Pruning renames a folder to `.trash_*` before deleting it; a kill in between (simulated: the delete never
+    happens) leaves no half-deleted `step_*` folder, and `--resume` (resume_checkpoint) removes what is left."""
+    import shutil
+
+    from pixelwise.train import state
+
+    m = torch.nn.Linear(2, 2)
+    save_checkpoint(tmp_path, 1, m, keep=1)
+    root = tmp_path / "checkpoints"
+    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)  # killed after the rename, before the delete
+    save_checkpoint(tmp_path, 2, m, keep=1)
+    monkeypatch.undo()
+    names = sorted(p.name for p in root.iterdir())
+    assert [n for n in names if n.startswith("step_")] == ["step_0000002"]
+    assert any(n.startswith(".trash_step_0000001") for n in names)
+    (root / ".step_0000003.tmp99").mkdir()  # killed mid-write
+    (root / "step_0000000").mkdir()  # a folder without trainer state (an older run's half-deleted checkpoint)
+    assert state.resume_checkpoint(tmp_path).name == "step_0000002"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_0000002"]
+
+
 def test_tied_weights_saved_once_and_restored(tmp_path):
     class Tied(torch.nn.Module):
         def __init__(self):

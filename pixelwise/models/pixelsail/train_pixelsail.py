@@ -30,7 +30,7 @@ from pixelwise.modules.point_losses import point_sampled_mask_loss
 from pixelwise.train.logging import RunLogger
 from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
 from pixelwise.train.sampler import ResumableSampler
-from pixelwise.train.state import latest_checkpoint, load_checkpoint, save_checkpoint
+from pixelwise.train.state import load_checkpoint, resume_checkpoint, save_checkpoint
 
 TASKS = ("referring", "reasoning", "multi_target", "region")
 EVAL_TEMPLATES = ("Please segment {}.", "Segment {}.")  # what the pipeline asks for a bare expression
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     sched = cosine_with_warmup(opt, args.steps, max(1, args.steps // 20), min_lr_ratio=0.05)
     sampler = ResumableSampler(len(ds), seed=args.seed)
     step = 0
-    ckpt = latest_checkpoint(args.run)
+    ckpt = resume_checkpoint(args.run)
     if ckpt is not None:
         st = load_checkpoint(ckpt, model, opt, sched)
         step = st.step

@@ -33,7 +33,7 @@ from pixelwise.modules.point_losses import point_sampled_mask_loss
 from pixelwise.train.logging import RunLogger
 from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
 from pixelwise.train.sampler import ResumableSampler
-from pixelwise.train.state import latest_checkpoint, load_checkpoint, save_checkpoint
+from pixelwise.train.state import load_checkpoint, resume_checkpoint, save_checkpoint
 
 DATA_TASKS = ("referring", "editing", "region")
 BLANK = (150, 150, 150)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     sched = cosine_with_warmup(opt, args.steps, warm, min_lr_ratio=0.05)
     sampler = ResumableSampler(len(index), seed=args.seed)
     step = 0
-    ckpt = latest_checkpoint(args.run)
+    ckpt = resume_checkpoint(args.run)
     if ckpt is not None:
         st = load_checkpoint(ckpt, model, opt, sched)
         step = st.step
