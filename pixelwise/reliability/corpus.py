@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import pickle
 import random
 import shutil
@@ -108,6 +109,24 @@ def _rotated_video(path: Path, frames: np.ndarray) -> None:
             c.mux(p)
 
 
+def _mpegts(width: int, height: int, frames: int) -> bytes:
+    """An H.264 MPEG-TS stream of flat frames (streams of different sizes can be concatenated)."""
+    from fractions import Fraction
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mpegts") as c:
+        s = c.add_stream("libx264", rate=Fraction(8))
+        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        for k in range(frames):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((height, width, 3), 40 * k, np.uint8), "rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return buf.getvalue()
+
+
 def media_cases(root: Path, rng: random.Random, n_random: int = 40) -> list[Case]:
     d = root / "media"
     d.mkdir(parents=True, exist_ok=True)
@@ -181,6 +200,16 @@ def media_cases(root: Path, rng: random.Random, n_random: int = 40) -> list[Case
     for k in range(6):
         ext = rng.choice(IMAGE_EXTS + VIDEO_EXTS)
         add(f"random{k}{ext}", "random bytes", rng.randbytes(rng.randint(1, 4000)), "error")
+
+    # header and first frames small, later frames large (two MPEG-TS streams back to back): `info` reads the header
+    # (a valid 16x16 video), decoding must refuse the first frame that differs, from its header
+    grow = add("grows_mid_stream.ts", "frame size grows mid-stream", _mpegts(16, 16, 3) + _mpegts(1280, 720, 3),
+               "error")
+    cases[-1].extra["cli_expect"] = "ok"
+    assert grow.is_file()
+    fifo = d / "fifo.mp4"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes
+    cases.append(Case("fifo.mp4", "media", "FIFO / device instead of a file", fifo, "error"))
 
     # random mutations of valid files: either outcome is fine, crashes and hangs are not
     for k in range(n_random):
@@ -303,9 +332,20 @@ def result_cases(root: Path, rng: random.Random, n: int = 30) -> list[Case]:
         "rle_wrong_size.json": ("RLE of the wrong size / counts", dict(good, objects=[dict(
             good["objects"][0], masks=[{"size": [5, 5], "counts": "05"}] * 4)])),
         "past_the_end.json": ("frame index past the end", dict(good, frame_indices=[0, 1, 2, 99])),
+        # 30 full 8192x8192 masks in 1.5 KB: 2 GB if decoded eagerly; masks stay RLE and the media size is checked
+        "huge_claim.json": ("small JSON claiming huge masks", dict(good, size=[8192, 8192], frame_indices=list(range(30)),
+                                                               objects=[dict(good["objects"][0], masks=[
+                                                                   {"size": [8192, 8192], "counts": [0, 8192 * 8192]}
+                                                               ] * 30)])),
+        "many_runs.json": ("uncompressed RLE with more runs than pixels", dict(good, objects=[dict(
+            good["objects"][0], masks=[{"size": [48, 64], "counts": [1] * 200_000}] * 4)])),
     }
     for name, (what, obj) in fixed.items():
         (d / name).write_text(_dump(obj))
+        cases.append(Case(name, "result-json", what, d / name, "error", {"media": media}))
+    for name, what, text in [("deep.json", "JSON nested 100,000 deep", "[" * 100_000 + "]" * 100_000),
+                             ("big_int.json", "5,000-digit integer", '{"answer": "x", "size": [' + "9" * 5000 + ", 4]}")]:
+        (d / name).write_text(text)
         cases.append(Case(name, "result-json", what, d / name, "error", {"media": media}))
     for k in range(n):
         obj, what = mutate_json(good, rng)
@@ -367,7 +407,9 @@ FIXED_DATASET_EDITS = {  # benchmark -> [(file, input class, edit)]: each must b
         ("questions.json", "wrong type / value", lambda d: [q.update(annotation="x") for q in d] and d),
     ],
     "muse": [("muse_val.json", "wrong type / value", lambda d: [r.update(answers=7) for r in d] and d)],
-    "refcoco:val": [("refcoco/instances.json", "missing key", lambda d: {k: v for k, v in d.items() if k != "images"})],
+    "refcoco:val": [("refcoco/instances.json", "missing key", lambda d: {k: v for k, v in d.items() if k != "images"}),
+                    ("refcoco/instances.json", "image named outside the dataset",
+                     lambda d: [im.update(file_name="../../../../../../etc/hostname") for im in d["images"]] and d)],
 }
 
 

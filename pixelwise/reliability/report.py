@@ -114,8 +114,12 @@ def generate_report(out: str | Path, seed: int = 0, scale: int = 1, workers: int
             shutil.rmtree(work, ignore_errors=True)
 
     by_kind: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    cost: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])  # slowest CLI s, peak CLI RSS MiB
     for o in outcomes:
         key = (o.case.group, o.case.kind)
+        if o.surface == "cli":
+            cost[key][0] = max(cost[key][0], o.seconds)
+            cost[key][1] = max(cost[key][1], o.peak_rss_mb or 0.0)
         by_kind[key]["cases" if o.surface == "library" else "_"] += 1
         by_kind[key][f"{o.surface}:{o.status}"] += 1
     if server:
@@ -132,7 +136,8 @@ def generate_report(out: str | Path, seed: int = 0, scale: int = 1, workers: int
         parts = [f"{c[f'{surface}:{s}']} {s}" for s in ("ok", "error", "crash", "hang", "payload") if c[f"{surface}:{s}"]]
         return ", ".join(parts) or "—"
 
-    kind_rows = [[g, k, c["cases"], cell(c, "library"), cell(c, "cli"), cell(c, "server") if server else "n/a"]
+    kind_rows = [[g, k, c["cases"], cell(c, "library"), cell(c, "cli"), cell(c, "server") if server else "n/a",
+                  f"{cost[(g, k)][0]:.1f}", f"{cost[(g, k)][1]:.0f}"]
                  for (g, k), c in sorted(by_kind.items())]
     n_runs = len(outcomes) + (len(server) if server else 0)
     lines = [
@@ -163,7 +168,11 @@ def generate_report(out: str | Path, seed: int = 0, scale: int = 1, workers: int
         + (", and media files are also uploaded to the HTTP server (`/v1/segment`, stub model that decodes the "
            "frames), with `/healthz` checked after each." if server else "; the HTTP server was not importable.") ,
         "",
-        _table(["group", "input class", "cases", "library", "CLI", "server"], kind_rows),
+        "The last two columns are what the worst case of each class costs the CLI now (slowest run, peak resident "
+        "memory of the `pixelwise` process, Python and torch included): a regression shows up as a number.",
+        "",
+        _table(["group", "input class", "cases", "library", "CLI", "server", "CLI s (max)", "CLI peak RSS MiB"],
+               kind_rows),
         "",
         "## Property and fuzz tests (hypothesis)",
         "",

@@ -32,6 +32,7 @@ class Outcome:
     seconds: float
     message: str = ""
     failures: list[str] = field(default_factory=list)
+    peak_rss_mb: float | None = None  # CLI runs: the subprocess's peak resident memory
 
     @property
     def passed(self) -> bool:
@@ -43,11 +44,12 @@ def _judge(out: Outcome) -> Outcome:
     marker = case.extra.get("marker")
     if marker and Path(marker).exists():
         out.status = "payload"
+    expect = case.extra.get(f"{out.surface}_expect", case.expect)  # e.g. `info` reads only a header
     if out.status in ("crash", "hang", "payload"):
         out.failures.append(f"{out.surface}: {out.status}: {out.message[-300:]}")
-    elif case.expect == "error" and out.status != "error":
+    elif expect == "error" and out.status != "error":
         out.failures.append(f"{out.surface}: loaded, but a typed error was required")
-    elif case.expect == "ok" and out.status != "ok":
+    elif expect == "ok" and out.status != "ok":
         out.failures.append(f"{out.surface}: refused a valid input: {out.message}")
     return out
 
@@ -69,21 +71,40 @@ def run_cli(case: Case, timeout: float = DEFAULT_TIMEOUT_S) -> Outcome:
         argv = [sys.executable, "-m", "pixelwise", *cli_args(case, Path(scratch))]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
         start = time.perf_counter()
-        try:
-            r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=scratch, check=False)
-        except subprocess.TimeoutExpired:
-            return _judge(Outcome(case, "cli", "hang", time.perf_counter() - start, f"over {timeout:g}s"))
+        returncode, rss_kb, err = _run_measured(argv, timeout, env, scratch)
         seconds = time.perf_counter() - start
-    err = r.stderr.strip()
-    if r.returncode == 0:
+        if returncode is None:
+            return _judge(Outcome(case, "cli", "hang", seconds, f"over {timeout:g}s"))
+    err = err.strip()
+    if returncode == 0:
         status, msg = "ok", ""
-    elif r.returncode == 2 and err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1:
+    elif returncode == 2 and err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1:
         status, msg = "error", err[len("error: "):]
-    elif r.returncode == 2 and "Usage:" in err:
+    elif returncode == 2 and "Usage:" in err:
         status, msg = "crash", f"usage error: {err[-300:]}"
     else:
-        status, msg = "crash", f"exit code {r.returncode}: {err[-600:]}"
-    return _judge(Outcome(case, "cli", status, seconds, msg))
+        status, msg = "crash", f"exit code {returncode}: {err[-600:]}"
+    return _judge(Outcome(case, "cli", status, seconds, msg, peak_rss_mb=rss_kb / 1024))
+
+
+def _run_measured(argv: list[str], timeout: float, env: dict, cwd: str) -> tuple[int | None, int, str]:
+    """Run a command; (exit code or None on timeout, its peak RSS in KiB from wait4's rusage, stderr)."""
+    with open(Path(cwd) / ".stderr", "w+") as err, open(os.devnull, "w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
+        deadline = time.perf_counter() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                _, _, usage = os.wait4(proc.pid, 0)
+                proc.returncode = -9
+                return None, usage.ru_maxrss, ""
+            time.sleep(0.02)
+        err.seek(0)
+        return proc.returncode, usage.ru_maxrss, err.read()
 
 
 Progress = Callable[[str, int, int], None]  # (stage, runs done, runs in the stage)
