@@ -56,7 +56,7 @@ def run_media_through_server(cases: list, timeout_s: float = 60.0, progress: Any
     media = [c for c in cases if c.group == "media" and Path(c.path).is_file()]
     with TestClient(app, raise_server_exceptions=False) as client:
         for k, case in enumerate(media):
-            if progress is not None:
+            if progress is not None and k:
                 progress("server", k, len(media))
             start = time.perf_counter()
             data = Path(case.path).read_bytes()

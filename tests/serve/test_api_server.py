@@ -270,3 +270,60 @@ def test_full_queue_and_timeout_answer_503_with_retry_after(serve_media, tmp_pat
         ok = httpx.post(url + "/v1/segment", json={"path": "pixelworld_image.png", "text": "the red circle",
                                                    "max_new_tokens": 8}, timeout=30)
         assert ok.status_code == 200, ok.text
+
+
+def test_a_burst_of_hostile_inputs_is_4xx_and_memory_comes_back(server):
+    """Uploads whose later frames grow (header 16x16, then 1920x1080), JSON nested 100,000 deep, 5,000-digit
+    integers and huge RLE run lists: every one a 4xx within seconds, RSS back within 200 MB, /healthz ok."""
+    from tests.core.test_media import _mpegts
+
+    grow = _mpegts(16, 16, 2) + _mpegts(1920, 1080, 2)
+    rss_start = rss_bytes(server["proc"].pid)
+    requests = []
+    for k in range(24):
+        kind = k % 4
+        if kind == 0:
+            requests.append(lambda: _post(server, "/v1/segment", files={"file": ("grow.ts", grow)},
+                                          data={"text": "x", "num_frames": "4"}))
+        elif kind == 1:
+            requests.append(lambda: httpx.post(server["url"] + "/v1/segment", content=b"[" * 100_000 + b"]" * 100_000,
+                                               headers={"content-type": "application/json"}, timeout=30))
+        elif kind == 2:
+            requests.append(lambda: httpx.post(server["url"] + "/v1/segment",
+                                               content=b'{"text": "x", "num_frames": ' + b"9" * 5000 + b"}",
+                                               headers={"content-type": "application/json"}, timeout=30))
+        else:
+            rle = {"size": [128, 128], "counts": [1] * 20_000}
+            requests.append(lambda: _post(server, "/v1/segment", json_body={
+                "path": "pixelworld_image.png", "text": "x", "prompts": [{"type": "mask", "rle": rle}]}))
+    for send in requests:
+        t0 = time.perf_counter()
+        r = send()
+        assert 400 <= r.status_code < 500, r.text[:300]
+        assert time.perf_counter() - t0 < 10
+        assert r.json()["error"]["message"]
+    rss_end = rss_bytes(server["proc"].pid)
+    assert rss_end - rss_start < 200 << 20, (rss_start >> 20, rss_end >> 20)
+    assert httpx.get(server["url"] + "/healthz", timeout=10).json()["status"] == "ok"
+
+
+def test_a_client_that_disconnects_does_not_keep_its_queued_job(serve_media, tmp_path):
+    """Clients that give up while the model is busy: their queued jobs are dropped, so the next request does not
+    wait for them."""
+    pytest.importorskip("pixelwise.pipeline")
+    port = free_port()
+    with running_server(api_server_cmd(port, serve_media, max_queue=16), port, log_path=tmp_path / "server.log"):
+        url = f"http://127.0.0.1:{port}"
+        slow = {"path": "pixelworld_image.png", "text": "SLEEP-IN-MODEL:2 the red circle", "max_new_tokens": 4}
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            first = ex.submit(httpx.post, url + "/v1/segment", json=slow, timeout=30)
+            time.sleep(0.5)
+            for _ in range(6):  # each waits 0.2 s behind the running job, then hangs up
+                with pytest.raises(httpx.TimeoutException):
+                    httpx.post(url + "/v1/segment", json=slow, timeout=0.2)
+            assert first.result(timeout=30).status_code == 200
+        deadline = time.monotonic() + 10
+        while httpx.get(url + "/v1/model", timeout=10).json()["queue"]["queued"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stats = httpx.get(url + "/v1/model", timeout=10).json()["queue"]
+        assert stats["skipped"] == 6 and stats["completed"] == 1, stats
