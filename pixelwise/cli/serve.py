@@ -88,13 +88,15 @@ def demo(
                                "(needs internet; anyone with the link can use it)."),
 ) -> None:
     """Serve the web demo (Gradio): image/video segmentation and region questions with point, box and mask prompts."""
+    from pixelwise.data.pixelworld.demo import example_media
     from pixelwise.serve.demo import launch
 
     _warn_if_public(host)
     if share:
         typer.echo("warning: --share publishes the demo on a public gradio.live link; it has no authentication",
                    err=True)
-    launch(_load(model, device, dtype, threads), host=host, port=port, max_num_frames=max_num_frames, share=share)
+    launch(_load(model, device, dtype, threads), host=host, port=port, max_num_frames=max_num_frames, share=share,
+           examples=example_media())
 
 
 def register(app: typer.Typer) -> None:

@@ -18,18 +18,13 @@ Names accept an optional split after a colon: `refcoco:testA`, `refcocog:test`, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pixelwise.core.errors import PixelwiseError
-from pixelwise.data.formats.groundmore import read_groundmore
-from pixelwise.data.formats.muse import read_muse
-from pixelwise.data.formats.reasonseg import read_reasonseg
-from pixelwise.data.formats.refcoco import read_refcoco
-from pixelwise.data.formats.rvos import read_rvos
+from pixelwise.data.formats.layouts import NAMES, parse_name, reader
 from pixelwise.data.formats.sample import Sample
-from pixelwise.data.formats.videorefer import read_videorefer
 from pixelwise.eval import protocols
 
 
@@ -91,94 +86,41 @@ def _qa_agg(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-# Spellings seen in papers and repos → registry name (compared with case, "-", "_" and spaces removed).
-ALIASES = {
-    "mevis": "mevis", "mevisvalidu": "mevis", "revos": "revos", "refsav": "ref-sav",
-    "refyoutubevos": "ref-youtube-vos", "refytvos": "ref-youtube-vos", "ytvos": "ref-youtube-vos",
-    "refdavis17": "ref-davis17", "refdavis": "ref-davis17", "davis17": "ref-davis17",
-    "refdavis17referformer": "ref-davis17-referformer", "groundmore": "groundmore",
-    "refcoco": "refcoco", "refcoco+": "refcoco+", "refcocoplus": "refcoco+", "refcocog": "refcocog",
-    "reasonseg": "reasonseg", "muse": "muse", "videoreferbenchq": "videorefer-bench-q", "videorefer": "videorefer-bench-q",
-    "videoreferbench": "videorefer-bench-q", "pixelqa": "pixelqa",
-}
-
-
-def _split(name: str) -> tuple[str, str | None]:
-    base, _, split = name.partition(":")
-    key = "".join(ch for ch in base.lower() if ch.isalnum() or ch == "+")
-    return ALIASES.get(key, base.lower()), split or None
-
-
-def _refcoco_reader(dataset: str, split: str | None) -> Callable[[Path], list[Sample]]:
-    def read(root: Path) -> list[Sample]:
-        name = dataset
-        if not (root / dataset).is_dir():  # a root holding a single refer-style dataset under another name
-            found = sorted(p.parent.name for p in root.glob("*/instances.json"))
-            if len(found) == 1:
-                name = found[0]
-        return read_refcoco(root, name, split or "val")
-
-    return read
-
-
-def _muse_reader(split: str | None) -> Callable[[Path], list[Sample]]:
-    return lambda root: read_muse(root / f"muse_{split or 'val'}.json", root / "images")
-
-
-VIDEOREFER_FILES = ("VideoRefer-Bench-Q.json", "questions.json")
-
-
-def _videorefer_reader(prompt: str) -> Callable[[Path], list[Sample]]:
-    def read(root: Path) -> list[Sample]:
-        path = next((root / n for n in VIDEOREFER_FILES if (root / n).is_file()), root / VIDEOREFER_FILES[0])
-        return read_videorefer(path, root, prompt)
-
-    return read
-
-
-NAMES = ("mevis", "revos", "ref-sav", "ref-youtube-vos", "ref-davis17", "ref-davis17-referformer", "groundmore",
-         "refcoco", "refcoco+", "refcocog", "reasonseg", "muse", "videorefer-bench-q", "pixelqa")
-
-
 def get_benchmark(name: str) -> Benchmark:
-    """The registry entry for `name` (case-insensitive, optional `:split`)."""
-    base, split = _split(name)
-    bench = _lookup(name, base, split)
-    return replace(bench, canonical=base)
+    """The registry entry for `name` (case-insensitive, optional `:split`): its reader (`data.formats.layouts`)
+    and how it is scored."""
+    base, _ = parse_name(name)
+    kind, aggregate, protocol = _scoring(name, base)
+    return Benchmark(name, kind, reader(name), aggregate, protocol, canonical=base)
 
 
-def _lookup(name: str, base: str, split: str | None) -> Benchmark:
+def _scoring(name: str, base: str) -> tuple[str, Callable[[list[dict[str, Any]]], dict[str, Any]], str]:
+    """(prediction layout / per-sample scorer, aggregation, protocol description) of a benchmark."""
     if base in ("mevis", "ref-youtube-vos"):
-        return Benchmark(name, "video", lambda r, b=base: read_rvos(r, b), _video_agg(protocols.mevis),
-                         "MeViS: mean over expressions of frame-mean J and F")
+        return "video", _video_agg(protocols.mevis), "MeViS: mean over expressions of frame-mean J and F"
     if base == "revos":
-        return Benchmark(name, "video", lambda r: read_rvos(r, "revos"), _video_agg(protocols.revos),
-                         "ReVOS: per-expression rounding, referring/reasoning macro mean; A/R on binary masks")
+        return ("video", _video_agg(protocols.revos),
+                "ReVOS: per-expression rounding, referring/reasoning macro mean; A/R on binary masks")
     if base == "ref-sav":
-        return Benchmark(name, "video", lambda r: read_rvos(r, "ref-sav"), _video_agg(protocols.ref_sav),
-                         "Ref-SAV: per-expression rounding, long/short macro mean")
+        return "video", _video_agg(protocols.ref_sav), "Ref-SAV: per-expression rounding, long/short macro mean"
     if base == "ref-davis17":
-        return Benchmark(name, "video", lambda r: read_rvos(r, "ref-davis17"), _video_agg(protocols.ref_davis17_visa),
-                         "Ref-DAVIS17 VISA/Sa2VA/UniPixel protocol: per expression, rounded to 2 decimals")
+        return ("video", _video_agg(protocols.ref_davis17_visa),
+                "Ref-DAVIS17 VISA/Sa2VA/UniPixel protocol: per expression, rounded to 2 decimals")
     if base == "ref-davis17-referformer":
-        return Benchmark(name, "davis-unsupervised", lambda r: read_rvos(r, "ref-davis17"), lambda recs: {},
-                         "Ref-DAVIS17 ReferFormer protocol: DAVIS unsupervised per annotator set, mean of 4")
+        return ("davis-unsupervised", lambda recs: {},
+                "Ref-DAVIS17 ReferFormer protocol: DAVIS unsupervised per annotator set, mean of 4")
     if base == "groundmore":
-        return Benchmark(name, "video", read_groundmore, _video_agg(protocols.groundmore),
-                         "GroundMoRe: 20 sampled frames, empty GT outside the action window, per q_type")
+        return ("video", _video_agg(protocols.groundmore),
+                "GroundMoRe: 20 sampled frames, empty GT outside the action window, per q_type")
     if base in ("refcoco", "refcoco+", "refcocog"):
-        return Benchmark(name, "image", _refcoco_reader(base, split), _image_agg,
-                         "LISA: cIoU = ΣI/ΣU, gIoU = mean per-sentence IoU")
+        return "image", _image_agg, "LISA: cIoU = ΣI/ΣU, gIoU = mean per-sentence IoU"
     if base == "reasonseg":
-        return Benchmark(name, "image", read_reasonseg, _image_agg,
-                         "LISA: first query per image, ignore pixels excluded; cIoU / gIoU")
+        return "image", _image_agg, "LISA: first query per image, ignore pixels excluded; cIoU / gIoU"
     if base == "muse":
-        return Benchmark(name, "multi", _muse_reader(split), _muse_agg,
-                         "MUSE (PixelLM): Hungarian matching on mask IoU (deterministic); per-image gIoU, cIoU")
+        return ("multi", _muse_agg,
+                "MUSE (PixelLM): Hungarian matching on mask IoU (deterministic); per-image gIoU, cIoU")
     if base == "videorefer-bench-q":
-        return Benchmark(name, "qa", _videorefer_reader("mask"), _qa_agg,
-                         "VideoRefer-Bench-Q: micro accuracy, VideoRefer answer parser")
+        return "qa", _qa_agg, "VideoRefer-Bench-Q: micro accuracy, VideoRefer answer parser"
     if base == "pixelqa":
-        return Benchmark(name, "qa", _videorefer_reader(split or "box"), _qa_agg,
-                         "PixelQA (UniPixel): accuracy with UniPixel parser; volume J and pixel-F1 F")
+        return "qa", _qa_agg, "PixelQA (UniPixel): accuracy with UniPixel parser; volume J and pixel-F1 F"
     raise PixelwiseError(f"unknown benchmark '{name}'; known: {', '.join(NAMES)}")

@@ -109,7 +109,7 @@ def _rotated_video(path: Path, frames: np.ndarray) -> None:
             c.mux(p)
 
 
-def _mpegts(width: int, height: int, frames: int) -> bytes:
+def mpegts_bytes(width: int, height: int, frames: int) -> bytes:
     """An H.264 MPEG-TS stream of flat frames (streams of different sizes can be concatenated)."""
     from fractions import Fraction
 
@@ -203,8 +203,8 @@ def media_cases(root: Path, rng: random.Random, n_random: int = 40) -> list[Case
 
     # header and first frames small, later frames large (two MPEG-TS streams back to back): `info` reads the header
     # (a valid 16x16 video), decoding must refuse the first frame that differs, from its header
-    grow = add("grows_mid_stream.ts", "frame size grows mid-stream", _mpegts(16, 16, 3) + _mpegts(1280, 720, 3),
-               "error")
+    grow = add("grows_mid_stream.ts", "frame size grows mid-stream",
+               mpegts_bytes(16, 16, 3) + mpegts_bytes(1280, 720, 3), "error")
     cases[-1].extra["cli_expect"] = "ok"
     assert grow.is_file()
     fifo = d / "fifo.mp4"

@@ -94,22 +94,11 @@ TABS = (
 # ------------------------------------------------------------------------------------------------ examples
 
 
-def example_media() -> dict[str, Path]:
-    """The PixelWorld demo image and clip: the repository's `examples/` if present, else rendered once into a cache."""
-    repo_examples = Path(__file__).resolve().parents[2] / "examples"
-    names = {"image": "pixelworld_image.png", "clip": "pixelworld_clip.mp4"}
-    if all((repo_examples / n).is_file() for n in names.values()):
-        return {k: repo_examples / n for k, n in names.items()}
-    from pixelwise.data.pixelworld.demo import write_examples
-
-    cache = Path(os.environ.get("PIXELWISE_CACHE", Path.home() / ".cache" / "pixelwise")) / "examples"
-    if not all((cache / n).is_file() for n in names.values()):
-        write_examples(cache)
-    return {k: cache / n for k, n in names.items()}
-
-
-def _examples_for(spec: TabSpec, media: dict[str, Path]) -> list[list[str]]:
-    """Preloaded inputs per tab: (media, text, prompts JSON). Coordinates are objects of the PixelWorld scenes."""
+def _examples_for(spec: TabSpec, media: dict[str, Path] | None) -> list[list[str]]:
+    """Preloaded inputs per tab: (media, text, prompts JSON). Coordinates are objects of the PixelWorld scenes
+    (`media`: their image and clip, as `data.pixelworld.demo.example_media` gives them; None: no examples)."""
+    if not media:
+        return []
     if spec.key == "img-seg":
         return [[str(media["image"]), "the red circle", "[]"],
                 [str(media["image"]), "the striped blue square", "[]"],
@@ -359,10 +348,11 @@ def _strokes_mask(editor: dict[str, Any] | None, size: tuple[int, int]) -> np.nd
 
 
 def build_demo(pipe: Pipeline, limits: ServeLimits | None = None, max_num_frames: int = 32,
-               out_dir: str | Path | None = None):
-    """The Gradio Blocks of the demo (not launched)."""
+               out_dir: str | Path | None = None, examples: dict[str, Path] | None = None):
+    """The Gradio Blocks of the demo (not launched). `examples`: {"image": path, "clip": path} of the PixelWorld
+    example scenes the tabs offer (the CLI passes `data.pixelworld.demo.example_media()`), or None."""
     app = DemoApp(pipe, limits, max_num_frames, out_dir)
-    media = example_media()
+    media = examples
     info = pipe.info()
     name = html.escape(str(info.get("name") or info.get("family") or "model"))
 
@@ -443,8 +433,8 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path], modes: list[
             with gr.Accordion("Result JSON (COCO RLE masks)", open=False):
                 result_json = gr.JSON(elem_id=f"{k}-json")
     examples = [e for e in _examples_for(spec, media) if modes or e[2] == "[]"]  # prompted ones need prompts
-    gr.Examples(examples, inputs=[media_in, text, prompts], label="PixelWorld examples",
-                examples_per_page=4)
+    if examples:
+        gr.Examples(examples, inputs=[media_in, text, prompts], label="PixelWorld examples", examples_per_page=4)
 
     def _guard(fn):
         """Show a user's mistake as a message in the page; keep the signature (Gradio injects SelectData by it)."""
@@ -519,15 +509,14 @@ def _build_tab(app: DemoApp, spec: TabSpec, media: dict[str, Path], modes: list[
 
 
 def launch(pipe: Pipeline, host: str = "127.0.0.1", port: int = 7860, max_num_frames: int = 32,
-           limits: ServeLimits | None = None, share: bool = False) -> None:
+           limits: ServeLimits | None = None, share: bool = False, examples: dict[str, Path] | None = None) -> None:
     """Build and serve the demo until interrupted (blocking)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     limits = limits or ServeLimits(max_num_frames=max_num_frames)
     out_dir = Path(tempfile.mkdtemp(prefix="pixelwise-demo-"))
     atexit.register(shutil.rmtree, out_dir, ignore_errors=True)  # result GIFs/MP4s live as long as the demo
-    blocks = build_demo(pipe, limits, max_num_frames, out_dir)
-    media = example_media()
+    blocks = build_demo(pipe, limits, max_num_frames, out_dir, examples)
     blocks.queue(max_size=limits.max_queue, default_concurrency_limit=1)
-    blocks.launch(server_name=host, server_port=port, share=share, show_error=True,
-                  allowed_paths=[str(out_dir), str(media["image"].parent)],
+    allowed = [str(out_dir)] + sorted({str(Path(p).parent) for p in (examples or {}).values()})
+    blocks.launch(server_name=host, server_port=port, share=share, show_error=True, allowed_paths=allowed,
                   max_file_size=limits.max_upload_bytes, footer_links=["api"], css=CSS)

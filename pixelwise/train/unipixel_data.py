@@ -72,19 +72,20 @@ class PixelWorldSource(TrainSource):
 
 
 class BenchmarkSource(TrainSource):
-    """Any layout read by `pixelwise.eval.benchmarks` (refcoco, mevis, revos, videorefer, ...) as training data."""
+    """Any public benchmark layout (`data.formats.layouts`: refcoco, mevis, revos, videorefer, ...) as training
+    data."""
 
     def __init__(self, benchmark: str, root: str | Path):
-        from pixelwise.eval.benchmarks import get_benchmark
+        from pixelwise.data.formats.layouts import parse_name, reader
 
-        self.bench = get_benchmark(benchmark)
-        self.samples = self.bench.read(Path(root))
+        self.canonical = parse_name(benchmark)[0]
+        self.samples = reader(benchmark)(Path(root))
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def group_keys(self) -> list[str]:
-        return [f"{self.bench.canonical}_{'qa' if s.options else 'seg'}" for s in self.samples]
+        return [f"{self.canonical}_{'qa' if s.options else 'seg'}" for s in self.samples]
 
     def conversations(self, index, rng):
         from pixelwise.core.media import load_media

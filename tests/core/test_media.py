@@ -4,6 +4,7 @@ import pytest
 from pixelwise.core import media
 from pixelwise.core.errors import MediaError, MediaTooLargeError
 from pixelwise.core.media import open_media
+from pixelwise.reliability.corpus import mpegts_bytes
 from tests.conftest import make_frames
 
 
@@ -110,31 +111,13 @@ def test_other_containers_roundtrip(tmp_path, ext):
     assert np.abs(clip.frames.astype(int) - frames[[0, 5]].astype(int)).mean() < 8
 
 
-def _mpegts(width: int, height: int, frames: int) -> bytes:
-    import io
-    from fractions import Fraction
-
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mpegts") as c:
-        s = c.add_stream("libx264", rate=Fraction(8))
-        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        for k in range(frames):
-            for p in s.encode(av.VideoFrame.from_ndarray(np.full((height, width, 3), 40 * k, np.uint8), "rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return buf.getvalue()
-
-
 def test_a_video_whose_frames_grow_mid_stream_is_refused_before_conversion(tmp_path, monkeypatch):
     """Header and first frames 16x16, later frames 640x480 (two MPEG-TS streams back to back): refused at the first
     frame that differs, from the decoder's frame header, before any RGB array of it exists."""
     import av
 
     path = tmp_path / "grow.ts"
-    path.write_bytes(_mpegts(16, 16, 3) + _mpegts(640, 480, 3))
+    path.write_bytes(mpegts_bytes(16, 16, 3) + mpegts_bytes(640, 480, 3))
     src = open_media(path)
     assert src.size == (16, 16) and src.num_frames == 6
     converted = []

@@ -90,3 +90,20 @@ def write_card_images(out: str | Path, seed: int = 0) -> list[Path]:
                 viz.save_image(path, pic)
                 written.append(path)
     return written
+
+
+EXAMPLE_NAMES = {"image": "pixelworld_image.png", "clip": "pixelworld_clip.mp4"}
+
+
+def example_media() -> dict[str, Path]:
+    """The demo's example image and clip: the repository's `examples/` when present (a source checkout), else
+    rendered once into `$PIXELWISE_CACHE/examples` (default `~/.cache/pixelwise/examples`)."""
+    import os
+
+    repo_examples = Path(__file__).resolve().parents[3] / "examples"
+    if all((repo_examples / n).is_file() for n in EXAMPLE_NAMES.values()):
+        return {k: repo_examples / n for k, n in EXAMPLE_NAMES.items()}
+    cache = Path(os.environ.get("PIXELWISE_CACHE", Path.home() / ".cache" / "pixelwise")) / "examples"
+    if not all((cache / n).is_file() for n in EXAMPLE_NAMES.values()):
+        write_examples(cache)
+    return {k: cache / n for k, n in EXAMPLE_NAMES.items()}
