@@ -10,7 +10,7 @@ import typer
 
 from pixelwise.core.errors import ConfigError
 
-OUT = typer.Option(Path("bench.json"), "--out", "-o", help="Write the report here (JSON).")
+OUT = typer.Option(Path("outputs/bench.json"), "--out", "-o", help="Write the report here (JSON).")
 WORKDIR = typer.Option(None, help="Scratch folder for generated clips (default: a temp folder).")
 
 
