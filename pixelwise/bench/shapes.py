@@ -1,6 +1,6 @@
 """Random-weight UniPixel models of real shapes (`pixelwise bench --shapes 3b`): the cost of the real model without
 its weights. The tokenizer, token ids and processor settings come from a checkpoint folder (`tokenizer_from`); only
-the network shapes change (docs: /work/shared/reference/unipixel.md section 1; vocab rows stay the tokenizer's)."""
+the network shapes change (the official UniPixel-3B config; vocab rows stay the tokenizer's)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Conversation templates: one training sample (media + question + answer + targets + visual prompts) -> a UniPixel
-conversation, for every task family, with the official wording (unipixel.md §5.2, §4.4, §7).
+conversation, for every task family, with the official wording (pixelwise/models/unipixel/README.md).
 
 A `Conversation` is model-agnostic text plus the objects it refers to; `pixelwise.train.unipixel_data` turns it into
 tokens, labels (loss on assistant turns only) and SAM2 targets.

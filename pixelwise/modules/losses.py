@@ -1,6 +1,6 @@
 """Training losses shared by the pixel-level families: LM cross-entropy on assistant tokens and SAM2's mask losses.
 
-SAM2 (`training/loss_fns.py: MultiStepMultiMasksAndIous`, as UniPixel uses it; unipixel.md §6.2):
+SAM2 (`training/loss_fns.py: MultiStepMultiMasksAndIous`, as UniPixel uses it):
 
 * focal loss (alpha 0.25, gamma 2) averaged over the pixels of the S x S logits, dice loss with +1 smoothing;
 * with multimask outputs (3 candidates per frame) focal + dice are back-propagated only for the candidate with the

@@ -150,13 +150,26 @@ class Pipeline:
             return self.ask(media, text, regions, **options)
         return self.segment(media, text, **options)
 
-    def segment(self, media: MediaLike, text: str, **options: Any) -> Result:
+    # The query options every family takes, by these names (keyword-only), and honours or refuses with an error:
+    # num_frames (frames read from a video), frame_indices (exactly these frames instead), propagate ("sampled" |
+    # "all": masks on the frames read or on every frame), max_new_tokens (answer length), progress (a callback
+    # (done, total) while masks are propagated). `tests/pipeline/test_family_contract.py` checks every family.
+    QUERY_OPTIONS = ("num_frames", "frame_indices", "propagate", "max_new_tokens", "progress")
+
+    def segment(self, media: MediaLike, text: str, regions: Regions = None, *, num_frames: int = DEFAULT_NUM_FRAMES,
+                frame_indices: Sequence[int] | None = None, propagate: str = "sampled",
+                max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: Progress | None = None) -> Result:
         raise NotImplementedError
 
-    def ask(self, media: MediaLike, question: str, regions: Regions = None, **options: Any) -> Result:
+    def ask(self, media: MediaLike, question: str, regions: Regions = None, *, options: Sequence[str] | None = None,
+            num_frames: int = DEFAULT_NUM_FRAMES, frame_indices: Sequence[int] | None = None,
+            propagate: str = "sampled", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+            progress: Progress | None = None) -> Result:
         raise NotImplementedError
 
-    def chat(self, media: MediaLike, **options: Any) -> Any:
+    def chat(self, media: MediaLike, *, num_frames: int = DEFAULT_NUM_FRAMES,
+             frame_indices: Sequence[int] | None = None, propagate: str = "sampled",
+             progress: Progress | None = None) -> Any:
         raise NotImplementedError
 
     def info(self) -> dict[str, Any]:
@@ -211,18 +224,29 @@ class ImageQueryPipeline(Pipeline):
     visual_prompts: tuple[str, ...] = ()
     reads_video = False
 
-    def _frame(self, media: MediaLike) -> QueryMedia:
-        qm = open_query_media(media, 1)
-        if not qm.is_image and qm.num_frames > 1:
-            raise MediaError(f"{qm.path or 'media'}: {self.model_label} reads images; give an image or a single "
-                             f"frame (this media has {qm.num_frames} frames)")
+    def _frame(self, media: MediaLike, frame_indices: Sequence[int] | None = None) -> QueryMedia:
+        """The one frame the model reads: the image, or the frame of a video `frame_indices=[i]` picks."""
+        if frame_indices is not None and len(frame_indices) != 1:
+            raise ConfigError(f"{self.model_label} reads one frame; frame_indices must name one, got "
+                              f"{list(frame_indices)}")
+        qm = open_query_media(media, 1, frame_indices)
+        if frame_indices is None and not qm.is_image and qm.num_frames > 1:
+            raise MediaError(f"{qm.path or 'media'}: {self.model_label} reads images; give an image, a single "
+                             f"frame, or frame_indices=[i] (this media has {qm.num_frames} frames)")
         return qm
 
-    def _answer(self, media: MediaLike, question: str, max_new_tokens: int) -> Result:
+    def _image_query(self, num_frames: int, propagate: str) -> None:
+        """The shared query options an image model honours: one frame read, masks on that frame."""
+        check_propagate(propagate)
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+            raise ConfigError(f"num_frames must be a positive integer, got {num_frames!r}")
+
+    def _answer(self, media: MediaLike, question: str, max_new_tokens: int,
+                frame_indices: Sequence[int] | None = None) -> Result:
         import time
 
         t0 = time.perf_counter()
-        qm = self._frame(media)
+        qm = self._frame(media, frame_indices)
         enc = self.processor.encode(qm.sampled.frames[0], question)
         pred = self.model.generate(enc, self.processor, max_new_tokens=max_new_tokens)
         result = self.processor.build_result(pred.generated_ids, pred.mask_logits, qm.size, pred.scores)

@@ -1,6 +1,6 @@
 """The UniPixel training loss of one example: LM cross-entropy on assistant tokens + SAM2 mask losses of every
 supervised `<|seg|>` (its pre-norm state -> `seg_head` -> SAM2 prompt tokens on frame 0 -> tracked over the example's
-frames with gradients through the memory), as the official model trains (unipixel.md §6.2)."""
+frames with gradients through the memory), as the official model trains."""
 
 from __future__ import annotations
 

@@ -11,5 +11,7 @@ from pixelwise.models.pixellm.modeling_pixellm import (
 )
 from pixelwise.models.pixellm.processing_pixellm import PixelLMProcessor
 
+from pixelwise.models.pixellm.pipeline_pixellm import PixelLMPipeline
+
 __all__ = ["MODEL_TYPE", "PixelDecoder", "PixelLMConfig", "PixelLMForSegmentation", "PixelLMOutput",
-           "PixelLMPrediction", "PixelLMProcessor", "refinement_loss"]
+           "PixelLMPipeline", "PixelLMPrediction", "PixelLMProcessor", "refinement_loss"]

@@ -13,6 +13,7 @@ from pixelwise.models.pixellm.modeling_pixellm import PixelLMForSegmentation
 from pixelwise.models.pixellm.processing_pixellm import PixelLMProcessor
 from pixelwise.pipeline.base import (
     ImageQueryPipeline,
+    Progress,
     Regions,
     check_region_names,
     normalize_regions,
@@ -41,36 +42,44 @@ class PixelLMPipeline(ImageQueryPipeline):
         return cls(model, processor, path)
 
     def segment(self, media: MediaLike, text: str, regions: Regions = None, *, num_frames: int = 1,
-                propagate: str = "sampled", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, **_: Any) -> Result:
+                frame_indices: Sequence[int] | None = None, propagate: str = "sampled",
+                max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: Progress | None = None) -> Result:
         """Masks of what `text` describes; one object per codebook group of the answer ("all red objects" -> one
         object per red object). A bare phrase is asked as "Please segment <phrase>."."""
         if normalize_regions(regions):
             raise PromptError("PixelLM takes no visual prompts (points, boxes or masks)")
         check_region_names(text, [])
-        return self._answer(media, self.processor.segment_question(text), max_new_tokens)
+        self._image_query(num_frames, propagate)  # one frame read: nothing to propagate, `progress` never called
+        return self._answer(media, self.processor.segment_question(text), max_new_tokens, frame_indices)
 
     def ask(self, media: MediaLike, question: str, regions: Regions = None, *, options: Sequence[str] | None = None,
-            max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, **_: Any) -> Result:
+            num_frames: int = 1, frame_indices: Sequence[int] | None = None, propagate: str = "sampled",
+            max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: Progress | None = None) -> Result:
         if normalize_regions(regions):
             raise PromptError("PixelLM takes no visual prompts (points, boxes or masks)")
         check_region_names(question, [])
+        self._image_query(num_frames, propagate)
         if options:
             question = question + " Options: " + " ".join(f"({chr(65 + i)}) {o}" for i, o in enumerate(options))
-        return self._answer(media, question, max_new_tokens)
+        return self._answer(media, question, max_new_tokens, frame_indices)
 
-    def chat(self, media: MediaLike, regions: Regions = None, **options: Any) -> PixelLMChat:
-        return PixelLMChat(self, media)
+    def chat(self, media: MediaLike, *, num_frames: int = 1, frame_indices: Sequence[int] | None = None,
+             propagate: str = "sampled", progress: Progress | None = None) -> PixelLMChat:
+        self._image_query(num_frames, propagate)
+        return PixelLMChat(self, media, frame_indices)
 
 
 class PixelLMChat:
     """Turns about one image. PixelLM was trained on single-turn questions, so each turn is answered on its own."""
 
-    def __init__(self, pipe: PixelLMPipeline, media: MediaLike):
+    def __init__(self, pipe: PixelLMPipeline, media: MediaLike,
+                 frame_indices: Sequence[int] | None = None):
         self.pipe = pipe
-        self.media = pipe._frame(media).sampled  # decoded once
+        self.media = pipe._frame(media, frame_indices).sampled  # decoded once
         self.history: list[tuple[str, Result]] = []
 
-    def send(self, text: str, regions: Regions = None, **options: Any) -> Result:
-        result = self.pipe.ask(self.media, text, regions, **options)
+    def send(self, text: str, regions: Regions = None, *, options: Sequence[str] | None = None,
+             max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Result:
+        result = self.pipe.ask(self.media, text, regions, options=options, max_new_tokens=max_new_tokens)
         self.history.append((text, result))
         return result

@@ -5,3 +5,10 @@ Files: `configuration_pixelsail` (config.json), `processing_pixelsail` (image ->
 ids, prompt coverage), `modeling_pixelsail` (the model), `pipeline_pixelsail` (`pixelwise.load` target),
 `distill` (SAM2 teacher), `build` (fresh model + tokenizer), `train_pixelsail` (the CPU recipe).
 """
+
+from pixelwise.models.pixelsail.configuration_pixelsail import MODEL_TYPE, PixelSailConfig
+from pixelwise.models.pixelsail.modeling_pixelsail import PixelSailModel
+from pixelwise.models.pixelsail.pipeline_pixelsail import PixelSailPipeline
+from pixelwise.models.pixelsail.processing_pixelsail import PixelSailProcessor
+
+__all__ = ["MODEL_TYPE", "PixelSailConfig", "PixelSailModel", "PixelSailPipeline", "PixelSailProcessor"]

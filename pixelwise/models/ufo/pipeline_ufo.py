@@ -18,6 +18,7 @@ from pixelwise.models.ufo.modeling_ufo import GridDetection, UFOForConditionalGe
 from pixelwise.models.ufo.processing_ufo import UFOProcessor, is_parallel_query
 from pixelwise.pipeline.base import (
     ImageQueryPipeline,
+    Progress,
     Regions,
     check_region_names,
     normalize_regions,
@@ -87,41 +88,49 @@ class UFOPipeline(ImageQueryPipeline):
         return result
 
     def segment(self, media: MediaLike, text: str, regions: Regions = None, *, num_frames: int = 1,
-                propagate: str = "sampled", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, **_: Any) -> Result:
+                frame_indices: Sequence[int] | None = None, propagate: str = "sampled",
+                max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: Progress | None = None) -> Result:
         """Masks of what `text` describes (one object per `<MASK>` group). Detection questions ("Detect every
         star.") go to `detect`; a bare phrase is asked as "Please segment <phrase>."."""
         if normalize_regions(regions):
             raise PromptError("UFO takes no visual prompts (points, boxes or masks)")
         check_region_names(text, [])
+        self._image_query(num_frames, propagate)  # one frame read: nothing to propagate, `progress` never called
         if is_parallel_query(text):
             return self.detect(media, text.strip())
-        return self._answer(media, self.processor.segment_question(text), max_new_tokens)
+        return self._answer(media, self.processor.segment_question(text), max_new_tokens, frame_indices)
 
     def ask(self, media: MediaLike, question: str, regions: Regions = None, *, options: Sequence[str] | None = None,
-            max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, **_: Any) -> Result:
+            num_frames: int = 1, frame_indices: Sequence[int] | None = None, propagate: str = "sampled",
+            max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: Progress | None = None) -> Result:
         """A free question; grounding questions are answered with `<box>` text (objects with `box`, empty mask)."""
         if normalize_regions(regions):
             raise PromptError("UFO takes no visual prompts (points, boxes or masks)")
         check_region_names(question, [])
+        self._image_query(num_frames, propagate)
         if is_parallel_query(question):
             return self.detect(media, question.strip())
         if options:
             question = question + " Options: " + " ".join(f"({chr(65 + i)}) {o}" for i, o in enumerate(options))
-        return self._answer(media, question, max_new_tokens)
+        return self._answer(media, question, max_new_tokens, frame_indices)
 
-    def chat(self, media: MediaLike, regions: Regions = None, **options: Any) -> UFOChat:
-        return UFOChat(self, media)
+    def chat(self, media: MediaLike, *, num_frames: int = 1, frame_indices: Sequence[int] | None = None,
+             propagate: str = "sampled", progress: Progress | None = None) -> UFOChat:
+        self._image_query(num_frames, propagate)
+        return UFOChat(self, media, frame_indices)
 
 
 class UFOChat:
     """Turns about one image, each answered on its own (the model was trained on single-turn questions)."""
 
-    def __init__(self, pipe: UFOPipeline, media: MediaLike):
+    def __init__(self, pipe: UFOPipeline, media: MediaLike,
+                 frame_indices: Sequence[int] | None = None):
         self.pipe = pipe
-        self.media = pipe._frame(media).sampled
+        self.media = pipe._frame(media, frame_indices).sampled
         self.history: list[tuple[str, Result]] = []
 
-    def send(self, text: str, regions: Regions = None, **options: Any) -> Result:
-        result = self.pipe.ask(self.media, text, regions, **options)
+    def send(self, text: str, regions: Regions = None, *, options: Sequence[str] | None = None,
+             max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Result:
+        result = self.pipe.ask(self.media, text, regions, options=options, max_new_tokens=max_new_tokens)
         self.history.append((text, result))
         return result

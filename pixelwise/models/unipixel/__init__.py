@@ -26,22 +26,9 @@ from pixelwise.models.unipixel.processing_unipixel import (
     video_message,
 )
 
-__all__ = [
-    "GenerationOutput",
-    "Prediction",
-    "PrefixCache",
-    "RefPrompt",
-    "SegmentationOutput",
-    "UniPixelConfig",
-    "UniPixelForConditionalGeneration",
-    "UniPixelInputs",
-    "UniPixelOutput",
-    "UniPixelProcessor",
-    "masks_for_memory",
-    "mem_prefix",
-    "ref_prompt",
-    "ref_prompt_from_mask",
-    "ref_text",
-    "render_chat",
-    "video_message",
-]
+from pixelwise.models.unipixel.pipeline_unipixel import UniPixelPipeline
+
+__all__ = ["GenerationOutput", "Prediction", "PrefixCache", "RefPrompt", "SegmentationOutput", "UniPixelConfig",
+           "UniPixelForConditionalGeneration", "UniPixelInputs", "UniPixelOutput", "UniPixelPipeline",
+           "UniPixelProcessor", "masks_for_memory", "mem_prefix", "ref_prompt", "ref_prompt_from_mask", "ref_text",
+           "render_chat", "video_message"]

@@ -7,3 +7,10 @@ router, signal embedding, segmentation back-end, synergy discriminator), `backen
 diffusers), `pipeline_vitron` (`pixelwise.load` target; `segment`, `ask`, `edit`, `generate`, `chat`), `build`,
 `train_vitron` (the CPU recipe).
 """
+
+from pixelwise.models.vitron.configuration_vitron import MODEL_TYPE, VitronConfig
+from pixelwise.models.vitron.modeling_vitron import VitronModel
+from pixelwise.models.vitron.pipeline_vitron import VitronPipeline
+from pixelwise.models.vitron.processing_vitron import VitronProcessor
+
+__all__ = ["MODEL_TYPE", "VitronConfig", "VitronModel", "VitronPipeline", "VitronProcessor"]
