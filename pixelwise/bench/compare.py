@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pixelwise.data.pixelworld.rows import ROWS, Row, generate_row
+
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 FAMILIES: dict[str, str] = {  # family -> committed checkpoint folder (under pixelwise/checkpoints/)
@@ -30,29 +32,6 @@ FAMILIES: dict[str, str] = {  # family -> committed checkpoint folder (under pix
     "Pixel-SAIL": "pixelsail-tiny",
     "VITRON": "vitron-tiny",
 }
-
-
-@dataclass(frozen=True)
-class Row:
-    name: str
-    title: str
-    tasks: str  # PixelWorld task generated for this row
-    video: bool
-    fmt: str | None  # export layout (None: native PixelWorld folder)
-    bench: str  # benchmark name for the runner ({split} filled in)
-    metric: str  # headline metric key of the report
-    unit: str = "fraction"
-
-
-ROWS: tuple[Row, ...] = (
-    Row("image_referring", "image referring (cIoU)", "referring", False, "refcoco", "refcoco:{split}", "cIoU"),
-    Row("multi_target", "multi-target, matched (gIoU)", "multi_target", False, "muse", "muse:{split}", "gIoU"),
-    Row("video_referring", "video referring (J&F)", "referring", True, "mevis", "mevis", "J&F"),
-    Row("motion_referring", "motion referring (J&F)", "motion_referring", True, "mevis", "mevis", "J&F"),
-    Row("region_qa", "region QA, mask prompt (acc.)", "region", True, "videorefer", "videorefer-bench-q", "Acc"),
-    Row("pixelqa", "PixelQA, box prompt (acc.)", "pixelqa", True, "videorefer", "pixelqa", "Acc"),
-    Row("editing", "editing (masked IoU of the change)", "editing", False, None, "pixelworld-editing", "masked_iou"),
-)
 
 
 @dataclass
@@ -65,28 +44,6 @@ class CompareConfig:
     latency_repeats: int = 5
     workdir: Path = Path("runs/compare")
     checkpoints: dict[str, Path] = field(default_factory=lambda: {k: CHECKPOINTS / v for k, v in FAMILIES.items()})
-
-
-def _generate(root: Path, split: str, row: Row, num: int, seed: int) -> Path:
-    from pixelwise.data.pixelworld.export import export
-    from pixelwise.data.pixelworld.generate import GenConfig, generate
-
-    cfg = GenConfig(split=split, num=num, seed=seed, tasks=(row.tasks,), video=row.video)
-    meta = root / "dataset.json"
-    if (root / "samples.jsonl").is_file() and meta.is_file():
-        m = json.loads(meta.read_text())
-        if (m.get("num"), m.get("seed"), m.get("split"), list(m.get("tasks") or [])) != (num, seed, split, [row.tasks]):
-            import shutil
-
-            shutil.rmtree(root)  # generated for another --num / --seed: regenerate, never score stale data
-    if not (root / "samples.jsonl").is_file():
-        generate(root, cfg, workers=1)
-    if row.fmt is None:
-        return root
-    out = root / row.fmt
-    if not out.exists():
-        export(root, row.fmt)
-    return out
 
 
 def _score(row: Row, split: str, data: Path, pipe: Any, pred_dir: Path) -> dict[str, Any]:
@@ -144,7 +101,7 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print,
     data: dict[tuple[str, str], Path] = {}
     for split in cfg.splits:
         for r in rows:
-            data[(split, r.name)] = _generate(cfg.workdir / "data" / f"{split}-{r.name}", split, r, cfg.num, cfg.seed)
+            data[(split, r.name)] = generate_row(cfg.workdir / "data" / f"{split}-{r.name}", split, r, cfg.num, cfg.seed)
             tick("data", len(data), len(cfg.splits) * len(rows))
     cells, scored = len(cfg.families) * len(cfg.splits) * len(rows), 0
     probe_root = cfg.workdir / "data" / f"{cfg.splits[0]}-image_referring"

@@ -192,7 +192,7 @@ def visual_prompts(pipe, root: Path, limit: int | None = None) -> dict[str, dict
 
 def main(argv: list[str] | None = None) -> dict:
     import pixelwise
-    from pixelwise.recipes.eval_pixelworld import ROWS, generate
+    from pixelwise.data.pixelworld.rows import BY_NAME, generate_row
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="checkpoint folder (default: the shipped default model)")
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {"model": args.model or "default", "split": args.split, "kinds": {}}
     for name in ("image_referring", "video_referring", "motion_referring"):
         root = out / "data" / f"{args.split}-{name}"
-        generate(root, args.split, ROWS[name], args.num, args.seed)
+        generate_row(root, args.split, BY_NAME[name], args.num, args.seed)
         rep = out / args.split / f"{name}.json"
         if rep.is_file():
             result["kinds"][name] = kind_breakdown(json.loads(rep.read_text()), native_samples(root))

@@ -41,12 +41,14 @@ def test_cli_compare_rejects_unknown_family_and_row():
 
 
 def test_generated_rows_are_regenerated_when_num_or_seed_change(tmp_path):
+    from pixelwise.data.pixelworld.rows import generate_row
+
     row = next(r for r in C.ROWS if r.name == "image_referring")
     root = tmp_path / "rows"
-    C._generate(root, "test", row, 2, 0)
+    generate_row(root, "test", row, 2, 0)
     assert len((root / "samples.jsonl").read_text().splitlines()) == 2
-    C._generate(root, "test", row, 3, 0)  # another --num: not the stale 2 samples
+    generate_row(root, "test", row, 3, 0)  # another --num: not the stale 2 samples
     assert len((root / "samples.jsonl").read_text().splitlines()) == 3
     before = (root / "samples.jsonl").read_text()
-    C._generate(root, "test", row, 3, 1)  # another --seed
+    generate_row(root, "test", row, 3, 1)  # another --seed
     assert (root / "samples.jsonl").read_text() != before

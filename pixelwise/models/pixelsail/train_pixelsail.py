@@ -17,7 +17,6 @@ import argparse
 import json
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pixelwise.core.errors import CheckpointError, ConfigError, PromptError
-from pixelwise.core.prompts import Box, MaskPrompt, Point
+from pixelwise.core.prompts import Box, Point
 from pixelwise.models.pixelsail.build import new_pixelsail
 from pixelwise.models.pixelsail.configuration_pixelsail import PixelSailConfig, prompt_token
 from pixelwise.models.pixelsail.modeling_pixelsail import PixelSailModel
