@@ -227,7 +227,7 @@ def test_unipixel_checkpoint_damage_refused(tmp_path, damage):
     import shutil
     from pathlib import Path
 
-    from pixelwise.models.unipixel.convert_unipixel_checkpoint import read_state_dict
+    from pixelwise.models.unipixel.weights_unipixel import read_state_dict
 
     src = Path(__file__).resolve().parents[1] / "data" / "conformance" / "unipixel" / "checkpoint"
     if not src.is_dir():

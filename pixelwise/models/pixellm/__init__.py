@@ -9,9 +9,8 @@ from pixelwise.models.pixellm.modeling_pixellm import (
     PixelLMPrediction,
     refinement_loss,
 )
-from pixelwise.models.pixellm.processing_pixellm import PixelLMProcessor
-
 from pixelwise.models.pixellm.pipeline_pixellm import PixelLMPipeline
+from pixelwise.models.pixellm.processing_pixellm import PixelLMProcessor
 
 __all__ = ["MODEL_TYPE", "PixelDecoder", "PixelLMConfig", "PixelLMForSegmentation", "PixelLMOutput",
            "PixelLMPipeline", "PixelLMPrediction", "PixelLMProcessor", "refinement_loss"]

@@ -11,9 +11,8 @@ from pixelwise.models.ufo.modeling_ufo import (
     mask_groups,
     token_ids_of,
 )
-from pixelwise.models.ufo.processing_ufo import UFOProcessor, assign_to_grid, grid_points, is_parallel_query
-
 from pixelwise.models.ufo.pipeline_ufo import UFOPipeline
+from pixelwise.models.ufo.processing_ufo import UFOProcessor, assign_to_grid, grid_points, is_parallel_query
 
 __all__ = ["GridDetection", "MODEL_TYPE", "UFOConfig", "UFOForConditionalGeneration", "UFOOutput", "UFOPipeline",
            "UFOPrediction", "UFOProcessor", "assign_to_grid", "grid_points", "is_parallel_query", "mask_groups",

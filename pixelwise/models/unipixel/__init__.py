@@ -13,6 +13,7 @@ from pixelwise.models.unipixel.modeling_unipixel import (
     UniPixelForConditionalGeneration,
     UniPixelOutput,
 )
+from pixelwise.models.unipixel.pipeline_unipixel import UniPixelPipeline
 from pixelwise.models.unipixel.processing_unipixel import (
     RefPrompt,
     UniPixelInputs,
@@ -25,8 +26,6 @@ from pixelwise.models.unipixel.processing_unipixel import (
     render_chat,
     video_message,
 )
-
-from pixelwise.models.unipixel.pipeline_unipixel import UniPixelPipeline
 
 __all__ = ["GenerationOutput", "Prediction", "PrefixCache", "RefPrompt", "SegmentationOutput", "UniPixelConfig",
            "UniPixelForConditionalGeneration", "UniPixelInputs", "UniPixelOutput", "UniPixelPipeline",

@@ -32,6 +32,13 @@ from torch import nn
 from pixelwise.core.errors import CheckpointError, ConfigError, PixelwiseError, PromptError
 from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
 from pixelwise.models.unipixel.processing_unipixel import RefPrompt, UniPixelInputs
+from pixelwise.models.unipixel.weights_unipixel import (
+    load_official_state_dict,
+    official_state_dict,
+    read_state_dict,
+    save_state_dict,
+    weight_files,
+)
 from pixelwise.modules.mrope import decode_position_ids, mrope_position_ids
 from pixelwise.modules.sam2.common import LayerNorm2d
 
@@ -212,7 +219,6 @@ def _check_declared_size(cls: type, config: UniPixelConfig, path: Path, build_sa
     """The whole model (SAM2 included) built on the meta device, checked against the bytes the weights hold, before
     anything is allocated: an absurd size in config.json is a CheckpointError, not gigabytes and a minute."""
     from pixelwise.core.checkpoint import check_model_bytes
-    from pixelwise.models.unipixel.convert_unipixel_checkpoint import weight_files
 
     try:
         with torch.device("meta"):
@@ -227,7 +233,7 @@ def _check_declared_size(cls: type, config: UniPixelConfig, path: Path, build_sa
 
 
 class UniPixelForConditionalGeneration(nn.Module):
-    """The UniPixel model. Module names follow the official checkpoint (see `convert_unipixel_checkpoint`)."""
+    """The UniPixel model. Module names follow the official checkpoint (see `weights_unipixel`)."""
 
     def __init__(self, config: UniPixelConfig, build_sam2: bool = True):
         super().__init__()
@@ -299,8 +305,6 @@ class UniPixelForConditionalGeneration(nn.Module):
         (no random init, no second copy: a 3B/7B model loads in its own memory footprint); `dtype` is the compute
         dtype (float32 on CPU, as the conformance vectors).
         """
-        from pixelwise.models.unipixel.convert_unipixel_checkpoint import load_official_state_dict, read_state_dict
-
         path = Path(path)
         if not path.is_dir():
             raise CheckpointError(f"{path}: not a checkpoint folder")
@@ -329,8 +333,6 @@ class UniPixelForConditionalGeneration(nn.Module):
 
     def save_pretrained(self, path: str | Path, processor: Any = None, max_shard_bytes: int | None = None) -> Path:
         """Write config.json + safetensors in the official layout (so the official loader and ours both read it)."""
-        from pixelwise.models.unipixel.convert_unipixel_checkpoint import official_state_dict, save_state_dict
-
         if self.sam2 is None and self.config.has_sam2:
             raise CheckpointError(f"cannot save without the SAM2 part: {self.sam2_unavailable}")
         path = Path(path)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from pixelwise.core.errors import CheckpointError, ConfigError
 from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
-from pixelwise.models.unipixel.convert_unipixel_checkpoint import (
+from pixelwise.models.unipixel.weights_unipixel import (
     internal_to_official,
     official_to_internal,
     read_state_dict,

@@ -1,4 +1,5 @@
-"""Reading and writing UniPixel weights in the official on-disk layout (safetensors only).
+"""Reading and writing UniPixel weights in the official on-disk layout (safetensors only): the weight loader of
+`modeling_unipixel` (which imports this module, never the other way round).
 
 The official checkpoints were saved by transformers 4.53.3, whose backward-compatible save mapping writes the Qwen
 part under its *legacy* names:
@@ -22,14 +23,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from pixelwise.core.errors import CheckpointError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pixelwise.models.unipixel.modeling_unipixel import UniPixelForConditionalGeneration
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -129,7 +126,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------------------------- load / save
 
 
-def load_official_state_dict(model: UniPixelForConditionalGeneration, state: dict[str, torch.Tensor],
+def load_official_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor],
                              source: str = "checkpoint", assign: bool = False,
                              dtype: torch.dtype | None = None) -> None:
     """Load an official-layout state dict into `model`; every mismatch is a `CheckpointError`.
@@ -197,7 +194,7 @@ def load_official_state_dict(model: UniPixelForConditionalGeneration, state: dic
             raise CheckpointError(f"{source}: SAM2 part: {e}") from e
 
 
-def official_state_dict(model: UniPixelForConditionalGeneration) -> dict[str, torch.Tensor]:
+def official_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's tensors under official on-disk names (tied lm_head left out, as transformers 4.53 writes it)."""
     out: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
