@@ -10,7 +10,8 @@ import typer
 from pixelwise.core import media as media_io
 from pixelwise.core import viz
 from pixelwise.core.errors import FormatError, MediaError
-from pixelwise.core.results import Result, overlay_frames
+from pixelwise.core.export import overlay_frames, overlay_result
+from pixelwise.core.results import Result
 
 
 def info(media: Path = typer.Argument(..., help="Image, video file or folder of frames.")) -> None:
@@ -45,7 +46,7 @@ def overlay(
     # one frame decoded and drawn at a time; a long result is previewed on at most OVERLAY_MAX_FRAMES frames
     shown = overlay_frames(result.num_frames)
     by_source = {result.frame_indices[t]: t for t in shown}
-    frames = [viz.overlay_result([frame], result, [by_source[i]])[0]
+    frames = [overlay_result([frame], result, [by_source[i]])[0]
               for i, frame in src.iter_frames(sorted(by_source))]
     if len(frames) == 1 and suffix not in (".gif", ".mp4", ".webm"):
         viz.save_image(out, frames[0])

@@ -6,7 +6,6 @@ original resolution, one per frame of the result's frame list; `frame_indices` m
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from pixelwise.core import masks as mask_ops
 from pixelwise.core.clip import Clip
 from pixelwise.core.errors import FormatError, MaskError
+from pixelwise.core.export import save_result
 from pixelwise.core.prompts import VisualPrompt
 
 # What a family's answer writes where a mask belongs: `<|seg|>` (UniPixel), `[SEG]` / `[SEG3]` (PixelLM, UFO's
@@ -120,16 +120,6 @@ class SegObject:
     def boxes(self) -> list[tuple[int, int, int, int] | None]:
         """Tight (x1, y1, x2, y2) box of the mask on each frame (None where empty)."""
         return [mask_ops.mask_to_box(m) for m in self.masks]
-
-
-OVERLAY_MAX_FRAMES = 240
-
-
-def overlay_frames(num_frames: int) -> list[int]:
-    """The result frames an overlay animation shows: all, or OVERLAY_MAX_FRAMES evenly spaced ones."""
-    if num_frames <= OVERLAY_MAX_FRAMES:
-        return list(range(num_frames))
-    return sorted({round(i * (num_frames - 1) / (OVERLAY_MAX_FRAMES - 1)) for i in range(OVERLAY_MAX_FRAMES)})
 
 
 @dataclass
@@ -273,55 +263,6 @@ class Result:
         return cls.from_json(data, source=str(path))
 
     def save(self, out_dir: str | Path, clip: Clip | None = None) -> dict[str, Path]:
-        """Write `result.json` (RLE masks), per-object mask PNGs and an overlay (PNG or GIF) on `clip`, or on the
-        result's own `media` when no clip is given; edited/generated frames in `extras["edited_frames"]` go to
-        `edited.png` (one frame) or `edited/<frame>.png` + `edited.gif`."""
-        from pixelwise.core import io as io_ops  # late import: io pulls in heavy deps
-        from pixelwise.core import viz
-
-        # The overlay animation of a long result (over every frame of a long clip) is a preview drawn on at most
-        # OVERLAY_MAX_FRAMES evenly spaced frames, so saving holds a bounded number of frames; masks/JSON cover all.
-        shown = overlay_frames(self.num_frames)
-        shown_frames, fps = None, None
-        if clip is None and isinstance(self.media, Clip):
-            clip = self.media
-        elif clip is None and self.media is not None:
-            from pixelwise.core.media import open_media
-
-            read = open_media(self.media).read([self.frame_indices[t] for t in shown])
-            shown_frames, fps = read.frames, read.fps
-        if clip is not None:
-            if len(clip.frames) != self.num_frames:
-                raise ValueError(f"{len(clip.frames)} frames given for a result of {self.num_frames} frames")
-            shown_frames, fps = clip.frames[shown], clip.fps
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written: dict[str, Path] = {}
-        written["json"] = io_ops.atomic_write_text(out / "result.json", json.dumps(self.to_json()))
-        for o in self.objects:
-            for t, m in enumerate(o.masks):
-                name = f"object{o.id}.png" if self.num_frames == 1 else f"object{o.id}_frame{self.frame_indices[t]:05d}.png"
-                mask_ops.save_mask_png(out / "masks" / name, m)
-        if self.objects:
-            written["masks"] = out / "masks"
-        if shown_frames is not None:
-            frames = viz.overlay_result(shown_frames, self, shown)
-            if len(frames) == 1:
-                written["overlay"] = viz.save_image(out / "overlay.png", frames[0])
-            else:
-                written["overlay"] = viz.save_animation(out / "overlay.gif", frames, fps=fps or 4.0)
-        edited = self.extras.get("edited_frames")
-        if edited is not None:  # media produced by an editing/generation back-end (VITRON): lossless PNG frames
-            edited = np.asarray(edited, np.uint8)
-            if len(edited) == 1:
-                written["edited"] = viz.save_image(out / "edited.png", edited[0])
-            else:
-                names = self.frame_indices if len(self.frame_indices) == len(edited) else range(len(edited))
-                for n, f in zip(names, edited):
-                    viz.save_image(out / "edited" / f"{n:05d}.png", f)
-                written["edited"] = out / "edited"
-                written["edited_animation"] = viz.save_animation(out / "edited.gif", list(edited),
-                                                                 fps=(clip.fps if clip is not None else None) or 8.0)
-        return written
+        """Write `result.json`, mask PNGs and an overlay into `out_dir` (`core.export.save_result`)."""
+        return save_result(self, out_dir, clip)
 

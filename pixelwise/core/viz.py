@@ -18,7 +18,6 @@ from pixelwise.core.io import atomic_write
 
 if TYPE_CHECKING:
     from pixelwise.core.prompts import VisualPrompt
-    from pixelwise.core.results import Result
 
 # Well-separated, colorblind-friendly-ish colors (RGB); cycled by object id.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -215,23 +214,6 @@ def _draw_prompts(img: np.ndarray, prompts: Sequence[VisualPrompt], k: int, thic
             for c in cs:  # every other run of 6 contour points: a dashed outline, unlike the masks' solid ones
                 for s in range(0, len(c), 12):
                     cv2.polylines(img, [c[s:s + 6]], False, PROMPT_COLOR, thickness + 1)
-
-
-def overlay_result(frames: np.ndarray | Sequence[np.ndarray], result: Result,
-                   shown: Sequence[int] | None = None) -> list[np.ndarray]:
-    """One overlay per frame of the result (`frames` are the result's frames), or per result frame in `shown`
-    (then `frames` are those frames, in that order). The result's prompts are drawn on the frames they belong to."""
-    shown = list(range(result.num_frames)) if shown is None else list(shown)
-    if len(frames) != len(shown):
-        raise ValueError(f"{len(frames)} frames given for {len(shown)} frames of the result")
-    ids = [o.id for o in result.objects]
-    labels = [o.label or f"[{o.id}]" for o in result.objects]
-    colors = object_colors(frames, [[o.masks[t] for t in shown] for o in result.objects], ids)
-    return [
-        overlay_masks(frame, [o.masks[t] for o in result.objects], ids, labels,
-                      prompts=[p for p in result.prompts if p.frame == t], colors=colors)
-        for frame, t in zip(frames, shown)
-    ]
 
 
 def side_by_side(pred: np.ndarray, gt: np.ndarray, gap: int = 4) -> np.ndarray:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from pixelwise.data.pixelworld.rows import BY_NAME, CARD_ROWS, ROWS, generate_row
 
+
 def load_predictor(path: str | None):
     """The model through `pixelwise.load` (the one inference path; default: the shipped default model)."""
     import pixelwise

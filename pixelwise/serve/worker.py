@@ -12,8 +12,8 @@ from __future__ import annotations
 import gc
 import queue
 import threading
-import traceback
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any

@@ -138,3 +138,31 @@ def test_the_layer_check_catches_an_upward_import(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__, fromlist=["x"]), "PACKAGE", fake)
     found = [(str(p.relative_to(fake)), line, layer_of(src), layer_of(dst)) for p, line, src, dst in edges()]
     assert found == [("core/thing.py", 2, "core", "pipeline")]
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the pixelwise modules it imports (a `from package import name` counts as the package, or as the
+    submodule when `name` is one)."""
+    known = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        src = module_name(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        out = graph.setdefault(src, set())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                out.update(a.name for a in node.names if a.name in known)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in known:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & known
+                out.update(subs or {node.module})
+        out.discard(src)
+    return graph
+
+
+def test_no_two_way_dependencies():
+    """No pair of modules imports each other (hidden or not: lazy and type-only imports count too), except a
+    package and its own submodules (`__init__` re-exports)."""
+    graph = _module_graph()
+    pairs = sorted({tuple(sorted((a, b))) for a, outs in graph.items() for b in outs
+                    if a in graph.get(b, set()) and not (a.startswith(b + ".") or b.startswith(a + "."))})
+    assert not pairs, f"modules importing each other: {pairs}"

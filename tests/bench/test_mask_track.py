@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pixelwise.core import results as results_mod
+from pixelwise.core import export as export_mod
 from pixelwise.core.results import MaskTrack, Result, SegObject
 
 
@@ -52,7 +52,7 @@ def test_long_result_overlay_is_a_bounded_preview(tmp_path, monkeypatch):
 
     from pixelwise.core.clip import Clip
 
-    monkeypatch.setattr(results_mod, "OVERLAY_MAX_FRAMES", 4)
+    monkeypatch.setattr(export_mod, "OVERLAY_MAX_FRAMES", 4)
     dense = _masks(t=10)
     r = Result("x", [SegObject(0, dense)], list(range(10)), (12, 16))
     written = r.save(tmp_path, clip=Clip(np.zeros((10, 12, 16, 3), np.uint8), frame_indices=list(range(10))))

@@ -1,8 +1,8 @@
 import json
 
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 
 from pixelwise.core.clip import Clip
 from pixelwise.core.errors import FormatError, MediaError, PixelwiseError

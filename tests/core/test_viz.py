@@ -2,6 +2,7 @@ import numpy as np
 from PIL import Image
 
 from pixelwise.core import viz
+from pixelwise.core.export import overlay_result
 from pixelwise.core.prompts import Box, Point
 from pixelwise.core.results import Result, SegObject
 
@@ -63,8 +64,8 @@ def test_the_request_prompts_are_drawn_on_the_result():
     m[0, 60:90, 60:90] = True
     result = Result("It is [0].", [SegObject(0, m)], [0], (100, 100),
                     prompts=[Point(20, 20), Box(5, 50, 40, 95)])
-    (drawn,) = viz.overlay_result(frame[None], result)
-    (plain,) = viz.overlay_result(frame[None], Result("It is [0].", [SegObject(0, m)], [0], (100, 100)))
+    (drawn,) = overlay_result(frame[None], result)
+    (plain,) = overlay_result(frame[None], Result("It is [0].", [SegObject(0, m)], [0], (100, 100)))
     k = viz.overlay_scale(100, 100)
     yellow = np.all(drawn == np.array(viz.PROMPT_COLOR, np.uint8), axis=-1)
     assert yellow[20 * k:21 * k, 20 * k:21 * k].all()  # the point

@@ -46,7 +46,6 @@ def test_every_family_package_exports_its_parts(model_type):
 
 def test_an_image_family_refuses_what_it_cannot_honour():
     import pixelwise
-
     from pixelwise.pipeline import DEFAULT_MODEL
 
     pipe = pixelwise.load(DEFAULT_MODEL.parent / "pixellm-tiny", device="cpu", threads=1)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import OrderedDict
 import time
+from collections import OrderedDict
 
 import numpy as np
 import pytest
