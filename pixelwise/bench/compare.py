@@ -26,7 +26,7 @@ from pixelwise.data.pixelworld.rows import ROWS, Row, generate_row
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 FAMILIES: dict[str, str] = {  # family -> committed checkpoint folder (under pixelwise/checkpoints/)
-    "UniPixel": "pixelworld-tiny",
+    "UniPixel": "unipixel-tiny",
     "PixelLM": "pixellm-tiny",
     "UFO": "ufo-tiny",
     "Pixel-SAIL": "pixelsail-tiny",

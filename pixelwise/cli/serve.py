@@ -29,7 +29,7 @@ def _load(model: str | None, device: str, dtype: str | None = None, threads: int
 
 
 MODEL = typer.Option(None, "--model", help="Model folder or Hugging Face id (owner/name[@revision]); default: the "
-                     "shipped pixelworld-tiny model.")
+                     "shipped unipixel-tiny model.")
 DEVICE = typer.Option("auto", help="auto, cpu or cuda[:N].")
 DTYPE = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).")
 THREADS = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's, one per physical core).")

@@ -20,6 +20,7 @@ plug in with `pixelwise.register_family(model_type, builder)`.
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ _FAMILIES: dict[str, Builder | str] = {
 }
 
 # The default model (a tiny UniPixel trained on PixelWorld) ships inside the package.
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "pixelworld-tiny"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "unipixel-tiny"
+OLD_DEFAULT_NAME = "pixelworld-tiny"  # its name until 2026-12: still loads, with a DeprecationWarning
 
 
 def register_family(model_type: str, builder: Builder | str) -> None:
@@ -78,6 +80,10 @@ def load(path: str | Path | None = None, *, device: Any = "auto", dtype: Any = N
             raise CheckpointError(
                 "no default model is installed in this pixelwise build yet; pass a checkpoint folder, "
                 "e.g. pixelwise.load('checkpoints/UniPixel-3B') or --model checkpoints/UniPixel-3B")
+        path = DEFAULT_MODEL
+    elif Path(path).name == OLD_DEFAULT_NAME and not Path(path).exists():
+        warnings.warn(f"{path}: the default model's folder is now {DEFAULT_MODEL.name} (renamed from "
+                      f"{OLD_DEFAULT_NAME}); loading {DEFAULT_MODEL}", DeprecationWarning, stacklevel=2)
         path = DEFAULT_MODEL
     folder = resolve_checkpoint(path, local_files_only=local_files_only)
     config_file = folder / "config.json"

@@ -1,8 +1,8 @@
 """One model folder from two: the weights of `--base`, with the tensors whose names match `--take` from `--source`.
 
-    python -m pixelwise.recipes.combine_models --base runs/pixelworld-tiny-ground/final \
-        --source runs/pixelworld-tiny-sam2c/final --take '^sam2\\.(sam_mask_decoder|memory_|obj_ptr|mask_down|no_)' \
-        --out runs/pixelworld-tiny-combined
+    python -m pixelwise.recipes.combine_models --base runs/unipixel-tiny-ground/final \
+        --source runs/unipixel-tiny-sam2c/final --take '^sam2\\.(sam_mask_decoder|memory_|obj_ptr|mask_down|no_)' \
+        --out runs/unipixel-tiny-combined
 
 For stages trained side by side on disjoint parts (the default model's LLM stage keeps SAM2 frozen while SAM2's
 decoder trains on clicks and boxes). Both folders must have the same architecture; every taken tensor must exist in

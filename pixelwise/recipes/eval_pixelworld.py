@@ -1,6 +1,6 @@
 """Score a model on PixelWorld through the public benchmark layouts (what the model card reports).
 
-    python -m pixelwise.recipes.eval_pixelworld --model pixelwise/checkpoints/pixelworld-tiny --out runs/eval \
+    python -m pixelwise.recipes.eval_pixelworld --model pixelwise/checkpoints/unipixel-tiny --out runs/eval \
         --splits val test holdout --num 100 --seed 0
 
 For every split it generates (once, deterministic in `(seed, split, num)`; `data.pixelworld.rows`, the table

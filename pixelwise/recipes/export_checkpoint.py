@@ -1,6 +1,6 @@
 """A training checkpoint (`RUN/checkpoints/step_N`) -> a model folder that `pixelwise.load` reads.
 
-    python -m pixelwise.recipes.export_checkpoint runs/pixelworld-tiny --out pixelwise/checkpoints/pixelworld-tiny
+    python -m pixelwise.recipes.export_checkpoint runs/unipixel-tiny --out pixelwise/checkpoints/unipixel-tiny
 
 The run's `model_init/` (or, for a run that started from a model folder, that folder) holds config + tokenizer files;
 the checkpoint's `model.safetensors` the weights (in the

@@ -1,6 +1,6 @@
 """Which part of a UniPixel model fails on PixelWorld: per-kind scores and the upper bounds of each part.
 
-    python -m pixelwise.recipes.pixelworld_parts --model pixelwise/checkpoints/pixelworld-tiny --split test --num 100
+    python -m pixelwise.recipes.pixelworld_parts --model pixelwise/checkpoints/unipixel-tiny --split test --num 100
 
 A headline score mixes three abilities; this separates them, on the same generated samples as `eval_pixelworld`:
 

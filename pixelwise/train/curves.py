@@ -1,7 +1,7 @@
 """Learning curves of recipe runs as one PNG (the model cards' figures), from the runs' `losses.jsonl`.
 
-    python -m pixelwise.train.curves runs/pixelworld-tiny-sam2b runs/pixelworld-tiny-ground \
-        --metrics loss_lm loss_seg loss_box_prompt --out docs/models/images/pixelworld-tiny-curves.png
+    python -m pixelwise.train.curves runs/unipixel-tiny-sam2b runs/unipixel-tiny-ground \
+        --metrics loss_lm loss_seg loss_box_prompt --out docs/models/images/unipixel-tiny-curves.png
 
 Each metric gets a panel; each run is a line, smoothed with a running mean over `--smooth` steps (the raw per-step
 values of a 4-example micro-batch are too noisy to read). Runs that did not log a metric are left out of its panel.

@@ -2,7 +2,7 @@
 
 An official UniPixel starts from a pre-trained Qwen2.5 whose attention already reads the question; a tiny LLM trained
 from random initialisation on the multimodal recipe alone settles into a bigram solution (each answer token predicted
-from the token before it, the question and the frames ignored: see docs/models/pixelworld-tiny.md), because a
+from the token before it, the question and the frames ignored: see docs/models/unipixel-tiny.md), because a
 conversation supervises only its ~20 answer tokens per forward of ~100-200 positions. This objective trains the LLM on
 the rendered conversations *without* the frames, with the next-token loss on every token (question and answer), many
 sequences per step: cheap tokens that teach it to read and copy what the question says.

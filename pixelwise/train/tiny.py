@@ -53,7 +53,7 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
 
 @dataclass
 class TinySizes:
-    """Every size of the tiny model (defaults = the shipped pixelworld-tiny)."""
+    """Every size of the tiny model (defaults = the shipped unipixel-tiny)."""
 
     llm_hidden: int = 192
     llm_layers: int = 4

@@ -125,7 +125,7 @@ class DenseGroundingSource(TrainSource):
 
     A referring conversation supervises about 20 answer tokens and one mask; this one supervises every object of the
     image (about 5 names and boxes, ~80 tokens) and ties each name to a position, the thing a from-scratch LLM
-    lacks (docs/models/pixelworld-tiny.md). Scenes come from native folders and are re-rendered (first frame).
+    lacks (docs/models/unipixel-tiny.md). Scenes come from native folders and are re-rendered (first frame).
     """
 
     def __init__(self, root: str | Path, seg_rate: float = 0.5, mem_rate: float = 0.0):

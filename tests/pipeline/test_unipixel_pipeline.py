@@ -359,3 +359,11 @@ def test_segment_many_encodes_the_frames_once_for_every_query(pipe, scripted):
     assert encoded() == 6  # not 12
     for a, b in zip(alone, many):
         assert len(b.objects) == 1 and np.array_equal(a.objects[0].masks, b.objects[0].masks)
+
+
+def test_the_default_models_old_folder_name_still_loads():
+    from pixelwise.pipeline import DEFAULT_MODEL
+
+    with pytest.warns(DeprecationWarning, match="renamed from pixelworld-tiny"):
+        pipe = pixelwise.load(DEFAULT_MODEL.parent / "pixelworld-tiny", device="cpu")
+    assert pipe.info()["name"] == "unipixel-tiny"

@@ -141,7 +141,7 @@ def _counts(status: str) -> tuple[int, int]:
     return objects, pixels
 
 
-DEFAULT_MODEL = REPO / "pixelwise" / "checkpoints" / "pixelworld-tiny"
+DEFAULT_MODEL = REPO / "pixelwise" / "checkpoints" / "unipixel-tiny"
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="the default model has not been trained yet")

@@ -19,7 +19,7 @@ from .conftest import CONFORMANCE_CKPT, EXAMPLES, REPO, free_port, running_serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-DEFAULT_MODEL = REPO / "pixelwise" / "checkpoints" / "pixelworld-tiny"
+DEFAULT_MODEL = REPO / "pixelwise" / "checkpoints" / "unipixel-tiny"
 MODELS = [pytest.param(CONFORMANCE_CKPT, id="conformance"),
           pytest.param(DEFAULT_MODEL, id="default", marks=pytest.mark.skipif(
               not (DEFAULT_MODEL / "config.json").is_file(), reason="the default model has not been trained yet"))]

@@ -14,7 +14,7 @@ import torch
 from pixelwise.core.errors import CheckpointError, ConfigError, PromptError
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT = ROOT / "pixelwise" / "checkpoints" / "pixelworld-tiny"
+DEFAULT = ROOT / "pixelwise" / "checkpoints" / "unipixel-tiny"
 
 
 TINY_OPTIONS = ("vision_abs_pos", "seg_retrieval_dim", "region_prompts_to_sam2")

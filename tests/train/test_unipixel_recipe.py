@@ -200,7 +200,7 @@ def test_stage3_recipe_lora_merged_checkpoint(pw_data, tmp_path):
     pytest.importorskip("peft")
     run = tmp_path / "st3"
     cfg = ROOT / "pixelwise" / "recipes" / "configs" / "unipixel_stage3.yaml"
-    run_recipe(cfg, "--set", f"model.init={ROOT / 'pixelwise' / 'checkpoints' / 'pixelworld-tiny'}",
+    run_recipe(cfg, "--set", f"model.init={ROOT / 'pixelwise' / 'checkpoints' / 'unipixel-tiny'}",
                "--set", "model.partial_checkpoints=[]", "--set", "model.gradient_checkpointing=false",
                "--set", "train.lora.r=4", "--set", "train.lora.alpha=8",
                "--set", f"data.sources=[{{type: pixelworld, root: {pw_data / 'img'}}}, "
@@ -210,7 +210,7 @@ def test_stage3_recipe_lora_merged_checkpoint(pw_data, tmp_path):
                "--set", "distributed.strategy=ddp", "--set", f"run_dir={run}", "--set", f"final.path={run / 'final'}", "--set", "log.tensorboard=false")
     from pixelwise.models.unipixel import UniPixelForConditionalGeneration
 
-    base = UniPixelForConditionalGeneration.from_pretrained(ROOT / "pixelwise" / "checkpoints" / "pixelworld-tiny")
+    base = UniPixelForConditionalGeneration.from_pretrained(ROOT / "pixelwise" / "checkpoints" / "unipixel-tiny")
     merged = UniPixelForConditionalGeneration.from_pretrained(run / "final")
     names = dict(merged.named_parameters())
     assert not any("lora" in n for n in names)

@@ -1,7 +1,7 @@
 """Train a tiny Pixel-SAIL on PixelWorld images (CPU-sized), with SAM2-encoder distillation.
 
     python -m pixelwise.models.pixelsail.train_pixelsail --data runs/pw/ps-train \\
-        --teacher pixelwise/checkpoints/pixelworld-tiny --run runs/pixelsail-tiny --steps 1500 \\
+        --teacher pixelwise/checkpoints/unipixel-tiny --run runs/pixelsail-tiny --steps 1500 \\
         --save pixelwise/checkpoints/pixelsail-tiny
 
 Recipe (paper §3.3, scaled down): single stage, every parameter trained from scratch (there is no public
