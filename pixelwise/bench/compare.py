@@ -7,7 +7,7 @@ asked a video question with a mask prompt) is shown as "-" with the reason in th
 scores: parameters, training cost (from the checkpoint's `training.json`, written when it was trained) and the
 median image-query latency measured here.
 
-    pixelwise bench compare --num 24 --out docs/comparison.md --json pixelwise/bench/reports/compare.json
+    pixelwise bench compare --num 24 --out docs/comparison.md --json docs/reports/compare.json
 """
 
 from __future__ import annotations

@@ -72,7 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint": {"every_steps": 0, "every_minutes": 10, "keep": 2, "trainable_only": False},
     "log": {"every_steps": 10, "images_every_steps": 0, "tensorboard": True, "progress": True},
     "final": {"save": "full", "path": None},  # full (merged model folder) | partial (trainable tensors only) | none
-    "stop_after": None,  # stop (like a kill) after this many steps of this invocation: for resume tests
+    "stop_after": None,  # checkpoint and stop after this many steps of this invocation (time-boxed sessions;
+                         # the schedule stays the whole run's; continue with --resume)
 }
 
 
