@@ -1,4 +1,4 @@
-"""Progress bars of the long commands (`robustness report`, `bench compare`): count, rate and ETA on stderr."""
+"""Progress bars of the long commands (`bench compare`, the robustness report): count, rate and ETA on stderr."""
 
 from __future__ import annotations
 

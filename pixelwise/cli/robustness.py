@@ -1,4 +1,8 @@
-"""`pixelwise robustness`: the hostile-input corpus, the robustness report, and a checkpoint safety check."""
+"""`pixelwise robustness check-checkpoint`: validate a checkpoint (yours, or one you downloaded) as loading would.
+
+The project's hostile-input corpus and its report are developer tools, not part of the library: `python -m
+tools.robustness report -o docs/robustness.md` from a source checkout (tools/robustness/).
+"""
 
 from __future__ import annotations
 
@@ -7,45 +11,8 @@ from pathlib import Path
 
 import typer
 
-robustness = typer.Typer(help="Hostile-input corpus, robustness report, checkpoint safety check.", no_args_is_help=True)
-
-
-@robustness.command("report")
-def report_cmd(
-    out: Path = typer.Option(Path("outputs/robustness.md"), "--out", "-o",
-                             help="Markdown report to write (the project's own: docs/robustness.md)."),
-    seed: int = typer.Option(0, help="Corpus seed (same seed, same corpus)."),
-    scale: int = typer.Option(1, min=1, help="Multiplies the number of random mutations."),
-    workers: int = typer.Option(2, min=1, help="CLI subprocesses at a time."),
-    timeout: float = typer.Option(60.0, help="Seconds one CLI case may take before it counts as a hang."),
-    keep: Path | None = typer.Option(None, "--keep", help="Keep the generated corpus in this folder."),
-) -> None:
-    """Generate the corpus, run it through the readers and the CLI, write the report; exit 1 on any failure."""
-    from pixelwise.cli.progress import stage_progress
-    from pixelwise.reliability.report import generate_report
-
-    with stage_progress("robustness") as progress:
-        summary = generate_report(out, seed=seed, scale=scale, workers=workers, timeout=timeout, keep=keep,
-                                  progress=progress)
-    typer.echo(f"wrote {out}: {summary['cases']} cases, {summary['runs']} runs, {summary['failures']} failures")
-    if summary["failures"]:
-        raise typer.Exit(1)
-
-
-@robustness.command("corpus")
-def corpus_cmd(
-    out: Path = typer.Argument(..., help="Folder to write the corpus into."),
-    seed: int = typer.Option(0, help="Corpus seed."),
-    scale: int = typer.Option(1, min=1, help="Multiplies the number of random mutations."),
-) -> None:
-    """Write the hostile-input corpus (media, JSON, checkpoints) and its index `cases.json`."""
-    from pixelwise.core.io import atomic_write_text
-    from pixelwise.reliability.corpus import build_corpus
-
-    cases = build_corpus(out, seed=seed, scale=scale)
-    index = [{"name": c.name, "group": c.group, "kind": c.kind, "path": str(c.path), "expect": c.expect} for c in cases]
-    atomic_write_text(Path(out) / "cases.json", json.dumps(index, indent=1))
-    typer.echo(f"wrote {len(cases)} cases to {out}")
+robustness = typer.Typer(help="Checkpoint safety check (config, safetensors headers, finite float weights, no pickle).",
+                         no_args_is_help=True)
 
 
 @robustness.command("check-checkpoint")
@@ -55,7 +22,7 @@ def check_checkpoint_cmd(
                                       help="Accept pickle-based weights you trust (loaded with weights_only=True)."),
 ) -> None:
     """Validate a checkpoint as loading would (config values, safetensors headers, no pickle) without a model."""
-    from pixelwise.reliability.probes import check_checkpoint
+    from pixelwise.pipeline.check import check_checkpoint
 
     typer.echo(json.dumps(check_checkpoint(path, allow_pickle=allow_pickle)))
 

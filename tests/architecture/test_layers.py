@@ -29,10 +29,8 @@ ALLOWED = {
     "serve": {"core", "pipeline", "pipeline.parts", "api"},
     "bench": {"core", "data", "modules", "models", "models.pipeline", "pipeline", "pipeline.parts", "api", "eval",
               "train", "recipes"},
-    "reliability": {"core", "data", "modules", "models", "models.pipeline", "pipeline", "pipeline.parts", "api",
-                    "eval", "train", "recipes", "serve", "bench"},
     "cli": {"core", "data", "modules", "models", "models.pipeline", "pipeline", "pipeline.parts", "api", "eval",
-            "train", "recipes", "serve", "bench", "reliability"},
+            "train", "recipes", "serve", "bench"},
 }
 
 # Known breaks of the table: (importing file relative to pixelwise/, imported module) -> the issue that removes it.

@@ -4,7 +4,7 @@ import pytest
 from pixelwise.core import media
 from pixelwise.core.errors import MediaError, MediaTooLargeError
 from pixelwise.core.media import open_media
-from pixelwise.reliability.corpus import mpegts_bytes
+from tools.robustness.corpus import mpegts_bytes
 from tests.conftest import make_frames
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from pixelwise.core.errors import ConfigError
 from pixelwise.data.pixelworld import native, splits, tasks
-from pixelwise.data.pixelworld.check import check_sample
+from tests.pixelworld.check import check_sample
 from pixelwise.data.pixelworld.generate import GenConfig, generate, generate_in_memory
 
 

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pixelwise.data.pixelworld import tasks
-from pixelwise.data.pixelworld.check import check_sample
+from tests.pixelworld.check import check_sample
 from pixelwise.data.pixelworld.generate import GenConfig, generate_in_memory
 
 

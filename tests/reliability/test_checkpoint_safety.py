@@ -23,7 +23,7 @@ from pixelwise.core.checkpoint import (
     restricted_pickle_loads,
 )
 from pixelwise.core.errors import CheckpointError, ConfigError, FormatError
-from pixelwise.reliability.corpus import UNIPIXEL_CONFIG, _WriteFile, pickle_payload, torch_payload
+from tools.robustness.corpus import UNIPIXEL_CONFIG, _WriteFile, pickle_payload, torch_payload
 from tests.reliability.conftest import SCALE
 
 GOOD = {"a": torch.arange(12, dtype=torch.float32).reshape(3, 4), "b": torch.ones(5, dtype=torch.bfloat16)}

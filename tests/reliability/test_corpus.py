@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pixelwise.reliability.corpus import build_corpus
-from pixelwise.reliability.run import run_cli, run_library
+from tools.robustness.corpus import build_corpus
+from tools.robustness.run import run_cli, run_library
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_cli_refuses_payload_and_broken_checkpoints(corpus):
 
 def test_server_answers_4xx_and_stays_healthy(corpus):
     pytest.importorskip("fastapi")
-    from pixelwise.reliability.server import run_media_through_server, server_available
+    from tools.robustness.server import run_media_through_server, server_available
 
     if not server_available():
         pytest.skip("pixelwise.serve not importable")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pixelwise.reliability import faults
+from tools.robustness import faults
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from pixelwise.core.errors import MediaError, MediaTooLargeError
 from pixelwise.core.media import MediaLimits, load_media, open_media
-from pixelwise.reliability.corpus import media_cases
-from pixelwise.reliability.run import run_library
+from tools.robustness.corpus import media_cases
+from tools.robustness.run import run_library
 from tests.reliability.conftest import SCALE
 
 DATA = Path(__file__).with_name("data")

@@ -17,7 +17,7 @@ from pixelwise.core.errors import FormatError, MaskError, PromptError
 from pixelwise.core.prompts import Box, MaskPrompt, Point, parse_box, parse_point
 from pixelwise.core.results import Result, SegObject
 from pixelwise.eval import metrics as EM
-from pixelwise.reliability.corpus import mutate_json
+from tools.robustness.corpus import mutate_json
 from tests.reliability.conftest import SCALE
 
 shapes = st.tuples(st.integers(0, 14), st.integers(0, 14))

@@ -275,7 +275,7 @@ def test_full_queue_and_timeout_answer_503_with_retry_after(serve_media, tmp_pat
 def test_a_burst_of_hostile_inputs_is_4xx_and_memory_comes_back(server):
     """Uploads whose later frames grow (header 16x16, then 1920x1080), JSON nested 100,000 deep, 5,000-digit
     integers and huge RLE run lists: every one a 4xx within seconds, RSS back within 200 MB, /healthz ok."""
-    from pixelwise.reliability.corpus import mpegts_bytes
+    from tools.robustness.corpus import mpegts_bytes
 
     grow = mpegts_bytes(16, 16, 2) + mpegts_bytes(1920, 1080, 2)
     rss_start = rss_bytes(server["proc"].pid)

@@ -1,6 +1,6 @@
 """Fault injection: SIGKILL a training run or an evaluation run at random points, resume, compare with a clean run.
 
-Workers (run as `python -m pixelwise.reliability.faults train|eval ...`):
+Workers (run as `python -m tools.robustness.faults train|eval ...`):
 * `train RUN_DIR STEPS`: a small dropout MLP trained with the `pixelwise.train` pieces (resumable sampler, AdamW, cosine
   schedule, `save_checkpoint` every step); resumes from `latest_checkpoint` when there is one. The per-step losses live
   in the checkpoint's metrics, so they survive exactly as far as the checkpoint does.
@@ -99,7 +99,7 @@ def _env() -> dict[str, str]:
 
 
 def _worker(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pixelwise.reliability.faults", *args]
+    return [sys.executable, "-m", "tools.robustness.faults", *args]
 
 
 def _run_with_kills(cmd: list[str], kills: int, progressed, rng: random.Random, timeout: float) -> dict[str, int]:

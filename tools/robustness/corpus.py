@@ -3,7 +3,7 @@
 Each `Case` names one file (or folder), the input class it belongs to, and what pixelwise must do with it:
 `"error"` (a typed `PixelwiseError`: exit code 2 on the CLI), `"ok"` (a valid edge case that must load), or
 `"any"` (a random mutation that may or may not still be valid: either outcome is fine, a crash or hang is not).
-`pixelwise.reliability.run` feeds the cases to the CLI and to the library readers.
+`tools.robustness.run` feeds the cases to the CLI and to the library readers.
 """
 
 from __future__ import annotations

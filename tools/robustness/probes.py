@@ -2,54 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from pixelwise.core.errors import CheckpointError, ConfigError
-
-
-def check_checkpoint(path: str | Path, allow_pickle: bool = False) -> dict[str, Any]:
-    """Validate a checkpoint folder or weights file the way loading does, without building a model.
-
-    A folder: `config.json` must parse and, for a known family, pass its config validation; then every weights file
-    goes through `core.checkpoint.load_weights` (safetensors header checks; pickle refused unless `allow_pickle`).
-    Returns a summary (tensor count, bytes).
-    """
-    from pixelwise.core.checkpoint import PICKLE_SUFFIXES, load_weights
-
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint folder or file")
-    files = [path]
-    info: dict[str, Any] = {"path": str(path)}
-    if path.is_dir():
-        cfg_file = path / "config.json"
-        if not cfg_file.is_file():
-            raise CheckpointError(f"{path}: no config.json")
-        try:
-            cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{cfg_file}: not valid JSON ({e})") from None
-        if not isinstance(cfg, dict):
-            raise ConfigError(f"{cfg_file}: expected a JSON object")
-        info["model_type"] = cfg.get("model_type")
-        from pixelwise.models.unipixel.configuration_unipixel import MODEL_TYPE, UniPixelConfig
-
-        if cfg.get("model_type") == MODEL_TYPE or "unipixel" in str(cfg_file.parent.name).lower():
-            UniPixelConfig.from_dict(cfg, source=str(cfg_file))
-        elif cfg.get("model_type") is None:
-            raise ConfigError(f"{cfg_file}: has no model_type")
-        files = sorted(p for p in path.iterdir() if p.suffix == ".safetensors" or p.suffix in PICKLE_SUFFIXES)
-        if not files:
-            raise CheckpointError(f"{path}: no weights file (*.safetensors)")
-    tensors, nbytes = 0, 0
-    for f in files:
-        state = load_weights(f, allow_pickle=allow_pickle)
-        tensors += len(state)
-        nbytes += sum(t.numel() * t.element_size() for t in state.values())
-    info.update(files=len(files), tensors=tensors, bytes=nbytes)
-    return info
+from pixelwise.pipeline.check import check_checkpoint
 
 
 def read_dataset(benchmark: str, root: Path) -> int:

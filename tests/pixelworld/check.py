@@ -1,6 +1,6 @@
 """Independent checks of a generated sample against its own scene graph.
 
-Used by the tests (and usable on any generated folder): re-renders the stored scene, re-resolves the stored
+The tests' oracle for generated data: re-renders the stored scene, re-resolves the stored
 expression, and compares everything the sample claims — targets, masks, boxes, box text, options — with what the
 scene implies. An empty list means the sample is consistent.
 """

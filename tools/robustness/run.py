@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pixelwise.core.errors import PixelwiseError
-from pixelwise.reliability.corpus import Case
-from pixelwise.reliability.probes import cli_args, library_call
+from tools.robustness.corpus import Case
+from tools.robustness.probes import cli_args, library_call
 
 DEFAULT_TIMEOUT_S = 60.0
 
