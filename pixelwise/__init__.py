@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # The pipeline imports torch and transformers: only when first used, so `import pixelwise` stays light.
     if name in ("load", "register_family"):
-        from pixelwise import pipeline
+        from pixelwise import pipeline  # lazy: `import pixelwise` stays light until load() is used
 
         return getattr(pipeline, name)
     raise AttributeError(f"module 'pixelwise' has no attribute {name!r}")

@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pixelwise
+from pixelwise.bench.suite import machine
+from pixelwise.core.media import load_media
 from pixelwise.data.pixelworld.rows import ROWS, Row, generate_row
+from pixelwise.eval import editing, runner
+from pixelwise.eval.benchmarks import get_benchmark
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
@@ -49,13 +54,9 @@ class CompareConfig:
 def _score(row: Row, split: str, data: Path, pipe: Any, pred_dir: Path) -> dict[str, Any]:
     """Scores of one family on one row: the runner of `pixelwise eval` (editing: its own evaluator)."""
     if row.name == "editing":
-        from pixelwise.eval import editing
-
         report = editing.evaluate(data, editing.model_predictor(pipe), with_scene=True)
         m = {k: v for k, v in report["metrics"].items() if not isinstance(v, dict)}
         return {"value": float(m[row.metric]) / 100.0, "metrics": m, "samples": report["samples"]}
-    from pixelwise.eval import runner
-    from pixelwise.eval.benchmarks import get_benchmark
 
     b = get_benchmark(row.bench.format(split=split))
     samples = b.read(data)
@@ -91,9 +92,6 @@ def run(cfg: CompareConfig, log: Callable[[str], None] = print,
     import numpy as np
     import torch
 
-    import pixelwise
-    from pixelwise.bench.suite import machine
-    from pixelwise.core.media import load_media
 
     t_start = time.perf_counter()
     rows = [r for r in ROWS if r.name in cfg.rows]

@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import pixelwise
+from pixelwise.bench.scripted import objects_answer, teacher_forced
+
 
 def rss_bytes() -> int:
     """Current resident set size of this process (Linux /proc; falls back to the lifetime peak elsewhere)."""
@@ -72,8 +75,6 @@ def run_long_query(model: str, media: str, objects: int, reference: bool, thread
     """One `segment(propagate="all")` query with a teacher-forced answer of `objects` objects; saves like the CLI."""
     import torch
 
-    import pixelwise
-    from pixelwise.bench.scripted import objects_answer, teacher_forced
 
     if threads:
         torch.set_num_threads(threads)

@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 
+from pixelwise.models.unipixel import GenerationOutput
+
 
 @contextmanager
 def teacher_forced(pipe: Any, answer: str) -> Iterator[None]:
     """Within the block, `pipe.model.generate` returns `answer`, teacher-forced through the model (one prefill)."""
-    from pixelwise.models.unipixel import GenerationOutput
 
     model, proc = pipe.model, pipe.processor
     new = proc.encode(answer) + [proc.token_id("<|im_end|>")]

@@ -9,6 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pixelwise.models.unipixel import UniPixelForConditionalGeneration, UniPixelProcessor
+from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
+from pixelwise.models.unipixel.pipeline_unipixel import UniPixelPipeline
+from pixelwise.pipeline import DEFAULT_MODEL
+from pixelwise.pipeline.base import resolve_device
+
 # UniPixel-3B: Qwen2.5-VL-3B LLM and ViT, SAM 2.1 Hiera-B+ at 768 px.
 SHAPES: dict[str, dict[str, Any]] = {
     "3b": {
@@ -43,11 +49,6 @@ def random_pipeline(shapes: str, tokenizer_from: str | Path | None, device: Any 
     """A `UniPixelPipeline` with random weights of `shapes` (float32 on CPU unless `dtype`)."""
     import torch
 
-    from pixelwise.models.unipixel import UniPixelForConditionalGeneration, UniPixelProcessor
-    from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
-    from pixelwise.models.unipixel.pipeline_unipixel import UniPixelPipeline
-    from pixelwise.pipeline import DEFAULT_MODEL
-    from pixelwise.pipeline.base import resolve_device
 
     folder = Path(tokenizer_from) if tokenizer_from is not None else DEFAULT_MODEL
     cfg = shaped_config(json.loads((folder / "config.json").read_text()), shapes)

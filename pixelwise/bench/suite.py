@@ -24,6 +24,17 @@ from typing import Any
 
 import numpy as np
 
+import pixelwise
+from pixelwise.bench.scripted import objects_answer, teacher_forced
+from pixelwise.bench.shapes import random_pipeline
+from pixelwise.data.pixelworld.generate import GenConfig, generate
+from pixelwise.models.unipixel.processing_unipixel import video_message
+from pixelwise.pipeline import DEFAULT_MODEL
+from pixelwise.recipes import train_unipixel as recipe
+from pixelwise.train.optim import OptimConfig, build_optimizer
+from pixelwise.train.unipixel_data import UniPixelTrainDataset
+from pixelwise.train.unipixel_loss import LossConfig, UniPixelTrainModule
+
 CASES = ("image", "video", "stages", "objects", "length", "throughput", "train")
 DEFAULT_CASES = ("image", "video", "stages", "objects", "length", "throughput", "train")
 
@@ -120,11 +131,9 @@ def write_clip(path: Path, n: int, height: int = 192, width: int = 256) -> Path:
 
 def load_model(model: str | None, shapes: str | None, device: str = "auto", dtype: str | None = None) -> Any:
     """The pipeline to measure: a checkpoint (default: the shipped default model), or random weights of `shapes`."""
-    import pixelwise
 
     if shapes is None:
         return pixelwise.load(model, device=device, dtype=dtype)
-    from pixelwise.bench.shapes import random_pipeline
 
     return random_pipeline(shapes, tokenizer_from=model, device=device, dtype=dtype)
 
@@ -182,7 +191,6 @@ def case_stages(pipe: Any, cfg: BenchConfig) -> dict[str, Any]:
     """Per-stage time on a `num_frames` clip: vision tower, LLM prefill, decoding, SAM2 encoder, propagation."""
     import torch
 
-    from pixelwise.models.unipixel.processing_unipixel import video_message
 
     model, proc = pipe.model, pipe.processor
     clip = synthetic_frames(cfg.num_frames)
@@ -215,7 +223,6 @@ def case_stages(pipe: Any, cfg: BenchConfig) -> dict[str, Any]:
 
 def case_objects(pipe: Any, cfg: BenchConfig) -> dict[str, Any]:
     """1, 3, 8 objects in one query on a `num_frames` clip (answer teacher-forced), optimised vs reference."""
-    from pixelwise.bench.scripted import objects_answer, teacher_forced
 
     clip = synthetic_frames(cfg.num_frames)
     sam2 = pipe.model.require_sam2()
@@ -323,11 +330,6 @@ def case_train(cfg: BenchConfig) -> dict[str, Any]:
 
     import torch
 
-    from pixelwise.data.pixelworld.generate import GenConfig, generate
-    from pixelwise.recipes import train_unipixel as recipe
-    from pixelwise.train.optim import OptimConfig, build_optimizer
-    from pixelwise.train.unipixel_data import UniPixelTrainDataset
-    from pixelwise.train.unipixel_loss import LossConfig, UniPixelTrainModule
 
     data = cfg.workdir / "train-data"
     if not (data / "vid" / "samples.jsonl").is_file():
@@ -339,7 +341,6 @@ def case_train(cfg: BenchConfig) -> dict[str, Any]:
     rcfg["data"]["sources"] = [{"type": "pixelworld", "root": str(data / "img")},
                                {"type": "pixelworld", "root": str(data / "vid")}]
     # stage 2 of the default model starts from stage 1's folder; here: the same sizes, from scratch
-    from pixelwise.pipeline import DEFAULT_MODEL
 
     rcfg["model"] = {**rcfg["model"], "init": "scratch",
                      "sizes": json.loads((DEFAULT_MODEL / "config.json").read_text())["pixelwise_tiny_sizes"]}
@@ -380,8 +381,6 @@ def case_train(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def _default_model_path() -> str:
-    from pixelwise.pipeline import DEFAULT_MODEL
-
     return str(DEFAULT_MODEL)
 
 

@@ -33,7 +33,7 @@ app = typer.Typer(
 
 def _version_callback(value: bool) -> None:
     if value:
-        from pixelwise import __version__
+        from pixelwise import __version__  # lazy: `pixelwise --help` and other commands stay fast
 
         typer.echo(f"pixelwise {__version__}")
         raise typer.Exit()

@@ -36,8 +36,8 @@ def bench(
     """Measure pixelwise (and its reference mode) on this machine; write a JSON report and print a summary."""
     if ctx.invoked_subcommand is not None:
         return
-    from pixelwise.bench import suite
-    from pixelwise.bench.report import summary_lines
+    from pixelwise.bench import suite  # lazy: `pixelwise --help` and other commands stay fast
+    from pixelwise.bench.report import summary_lines  # lazy: `pixelwise --help` and other commands stay fast
 
     try:
         cfg = suite.BenchConfig(model=model, shapes=shapes, device=device, dtype=dtype, repeats=repeats,
@@ -79,8 +79,8 @@ def compare(
 
     import torch
 
-    from pixelwise.bench import compare as C
-    from pixelwise.core.io import atomic_write_text
+    from pixelwise.bench import compare as C  # lazy: `pixelwise --help` and other commands stay fast
+    from pixelwise.core.io import atomic_write_text  # lazy: `pixelwise --help` and other commands stay fast
 
     bad = [f for f in family or [] if f not in C.FAMILIES]
     if bad:
@@ -94,7 +94,7 @@ def compare(
     cfg = C.CompareConfig(splits=tuple(s for s in splits.split(",") if s), num=num, seed=seed,
                           families=tuple(family) if family else tuple(C.FAMILIES),
                           rows=tuple(row) if row else tuple(names), workdir=workdir)
-    from pixelwise.cli.progress import stage_progress
+    from pixelwise.cli.progress import stage_progress  # lazy: `pixelwise --help` and other commands stay fast
 
     with stage_progress("compare") as progress:
         report = C.run(cfg, log=lambda m: typer.echo(m, err=True), progress=progress)

@@ -39,7 +39,7 @@ def conformance(
     """Check pixelwise against vectors made by an official implementation; exit code 0 only if every case passes."""
     import torch
 
-    from pixelwise.core.io import atomic_write_text
+    from pixelwise.core.io import atomic_write_text  # lazy: `pixelwise --help` and other commands stay fast
 
     runner = _runner_for(directory)
     torch.set_num_threads(max(1, threads))

@@ -55,12 +55,12 @@ def eval_cmd(
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads for --model."),
 ) -> None:
     """Score a benchmark with the official protocol: existing predictions (--pred) or a model (--model)."""
-    from pixelwise.eval import runner
+    from pixelwise.eval import runner  # lazy: `pixelwise --help` and other commands stay fast
 
     if model is None and pred is None:
         raise PixelwiseError("give --pred DIR (score predictions) or --model PATH (run a model)")
     if benchmark.partition(":")[0] == "pixelworld-editing":  # native PixelWorld edits, scored against exact renders
-        from pixelwise.eval import editing
+        from pixelwise.eval import editing  # lazy: `pixelwise --help` and other commands stay fast
 
         if model is None:
             raise PixelwiseError("pixelworld-editing runs a model: give --model PATH")

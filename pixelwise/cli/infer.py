@@ -102,7 +102,7 @@ def ask(
 
 def parse_mask(text: str) -> MaskPrompt:
     """`PNG` or `PNG@FRAME` -> a mask prompt (any non-zero pixel is inside)."""
-    from pixelwise.core.masks import load_mask_png
+    from pixelwise.core.masks import load_mask_png  # lazy: `pixelwise --help` and other commands stay fast
 
     path, at, frame = text.rpartition("@")
     if not at or not frame.isdigit():
@@ -128,7 +128,7 @@ def _describe(r: VisualPrompt) -> str:
 
 
 def _load(model: str | None, device: str | None, dtype: str | None, threads: int | None = None):
-    import pixelwise
+    import pixelwise  # lazy: `pixelwise --help` and other commands stay fast
 
     t0 = time.perf_counter()
     pipe = pixelwise.load(model, device=device, dtype=dtype, threads=threads)

@@ -29,10 +29,10 @@ def generate(
     """Generate a PixelWorld split."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from pixelwise.core.errors import ConfigError
-    from pixelwise.data.pixelworld import export
-    from pixelwise.data.pixelworld.generate import GenConfig
-    from pixelwise.data.pixelworld.generate import generate as run
+    from pixelwise.core.errors import ConfigError  # lazy: `pixelwise --help` and other commands stay fast
+    from pixelwise.data.pixelworld import export  # lazy: `pixelwise --help` and other commands stay fast
+    from pixelwise.data.pixelworld.generate import GenConfig  # lazy: `pixelwise --help` and other commands stay fast
+    from pixelwise.data.pixelworld.generate import generate as run  # lazy: keeps startup fast
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -62,7 +62,7 @@ def show(
     strip: int = typer.Option(0, help="Instead of a GIF, a PNG of this many evenly spaced frames side by side."),
 ) -> None:
     """Render one sample with its question, answer, masks and prompts."""
-    from pixelwise.data.pixelworld.show import show as run
+    from pixelwise.data.pixelworld.show import show as run  # lazy: `pixelwise --help` and other commands stay fast
 
     typer.echo(f"wrote {run(root, index, out, strip=strip)}")
 

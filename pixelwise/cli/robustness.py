@@ -22,7 +22,7 @@ def check_checkpoint_cmd(
                                       help="Accept pickle-based weights you trust (loaded with weights_only=True)."),
 ) -> None:
     """Validate a checkpoint as loading would (config values, safetensors headers, no pickle) without a model."""
-    from pixelwise.pipeline.check import check_checkpoint
+    from pixelwise.pipeline.check import check_checkpoint  # lazy: `pixelwise --help` and other commands stay fast
 
     typer.echo(json.dumps(check_checkpoint(path, allow_pickle=allow_pickle)))
 

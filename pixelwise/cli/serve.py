@@ -22,7 +22,7 @@ def _warn_if_public(host: str) -> None:
 
 
 def _load(model: str | None, device: str, dtype: str | None = None, threads: int | None = None):
-    from pixelwise import pipeline
+    from pixelwise import pipeline  # lazy: `pixelwise --help` and other commands stay fast
 
     typer.echo(f"loading {model or 'the default model'} ...", err=True)
     return pipeline.load(model, device=device, dtype=dtype, threads=threads)
@@ -56,8 +56,8 @@ def serve(
     """Serve the HTTP API: POST /v1/segment, POST /v1/ask, GET /v1/model, GET /healthz, /openapi.json."""
     import uvicorn
 
-    from pixelwise.serve.api import create_app
-    from pixelwise.serve.limits import ServeLimits
+    from pixelwise.serve.api import create_app  # lazy: `pixelwise --help` and other commands stay fast
+    from pixelwise.serve.limits import ServeLimits  # lazy: `pixelwise --help` and other commands stay fast
 
     for name, value in (("--max-upload-mb", max_upload_mb), ("--max-num-frames", max_num_frames),
                         ("--max-source-frames", max_source_frames), ("--max-pixels", max_pixels),
@@ -88,8 +88,8 @@ def demo(
                                "(needs internet; anyone with the link can use it)."),
 ) -> None:
     """Serve the web demo (Gradio): image/video segmentation and region questions with point, box and mask prompts."""
-    from pixelwise.data.pixelworld.demo import example_media
-    from pixelwise.serve.demo import launch
+    from pixelwise.data.pixelworld.demo import example_media  # lazy: `pixelwise --help` and other commands stay fast
+    from pixelwise.serve.demo import launch  # lazy: `pixelwise --help` and other commands stay fast
 
     _warn_if_public(host)
     if share:

@@ -14,8 +14,8 @@ def train_cmd(
     set_: list[str] = typer.Option([], "--set", help="Override a config value: key.sub=value (YAML value)."),
 ) -> None:
     """Train a model with a recipe config (YAML); see pixelwise/recipes/configs/ and docs/models/."""
-    from pixelwise.core.errors import ConfigError
-    from pixelwise.recipes.train_unipixel import load_config, train
+    from pixelwise.core.errors import ConfigError  # lazy: `pixelwise --help` and other commands stay fast
+    from pixelwise.recipes.train_unipixel import load_config, train  # lazy: keeps startup fast
 
     if not config.is_file():
         raise ConfigError(f"{config}: no such recipe config")

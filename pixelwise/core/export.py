@@ -18,6 +18,7 @@ from pixelwise.core import masks as mask_ops
 from pixelwise.core import viz
 from pixelwise.core.clip import Clip
 from pixelwise.core.io import atomic_write_text
+from pixelwise.core.media import open_media
 
 # The overlay animation of a long result (over every frame of a long clip) is a preview drawn on at most this many
 # evenly spaced frames, so saving holds a bounded number of frames; masks and JSON cover all of them.
@@ -59,8 +60,6 @@ def save_result(result: Any, out_dir: str | Path, clip: Clip | None = None) -> d
     if clip is None and isinstance(result.media, Clip):
         clip = result.media
     elif clip is None and result.media is not None:
-        from pixelwise.core.media import open_media
-
         read = open_media(result.media).read([result.frame_indices[t] for t in shown])
         shown_frames, fps = read.frames, read.fps
     if clip is not None:

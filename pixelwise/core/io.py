@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from pixelwise.core.errors import FormatError
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -104,7 +106,6 @@ def parse_json(text: str | bytes, source: str, error: type[Exception] | None = N
     (`error`, default `FormatError`) whose message names `source`."""
     import json
 
-    from pixelwise.core.errors import FormatError
 
     error = error or FormatError
     try:
@@ -136,7 +137,6 @@ def check_regular_file(path: str | Path, error: type[Exception], max_bytes: int)
 
 def read_json(path: str | Path, error: type[Exception] | None = None, max_bytes: int = 64 << 20) -> object:
     """A JSON file through `parse_json`; a missing, unreadable, non-regular or oversize file is the same error."""
-    from pixelwise.core.errors import FormatError
 
     error = error or FormatError
     path = check_regular_file(path, error, max_bytes)

@@ -17,6 +17,8 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 from pixelwise.core.errors import MaskError
+from pixelwise.core.io import atomic_write
+from pixelwise.core.media import open_image_checked
 
 RLE = dict[str, Any]  # {"size": [h, w], "counts": str}
 # the largest mask an RLE may claim (the media limit per frame, PIXELWISE_MAX_PIXELS): pycocotools allocates h*w
@@ -211,7 +213,6 @@ def connected_components(mask: np.ndarray, connectivity: int = 8) -> list[np.nda
 
 def save_mask_png(path: str | Path, mask: np.ndarray) -> Path:
     """Write a mask as a 1-bit PNG (0 / 255 when viewed), atomically."""
-    from pixelwise.core.io import atomic_write
 
     m = _as_bool_mask(mask)
     path = Path(path)
@@ -223,7 +224,6 @@ def save_mask_png(path: str | Path, mask: np.ndarray) -> Path:
 
 def load_mask_png(path: str | Path) -> np.ndarray:
     """Read a mask PNG: any non-zero pixel is foreground. Palette PNGs are read by index, not color."""
-    from pixelwise.core.media import open_image_checked
 
     with open_image_checked(path) as im:
         if im.mode == "1":

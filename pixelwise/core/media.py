@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pixelwise.core.clip import Clip
 from pixelwise.core.errors import MediaError, MediaTooLargeError
+from pixelwise.core.io import atomic_write
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".avi", ".mov", ".mkv", ".gif"}
@@ -384,7 +385,6 @@ def save_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps:
     """Write uint8 RGB frames as MP4 (H.264 via PyAV, even dimensions padded) atomically."""
     import av
 
-    from pixelwise.core.io import atomic_write
 
     path = Path(path)
     frames = [np.asarray(f, dtype=np.uint8) for f in frames]

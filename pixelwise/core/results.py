@@ -17,6 +17,8 @@ from pixelwise.core import masks as mask_ops
 from pixelwise.core.clip import Clip
 from pixelwise.core.errors import FormatError, MaskError
 from pixelwise.core.export import save_result
+from pixelwise.core.io import read_json
+from pixelwise.core.media import DEFAULT_LIMITS
 from pixelwise.core.prompts import VisualPrompt
 
 # What a family's answer writes where a mask belongs: `<|seg|>` (UniPixel), `[SEG]` / `[SEG3]` (PixelLM, UFO's
@@ -196,7 +198,6 @@ class Result:
     def from_json(cls, data: dict[str, Any], source: str = "result") -> Result:
         """A result from its JSON (as `to_json` writes it), validated field by field; masks stay RLE (`MaskTrack`,
         decoded a frame at a time when used), so a small file claiming many large frames allocates nothing."""
-        from pixelwise.core.media import DEFAULT_LIMITS
 
         def is_int(v: Any) -> bool:
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -254,8 +255,6 @@ class Result:
 
     @classmethod
     def load(cls, path: str | Path) -> Result:
-        from pixelwise.core.io import read_json
-
         path = Path(path)
         data = read_json(path)
         if not isinstance(data, dict):

@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image
 
 from pixelwise.core.io import atomic_write
+from pixelwise.core.media import save_video
+from pixelwise.core.prompts import Box, MaskPrompt, Point
 
 if TYPE_CHECKING:
     from pixelwise.core.prompts import VisualPrompt
@@ -188,7 +190,6 @@ def _draw_label(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, in
 
 def _draw_prompts(img: np.ndarray, prompts: Sequence[VisualPrompt], k: int, thickness: int) -> None:
     """Points, boxes and mask prompts (media coordinates, zoomed by k) in yellow with a dark edge."""
-    from pixelwise.core.prompts import Box, MaskPrompt, Point
 
     h, w = img.shape[:2]
     radius = max(4, round(min(h, w) / 70))
@@ -239,8 +240,6 @@ def save_animation(path: str | Path, frames: Sequence[np.ndarray], fps: float = 
     """GIF (palette, looping) or MP4/WEBM by extension."""
     path = Path(path)
     if path.suffix.lower() != ".gif":
-        from pixelwise.core.media import save_video
-
         return save_video(path, frames, fps=fps)
     images = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
     with atomic_write(path) as f:

@@ -3,7 +3,6 @@
 A PixelWorld `editing` sample holds the request ("Remove the red circle."), the source scene and the scene after the
 edit; both are re-rendered here, so the reference is exact (no video compression). A model edits the sample's
 media (`predict(sample) -> Result` with `extras["edited_frames"]`, uint8 [T, H, W, 3]); per sample:
-
 * `psnr`: PSNR (dB) of the edited frames against the exact target over all pixels and frames (capped at 100 dB:
   identical frames score 100);
 * `masked_psnr`: the same over the *edit region* only (pixels where the exact source and target renders differ);
@@ -28,9 +27,12 @@ from typing import Any
 
 import numpy as np
 
+import pixelwise
 from pixelwise.core.errors import PixelwiseError
 from pixelwise.core.results import Result
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
+from pixelwise.data.pixelworld.render import render
+from pixelwise.data.pixelworld.scene import Scene
 
 PSNR_CAP = 100.0
 DEFAULT_THRESHOLD = 12  # gray levels: above MP4 noise (~2 on average), below any real edit of a PixelWorld object
@@ -70,8 +72,6 @@ def score_edit(source: np.ndarray, target: np.ndarray, edit_region: np.ndarray, 
 def evaluate(data: str | Path, predict: Callable[[Any, bool], Result], with_scene: bool = True,
              limit: int | None = None, threshold: int = DEFAULT_THRESHOLD) -> dict[str, Any]:
     """Run `predict(item, with_scene)` on every editing sample of a native PixelWorld folder and score it."""
-    from pixelwise.data.pixelworld.render import render
-    from pixelwise.data.pixelworld.scene import Scene
 
     ds = PixelWorldDataset(data, tasks=["editing"])
     if len(ds) == 0:
@@ -146,7 +146,6 @@ def model_predictor(pipe) -> Callable[[Any, bool], Result]:
 
 def run(benchmark: str, data: str | Path, model: str, limit: int | None = None) -> dict[str, Any]:
     """`pixelwise eval --benchmark pixelworld-editing[:pixels] --data DIR --model PATH`."""
-    import pixelwise
 
     mode = benchmark.partition(":")[2] or "scene"
     if mode not in ("scene", "pixels"):

@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from pixelwise.core.errors import FormatError
 from pixelwise.core.results import Result, SegObject
 from pixelwise.data.formats.sample import Sample
 
@@ -37,7 +38,6 @@ class OraclePredictor:
 
 def union_masks(result: Result, num_frames: int, size: tuple[int, int], key: str) -> np.ndarray:
     """All objects of a result unioned into bool [T, H, W]; checks that the result covers the sample's frames."""
-    from pixelwise.core.errors import FormatError
 
     out = np.zeros((num_frames, *size), dtype=bool)
     if not result.objects:

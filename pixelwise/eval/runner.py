@@ -18,15 +18,17 @@ from typing import Any
 
 import numpy as np
 
+import pixelwise
 from pixelwise.core import masks as mask_ops
 from pixelwise.core.errors import FormatError, PixelwiseError
 from pixelwise.core.io import atomic_write_text
 from pixelwise.data.formats import predictions as P
-from pixelwise.data.formats.sample import Sample, read_label_png
+from pixelwise.data.formats.rvos import LAYOUTS, first_existing
+from pixelwise.data.formats.sample import Sample, load_json, read_label_png, require
 from pixelwise.eval import metrics as M
 from pixelwise.eval import protocols
 from pixelwise.eval.benchmarks import Benchmark, get_benchmark
-from pixelwise.eval.predictor import Predictor, union_masks
+from pixelwise.eval.predictor import OraclePredictor, Predictor, union_masks
 
 # --------------------------------------------------------------------------------------------------- per sample
 
@@ -223,8 +225,6 @@ def score_ref_davis17_referformer(data: Path, pred: Path, annotators: Iterable[i
     """Ref-DAVIS17 under ReferFormer's protocol: for each annotator set `anno_<k>` under `pred`, the DAVIS
     unsupervised evaluation of its indexed PNGs against `valid/Annotations` (DAVIS `Annotations_unsupervised`),
     then the mean of the per-set global results."""
-    from pixelwise.data.formats.rvos import LAYOUTS, first_existing
-    from pixelwise.data.formats.sample import load_json, require
 
     layout = LAYOUTS["ref-davis17"]
     meta_path = first_existing(data, layout.meta)
@@ -354,10 +354,7 @@ def read_samples(bench: Benchmark, data: str | Path, limit: int | None = None) -
 def load_predictor(path: str, device: Any = "auto", threads: int | None = None) -> Predictor:
     """`--model PATH`: "oracle" gives the ground-truth predictor; anything else goes through `pixelwise.load`."""
     if path == "oracle":
-        from pixelwise.eval.predictor import OraclePredictor
-
         return OraclePredictor()
-    import pixelwise
 
     model = pixelwise.load(path, device=device, threads=threads)
     if not isinstance(model, Predictor):

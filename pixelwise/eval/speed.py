@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from pixelwise.eval.metrics import jf_video
+
 
 def synthetic_masks(frames: int, height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -36,7 +38,6 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--width", type=int, default=854)
     args = ap.parse_args()
-    from pixelwise.eval.metrics import jf_video
 
     preds, gts = synthetic_masks(args.frames, args.height, args.width)
     start = time.perf_counter()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pixelwise.core.errors import CheckpointError
+from pixelwise.core.io import atomic_write_text
 
 
 class ChatText:
@@ -30,8 +31,6 @@ class ChatText:
             raise CheckpointError(f"{p}: not a tokenizers JSON file ({e})") from None
 
     def save(self, path: str | Path) -> None:
-        from pixelwise.core.io import atomic_write_text
-
         atomic_write_text(path, self.tok.to_str())
 
     @property

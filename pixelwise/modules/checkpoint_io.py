@@ -7,7 +7,9 @@ from pathlib import Path
 
 from torch import nn
 
-from pixelwise.core.errors import CheckpointError
+from pixelwise.core.checkpoint import check_model_bytes, load_safetensors
+from pixelwise.core.errors import CheckpointError, ConfigError, PixelwiseError
+from pixelwise.core.io import atomic_write_bytes
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -29,7 +31,6 @@ def save_weights(model: nn.Module, path: str | Path, exclude_prefixes: tuple[str
     """Write the state dict atomically; `exclude_prefixes` drops training-only heads from a release."""
     from safetensors.torch import save
 
-    from pixelwise.core.io import atomic_write_bytes
 
     alias = _tied_aliases(model)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
@@ -56,8 +57,6 @@ def build_model(factory, path: str | Path):
     and the parameters it declares fit the weights on disk (`core.checkpoint.check_model_bytes`)."""
     import torch
 
-    from pixelwise.core.checkpoint import check_model_bytes
-    from pixelwise.core.errors import ConfigError, PixelwiseError
 
     file = Path(path) / WEIGHTS_NAME
     if not file.is_file():
@@ -75,8 +74,6 @@ def build_model(factory, path: str | Path):
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    from pixelwise.core.checkpoint import load_safetensors
-
     file = Path(path) / WEIGHTS_NAME
     if not file.is_file():
         raise CheckpointError(f"{path}: no {WEIGHTS_NAME}")

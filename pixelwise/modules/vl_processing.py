@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pixelwise.core.errors import CheckpointError, MediaError, PromptError
-from pixelwise.core.io import check_regular_file, read_json
+from pixelwise.core.io import atomic_write_text, check_regular_file, read_json
 from pixelwise.modules.mrope import mrope_position_ids
 from pixelwise.modules.qwen_vl import (
     OPENAI_CLIP_MEAN,
@@ -136,8 +136,6 @@ class VLProcessor:
                    image_std=pre.get("image_std", OPENAI_CLIP_STD), **kwargs)
 
     def save_pretrained(self, path: str | Path) -> None:
-        from pixelwise.core.io import atomic_write_text
-
         path = Path(path)
         atomic_write_text(path / "tokenizer.json", self.tokenizer.to_str())
         pre = {"frame_pixels": self.frame_pixels, "patch_size": self.patch_size, "merge_size": self.merge_size,

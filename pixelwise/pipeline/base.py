@@ -2,7 +2,6 @@
 
 A pipeline turns media + text + visual prompts into a `Result`. It owns media decoding, frame sampling, prompt
 placement and result assembly; the numerics belong to the family's model and processor. The verbs:
-
 * `segment(media, text)`: masks of what the text describes (one object per segmentation token of the answer);
 * `ask(media, question, regions=[Point | Box | MaskPrompt, ...])`: an answer about regions, which the question
   names `[0]`, `[1]`, ... (or the ids of an `{id: prompt}` mapping); the regions come back as objects too;
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelwise.core.errors import ConfigError, MediaError, PromptError
+from pixelwise.core.media import uniform_indices_with
 from pixelwise.core.prompts import Box, MaskPrompt, Point, VisualPrompt
 from pixelwise.core.results import Result
 from pixelwise.pipeline.media import PROPAGATE_MODES, MediaLike, QueryMedia, open_query_media
@@ -195,7 +195,6 @@ class Pipeline:
         The model reads `DEFAULT_NUM_FRAMES` frames, the prompted ones among them, and the masks are propagated over
         every frame of the sample as the official evaluations do: `result.frame_indices` are the sample's frames.
         """
-        from pixelwise.core.media import uniform_indices_with
 
         clip = sample.clip()
         if not (sample.prompts or sample.options):

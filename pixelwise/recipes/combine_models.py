@@ -16,12 +16,12 @@ import re
 from pathlib import Path
 
 from pixelwise.core.errors import CheckpointError
+from pixelwise.models.unipixel import UniPixelForConditionalGeneration
 from pixelwise.recipes.train_unipixel import copy_processor_files
 
 
 def combine(base: str | Path, source: str | Path, take: str, out: str | Path) -> list[str]:
     """Write the combined folder to `out`; returns the names of the tensors taken from `source`."""
-    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
 
     base, source, out = Path(base), Path(source), Path(out)
     model = UniPixelForConditionalGeneration.from_pretrained(base)

@@ -5,7 +5,6 @@
 
 For every split it generates (once, deterministic in `(seed, split, num)`; `data.pixelworld.rows`, the table
 `pixelwise bench compare` uses too) and exports:
-
 | row | generate | layout / benchmark | headline |
 |---|---|---|---|
 | image referring | images, task `referring` | `refcoco:<split>` | cIoU |
@@ -27,12 +26,15 @@ import json
 import time
 from pathlib import Path
 
+import pixelwise
 from pixelwise.data.pixelworld.rows import BY_NAME, CARD_ROWS, ROWS, generate_row
+from pixelwise.eval import runner
+from pixelwise.eval.benchmarks import get_benchmark
+from pixelwise.recipes import pixelworld_parts as parts
 
 
 def load_predictor(path: str | None):
     """The model through `pixelwise.load` (the one inference path; default: the shipped default model)."""
-    import pixelwise
 
     return pixelwise.load(path)
 
@@ -61,9 +63,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from pixelwise.eval import runner
-    from pixelwise.eval.benchmarks import get_benchmark
-    from pixelwise.recipes import pixelworld_parts as parts
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -13,15 +13,15 @@ import argparse
 import json
 from pathlib import Path
 
+from pixelwise.core.errors import CheckpointError
 from pixelwise.recipes.train_unipixel import copy_processor_files
+from pixelwise.train import tiny
+from pixelwise.train.state import latest_checkpoint
 
 
 def export(run_dir: str | Path, out: str | Path, step: int | None = None) -> Path:
     from safetensors.torch import load_file
 
-    from pixelwise.core.errors import CheckpointError
-    from pixelwise.train import tiny
-    from pixelwise.train.state import latest_checkpoint
 
     run_dir, out = Path(run_dir), Path(out)
     ck = run_dir / "checkpoints" / f"step_{step:07d}" if step is not None else latest_checkpoint(run_dir)

@@ -8,7 +8,6 @@ the default model is trained on - image segmentation, clip segmentation, a regio
 (`<|mem|>`), a PixelQA question, a point- and a box-prompted `<|ref|>` localisation - builds a small UniPixel from
 scratch with the recipe's own parts (`build_model`, `select_trainable`, `UniPixelTrainModule`, `build_optimizer`,
 `cosine_with_warmup`) and trains it on those examples only. Then, in eval mode:
-
 * every answer token is the model's greedy choice given the tokens before it (teacher-forced argmax == label at every
   supervised position: exactly the condition under which greedy decoding reproduces the answer);
 * every `<|seg|>` mask (the candidate SAM2's IoU head keeps, no-object masking on, as at inference) has IoU >= the
@@ -25,6 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pixelwise.data.pixelworld.dataset import PixelWorldDataset
+from pixelwise.data.pixelworld.generate import GenConfig, generate
+from pixelwise.data.templates import pixelworld_conversations
 from pixelwise.recipes.train_unipixel import build_model, select_trainable
 from pixelwise.train import distributed as D
 from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
@@ -69,7 +71,6 @@ class OverfitReport:
 
 def generate_handful(root: Path, seed: int = 0) -> list[Path]:
     """Small PixelWorld folders (train split) holding the tasks of `FAMILIES`."""
-    from pixelwise.data.pixelworld.generate import GenConfig, generate
 
     img, vid = root / "img", root / "vid"
     if not (img / "samples.jsonl").is_file():
@@ -83,8 +84,6 @@ def generate_handful(root: Path, seed: int = 0) -> list[Path]:
 def pick_conversations(roots: list[Path], builder: ExampleBuilder) -> list[Example]:
     """One example per family of `FAMILIES`: the first (sample, template seed) whose conversation has that type;
     frames are sampled deterministically (no augmentation), so the handful is the same every time."""
-    from pixelwise.data.pixelworld.dataset import PixelWorldDataset
-    from pixelwise.data.templates import pixelworld_conversations
 
     wanted = dict(FAMILIES)
     out: list[Example] = []

@@ -3,7 +3,6 @@
     python -m pixelwise.recipes.pixelworld_parts --model pixelwise/checkpoints/unipixel-tiny --split test --num 100
 
 A headline score mixes three abilities; this separates them, on the same generated samples as `eval_pixelworld`:
-
 * **per expression kind** (attr / relation / ordinal / motion / reasoning ...): the referring rows' scores broken down
   by the kind of expression PixelWorld generated (from the per-sample rows of an `eval_pixelworld` report);
 * **mask side** (SAM2 alone, no language): the target prompted on the first frame by its ground-truth box or by a
@@ -28,9 +27,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import pixelwise
 from pixelwise.core.masks import box_iou, rle_decode
 from pixelwise.core.media import load_media
 from pixelwise.core.prompts import Box, Point
+from pixelwise.data.pixelworld.render import render
+from pixelwise.data.pixelworld.rows import BY_NAME, generate_row
+from pixelwise.data.pixelworld.scene import Scene
+from pixelwise.data.pixelworld.tasks import BOX_GRID
+from pixelwise.models.unipixel.processing_unipixel import sam2_transform
 
 
 def native_samples(root: Path) -> list[dict]:
@@ -108,7 +113,6 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 @torch.no_grad()
 def sam2_upper_bound(model, root: Path, limit: int | None = None) -> dict[str, dict[str, float]]:
     """SAM2 of `model` prompted by the target's true box / interior click on frame 0 (no language)."""
-    from pixelwise.models.unipixel.processing_unipixel import sam2_transform
 
     sam2 = model.require_sam2()
     size = sam2.image_size
@@ -147,7 +151,6 @@ BOX_RE = re.compile(r"<box>\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-
 
 def llm_grounding(pipe, root: Path, limit: int | None = None) -> dict[str, float]:
     """The LLM's box for the target as text vs the truth (images; PixelWorld writes boxes on a `BOX_GRID` grid)."""
-    from pixelwise.data.pixelworld.tasks import BOX_GRID
     ious, dists, parsed = [], [], 0
     samples = [s for s in native_samples(root)[:limit] if s.get("phrase")]
     for s in samples:
@@ -170,8 +173,6 @@ def llm_grounding(pipe, root: Path, limit: int | None = None) -> dict[str, float
 
 def visual_prompts(pipe, root: Path, limit: int | None = None) -> dict[str, dict[str, float]]:
     """Every visible object of each scene's first frame, prompted by a point or a box through `pipe.ask`."""
-    from pixelwise.data.pixelworld.render import render
-    from pixelwise.data.pixelworld.scene import Scene
 
     res: dict[str, list[float]] = {"point": [], "box": []}
     for s in native_samples(root)[:limit]:
@@ -191,9 +192,6 @@ def visual_prompts(pipe, root: Path, limit: int | None = None) -> dict[str, dict
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import pixelwise
-    from pixelwise.data.pixelworld.rows import BY_NAME, generate_row
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="checkpoint folder (default: the shipped default model)")
     ap.add_argument("--out", default="runs/eval-pixelworld", help="the eval_pixelworld output folder (data, reports)")

@@ -27,7 +27,35 @@ import torch
 import yaml
 
 from pixelwise.core.errors import ConfigError
+from pixelwise.core.io import atomic_write_text
+from pixelwise.core.viz import overlay_masks
+from pixelwise.data.pixelworld import native
+from pixelwise.data.templates import TEMPLATE_CORPUS, corpus_texts
+from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration, UniPixelProcessor
 from pixelwise.train import distributed as D
+from pixelwise.train import tiny
+from pixelwise.train.logging import RunLogger
+from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup, param_groups
+from pixelwise.train.sam2_prompts import PromptedObjectDataset, Sam2PromptModule, collate_prompted
+from pixelwise.train.sampler import ResumableSampler
+from pixelwise.train.state import (
+    _flatten_optimizer,
+    _unflatten_optimizer,
+    load_checkpoint,
+    model_state,
+    resume_checkpoint,
+    save_checkpoint,
+)
+from pixelwise.train.text_lm import TextLMDataset, TextLMModule, collate_text
+from pixelwise.train.unipixel_data import (
+    BenchmarkSource,
+    DenseGroundingSource,
+    MixedSource,
+    PixelWorldSource,
+    UniPixelTrainDataset,
+    collate_examples,
+)
+from pixelwise.train.unipixel_loss import LossConfig, UniPixelTrainModule
 
 DEFAULTS: dict[str, Any] = {
     "run_dir": "runs/unipixel",
@@ -163,8 +191,6 @@ def copy_processor_files(src: str | Path, dst: str | Path) -> None:
 
 
 def build_sources(cfg: dict) -> Any:
-    from pixelwise.train.unipixel_data import BenchmarkSource, DenseGroundingSource, MixedSource, PixelWorldSource
-
     sources = []
     for s in cfg["data"]["sources"]:
         kind = s.get("type", "pixelworld")
@@ -185,8 +211,6 @@ def build_sources(cfg: dict) -> Any:
 
 def tokenizer_corpus(cfg: dict) -> list[str]:
     """Texts for the offline tokenizer: every question/answer of the PixelWorld sources + the templates."""
-    from pixelwise.data.pixelworld import native
-    from pixelwise.data.templates import TEMPLATE_CORPUS, corpus_texts
 
     texts = list(TEMPLATE_CORPUS)
     for s in cfg["data"]["sources"]:
@@ -198,8 +222,6 @@ def tokenizer_corpus(cfg: dict) -> list[str]:
 
 def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
     """-> (model, processor, model folder holding config + tokenizer files)."""
-    from pixelwise.models.unipixel import UniPixelForConditionalGeneration, UniPixelProcessor
-    from pixelwise.train import tiny
 
     mcfg = cfg["model"]
     if mcfg["init"] == "scratch":
@@ -208,7 +230,6 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
             sizes = tiny.TinySizes.from_dict(mcfg["sizes"])
             tok = tiny.build_tokenizer(tokenizer_corpus(cfg), vocab_size=mcfg["vocab_size"])
             tiny.write_processor_files(folder, tok, sizes)
-            from pixelwise.core.io import atomic_write_text
 
             atomic_write_text(folder / "config.json", json.dumps(tiny.tiny_config(tok, sizes), indent=2) + "\n")
         D.barrier(info)
@@ -218,8 +239,6 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
         folder = Path(mcfg["init"])
         model = UniPixelForConditionalGeneration.from_pretrained(folder)
         if mcfg.get("config_overrides"):
-            from pixelwise.models.unipixel import UniPixelConfig
-
             config = UniPixelConfig.from_dict({**model.config.to_dict(), **mcfg["config_overrides"]},
                                               source="model.config_overrides")
             torch.manual_seed(cfg["seed"])
@@ -232,7 +251,6 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
         if mcfg.get("config_overrides") or mcfg.get("processor_overrides"):
             # the run's own model folder: the init's files with the changed config / preprocessor config, so
             # exports of intermediate checkpoints and the final folder describe the model that trained
-            from pixelwise.core.io import atomic_write_text
 
             copy_to = run_dir / "model_init"
             if info.is_main:
@@ -367,13 +385,6 @@ class StepBatches:
 
 
 def train(cfg: dict, resume: bool = False) -> Path:
-    from pixelwise.train.logging import RunLogger
-    from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
-    from pixelwise.train.sampler import ResumableSampler
-    from pixelwise.train.state import load_checkpoint, resume_checkpoint
-    from pixelwise.train.unipixel_data import UniPixelTrainDataset, collate_examples
-    from pixelwise.train.unipixel_loss import LossConfig, UniPixelTrainModule
-
     # (1) processes and devices
     info = D.init_distributed(cfg.get("device", "auto"))
     if cfg.get("threads"):
@@ -396,7 +407,6 @@ def train(cfg: dict, resume: bool = False) -> Path:
     # (4) data (and the module that turns a micro-batch of it into a loss)
     objective = cfg.get("objective", "unipixel")
     if objective == "sam2_prompts":  # stage 0 of a from-scratch model: SAM2 on clicked / boxed objects
-        from pixelwise.train.sam2_prompts import PromptedObjectDataset, Sam2PromptModule, collate_prompted
 
         roots = [s["root"] for s in cfg["data"]["sources"] if s.get("type", "pixelworld") == "pixelworld"]
         dataset = PromptedObjectDataset(roots, processor.sam2_image_size, int(cfg["data"]["clip_frames"]),
@@ -404,7 +414,6 @@ def train(cfg: dict, resume: bool = False) -> Path:
         source, collate = dataset, collate_prompted
         module = Sam2PromptModule(model, loss_cfg.sam2).to(info.device)
     elif objective == "text_lm":  # the LLM alone on the conversations' text, every token supervised
-        from pixelwise.train.text_lm import TextLMDataset, TextLMModule, collate_text
 
         source, collate = build_sources(cfg), collate_text
         dataset = TextLMDataset(source, processor, seed=cfg["seed"])
@@ -432,7 +441,6 @@ def train(cfg: dict, resume: bool = False) -> Path:
             raise ConfigError("distributed.strategy=deepspeed needs DeepSpeed (pip install deepspeed); "
                               "or use --set distributed.strategy=ddp / fsdp2") from e
 
-        from pixelwise.train.optim import param_groups
 
         ds_cfg = dict(cfg["distributed"].get("deepspeed") or {"zero_optimization": {"stage": 2}})
         ds_cfg.setdefault("train_micro_batch_size_per_gpu", 1)
@@ -619,8 +627,6 @@ def reduce_metrics(sums: dict[str, float], counts: dict[str, int], info: D.DistI
 
 
 def _checkpoint(run_dir, step, wrapped, model, opt, sched, batches, info, strategy, ck_cfg, engine) -> None:
-    from pixelwise.train.state import save_checkpoint
-
     sampler_state = batches.state(step)
     if strategy == "fsdp2" and info.enabled:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
@@ -659,7 +665,6 @@ def _save_fsdp_opt(run_dir: Path, step: int, osd: dict) -> None:
     """The gathered optimizer state of an FSDP2 run (flattened to safetensors like the single-process one)."""
     from safetensors.torch import save_file
 
-    from pixelwise.train.state import _flatten_optimizer
 
     tensors, meta = _flatten_optimizer(osd)
     folder = run_dir / "checkpoints" / f"step_{step:07d}"
@@ -671,7 +676,6 @@ def _load_fsdp_optimizer(ck: Path, wrapped, opt) -> None:
     from safetensors.torch import load_file
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    from pixelwise.train.state import _unflatten_optimizer
 
     osd = _unflatten_optimizer(load_file(str(ck / "optimizer_fsdp.safetensors")),
                                json.loads((ck / "optimizer_fsdp.json").read_text()))
@@ -680,7 +684,6 @@ def _load_fsdp_optimizer(ck: Path, wrapped, opt) -> None:
 
 def _final(cfg, run_dir, wrapped, model, processor, model_folder, info, strategy) -> Path | None:
     """Merged full model folder (config + safetensors + tokenizer) or the trainable-only partial file."""
-    from pixelwise.train.state import model_state
 
     if strategy == "fsdp2" and info.enabled:
         tensors = {k[len("model."):]: v for k, v in D.full_state_dict(wrapped, info).items()}
@@ -708,7 +711,6 @@ def _log_images(logger, examples, extras, step: int) -> None:
     """A few predicted masks (first frame) next to the ground truth, as TensorBoard images."""
     import numpy as np
 
-    from pixelwise.core.viz import overlay_masks
 
     for k, (ex, extra) in enumerate(zip(examples, extras)):
         pred = extra.get("pred_masks")

@@ -23,6 +23,12 @@ import torch
 import yaml
 
 from pixelwise.core.errors import ConfigError
+from pixelwise.core.io import atomic_write_text
+from pixelwise.data.pixelworld.dataset import PixelWorldDataset
+from pixelwise.train.logging import RunLogger
+from pixelwise.train.optim import cosine_with_warmup
+from pixelwise.train.sampler import ResumableSampler
+from pixelwise.train.tiny import build_tokenizer as bpe
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "data": "data/pw-train",  # a native PixelWorld folder (pixelwise pixelworld generate ...)
@@ -90,7 +96,6 @@ def build_tokenizer(data: str | Path, tasks: Sequence[str], vocab_size: int, ext
     """The shared offline BPE trained on the dataset's texts + the family's special tokens (after the BPE ids)."""
     from tokenizers import AddedToken
 
-    from pixelwise.train.tiny import build_tokenizer as bpe
 
     corpus: list[str] = list(templates)
     with open(Path(data) / "samples.jsonl") as f:
@@ -109,10 +114,6 @@ def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.
           step_loss: Callable[[torch.nn.Module, Any, list, np.random.Generator], tuple[torch.Tensor, dict]],
           tasks: Sequence[str]) -> Path:
     """Run the loop; returns the checkpoint folder."""
-    from pixelwise.data.pixelworld.dataset import PixelWorldDataset
-    from pixelwise.train.logging import RunLogger
-    from pixelwise.train.optim import cosine_with_warmup
-    from pixelwise.train.sampler import ResumableSampler
 
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
@@ -167,7 +168,6 @@ def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.
     model.save_pretrained(out, processor)
     summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "samples": step * cfg["batch_size"],
                "parameters": n_params}
-    from pixelwise.core.io import atomic_write_text
 
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     logger.close()

@@ -24,7 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pixelwise.data.pixelworld.render import render
+from pixelwise.data.pixelworld.scene import Scene
+from pixelwise.models.unipixel.processing_unipixel import sam2_transform
 from pixelwise.modules.losses import Sam2LossWeights
+from pixelwise.modules.sam2.features import Sam2FrameFeatures
+from pixelwise.train.unipixel_loss import tracked_mask_losses
 
 
 @dataclass
@@ -82,10 +87,6 @@ class PromptedObjectDataset:
         return ["clip" if s["num_frames"] > 1 and self.clip_frames > 1 else "image" for s in self.scenes]
 
     def __getitem__(self, index: int) -> PromptedClip | None:
-        from pixelwise.data.pixelworld.render import render
-        from pixelwise.data.pixelworld.scene import Scene
-        from pixelwise.models.unipixel.processing_unipixel import sam2_transform
-
         rng = random.Random(hash((self.seed, self.epoch, int(index), 2)) & 0xFFFFFFFF)  # ints only: str hashes vary per process
         scene = Scene.from_json(self.scenes[int(index)])
         n_t = scene.num_frames
@@ -147,9 +148,6 @@ class Sam2PromptModule(torch.nn.Module):
         self.weights = weights or Sam2LossWeights()
 
     def forward(self, items: list[PromptedClip], keep_masks: bool = False):
-        from pixelwise.modules.sam2.features import Sam2FrameFeatures
-        from pixelwise.train.unipixel_loss import tracked_mask_losses
-
         sam2 = self.model.require_sam2() if hasattr(self.model, "require_sam2") else self.model.sam2
         if not items:
             zero = sum(p.sum() * 0.0 for p in sam2.parameters() if p.requires_grad)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pixelwise.modules.qwen_vl import render_chat
+
 
 @dataclass
 class TextItem:
@@ -46,8 +48,6 @@ class TextLMDataset:
         return ["text"] * len(self)
 
     def __getitem__(self, index: int) -> TextItem | None:
-        from pixelwise.modules.qwen_vl import render_chat
-
         rng = random.Random(hash((self.seed, self.epoch, int(index), 3)) & 0xFFFFFFFF)  # ints only: str hashes vary per process
         _, convs, _ = self.source.conversations(int(index), rng)
         if not convs:

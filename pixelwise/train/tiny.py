@@ -16,6 +16,10 @@ from typing import Any
 
 import torch
 
+from pixelwise.core.io import atomic_write_text
+from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+from pixelwise.modules.sam2 import Sam2Config
+
 # Qwen2.5-VL's special tokens (same strings and relative order as the official tokenizer) + UniPixel's three.
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
@@ -85,8 +89,6 @@ class TinySizes:
 
 
 def sam2_arch(s: TinySizes) -> dict[str, Any]:
-    from pixelwise.modules.sam2 import Sam2Config
-
     trunk = s.sam2_trunk_embed
     chans = [trunk * 2**i for i in range(len(s.sam2_trunk_stages))][::-1]
     cfg = Sam2Config(
@@ -163,7 +165,6 @@ def init_weights(model: torch.nn.Module, std: float = 0.02) -> None:
 
 def build_model(config: dict[str, Any], seed: int = 0):
     """A randomly initialised UniPixel from a config dict (float32)."""
-    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
 
     torch.manual_seed(seed)
     model = UniPixelForConditionalGeneration(UniPixelConfig.from_dict(config))
@@ -173,7 +174,6 @@ def build_model(config: dict[str, Any], seed: int = 0):
 
 def write_processor_files(path: str | Path, tokenizer, sizes: TinySizes) -> None:
     """tokenizer.json (+ config/template files the HF ecosystem expects) and the frame-budget preprocessor config."""
-    from pixelwise.core.io import atomic_write_text
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ run sees exactly the examples an uninterrupted one would.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pixelwise.core.masks import mask_to_box
+from pixelwise.core.media import load_media
 from pixelwise.core.prompts import Box, MaskPrompt, Point
+from pixelwise.data.formats.layouts import parse_name, reader
+from pixelwise.data.pixelworld.dataset import PixelWorldDataset
+from pixelwise.data.pixelworld.grammar import describe_object
+from pixelwise.data.pixelworld.render import render
+from pixelwise.data.pixelworld.scene import Scene
+from pixelwise.data.pixelworld.tasks import box_text
 from pixelwise.data.templates import SEG, Conversation, pixelworld_conversations, seg_question
+from pixelwise.models.unipixel.processing_unipixel import (
+    REF_TOKEN,
+    SEG_TOKEN,
+    masks_for_memory,
+    mem_prefix,
+    ref_prompt,
+    video_message,
+)
 
 
 @dataclass
@@ -55,8 +72,6 @@ class TrainSource:
 
 class PixelWorldSource(TrainSource):
     def __init__(self, root: str | Path, tasks: list[str] | None = None):
-        from pixelwise.data.pixelworld.dataset import PixelWorldDataset
-
         self.ds = PixelWorldDataset(root, tasks=tasks)
 
     def __len__(self) -> int:
@@ -76,8 +91,6 @@ class BenchmarkSource(TrainSource):
     data."""
 
     def __init__(self, benchmark: str, root: str | Path):
-        from pixelwise.data.formats.layouts import parse_name, reader
-
         self.canonical = parse_name(benchmark)[0]
         self.samples = reader(benchmark)(Path(root))
 
@@ -88,8 +101,6 @@ class BenchmarkSource(TrainSource):
         return [f"{self.canonical}_{'qa' if s.options else 'seg'}" for s in self.samples]
 
     def conversations(self, index, rng):
-        from pixelwise.core.media import load_media
-
         s = self.samples[index]
         frames = np.stack([load_media(f).frames[0] for f in s.frames]) if isinstance(s.frames, list) else s.frames
         is_image = frames.shape[0] == 1
@@ -104,8 +115,6 @@ class BenchmarkSource(TrainSource):
         q = seg_question(s.text, is_image, rng)
         return frames, [Conversation(f"seg_{kind}", [(q, "Sure, it is <|seg|>.")], seg_masks=gt)], s.key
 
-
-import re
 
 DENSE_QUESTIONS = (
     "Give the bounding box of every object.",
@@ -150,12 +159,6 @@ class DenseGroundingSource(TrainSource):
         return ["dense_image"] * len(self)
 
     def conversations(self, index, rng):
-        from pixelwise.core.masks import mask_to_box
-        from pixelwise.data.pixelworld.grammar import describe_object
-        from pixelwise.data.pixelworld.render import render
-        from pixelwise.data.pixelworld.scene import Scene
-        from pixelwise.data.pixelworld.tasks import box_text
-
         scene = Scene.from_json(self.scenes[int(index)])
         rgb, vis, _ = render(scene, [0])
         objs = []
@@ -255,8 +258,6 @@ class ExampleBuilder:
 
     def __init__(self, processor, video_frames: tuple[int, ...] = (8, 16), sample_objects: int = 5,
                  sam2_max_frames: int | None = None):
-        from pixelwise.models.unipixel.processing_unipixel import REF_TOKEN, SEG_TOKEN
-
         self.processor = processor
         self.video_frames = video_frames
         self.sample_objects = sample_objects
@@ -268,13 +269,6 @@ class ExampleBuilder:
         self.ref_token = REF_TOKEN
 
     def __call__(self, frames: np.ndarray, conv: Conversation, rng: random.Random | None, key: str = "") -> Example:
-        from pixelwise.models.unipixel.processing_unipixel import (
-            masks_for_memory,
-            mem_prefix,
-            ref_prompt,
-            video_message,
-        )
-
         total = frames.shape[0]
         keep = sorted({p.frame for p in conv.ref_prompts} | {m.frame for obj in conv.mem_masks for m in obj})
         want = rng.choice(self.video_frames) if rng is not None else max(self.video_frames)

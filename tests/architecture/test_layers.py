@@ -164,3 +164,26 @@ def test_no_two_way_dependencies():
     pairs = sorted({tuple(sorted((a, b))) for a, outs in graph.items() for b in outs
                     if a in graph.get(b, set()) and not (a.startswith(b + ".") or b.startswith(a + "."))})
     assert not pairs, f"modules importing each other: {pairs}"
+
+
+def test_imports_are_at_the_top_unless_a_reason_is_written():
+    """pixelwise's own modules are imported at the top of a module; one inside a function body says why beside it
+    (a heavy or optional dependency, a fast CLI start), and there are few of them."""
+    lazy, silent = 0, []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(lines))
+        seen = set()
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and node.lineno not in seen:
+                    seen.add(node.lineno)
+                    module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                    if module and (module == "pixelwise" or module.startswith("pixelwise.")):
+                        lazy += 1
+                        if "#" not in lines[node.lineno - 1]:
+                            silent.append(f"pixelwise/{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not silent, "imports inside functions without a reason beside them:\n" + "\n".join(silent)
+    assert lazy <= 48, f"{lazy} pixelwise imports inside functions: move them to the top"

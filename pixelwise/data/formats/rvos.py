@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pixelwise.core.checkpoint import restricted_pickle_loads
 from pixelwise.core.errors import FormatError
 from pixelwise.data.formats.sample import (
     PngTrack,
@@ -98,7 +99,6 @@ def _load_mask_dict(path: Path) -> Any:
     """`mask_dict.json`, or VISA's pickled `mask_dict.pkl` (RLE counts as bytes), read by a data-only unpickler."""
     if path.suffix != ".pkl":
         return load_json(path)
-    from pixelwise.core.checkpoint import restricted_pickle_loads
 
     try:
         return restricted_pickle_loads(path.read_bytes(), str(path))

@@ -19,6 +19,7 @@ import numpy as np
 from pixelwise.core import masks as mask_ops
 from pixelwise.core.clip import Clip
 from pixelwise.core.errors import FormatError, MaskError
+from pixelwise.core.io import parse_json, read_json
 from pixelwise.core.media import load_image, open_image_checked
 from pixelwise.core.prompts import VisualPrompt
 
@@ -195,7 +196,6 @@ def require(obj: Any, key: str, source: str, where: str, kind: type | tuple[type
 
 def load_json(path: Path, encodings: Sequence[str] = ("utf-8",)) -> Any:
     """Parse a JSON file; any failure is a FormatError naming the file."""
-    from pixelwise.core.io import parse_json, read_json
 
     if not path.is_file():
         raise FormatError(f"{path}: file not found")

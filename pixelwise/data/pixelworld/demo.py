@@ -10,10 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelwise.core import viz
+from pixelwise.core.io import atomic_write_text
 from pixelwise.core.masks import rle_encode_many
-from pixelwise.data.pixelworld import vocab
+from pixelwise.data.pixelworld import native, tasks, vocab
+from pixelwise.data.pixelworld.generate import GenConfig, _write_mp4, generate, write_image
 from pixelwise.data.pixelworld.render import render
 from pixelwise.data.pixelworld.scene import Obj, Scene, quantize
+from pixelwise.data.pixelworld.show import render_sample, render_strip
 
 
 def _static(i: int, shape: str, color: str, size: str, x: float, y: float, T: int, texture: str = "solid") -> Obj:
@@ -50,8 +54,6 @@ def demo_clip_scene(num_frames: int = 24) -> Scene:
 
 def write_examples(out: str | Path) -> list[Path]:
     """Write pixelworld_image.png, pixelworld_clip.mp4 and pixelworld_clip.json (scene + red-circle masks)."""
-    from pixelwise.core.io import atomic_write_text
-    from pixelwise.data.pixelworld.generate import _write_mp4, write_image
 
     out = Path(out)
     frames, _, _ = render(demo_image_scene())
@@ -71,10 +73,6 @@ def write_card_images(out: str | Path, seed: int = 0) -> list[Path]:
     """The dataset card's pictures: one rendered sample per task (images as PNG, clips as 4-frame strips)."""
     import tempfile
 
-    from pixelwise.core import viz
-    from pixelwise.data.pixelworld import native, tasks
-    from pixelwise.data.pixelworld.generate import GenConfig, generate
-    from pixelwise.data.pixelworld.show import render_sample, render_strip
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

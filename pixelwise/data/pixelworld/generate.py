@@ -22,6 +22,7 @@ from pixelwise.core.errors import ConfigError, PixelwiseError
 from pixelwise.core.io import atomic_write_text
 from pixelwise.core.masks import mask_to_box, rle_encode_many
 from pixelwise.data.pixelworld import splits, tasks
+from pixelwise.data.pixelworld.grammar import describe_object
 from pixelwise.data.pixelworld.native import META_FILE, SAMPLES_FILE
 from pixelwise.data.pixelworld.render import render
 from pixelwise.data.pixelworld.scene import Scene, SceneConfig, sample_scene
@@ -89,8 +90,6 @@ def make_scene(rng: np.random.Generator, cfg: SceneConfig, split: str) -> tuple[
 
 
 def _encode_targets(scene: Scene, vis: np.ndarray, ids: list[int]) -> list[dict[str, Any]]:
-    from pixelwise.data.pixelworld.grammar import describe_object
-
     index = {o.id: i for i, o in enumerate(scene.objects)}
     out = []
     for oid in ids:

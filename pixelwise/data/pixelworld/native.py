@@ -20,6 +20,7 @@ import numpy as np
 
 from pixelwise.core.errors import FormatError
 from pixelwise.core.masks import rle_decode
+from pixelwise.core.media import load_media
 
 SAMPLES_FILE = "samples.jsonl"
 META_FILE = "dataset.json"
@@ -62,6 +63,5 @@ def target_masks(sample: dict[str, Any]) -> np.ndarray:
 
 def read_media(root: str | Path, rel: str) -> np.ndarray:
     """uint8 [T, H, W, 3] frames of a sample's media (PNG image, MP4 clip or folder of PNG frames)."""
-    from pixelwise.core.media import load_media
 
     return load_media(Path(root) / rel).frames

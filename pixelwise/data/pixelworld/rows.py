@@ -13,6 +13,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from pixelwise.data.pixelworld.export import export
+from pixelwise.data.pixelworld.generate import GenConfig, generate
+
 
 @dataclass(frozen=True)
 class Row:
@@ -43,8 +46,6 @@ CARD_ROWS = ("image_referring", "video_referring", "motion_referring", "region_q
 def generate_row(root: str | Path, split: str, row: Row, num: int, seed: int, workers: int = 1) -> Path:
     """The row's data for `(split, num, seed)` under `root` (generated and exported once); the folder of its
     benchmark layout (or the native folder when the row has none)."""
-    from pixelwise.data.pixelworld.export import export
-    from pixelwise.data.pixelworld.generate import GenConfig, generate
 
     root = Path(root)
     meta = root / "dataset.json"

@@ -14,6 +14,7 @@ import numpy as np
 
 from pixelwise.core import viz
 from pixelwise.core.errors import FormatError
+from pixelwise.core.io import atomic_write
 from pixelwise.core.masks import rle_decode
 from pixelwise.data.pixelworld import native
 
@@ -148,7 +149,6 @@ def save_gif(path: Path, frames: list[np.ndarray], fps: float) -> Path:
     saturated blue into purple, which would contradict the answer text printed under it."""
     from PIL import Image
 
-    from pixelwise.core.io import atomic_write
 
     stride = max(1, len(frames) // 8)
     sheet = Image.fromarray(np.concatenate(frames[::stride], 0))

@@ -1,7 +1,6 @@
 """PixelLM (Ren et al., CVPR 2024): a segmentation codebook read by a light multi-scale pixel decoder, no SAM.
 
 Data flow of one query:
-
 1. The Qwen2.5-VL vision tower encodes the frame; its merged tokens fill `<|video_pad|>` for the LLM, and the
    patch-level outputs of `vision_taps` blocks (deepest first) are kept as the decoder's visual scales:
    `out_mm_projector` (MLP Cv -> 2C -> C) and a shared `neck` (1x1 conv, LN2d, 3x3 conv, LN2d) -> [C, g, g] each.
@@ -32,6 +31,8 @@ from torch import nn
 
 from pixelwise.core.errors import CheckpointError
 from pixelwise.models.pixellm.configuration_pixellm import PixelLMConfig
+from pixelwise.models.pixellm.processing_pixellm import PixelLMProcessor
+from pixelwise.modules.checkpoint_io import build_model, load_weights, save_model_folder
 from pixelwise.modules.losses import dice_loss
 from pixelwise.modules.sam2.common import MLP, LayerNorm2d
 from pixelwise.modules.sam2.mask_decoder import TwoWayTransformer
@@ -267,9 +268,6 @@ class PixelLMForSegmentation(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, processor=None) -> PixelLMForSegmentation:
-        from pixelwise.models.pixellm.processing_pixellm import PixelLMProcessor
-        from pixelwise.modules.checkpoint_io import build_model, load_weights
-
         path = Path(path)
         config = PixelLMConfig.from_pretrained(path)
         processor = processor or PixelLMProcessor.from_pretrained(path)
@@ -279,6 +277,4 @@ class PixelLMForSegmentation(nn.Module):
         return model.eval()
 
     def save_pretrained(self, path: str | Path, processor=None) -> Path:
-        from pixelwise.modules.checkpoint_io import save_model_folder
-
         return save_model_folder(self, path, self.config, processor)

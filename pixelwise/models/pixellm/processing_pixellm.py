@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pixelwise.core.results import Result, SegObject
-from pixelwise.models.pixellm.configuration_pixellm import seg_token_names
+from pixelwise.models.pixellm.configuration_pixellm import PixelLMConfig, seg_token_names
 from pixelwise.modules.vl_processing import IM_END, VLProcessor
 
 DATASET_SEG = "[SEG]"
@@ -29,8 +29,6 @@ class PixelLMProcessor(VLProcessor):
 
     @classmethod
     def from_pretrained(cls, path, **kwargs):
-        from pixelwise.models.pixellm.configuration_pixellm import PixelLMConfig
-
         cfg = PixelLMConfig.from_pretrained(path)
         return super().from_pretrained(path, seg_token_num=cfg.seg_token_num,
                                        image_feature_scale_num=cfg.image_feature_scale_num, **kwargs)

@@ -24,12 +24,12 @@ from pixelwise.models.pixelsail.configuration_pixelsail import (
 from pixelwise.models.pixelsail.modeling_pixelsail import PixelSailModel
 from pixelwise.models.pixelsail.processing_pixelsail import PixelSailProcessor
 from pixelwise.modules.chat_text import ChatText
+from pixelwise.train.tiny import build_tokenizer as qwen_bpe
 
 
 def build_tokenizer(corpus: Iterable[str], num_prompt_tokens: int = 15, vocab_size: int = 1024):
     from tokenizers import AddedToken
 
-    from pixelwise.train.tiny import build_tokenizer as qwen_bpe
 
     tok = qwen_bpe(corpus, vocab_size=vocab_size)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special_tokens(num_prompt_tokens)])

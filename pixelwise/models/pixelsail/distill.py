@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pixelwise.core.checkpoint import load_safetensors
 from pixelwise.core.errors import CheckpointError
 from pixelwise.modules.patches import IMAGENET_MEAN, IMAGENET_STD
+from pixelwise.modules.sam2 import Sam2Config, Sam2Model
 
 
 def load_sam2_teacher(path: str | Path, config_path: str | Path | None = None):
@@ -24,8 +26,6 @@ def load_sam2_teacher(path: str | Path, config_path: str | Path | None = None):
 
     `config_path` names the UniPixel config.json when the weights folder has none (a training run's step
     checkpoint, whose config lives in the run's model folder)."""
-    from pixelwise.core.checkpoint import load_safetensors
-    from pixelwise.modules.sam2 import Sam2Config, Sam2Model
 
     path = Path(path)
     cfg_path = Path(config_path) if config_path is not None else path / "config.json"

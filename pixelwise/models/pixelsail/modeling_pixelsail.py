@@ -1,7 +1,6 @@
 """Pixel-SAIL: a single transformer over raw image patches and text, a learnable upsampler, and `[SEG]` masks.
 
 Mechanisms (arXiv 2504.10465; shapes for one image with an h x w patch grid, LLM width d, seg width C):
-
 * **No vision encoder.** Each P x P patch (3*P*P values) -> `patch_embed` (Linear, no bias) -> d, *added* to the
   `<|image_pad|>` token embedding. The patch block attends bidirectionally (prefix mask), text causally.
 * **Visual-prompt injection.** A patch covered by region prompt k gets `vp_proj(E[<Promptk>])` added to its input
@@ -31,6 +30,7 @@ from pixelwise.models.pixelsail.configuration_pixelsail import (
     prompt_token,
 )
 from pixelwise.models.pixelsail.processing_pixelsail import PixelSailInputs
+from pixelwise.modules.checkpoint_io import build_model, load_weights, save_model_folder
 from pixelwise.modules.transformer import Decoder, KVCache, prefix_lm_mask, text_positions
 from pixelwise.modules.upsample import LearnableUpsampler, dot_product_masks
 
@@ -78,8 +78,6 @@ class PixelSailModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> PixelSailModel:
-        from pixelwise.modules.checkpoint_io import build_model, load_weights
-
         config = PixelSailConfig.from_pretrained(path)
         model = build_model(lambda: cls(config), path)
         load_weights(model, path)
@@ -90,7 +88,6 @@ class PixelSailModel(nn.Module):
         paper discards them after training."""
         import dataclasses
 
-        from pixelwise.modules.checkpoint_io import save_model_folder
 
         cfg, dropped = self.config, ()
         if drop_distillation:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixelwise.core.errors import PromptError
+from pixelwise.core.errors import CheckpointError, PromptError
 from pixelwise.core.prompts import VisualPrompt
 from pixelwise.models.pixelsail.configuration_pixelsail import (
     IM_END,
@@ -75,8 +75,6 @@ class PixelSailProcessor:
         text = ChatText.from_file(Path(path) / "tokenizer.json")
         for tok, i in config.token_ids.items():
             if text.tok.token_to_id(tok) != i:
-                from pixelwise.core.errors import CheckpointError
-
                 raise CheckpointError(f"{path}: tokenizer id of {tok!r} is {text.tok.token_to_id(tok)}, "
                                       f"config says {i}")
         return cls(text, config)

@@ -1,7 +1,6 @@
 """UFO (Tang et al., NeurIPS 2025): segmentation as embedding retrieval, boxes as text, no task decoder.
 
 Data flow of one query:
-
 1. The Qwen2.5-VL vision tower fills `<|video_pad|>`; the LLM runs with image tokens attending to each other
    bidirectionally (`bidirectional_image`, the paper's non-VQA attention) and causal attention elsewhere.
 2. Masks by retrieval: for a group of N^2 `<MASK>` tokens take, for each, the final-norm hidden state of the position
@@ -26,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixelwise.models.ufo.configuration_ufo import UFOConfig
+from pixelwise.models.ufo.processing_ufo import UFOProcessor, grid_points
+from pixelwise.modules.checkpoint_io import build_model, load_weights, save_model_folder
 from pixelwise.modules.losses import dice_loss, sigmoid_focal_loss
 from pixelwise.modules.vl_processing import Batch, Encoded
 from pixelwise.modules.vlm import QwenVL
@@ -204,7 +205,6 @@ class UFOForConditionalGeneration(nn.Module):
     @torch.no_grad()
     def generate_grid(self, enc: Encoded, processor) -> list[GridDetection]:
         """Parallel decoding: all K x K grid sub-sequences advance one token per forward (lock-step)."""
-        from pixelwise.models.ufo.processing_ufo import grid_points
 
         cfg = self.config
         n = cfg.num_mask_tokens
@@ -258,9 +258,6 @@ class UFOForConditionalGeneration(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, processor=None) -> UFOForConditionalGeneration:
-        from pixelwise.models.ufo.processing_ufo import UFOProcessor
-        from pixelwise.modules.checkpoint_io import build_model, load_weights
-
         config = UFOConfig.from_pretrained(path)
         processor = processor or UFOProcessor.from_pretrained(path)
         model = build_model(lambda: cls(config, token_ids_of(processor)), path)
@@ -268,8 +265,6 @@ class UFOForConditionalGeneration(nn.Module):
         return model.eval()
 
     def save_pretrained(self, path: str | Path, processor=None) -> Path:
-        from pixelwise.modules.checkpoint_io import save_model_folder
-
         return save_model_folder(self, path, self.config, processor)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from pixelwise.core.results import Result, SegObject
+from pixelwise.models.ufo.configuration_ufo import UFOConfig
 from pixelwise.modules.vl_processing import IM_END, Encoded, VLProcessor
 
 MASK_TOKEN, BOX_START, BOX_END, LOCAL_TOKEN = "<MASK>", "<box>", "</box>", "<|local|>"
@@ -78,8 +79,6 @@ class UFOProcessor(VLProcessor):
 
     @classmethod
     def from_pretrained(cls, path, **kwargs):
-        from pixelwise.models.ufo.configuration_ufo import UFOConfig
-
         cfg = UFOConfig.from_pretrained(path)
         return super().from_pretrained(path, num_mask_tokens=cfg.num_mask_tokens, box_bins=cfg.box_bins, **kwargs)
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pixelwise.core.errors import ConfigError
+from pixelwise.core.checkpoint import Field, check_config_fields, check_token_ids
+from pixelwise.core.errors import CheckpointError, ConfigError
+from pixelwise.core.io import atomic_write_text, read_json
 
 MODEL_TYPE = "pixel_qwen2_5_vl"
 
@@ -70,10 +72,7 @@ class UniPixelConfig:
         path = Path(path)
         file = path / "config.json" if path.is_dir() else path
         if not file.exists():
-            from pixelwise.core.errors import CheckpointError
-
             raise CheckpointError(f"{path}: no config.json")
-        from pixelwise.core.io import read_json
 
         return cls.from_dict(read_json(file, ConfigError), source=str(file))
 
@@ -81,8 +80,6 @@ class UniPixelConfig:
         return copy.deepcopy(self.raw)
 
     def save_pretrained(self, path: str | Path) -> Path:
-        from pixelwise.core.io import atomic_write_text
-
         path = Path(path)
         return atomic_write_text(path / "config.json", json.dumps(self.raw, indent=2, sort_keys=True) + "\n")
 
@@ -114,7 +111,6 @@ class UniPixelConfig:
 
     def _check_sizes(self, source: str) -> None:
         """Types and ranges of the sizes that allocate tensors, and token ids inside the vocabulary (core helpers)."""
-        from pixelwise.core.checkpoint import Field, check_config_fields, check_token_ids
 
         dim, count = Field(int, 1, 1 << 16), Field(int, 1, 4096)
         text = self._text_source()

@@ -3,7 +3,6 @@
 A vectors folder holds `cases.json` (every case: messages, exact chat text, input ids, tensors with tolerances),
 `media.safetensors` (raw media + the official processor outputs), one `case_<name>.safetensors` per case and the
 official-layout `checkpoint/`. Each case is run *generically* from that description:
-
 1. processor: raw frames + messages -> chat text, input ids, resized frames, patches, SAM2 frames (bit-exact);
    `<|ref|>` prompts come from the case's `in.point_*` tensors, `<|mem|>` masks from `in.label_mask` (then pooled
    by our processor and compared with `in.label_mask_pooled` / `in.refer_mask` and the `mem_prefix` text);
@@ -27,6 +26,9 @@ import numpy as np
 import torch
 
 from pixelwise.core.errors import FormatError
+from pixelwise.core.media import uniform_indices
+from pixelwise.models.unipixel.modeling_unipixel import UniPixelForConditionalGeneration
+from pixelwise.models.unipixel.processing_unipixel import RefPrompt, UniPixelProcessor, mem_prefix, render_chat
 
 SUPPORTED_FORMAT = 1
 MAX_MASK_FLIP_MARGIN = 1e-2  # a mask pixel may only flip where the reference logit is this close to 0
@@ -204,8 +206,6 @@ def run_conformance(directory: str | Path, only: list[str] | None = None,
     """Load the checkpoint through our loader, run every case of `cases.json`, compare every output."""
     from safetensors.torch import load_file
 
-    from pixelwise.models.unipixel.modeling_unipixel import UniPixelForConditionalGeneration
-    from pixelwise.models.unipixel.processing_unipixel import UniPixelProcessor
 
     directory = Path(directory)
     spec, media = load_vectors(directory)
@@ -237,8 +237,6 @@ def run_conformance(directory: str | Path, only: list[str] | None = None,
 
 def _run_case(model, processor, case: dict[str, Any], tensors: dict[str, torch.Tensor],
               media: dict[str, torch.Tensor], result: CaseResult, spec_media: dict[str, Any] | None = None) -> None:
-    from pixelwise.models.unipixel.processing_unipixel import RefPrompt, mem_prefix, render_chat
-
     spec_tensors: dict[str, Any] = case.get("tensors", {})
     produced: dict[str, Any] = {}
     checks = result.checks
@@ -358,7 +356,6 @@ def _run_case(model, processor, case: dict[str, Any], tensors: dict[str, torch.T
 def _check_sampling(case: dict[str, Any], keys: dict[str, str], media: dict[str, torch.Tensor],
                     spec_media: dict[str, Any] | None, checks: list[Check]) -> None:
     """For a video given as raw frames + sampled indices: our uniform sampling picks the same frames."""
-    from pixelwise.core.media import uniform_indices
 
     prefix = keys["frames"].rsplit(".", 1)[0]
     raw, idx = media.get(f"{prefix}.raw_frames"), media.get(f"{prefix}.sample_indices")

@@ -1,7 +1,6 @@
 """UniPixel = Qwen2.5-VL (transformers 5.x modules) + SAM2 + small adapters, numerically faithful to the official model.
 
 Data flow of one query (batch of one sequence, as the official model):
-
 1. Vision tower on the frame patches -> merged visual tokens (raster order) scattered into `<|video_pad|>`. The input
    of the merger MLP (`[N, 4*ViT width]`, in the tower's *window* order) is kept: `<|mem|>` pools it.
 2. `<|ref|>` slots get a point/box embedding: `ref_encoder` (a SAM prompt encoder, sparse output) -> `ref_proj_single`
@@ -29,7 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from pixelwise.core.checkpoint import check_model_bytes
 from pixelwise.core.errors import CheckpointError, ConfigError, PixelwiseError, PromptError
+from pixelwise.core.io import atomic_write_text, read_json
 from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
 from pixelwise.models.unipixel.processing_unipixel import RefPrompt, UniPixelInputs
 from pixelwise.models.unipixel.weights_unipixel import (
@@ -209,7 +210,7 @@ class Prediction:
 def _sam2_module():
     """The SAM2 implementation (`pixelwise.modules.sam2`), or None with the reason when it is not available."""
     try:
-        from pixelwise.modules.sam2 import Sam2Config, Sam2Model
+        from pixelwise.modules.sam2 import Sam2Config, Sam2Model  # SAM2 is optional at load (build_sam2=False)
     except ImportError:  # the module is built separately; its absence must be reported, not hidden
         return None, "SAM2 module missing (pixelwise.modules.sam2)"
     return (Sam2Config, Sam2Model), None
@@ -218,7 +219,6 @@ def _sam2_module():
 def _check_declared_size(cls: type, config: UniPixelConfig, path: Path, build_sam2: bool) -> None:
     """The whole model (SAM2 included) built on the meta device, checked against the bytes the weights hold, before
     anything is allocated: an absurd size in config.json is a CheckpointError, not gigabytes and a minute."""
-    from pixelwise.core.checkpoint import check_model_bytes
 
     try:
         with torch.device("meta"):
@@ -342,7 +342,6 @@ class UniPixelForConditionalGeneration(nn.Module):
         if self.stop_token_ids is not None:
             import json
 
-            from pixelwise.core.io import atomic_write_text
 
             atomic_write_text(path / "generation_config.json",
                               json.dumps({"eos_token_id": self.stop_token_ids}, indent=2) + "\n")
@@ -713,11 +712,9 @@ def _reuse_prefix(prefix: PrefixCache | None, ids: torch.Tensor) -> tuple[int, A
 
 
 def _generation_stop_ids(path: Path) -> list[int] | None:
-
     file = path / "generation_config.json"
     if not file.is_file():
         return None
-    from pixelwise.core.io import read_json
 
     data = read_json(file, CheckpointError)
     if not isinstance(data, dict):

@@ -1,7 +1,6 @@
 """UniPixel input processing without torchvision: frames -> Qwen2.5-VL video patches, SAM2 frames, chat tokens.
 
 What the official pipeline does, reproduced step by step (the conformance vectors check every output to the bit):
-
 * Every visual input is a Qwen "video" made of a frame list; an image is a one-frame list, padded to two frames.
   Frame lists are padded to an even length by repeating the last frame (one temporal patch = two frames).
 * Each frame is resized with qwen-vl-utils' `smart_resize` (factor 28, aspect kept, `min_pixels`/`max_pixels` budget)
@@ -30,7 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from pixelwise.core.errors import CheckpointError, PromptError
+from pixelwise.core.io import atomic_write_text, read_json
 from pixelwise.core.prompts import Box, MaskPrompt, Point
+from pixelwise.core.results import Result, SegObject
 from pixelwise.modules.qwen_vl import (  # noqa: F401  (re-exported: the official names of UniPixel's processor)
     DEFAULT_FPS,
     DEFAULT_MAX_PIXELS_PER_16,
@@ -48,6 +49,7 @@ from pixelwise.modules.qwen_vl import (  # noqa: F401  (re-exported: the officia
     video_message,
 )
 from pixelwise.modules.qwen_vl import check_frames as _check_frames
+from pixelwise.modules.vl_processing import load_tokenizer
 
 REF_TOKEN, SEG_TOKEN, MEM_TOKEN = "<|ref|>", "<|seg|>", "<|mem|>"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -253,9 +255,6 @@ class UniPixelProcessor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, sam2_image_size: int | None = None) -> UniPixelProcessor:
-        from pixelwise.core.io import read_json
-        from pixelwise.modules.vl_processing import load_tokenizer
-
         path = Path(path)
         tok_file = path / "tokenizer.json"
         if not tok_file.exists():
@@ -288,8 +287,6 @@ class UniPixelProcessor:
                    image_std=pre.get("image_std", OPENAI_CLIP_STD), **sizes)
 
     def save_pretrained(self, path: str | Path) -> None:
-        from pixelwise.core.io import atomic_write_text
-
         path = Path(path)
         atomic_write_text(path / "tokenizer.json", self.tokenizer.to_str())
         pre = {
@@ -346,7 +343,6 @@ class UniPixelProcessor:
         An object written `[k] <|seg|>` gets id k (the official multi-object answer format), otherwise its order.
         Objects segmented from `<|seg|>` tokens of the prompt have no span in the answer.
         """
-        from pixelwise.core.results import Result, SegObject
 
         answer, spans = self.decode_answer(prediction.generated_ids.tolist(), stop_token_ids)
         seg = prediction.segmentation

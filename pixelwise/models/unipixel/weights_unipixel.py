@@ -3,7 +3,6 @@
 
 The official checkpoints were saved by transformers 4.53.3, whose backward-compatible save mapping writes the Qwen
 part under its *legacy* names:
-
 | in memory (ours)          | on disk (official)                    |
 |---------------------------|---------------------------------------|
 | `visual.*`                | `visual.*`                            |
@@ -26,7 +25,9 @@ from pathlib import Path
 
 import torch
 
+from pixelwise.core.checkpoint import load_safetensors
 from pixelwise.core.errors import CheckpointError
+from pixelwise.core.io import atomic_write, atomic_write_text, read_json
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -79,8 +80,6 @@ def weight_files(path: str | Path) -> list[Path]:
         raise CheckpointError(f"{path}: no such checkpoint folder or file")
     index = path / WEIGHTS_INDEX_NAME
     if index.is_file():
-        from pixelwise.core.io import read_json
-
         data = read_json(index, CheckpointError)
         weight_map = data.get("weight_map") if isinstance(data, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
@@ -111,7 +110,6 @@ def weight_files(path: str | Path) -> list[Path]:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint, keys as on disk. Safetensors only; duplicate keys across shards are an error."""
-    from pixelwise.core.checkpoint import load_safetensors
 
     out: dict[str, torch.Tensor] = {}
     for f in weight_files(path):
@@ -214,7 +212,6 @@ def save_state_dict(state: dict[str, torch.Tensor], path: str | Path, max_shard_
     """Write safetensors (one file, or shards + `model.safetensors.index.json` when over `max_shard_bytes`)."""
     from safetensors.torch import save
 
-    from pixelwise.core.io import atomic_write, atomic_write_text
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

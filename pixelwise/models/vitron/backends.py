@@ -25,6 +25,10 @@ import cv2
 import numpy as np
 
 from pixelwise.core.errors import CheckpointError, PixelwiseError
+from pixelwise.data.pixelworld import vocab
+from pixelwise.data.pixelworld.render import render
+from pixelwise.data.pixelworld.scene import Obj, Scene, quantize
+from pixelwise.data.pixelworld.vocab import COLORS as RGB
 from pixelwise.models.vitron.instruction import COLORS, PLACES, Instruction
 
 MOVE_FRACTION = 0.25  # PixelWorld moves shift a trajectory by a quarter of the frame
@@ -93,9 +97,6 @@ def parse_scene_description(text: str) -> list[tuple[dict[str, str], str]]:
 
 
 def _new_obj(spec: dict[str, str], place: str, obj_id: int, z: int, width: int, height: int, num_frames: int):
-    from pixelwise.data.pixelworld import vocab
-    from pixelwise.data.pixelworld.scene import Obj, quantize
-
     fx, fy = PLACE_XY[place]
     r = vocab.radius_for(spec["size"], width)
     return Obj(id=obj_id, shape=spec["shape"], color=spec["color"], size=spec["size"], texture=spec["texture"], z=z,
@@ -108,7 +109,6 @@ def _new_obj(spec: dict[str, str], place: str, obj_id: int, z: int, width: int, 
 
 def match_scene_object(scene, masks: np.ndarray, min_iou: float = 0.3) -> int | None:
     """Id of the scene object whose visible masks best overlap `masks` [T, H, W] (IoU over all frames)."""
-    from pixelwise.data.pixelworld.render import render
 
     _, vis, _ = render(scene)
     best, best_iou = None, min_iou
@@ -133,7 +133,6 @@ def _recolor(frame: np.ndarray, mask: np.ndarray, color: str) -> np.ndarray:
     """Replace the object's hue by `color`, keeping each pixel's shading relative to the dominant color."""
     if not mask.any():
         return frame
-    from pixelwise.data.pixelworld.vocab import COLORS as RGB
 
     out = frame.astype(np.float32)
     px = out[mask]
@@ -172,8 +171,7 @@ class EditingBackend:
 
     # -- exact: edit the scene graph and re-render
     def _scene_edit(self, ins: Instruction, scene, obj_id: int) -> BackendOutput:
-        from pixelwise.data.pixelworld.render import render
-        from pixelwise.data.pixelworld.scene import quantize
+        from pixelwise.data.pixelworld.scene import quantize  # lazy: keeps startup fast
 
         edited = scene.copy()
         o = edited.obj(obj_id)
@@ -215,7 +213,7 @@ class EditingBackend:
         return BackendOutput(out, new_masks, "pixels", {})
 
     def _add(self, ins: Instruction, context: BackendContext) -> BackendOutput:
-        from pixelwise.data.pixelworld.render import coverage, object_rgb, render
+        from pixelwise.data.pixelworld.render import coverage, object_rgb, render  # lazy: keeps startup fast
 
         spec = parse_object(ins.target)
         place = ins.arg or "center"
@@ -255,16 +253,12 @@ class GenerationBackend:
         self.width, self.height, self.background = width, height, background
 
     def scene_for(self, description: str, num_frames: int = 1):
-        from pixelwise.data.pixelworld.scene import Scene
-
         items = parse_scene_description(description)
         objs = [_new_obj(spec, place, i, i, self.width, self.height, num_frames) for i, (spec, place) in enumerate(items)]
         return Scene(self.width, self.height, num_frames, {"kind": "flat", "color": list(self.background), "seed": 0},
                      objs)
 
     def run(self, instruction: Instruction, context: BackendContext | None = None) -> BackendOutput:
-        from pixelwise.data.pixelworld.render import render
-
         if instruction.op != "generate":
             raise BackendError(f"generation back-end cannot run op {instruction.op!r}")
         T = 1 if context is None else context.frames.shape[0]

@@ -23,12 +23,12 @@ from pixelwise.models.vitron.configuration_vitron import (
 from pixelwise.models.vitron.modeling_vitron import VitronModel
 from pixelwise.models.vitron.processing_vitron import VitronProcessor
 from pixelwise.modules.chat_text import ChatText
+from pixelwise.train.tiny import build_tokenizer as qwen_bpe
 
 
 def build_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
     from tokenizers import AddedToken
 
-    from pixelwise.train.tiny import build_tokenizer as qwen_bpe
 
     tok = qwen_bpe(corpus, vocab_size=vocab_size)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in VITRON_TOKENS])

@@ -1,7 +1,6 @@
 """VITRON: an LLM front end that routes requests to back-end specialists with hybrid messages.
 
 Shapes for T frames of an h x w patch grid, encoder width d_v, LLM width d, signal width s, seg width C:
-
 * **Front-end vision encoder**: P x P patches -> Linear -> d_v -> bidirectional blocks (`pixelwise.modules.transformer`,
   2-D rotary positions) -> per-frame features F [T, h*w, d_v]. For the LLM, frames are *averaged over time* (the
   paper's temporal average pooling; the released code instead gives the LLM per-frame tokens), k x k average-pooled
@@ -33,6 +32,7 @@ from torch import nn
 
 from pixelwise.models.vitron.configuration_vitron import IM_END, REGION_TOKEN, SIGNAL_TOKEN, TASKS, VitronConfig
 from pixelwise.models.vitron.processing_vitron import VitronInputs
+from pixelwise.modules.checkpoint_io import build_model, load_weights, save_model_folder
 from pixelwise.modules.transformer import Decoder, grid_positions, prefix_lm_mask, text_positions
 from pixelwise.modules.upsample import LearnableUpsampler, dot_product_masks
 
@@ -109,8 +109,6 @@ class VitronModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> VitronModel:
-        from pixelwise.modules.checkpoint_io import build_model, load_weights
-
         config = VitronConfig.from_pretrained(path)
         model = build_model(lambda: cls(config), path)
         load_weights(model, path)
@@ -119,7 +117,6 @@ class VitronModel(nn.Module):
     def save_pretrained(self, path: str | Path, processor=None, drop_training_heads: bool = True) -> Path:
         import dataclasses
 
-        from pixelwise.modules.checkpoint_io import save_model_folder
 
         cfg, dropped = self.config, ()
         if drop_training_heads:

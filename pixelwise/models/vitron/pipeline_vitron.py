@@ -31,6 +31,7 @@ from pixelwise.models.vitron.configuration_vitron import REGION_TOKEN, SIGNAL_TO
 from pixelwise.models.vitron.instruction import Instruction, InstructionError, parse_instruction
 from pixelwise.models.vitron.modeling_vitron import VitronModel
 from pixelwise.models.vitron.processing_vitron import VitronProcessor
+from pixelwise.modules.patches import patchify_frames
 from pixelwise.pipeline.base import (
     DEFAULT_NUM_FRAMES,
     Pipeline,
@@ -141,7 +142,6 @@ class VitronPipeline(Pipeline):
     @torch.no_grad()
     def _segment(self, signal: torch.Tensor, frames: np.ndarray, chunk: int = 16) -> np.ndarray:
         """The segmentation back-end over every given frame (encoded in chunks): bool [T, H, W]."""
-        from pixelwise.modules.patches import patchify_frames
 
         cfg = self.model.config
         out = []
@@ -183,7 +183,7 @@ class VitronPipeline(Pipeline):
         """Any request: a question (text answer), "Segment ...", an edit ("Remove the blue square."), "Draw ...".
         `scene`: the media's PixelWorld scene graph (`Scene` or its JSON) for exact re-rendered edits."""
         if isinstance(scene, dict):
-            from pixelwise.data.pixelworld.scene import Scene
+            from pixelwise.data.pixelworld.scene import Scene  # lazy: keeps startup fast
 
             scene = Scene.from_json(scene)
         qm = open_query_media(media, num_frames, frame_indices)
