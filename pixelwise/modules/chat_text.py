@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pixelwise.core.errors import CheckpointError
 from pixelwise.core.io import atomic_write_text
+from pixelwise.modules.vl_processing import load_tokenizer
 
 
 class ChatText:
@@ -20,15 +21,8 @@ class ChatText:
 
     @classmethod
     def from_file(cls, path: str | Path) -> ChatText:
-        from tokenizers import Tokenizer
-
-        p = Path(path)
-        if not p.is_file():
-            raise CheckpointError(f"{p}: tokenizer file missing")
-        try:
-            return cls(Tokenizer.from_file(str(p)))
-        except Exception as e:  # tokenizers raises a bare Exception on malformed files
-            raise CheckpointError(f"{p}: not a tokenizers JSON file ({e})") from None
+        """A tokenizer.json (a regular file of a sane size; any failure a CheckpointError naming it)."""
+        return cls(load_tokenizer(Path(path)))
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, self.tok.to_str())
