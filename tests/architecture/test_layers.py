@@ -35,20 +35,6 @@ ALLOWED = {
 
 # Known breaks of the table: (importing file relative to pixelwise/, imported module) -> the issue that removes it.
 DEBTS = {
-    ("models/pixellm/train.py", "pixelwise.train"): "#15 training scripts move to recipes/",
-    ("models/ufo/train.py", "pixelwise.train"): "#15",
-    ("models/pixelsail/build.py", "pixelwise.train.tiny"): "#15 (builds the from-scratch model with the tiny tokenizer)",
-    ("models/vitron/build.py", "pixelwise.train.tiny"): "#15",
-    ("models/pixelsail/train_pixelsail.py", "pixelwise.train.optim"): "#15",
-    ("models/pixelsail/train_pixelsail.py", "pixelwise.train.sampler"): "#15",
-    ("models/pixelsail/train_pixelsail.py", "pixelwise.train.state"): "#15",
-    ("models/pixelsail/train_pixelsail.py", "pixelwise.train.logging"): "#15",
-    ("models/vitron/train_vitron.py", "pixelwise.train.optim"): "#15",
-    ("models/vitron/train_vitron.py", "pixelwise.train.sampler"): "#15",
-    ("models/vitron/train_vitron.py", "pixelwise.train.state"): "#15",
-    ("models/vitron/train_vitron.py", "pixelwise.train.logging"): "#15",
-    ("models/vitron/train_vitron.py", "pixelwise.data.pixelworld.dataset"): "#15",
-    ("models/pixelsail/train_pixelsail.py", "pixelwise.data.pixelworld.dataset"): "#15",
     ("models/vitron/backends.py", "pixelwise.data.pixelworld"): "#16 the renderer comes through the back-end context",
     ("models/vitron/backends.py", "pixelwise.data.pixelworld.scene"): "#16",
     ("models/vitron/backends.py", "pixelwise.data.pixelworld.render"): "#16",

@@ -3,7 +3,8 @@ prompts injected into patch embeddings, vision-expert distillation. See docs/fam
 
 Files: `configuration_pixelsail` (config.json), `processing_pixelsail` (image -> patches + ChatML sequence, M-RoPE
 ids, prompt coverage), `modeling_pixelsail` (the model), `pipeline_pixelsail` (`pixelwise.load` target),
-`distill` (SAM2 teacher), `build` (fresh model + tokenizer), `train_pixelsail` (the CPU recipe).
+`distill` (SAM2 teacher). The recipe that trains it (fresh model + tokenizer, the CPU loop) is
+`pixelwise/recipes/pixelsail/`.
 """
 
 from pixelwise.models.pixelsail.configuration_pixelsail import MODEL_TYPE, PixelSailConfig

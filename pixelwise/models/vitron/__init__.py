@@ -4,8 +4,8 @@ structured text instruction plus the `[SIG]` task embedding. See docs/families.m
 Files: `configuration_vitron`, `instruction` (command format, parser, training labels), `processing_vitron`
 (frames -> patches, ChatML, constrained command grammar), `modeling_vitron` (front-end encoder, region encoder,
 router, signal embedding, segmentation back-end, synergy discriminator), `backends` (editing, generation, optional
-diffusers), `pipeline_vitron` (`pixelwise.load` target; `segment`, `ask`, `edit`, `generate`, `chat`), `build`,
-`train_vitron` (the CPU recipe).
+diffusers), `pipeline_vitron` (`pixelwise.load` target; `segment`, `ask`, `edit`, `generate`, `chat`). The recipe
+that trains it (fresh model + tokenizer, the CPU loop) is `pixelwise/recipes/vitron/`.
 """
 
 from pixelwise.models.vitron.configuration_vitron import MODEL_TYPE, VitronConfig

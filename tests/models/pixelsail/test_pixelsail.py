@@ -12,7 +12,7 @@ import torch
 
 from pixelwise.core.errors import CheckpointError, ConfigError, PromptError
 from pixelwise.core.prompts import Box, Point
-from pixelwise.models.pixelsail.build import new_pixelsail
+from pixelwise.recipes.pixelsail.build import new_pixelsail
 from pixelwise.models.pixelsail.configuration_pixelsail import PixelSailConfig, prompt_token
 from pixelwise.models.pixelsail.modeling_pixelsail import PixelSailModel
 from pixelwise.modules.patches import patch_coverage

@@ -24,7 +24,7 @@ from pixelwise.models.vitron.backends import (
     GenerationBackend,
     parse_scene_description,
 )
-from pixelwise.models.vitron.build import new_vitron
+from pixelwise.recipes.vitron.build import new_vitron
 from pixelwise.models.vitron.instruction import (
     Instruction,
     InstructionError,

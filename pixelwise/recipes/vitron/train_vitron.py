@@ -1,6 +1,6 @@
 """Train a tiny VITRON (router + signal embedding + segmentation back-end) on PixelWorld images and clips.
 
-    python -m pixelwise.models.vitron.train_vitron --data runs/pw/vit-img runs/pw/vit-vid \\
+    python -m pixelwise.recipes.vitron.train_vitron --data runs/pw/vit-img runs/pw/vit-vid \\
         --run runs/vitron-tiny --steps 600 --save pixelwise/checkpoints/vitron-tiny
 
 Supervision per request (labels from the PixelWorld sample, `instruction.instruction_from_request`):
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
 from pixelwise.models.vitron.backends import PLACE_XY, SHAPES, SIZES
-from pixelwise.models.vitron.build import new_vitron
+from pixelwise.recipes.vitron.build import new_vitron
 from pixelwise.models.vitron.configuration_vitron import TASKS
 from pixelwise.models.vitron.instruction import COLORS, Instruction, instruction_from_request
 from pixelwise.modules.losses import lm_loss

@@ -1,6 +1,6 @@
 """Train a tiny Pixel-SAIL on PixelWorld images (CPU-sized), with SAM2-encoder distillation.
 
-    python -m pixelwise.models.pixelsail.train_pixelsail --data runs/pw/ps-train \\
+    python -m pixelwise.recipes.pixelsail.train_pixelsail --data runs/pw/ps-train \\
         --teacher pixelwise/checkpoints/unipixel-tiny --run runs/pixelsail-tiny --steps 1500 \\
         --save pixelwise/checkpoints/pixelsail-tiny
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
-from pixelwise.models.pixelsail.build import new_pixelsail
+from pixelwise.recipes.pixelsail.build import new_pixelsail
 from pixelwise.models.pixelsail.distill import distillation_loss, load_sam2_teacher, teacher_features
 from pixelwise.modules.losses import lm_loss
 from pixelwise.modules.point_losses import point_sampled_mask_loss
