@@ -336,7 +336,7 @@ def case_train(cfg: BenchConfig) -> dict[str, Any]:
         generate(data / "img", GenConfig(split="train", num=32, seed=0, tasks=("referring", "region")), workers=1)
         generate(data / "vid", GenConfig(split="train", num=16, seed=0, video=True,
                                          tasks=("referring", "motion_referring", "pixelqa")), workers=1)
-    config_file = Path(recipe.__file__).parent / "configs" / "pixelworld_tiny.yaml"
+    config_file = Path(recipe.__file__).parent / "configs" / "unipixel_tiny.yaml"
     rcfg = recipe.load_config(config_file)
     rcfg["data"]["sources"] = [{"type": "pixelworld", "root": str(data / "img")},
                                {"type": "pixelworld", "root": str(data / "vid")}]

@@ -9,7 +9,7 @@ import typer
 
 
 def train_cmd(
-    config: Path = typer.Argument(..., help="Recipe YAML (e.g. pixelwise/recipes/configs/pixelworld_tiny.yaml)."),
+    config: Path = typer.Argument(..., help="Recipe YAML (e.g. pixelwise/recipes/configs/unipixel_tiny.yaml)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint (exactly)."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value: key.sub=value (YAML value)."),
 ) -> None:

@@ -1,6 +1,6 @@
 """UniPixel training recipe, readable top to bottom; one YAML file per stage (`pixelwise/recipes/configs/`).
 
-    pixelwise train pixelwise/recipes/configs/pixelworld_tiny.yaml            # = python -m pixelwise.recipes.train_unipixel CONFIG
+    pixelwise train pixelwise/recipes/configs/unipixel_tiny.yaml            # = python -m pixelwise.recipes.train_unipixel CONFIG
     pixelwise train CONFIG --resume                                          # continue a run exactly (same losses)
     torchrun --standalone --nproc_per_node 2 -m pixelwise.recipes.train_unipixel CONFIG --set distributed.strategy=fsdp2
 

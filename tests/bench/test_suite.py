@@ -83,7 +83,7 @@ def test_train_case_reports_samples_per_second_of_the_default_recipe(tmp_path):
     cfg = suite.BenchConfig(repeats=1, train_steps=2, workdir=tmp_path)
     report = suite.run(cfg, ("train",), log=lambda m: None)
     t = report["cases"]["train"]
-    assert t["config"].endswith("pixelworld_tiny.yaml") and t["micro_batch"] == 4 and t["sizes"]["llm_hidden"] == 256
+    assert t["config"].endswith("unipixel_tiny.yaml") and t["micro_batch"] == 4 and t["sizes"]["llm_hidden"] == 256
     assert t["samples_per_repeat"] == 8 and t["samples_per_s"] > 0 and t["run_s"]["n"] == 1
     assert "model" not in report  # no inference model is loaded for this case
     assert any(line.startswith("training (") for line in summary_lines(report))

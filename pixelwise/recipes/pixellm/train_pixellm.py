@@ -1,6 +1,6 @@
 """PixelLM training recipe on PixelWorld (referring, reasoning and MUSE-style multi-target questions).
 
-    python -m pixelwise.recipes.pixellm.train_pixellm pixelwise/recipes/pixellm/configs/pixelworld_tiny.yaml \
+    python -m pixelwise.recipes.pixellm.train_pixellm pixelwise/recipes/pixellm/configs/pixellm_tiny.yaml \
         --set data=data/pw-train --set out=pixelwise/checkpoints/pixellm-tiny
 
 One training sample = one question; its answer carries one codebook group per target (zero for "There is no ..."),

@@ -1,7 +1,7 @@
 """UFO training recipe on PixelWorld: referring / reasoning / multi-target segmentation (`<MASK>` retrieval),
 grounding (boxes as text) and detection (parallel grid decoding), mixed in one loop.
 
-    python -m pixelwise.recipes.ufo.train_ufo pixelwise/recipes/ufo/configs/pixelworld_tiny.yaml \
+    python -m pixelwise.recipes.ufo.train_ufo pixelwise/recipes/ufo/configs/ufo_tiny.yaml \
         --set data=data/pw-train --set out=pixelwise/checkpoints/ufo-tiny
 
 Detection samples are packed: prompt + image, then `grid_train_points` grid sub-sequences (every assigned grid point
