@@ -26,7 +26,7 @@ import numpy as np
 
 from pixelwise.core.errors import CheckpointError, PixelwiseError
 from pixelwise.data.pixelworld import vocab
-from pixelwise.data.pixelworld.render import render
+from pixelwise.data.pixelworld.render import coverage, object_rgb, render
 from pixelwise.data.pixelworld.scene import Obj, Scene, quantize
 from pixelwise.data.pixelworld.vocab import COLORS as RGB
 from pixelwise.models.vitron.instruction import COLORS, PLACES, Instruction
@@ -171,7 +171,6 @@ class EditingBackend:
 
     # -- exact: edit the scene graph and re-render
     def _scene_edit(self, ins: Instruction, scene, obj_id: int) -> BackendOutput:
-        from pixelwise.data.pixelworld.scene import quantize  # lazy: keeps startup fast
 
         edited = scene.copy()
         o = edited.obj(obj_id)
@@ -213,7 +212,6 @@ class EditingBackend:
         return BackendOutput(out, new_masks, "pixels", {})
 
     def _add(self, ins: Instruction, context: BackendContext) -> BackendOutput:
-        from pixelwise.data.pixelworld.render import coverage, object_rgb, render  # lazy: keeps startup fast
 
         spec = parse_object(ins.target)
         place = ins.arg or "center"

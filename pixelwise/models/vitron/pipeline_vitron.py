@@ -26,6 +26,7 @@ from pixelwise.core.clip import Clip
 from pixelwise.core.errors import PromptError
 from pixelwise.core.prompts import VisualPrompt
 from pixelwise.core.results import Result, SegObject
+from pixelwise.data.pixelworld.scene import Scene
 from pixelwise.models.vitron.backends import BackendContext, BackendError, EditingBackend, GenerationBackend
 from pixelwise.models.vitron.configuration_vitron import REGION_TOKEN, SIGNAL_TOKEN
 from pixelwise.models.vitron.instruction import Instruction, InstructionError, parse_instruction
@@ -183,8 +184,6 @@ class VitronPipeline(Pipeline):
         """Any request: a question (text answer), "Segment ...", an edit ("Remove the blue square."), "Draw ...".
         `scene`: the media's PixelWorld scene graph (`Scene` or its JSON) for exact re-rendered edits."""
         if isinstance(scene, dict):
-            from pixelwise.data.pixelworld.scene import Scene  # lazy: keeps startup fast
-
             scene = Scene.from_json(scene)
         qm = open_query_media(media, num_frames, frame_indices)
         items = normalize_regions(regions)
