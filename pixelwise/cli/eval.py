@@ -73,6 +73,8 @@ def eval_cmd(
             _print_table(report)
         return
     bench = runner.get_benchmark(benchmark)
+    shard = runner.shard_from_env()  # under torchrun: this rank's share of the samples
+    json_only = json_only or not shard.is_main  # one report, from rank 0
     samples = None
     if bench.kind != "davis-unsupervised":  # scored from combined label maps, not per sample
         samples = runner.read_samples(bench, data, limit)
@@ -81,8 +83,11 @@ def eval_cmd(
             typer.echo(f"{bench.name}: {len(samples)} sample(s) in {data}{first}", err=True)
     if model is not None:
         pred_dir = pred or Path("outputs") / "predictions" / benchmark.replace(":", "_")
-        report = runner.run(bench, data, runner.load_predictor(model, device, threads), pred_dir, workers,
-                            progress=not json_only, samples=samples)
+        report = runner.run(bench, data, runner.load_predictor(model, shard.device(device), threads), pred_dir,
+                            workers, progress=not json_only, samples=samples, shard=shard)
+        shard.close()
+        if report is None:  # not rank 0: its predictions are written, rank 0 scored them
+            return
     else:
         report = runner.score(bench, data, pred, workers=workers, progress=not json_only, samples=samples)
     if out is not None:

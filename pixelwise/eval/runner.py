@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +279,56 @@ def _write_prediction(bench: Benchmark, sample: Sample, result, pred: Path) -> N
         P.write_result(pred, sample.key, result)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of a sharded evaluation: `torchrun --nproc-per-node N -m pixelwise eval ...` starts N
+    processes (RANK / WORLD_SIZE / LOCAL_RANK set by torchrun, on one node or many); each predicts every N-th
+    sample still missing, and rank 0 scores once all have written. A plain run is a world of one."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, requested: str = "auto") -> str:
+        """The device this rank's model runs on: its own GPU under torchrun when CUDA is there."""
+        import torch
+
+        if self.world_size > 1 and requested in ("auto", "cuda") and torch.cuda.is_available():
+            return f"cuda:{self.local_rank}"
+        return requested
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group (after a last barrier: rank 0 has scored)."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+
+
+def shard_from_env() -> Shard:
+    """The shard torchrun's environment describes; joins its process group (gloo: a barrier needs no GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Shard()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    return Shard(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def predict(
     benchmark: str | Benchmark,
     data: str | Path,
@@ -285,8 +336,10 @@ def predict(
     pred: str | Path,
     progress: bool = False,
     samples: list[Sample] | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, int]:
-    """Run `predictor` over every sample without a prediction yet and write its official-layout files."""
+    """Run `predictor` over every sample without a prediction yet and write its official-layout files; with a
+    `shard`, only every `world_size`-th of them (this rank's), and the layout-wide files after all ranks wrote."""
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     if bench.kind == "davis-unsupervised":
         raise PixelwiseError("ref-davis17-referformer scores combined per-annotator label maps; predict "
@@ -295,7 +348,9 @@ def predict(
         raise PixelwiseError(f"{type(predictor).__name__} is not a Predictor (needs predict(sample) -> Result)")
     pred = Path(pred)
     samples = bench.read(Path(data)) if samples is None else samples
-    todo = [s for s in samples if not _has_prediction(bench, s, pred)]
+    shard = shard or Shard()
+    missing = [s for s in samples if not _has_prediction(bench, s, pred)]
+    todo = missing[shard.rank::shard.world_size]
     from rich.progress import Progress
 
     with Progress(disable=not progress, transient=True) as bar:
@@ -303,6 +358,9 @@ def predict(
         for s in todo:
             _write_prediction(bench, s, predictor.predict(s), pred)
             bar.advance(task)
+    shard.barrier()  # every rank's predictions are on disk before anything reads them
+    if not shard.is_main:
+        return {"predicted": len(todo), "skipped": len(samples) - len(missing)}
     if bench.canonical == "ref-youtube-vos":  # ready for the CodaLab server
         P.write_submission_zip(pred, pred / "submission.zip")
     if bench.kind == "qa":  # also VideoRefer's own answer file
@@ -312,7 +370,7 @@ def predict(
             rows.append({"id": s.key, "video": s.meta.get("video"), "Question": s.text, "Answer": s.answer,
                          "pred": r.answer if r else "", "type": s.meta.get("q_type")})
         P.write_videorefer_answers(pred / "answers.jsonl", rows)
-    return {"predicted": len(todo), "skipped": len(samples) - len(todo)}
+    return {"predicted": len(missing), "skipped": len(samples) - len(missing)}
 
 
 def run(
@@ -324,15 +382,18 @@ def run(
     progress: bool = False,
     limit: int | None = None,
     samples: list[Sample] | None = None,
-) -> dict[str, Any]:
+    shard: Shard | None = None,
+) -> dict[str, Any] | None:
     """`predict` then `score`, reading the benchmark once (or taking its `samples`); `limit`: the first N samples
     only. The report says how long each took (`predict_seconds`, `score_seconds`) and how many predictions were
     made or reused."""
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     samples = read_samples(bench, data, limit) if samples is None else samples
     t0 = time.perf_counter()
-    counts = predict(bench, data, predictor, pred, progress=progress, samples=samples)
+    counts = predict(bench, data, predictor, pred, progress=progress, samples=samples, shard=shard)
     t1 = time.perf_counter()
+    if shard is not None and not shard.is_main:
+        return None  # rank 0 scores
     report = score(bench, data, pred, workers=workers, progress=progress, samples=samples)
     report.update(counts, predict_seconds=round(t1 - t0, 3), score_seconds=report["seconds"],
                   seconds=round(time.perf_counter() - t0, 3))

@@ -254,3 +254,40 @@ def test_ref_youtube_vos_writes_a_server_submission(tmp_path):
     assert out["metrics"]["J"] == 62.5  # scored from the Annotations/ folder
     names = zipfile.ZipFile(tmp_path / "sub" / "submission.zip").namelist()
     assert min(names) == "Annotations/vidA/0/00000.png" and len(names) == 8
+
+
+@pytest.mark.slow
+def test_torchrun_shards_evaluation_with_the_same_predictions_and_metrics(tmp_path):
+    """`torchrun --nproc-per-node 2 -m pixelwise eval ...` (gloo, CPU): each rank predicts half the samples, rank 0
+    scores; the prediction files and the metrics equal a single-process run."""
+    import filecmp
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pixelwise.data.pixelworld.rows import BY_NAME, generate_row
+
+    if shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("torchrun is not installed next to this Python")
+    data = generate_row(tmp_path / "data", "test", BY_NAME["video_referring"], 4, 0)
+    model = Path(__file__).resolve().parents[1] / "data" / "conformance" / "unipixel" / "checkpoint"
+    args = ["-m", "pixelwise", "eval", "-b", "mevis", "--data", str(data), "--model", str(model), "--json",
+            "--threads", "1", "--device", "cpu", "--workers", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *args, "--pred", str(tmp_path / "one")], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    two = subprocess.run([torchrun, "--nproc-per-node", "2", "--master-port", "29531", *args,
+                          "--pred", str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    m1 = json.loads(one.stdout.strip().splitlines()[-1])
+    m2 = json.loads(two.stdout.strip().splitlines()[-1])  # rank 0's report, the only one printed
+    assert m2["metrics"] == m1["metrics"] and m2["samples"] == m1["samples"] == 4
+    assert m2["predicted"] == 4  # all four, two per rank
+    cmp = filecmp.dircmp(tmp_path / "one", tmp_path / "two")
+    pngs = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
+    assert pngs and all(filecmp.cmp(tmp_path / "one" / p, tmp_path / "two" / p, shallow=False) for p in pngs)
+    assert not cmp.left_only and not cmp.right_only
