@@ -136,18 +136,18 @@ def _load(model: str | None, device: str | None, dtype: str | None, threads: int
 
 
 @contextmanager
-def _progress_bar():
-    """A progress callback (frames done, total) drawing a bar on stderr for long propagations."""
+def _progress_bar(label: str = "propagating masks", min_total: int = PROGRESS_MIN_FRAMES):
+    """A progress callback (done, total) drawing a bar on stderr: frames of a long propagation, or queries."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("propagating masks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    console=Console(stderr=True), transient=True)
     task = None
 
     def update(done: int, total: int) -> None:
         nonlocal task
-        if total < PROGRESS_MIN_FRAMES:
+        if total < min_total:
             return
         if task is None:
             bar.start()
@@ -188,6 +188,46 @@ def _report(result, out: Path, load_seconds: float, json_out: bool = False) -> N
         typer.echo(json.dumps(result.to_json()))
 
 
+def batch(
+    manifest: Path = typer.Argument(..., help="JSONL, one query a line: {\"media\", \"text\", \"task\": segment|ask, "
+                                    "\"prompts\", \"options\", \"id\"} (docs/serving.md has the prompt format)."),
+    out: Path = typer.Option(Path("outputs/batch"), "--out", "-o", help="Folder for results.jsonl."),
+    model: str = MODEL,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    threads: int = THREADS,
+) -> None:
+    """Answer every query of a manifest into OUT/results.jsonl (resumable; under torchrun each rank takes its share).
+
+    Each line of results.jsonl is a result JSON (answer, text, objects with RLE masks) with the query's id, or the
+    query's error; a rerun skips the ids already answered.
+    """
+    import os
+
+    from pixelwise.pipeline import manifest as M  # lazy: `pixelwise --help` and other commands stay fast
+
+    M.read_manifest(manifest)  # a malformed manifest fails here, before the model loads
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1 and device == "auto":
+        import torch
+
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    pipe, _ = _load(model, device, dtype, threads)
+    with _progress_bar("answering", min_total=1) as progress:
+        summary = M.run_manifest(pipe, manifest, out, rank, world, progress)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group(backend="gloo")
+        dist.barrier()  # every rank's part is written
+        dist.destroy_process_group()
+    if rank == 0:
+        merged = M.merge_results(manifest, out)
+        typer.echo(f"{summary['queries']} queries: {summary['answered']} answered here ({summary['failed']} with an "
+                   f"error), {summary['skipped']} already done; results: {merged}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(segment)
     app.command()(ask)
+    app.command()(batch)

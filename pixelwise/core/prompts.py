@@ -122,3 +122,31 @@ def parse_box(text: str) -> Box:
     body, frame = _split_frame(text, "box")
     x1, y1, x2, y2 = _numbers(body, 4, "box", text)
     return Box(x1, y1, x2, y2, frame)
+
+
+def prompt_from_json(data: object, source: str = "prompt") -> VisualPrompt:
+    """A prompt in the HTTP API's JSON form -> Point | Box | MaskPrompt (not yet checked against a frame size):
+    `{"type": "point", "point": [x, y], "frame": 0, "positive": true}`, `{"type": "box", "box": [x1, y1, x2, y2],
+    "frame": 0}` or `{"type": "mask", "rle": {"size": [H, W], "counts": ...}, "frame": 0}`."""
+    from pixelwise.core.masks import rle_decode
+
+    if not isinstance(data, dict) or data.get("type") not in ("point", "box", "mask"):
+        raise PromptError(f"{source}: must be an object with type 'point', 'box' or 'mask'")
+    frame = data.get("frame", 0)
+    if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+        raise PromptError(f"{source}: 'frame' must be a non-negative integer, got {frame!r}")
+    kind = data["type"]
+    if kind == "mask":
+        return MaskPrompt(rle_decode(data.get("rle"), source=f"{source}.rle"), frame)
+    key, n = ("point", 2) if kind == "point" else ("box", 4)
+    values = data.get(key)
+    if not isinstance(values, list) or len(values) != n:
+        raise PromptError(f"{source}: '{key}' must be a list of {n} numbers")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise PromptError(f"{source}: '{key}' must be a list of {n} numbers, got {values!r}")
+    if kind == "point":
+        positive = data.get("positive", True)
+        if not isinstance(positive, bool):
+            raise PromptError(f"{source}: 'positive' must be true or false")
+        return Point(float(values[0]), float(values[1]), frame, positive)
+    return Box(*(float(v) for v in values), frame=frame)

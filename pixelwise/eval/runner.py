@@ -349,8 +349,8 @@ def predict(
     pred = Path(pred)
     samples = bench.read(Path(data)) if samples is None else samples
     shard = shard or Shard()
-    missing = [s for s in samples if not _has_prediction(bench, s, pred)]
-    todo = missing[shard.rank::shard.world_size]
+    # shard by position, then skip what is done: every rank agrees on the split whenever it starts
+    todo = [s for s in samples[shard.rank::shard.world_size] if not _has_prediction(bench, s, pred)]
     from rich.progress import Progress
 
     with Progress(disable=not progress, transient=True) as bar:
@@ -360,7 +360,7 @@ def predict(
             bar.advance(task)
     shard.barrier()  # every rank's predictions are on disk before anything reads them
     if not shard.is_main:
-        return {"predicted": len(todo), "skipped": len(samples) - len(missing)}
+        return {"predicted": len(todo), "skipped": len(samples[shard.rank::shard.world_size]) - len(todo)}
     if bench.canonical == "ref-youtube-vos":  # ready for the CodaLab server
         P.write_submission_zip(pred, pred / "submission.zip")
     if bench.kind == "qa":  # also VideoRefer's own answer file
@@ -370,7 +370,8 @@ def predict(
             rows.append({"id": s.key, "video": s.meta.get("video"), "Question": s.text, "Answer": s.answer,
                          "pred": r.answer if r else "", "type": s.meta.get("q_type")})
         P.write_videorefer_answers(pred / "answers.jsonl", rows)
-    return {"predicted": len(missing), "skipped": len(samples) - len(missing)}
+    mine = len(samples[shard.rank::shard.world_size])
+    return {"predicted": len(todo), "skipped": mine - len(todo)}
 
 
 def run(

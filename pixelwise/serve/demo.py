@@ -38,7 +38,7 @@ from pixelwise.core.errors import PixelwiseError
 from pixelwise.core.export import overlay_result
 from pixelwise.core.io import parse_json
 from pixelwise.core.media import ImageSource, open_media, uniform_indices
-from pixelwise.core.prompts import Box, MaskPrompt, Point
+from pixelwise.core.prompts import prompt_from_json
 from pixelwise.core.results import Result
 from pixelwise.serve.limits import BadRequestError, ServeLimits
 from pixelwise.serve.service import (
@@ -185,19 +185,10 @@ def prompts_that_fit(prompts: list[dict[str, Any]], clip: Clip) -> list[dict[str
     """The prompts (API JSON) that lie inside the clip's frames: what is kept when new media is loaded, so an
     example's own prompts survive its media being loaded, and prompts of another media's size do not."""
     kept = []
-    h, w = clip.size
     for p in prompts:
         try:
-            frame = int(p.get("frame", 0))
-            if p["type"] == "point":
-                Point(float(p["point"][0]), float(p["point"][1]), frame).validate(h, w, clip.num_frames)
-            elif p["type"] == "box":
-                Box(*(float(v) for v in p["box"]), frame=frame).validate(h, w, clip.num_frames)
-            elif p["type"] == "mask":
-                MaskPrompt(mask_ops.rle_decode(p["rle"], expected_size=(h, w)), frame).validate(h, w, clip.num_frames)
-            else:
-                continue
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError, PixelwiseError):
+            prompt_from_json(p).validate(*clip.size, clip.num_frames)
+        except PixelwiseError:
             continue
         kept.append(p)
     return kept

@@ -102,3 +102,56 @@ def test_help_shows_no_type_after_plain_flags(capsys):
     text = CliRunner().invoke(app, ["segment", "--help"], env={"COLUMNS": "200"}).output
     assert "--json" in text and "--point" in text and "X,Y@FRAME" in text
     assert "<bool>" not in text and "<str>" in text
+
+
+def test_batch_answers_a_manifest_resumably(media, capsys):
+    manifest = media / "queries.jsonl"
+    queries = [
+        {"id": "a", "media": "image.png", "text": "the red square"},
+        {"id": "b", "media": "clip.mp4", "task": "ask", "text": "What is [0]?", "num_frames": 4,
+         "prompts": [{"type": "point", "point": [20, 15], "frame": 1}]},
+        {"id": "c", "media": "image.png", "task": "ask", "text": "What is [3]?"},  # names no region: an error line
+    ]
+    manifest.write_text("\n".join(json.dumps(q) for q in queries) + "\n")
+    out = media / "batch"
+    args = ["batch", str(manifest), "--out", str(out), "--model", str(CHECKPOINT), "--device", "cpu"]
+    assert main(args) == 0
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b", "c"]  # manifest order
+    assert rows[0]["task"] == "segment" and "objects" in rows[0] and "text" in rows[0]
+    assert rows[1]["frame_indices"] == uniform_indices(20, 4) and rows[1]["objects"][0]["id"] == 0
+    assert rows[2]["error"]["type"] == "PromptError" and "names [3]" in rows[2]["error"]["message"]
+    assert "3 queries: 3 answered here (1 with an error)" in capsys.readouterr().out
+    # a killed run's half line is answered again; finished ones are not
+    (out / "results.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:2]) + '\n{"id": "c", "med')
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "1 answered here" in printed and "2 already done" in printed
+    assert [json.loads(x)["id"] for x in (out / "results.jsonl").read_text().splitlines()] == ["a", "b", "c"]
+    bad = media / "bad.jsonl"
+    bad.write_text('{"media": "image.png", "txt": "x"}\n')
+    assert main(["batch", str(bad), "--out", str(out)]) == 2
+    assert "unknown key(s) txt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_batch_under_torchrun_answers_every_query_once(media):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.is_file():
+        pytest.skip("torchrun is not installed next to this Python")
+    manifest = media / "q.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"q{k}", "media": "image.png", "text": f"object {k}"}) + "\n"
+                                for k in range(5)))
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29537", "-m", "pixelwise", "batch",
+           str(manifest), "--out", str(media / "b2"), "--model", str(CHECKPOINT), "--device", "cpu", "--threads", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(x) for x in (media / "b2" / "results.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in rows] == [f"q{k}" for k in range(5)] and not list((media / "b2").glob("*.rank*"))
+    shutil.rmtree(media / "b2")

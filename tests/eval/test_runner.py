@@ -286,7 +286,7 @@ def test_torchrun_shards_evaluation_with_the_same_predictions_and_metrics(tmp_pa
     m1 = json.loads(one.stdout.strip().splitlines()[-1])
     m2 = json.loads(two.stdout.strip().splitlines()[-1])  # rank 0's report, the only one printed
     assert m2["metrics"] == m1["metrics"] and m2["samples"] == m1["samples"] == 4
-    assert m2["predicted"] == 4  # all four, two per rank
+    assert m2["predicted"] == 2  # rank 0's half (the other rank predicted the other two)
     cmp = filecmp.dircmp(tmp_path / "one", tmp_path / "two")
     pngs = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
     assert pngs and all(filecmp.cmp(tmp_path / "one" / p, tmp_path / "two" / p, shallow=False) for p in pngs)
