@@ -312,6 +312,13 @@ class UniPixelConfig:
         return int(self.raw.get("seg_retrieval_dim", 0))
 
     @property
+    def seg_key_high_res(self) -> bool:
+        """pixelwise's tiny models only (with `seg_retrieval_dim`; False = off): the retrieval keys also read SAM2's
+        stride-4 and stride-8 features pooled to the key grid (finer detail than the stride-16 embedding: texture,
+        thin shapes). Their projection starts at zero, so switching it on leaves a trained model's keys unchanged."""
+        return bool(self.raw.get("seg_key_high_res", False))
+
+    @property
     def sam2_hidden_tokens(self) -> int:
         return int(self.raw.get("sam2_hidden_tokens", 2))
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pixelwise.core.checkpoint import check_model_bytes
@@ -275,6 +276,10 @@ class UniPixelForConditionalGeneration(nn.Module):
             k = config.seg_retrieval_dim
             self.seg_query = nn.Sequential(_rms_norm(d, 1e-6), nn.Linear(d, k))
             self.seg_key = nn.Sequential(nn.Linear(2 * c, k), nn.GELU(), nn.Linear(k, k))
+            if config.seg_key_high_res:  # stride-4 (c/8) and stride-8 (c/4) features pooled to the key grid
+                self.seg_key_hr = nn.Linear(c // 8 + c // 4, k)
+                nn.init.zeros_(self.seg_key_hr.weight)
+                nn.init.zeros_(self.seg_key_hr.bias)
 
         self.stop_token_ids: list[int] | None = None  # from generation_config.json when loaded from a folder
         self.sam2: nn.Module | None = None
@@ -455,7 +460,13 @@ class UniPixelForConditionalGeneration(nn.Module):
         emb = frame.embed[0]  # [C, h, w], before any memory
         pe = sam2.sam_prompt_encoder.get_dense_pe()[0].to(emb)
         h, w = emb.shape[-2:]
-        keys = self.seg_key(torch.cat([emb, pe], 0).flatten(1).T)  # [h*w, k]
+        if self.config.seg_key_high_res:
+            fine = torch.cat([F.adaptive_avg_pool2d(frame.high_res_s0[0], (h, w)),
+                              F.adaptive_avg_pool2d(frame.high_res_s1[0], (h, w))], 0).flatten(1).T  # [h*w, c/8+c/4]
+            first, act, last = self.seg_key
+            keys = last(act(first(torch.cat([emb, pe], 0).flatten(1).T) + self.seg_key_hr(fine)))
+        else:
+            keys = self.seg_key(torch.cat([emb, pe], 0).flatten(1).T)  # [h*w, k]
         query = self.seg_query(states)  # [O, k]
         logits = query @ keys.T / keys.shape[-1] ** 0.5
         click = _local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels
