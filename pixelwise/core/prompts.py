@@ -14,6 +14,7 @@ from typing import Union
 import numpy as np
 
 from pixelwise.core.errors import PromptError
+from pixelwise.core.masks import rle_decode
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,6 @@ def prompt_from_json(data: object, source: str = "prompt") -> VisualPrompt:
     """A prompt in the HTTP API's JSON form -> Point | Box | MaskPrompt (not yet checked against a frame size):
     `{"type": "point", "point": [x, y], "frame": 0, "positive": true}`, `{"type": "box", "box": [x1, y1, x2, y2],
     "frame": 0}` or `{"type": "mask", "rle": {"size": [H, W], "counts": ...}, "frame": 0}`."""
-    from pixelwise.core.masks import rle_decode
-
     if not isinstance(data, dict) or data.get("type") not in ("point", "box", "mask"):
         raise PromptError(f"{source}: must be an object with type 'point', 'box' or 'mask'")
     frame = data.get("frame", 0)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelwise.core.errors import FormatError, PixelwiseError
-from pixelwise.core.io import atomic_write_text, parse_json
+from pixelwise.core.io import atomic_write_text, check_regular_file, parse_json
 from pixelwise.core.prompts import prompt_from_json
 
 QUERY_KEYS = {"id", "media", "text", "task", "prompts", "options", "num_frames", "propagate", "max_new_tokens"}
@@ -27,8 +27,6 @@ MAX_MANIFEST_BYTES = 256 << 20
 
 def read_manifest(path: str | Path) -> list[dict[str, Any]]:
     """The queries of a manifest, each checked (keys, types, unique ids); a FormatError names the line."""
-    from pixelwise.core.io import check_regular_file
-
     path = check_regular_file(path, FormatError, MAX_MANIFEST_BYTES)
     queries, ids = [], set()
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

@@ -4,8 +4,8 @@ import pytest
 from pixelwise.core import media
 from pixelwise.core.errors import MediaError, MediaTooLargeError
 from pixelwise.core.media import open_media
-from tools.robustness.corpus import mpegts_bytes
 from tests.conftest import make_frames
+from tools.robustness.corpus import mpegts_bytes
 
 
 def test_uniform_indices_matches_official_rule():

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
-from pixelwise.recipes.pixelsail.build import new_pixelsail
 from pixelwise.models.pixelsail.distill import distillation_loss, load_sam2_teacher, teacher_features
 from pixelwise.modules.losses import lm_loss
 from pixelwise.modules.point_losses import point_sampled_mask_loss
+from pixelwise.recipes.pixelsail.build import new_pixelsail
 from pixelwise.train.logging import RunLogger
 from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
 from pixelwise.train.sampler import ResumableSampler

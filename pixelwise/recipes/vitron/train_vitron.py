@@ -25,11 +25,11 @@ import torch.nn.functional as F
 
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
 from pixelwise.models.vitron.backends import PLACE_XY, SHAPES, SIZES
-from pixelwise.recipes.vitron.build import new_vitron
 from pixelwise.models.vitron.configuration_vitron import TASKS
 from pixelwise.models.vitron.instruction import COLORS, Instruction, instruction_from_request
 from pixelwise.modules.losses import lm_loss
 from pixelwise.modules.point_losses import point_sampled_mask_loss
+from pixelwise.recipes.vitron.build import new_vitron
 from pixelwise.train.logging import RunLogger
 from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
 from pixelwise.train.sampler import ResumableSampler

@@ -12,11 +12,11 @@ import torch
 
 from pixelwise.core.errors import CheckpointError, ConfigError, PromptError
 from pixelwise.core.prompts import Box, Point
-from pixelwise.recipes.pixelsail.build import new_pixelsail
 from pixelwise.models.pixelsail.configuration_pixelsail import PixelSailConfig, prompt_token
 from pixelwise.models.pixelsail.modeling_pixelsail import PixelSailModel
 from pixelwise.modules.patches import patch_coverage
 from pixelwise.modules.upsample import blocks_for_stride
+from pixelwise.recipes.pixelsail.build import new_pixelsail
 
 CORPUS = ["Please segment the small red star.", "It is a medium red circle [SEG].", "Describe <region>.",
           "What color is <region>?", "It is blue.", "There are 2 green objects: a star [SEG] and a ring [SEG]."] * 5

@@ -24,13 +24,13 @@ from pixelwise.models.vitron.backends import (
     GenerationBackend,
     parse_scene_description,
 )
-from pixelwise.recipes.vitron.build import new_vitron
 from pixelwise.models.vitron.instruction import (
     Instruction,
     InstructionError,
     instruction_from_request,
     parse_instruction,
 )
+from pixelwise.recipes.vitron.build import new_vitron
 
 CORPUS = ["Remove the blue square.", "Please segment the small red star.", "Describe <region>.", "It is red.",
           Instruction("remove", "the blue square").to_text(), Instruction("segment", "the red star").to_text(),
