@@ -32,8 +32,8 @@ def overlay_frames(num_frames: int) -> list[int]:
     return sorted({round(i * (num_frames - 1) / (OVERLAY_MAX_FRAMES - 1)) for i in range(OVERLAY_MAX_FRAMES)})
 
 
-def overlay_result(frames: np.ndarray | Sequence[np.ndarray], result: Any,
-                   shown: Sequence[int] | None = None) -> list[np.ndarray]:
+def overlay_result(frames: np.ndarray | Sequence[np.ndarray], result: Any, shown: Sequence[int] | None = None,
+                   colors: Sequence[tuple[int, int, int]] | None = None) -> list[np.ndarray]:
     """One overlay per frame of the result (`frames` are the result's frames), or per result frame in `shown`
     (then `frames` are those frames, in that order). Each object keeps one colour (contrasting with what it covers,
     `viz.object_colors`); the result's prompts are drawn on the frames they belong to."""
@@ -42,12 +42,21 @@ def overlay_result(frames: np.ndarray | Sequence[np.ndarray], result: Any,
         raise ValueError(f"{len(frames)} frames given for {len(shown)} frames of the result")
     ids = [o.id for o in result.objects]
     labels = [o.label or f"[{o.id}]" for o in result.objects]
-    colors = viz.object_colors(frames, [[o.masks[t] for t in shown] for o in result.objects], ids)
+    if colors is None:
+        colors = result_colors(frames, result, shown)
     return [
         viz.overlay_masks(frame, [o.masks[t] for o in result.objects], ids, labels,
                           prompts=[p for p in result.prompts if p.frame == t], colors=colors)
         for frame, t in zip(frames, shown)
     ]
+
+
+def result_colors(frames: Sequence[np.ndarray], result: Any, shown: Sequence[int] | None = None
+                  ) -> list[tuple[int, int, int]]:
+    """One colour per object of the result, contrasting with what its masks cover on `frames` (`viz.object_colors`):
+    what overlays draw with and what an answer's spans should be highlighted in."""
+    shown = list(range(len(result.frame_indices))) if shown is None else list(shown)
+    return viz.object_colors(frames, [[o.masks[t] for t in shown] for o in result.objects], [o.id for o in result.objects])
 
 
 def save_result(result: Any, out_dir: str | Path, clip: Clip | None = None) -> dict[str, Path]:

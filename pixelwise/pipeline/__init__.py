@@ -27,8 +27,8 @@ from typing import Any
 
 from pixelwise.core.errors import CheckpointError, ConfigError
 from pixelwise.core.hub import resolve_checkpoint
-from pixelwise.core.io import read_json
 from pixelwise.pipeline.base import Pipeline, normalize_regions, resolve_device
+from pixelwise.pipeline.check import read_config
 from pixelwise.pipeline.media import PROPAGATE_MODES, QueryMedia, open_query_media
 
 Builder = Callable[[Path, Any, Any], Pipeline]  # (checkpoint folder, device, dtype) -> pipeline
@@ -86,13 +86,7 @@ def load(path: str | Path | None = None, *, device: Any = "auto", dtype: Any = N
                       f"{OLD_DEFAULT_NAME}); loading {DEFAULT_MODEL}", DeprecationWarning, stacklevel=2)
         path = DEFAULT_MODEL
     folder = resolve_checkpoint(path, local_files_only=local_files_only)
-    config_file = folder / "config.json"
-    if not config_file.exists():
-        raise CheckpointError(f"{folder}: no config.json (not a checkpoint folder)")
-    config = read_json(config_file, CheckpointError)
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{config_file}: must be a JSON object, got {type(config).__name__}")
-    model_type = config.get("model_type")
+    model_type = read_config(folder).get("model_type")
     if model_type not in _FAMILIES:
         raise CheckpointError(f"{folder}: model_type {model_type!r} is not supported; known: {', '.join(families())}")
     builder = _FAMILIES[model_type]

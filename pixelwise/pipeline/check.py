@@ -26,6 +26,17 @@ CONFIGS = {
 }
 
 
+def read_config(folder: Path, error: type[Exception] = CheckpointError) -> dict[str, Any]:
+    """A checkpoint folder's config.json as a dict (`error` for a malformed one; CheckpointError when absent)."""
+    file = Path(folder) / "config.json"
+    if not file.exists():
+        raise CheckpointError(f"{folder}: no config.json (not a checkpoint folder)")
+    config = read_json(file, error)
+    if not isinstance(config, dict):
+        raise error(f"{file}: must be a JSON object, got {type(config).__name__}")
+    return config
+
+
 def check_checkpoint(path: str | Path, allow_pickle: bool = False) -> dict[str, Any]:
     """Summary of a valid checkpoint (model_type, files, tensors, bytes); a typed error naming what is wrong."""
     path = Path(path)
@@ -35,11 +46,7 @@ def check_checkpoint(path: str | Path, allow_pickle: bool = False) -> dict[str, 
     info: dict[str, Any] = {"path": str(path)}
     if path.is_dir():
         cfg_file = path / "config.json"
-        if not cfg_file.exists():
-            raise CheckpointError(f"{path}: no config.json")
-        cfg = read_json(cfg_file, ConfigError)
-        if not isinstance(cfg, dict):
-            raise ConfigError(f"{cfg_file}: expected a JSON object")
+        cfg = read_config(path, ConfigError)
         model_type = cfg.get("model_type")
         info["model_type"] = model_type
         if model_type is None:

@@ -35,7 +35,7 @@ from pixelwise.core import masks as mask_ops
 from pixelwise.core import viz
 from pixelwise.core.clip import Clip
 from pixelwise.core.errors import PixelwiseError
-from pixelwise.core.export import overlay_result
+from pixelwise.core.export import overlay_result, result_colors
 from pixelwise.core.io import parse_json
 from pixelwise.core.media import ImageSource, open_media, uniform_indices
 from pixelwise.core.prompts import prompt_from_json
@@ -305,8 +305,8 @@ class DemoApp:
             run_id = self._runs
         src = open_media(media, self.limits.media_limits())
         frames = src.read(result.frame_indices).frames if not isinstance(src, ImageSource) else src.read().frames
-        overlays = overlay_result(frames, result)
-        colors = viz.object_colors(frames, [list(o.masks) for o in result.objects], [o.id for o in result.objects])
+        colors = result_colors(frames, result)  # once: the overlays and the answer's spans share them
+        overlays = overlay_result(frames, result, colors=colors)
         out: dict[str, Any] = {"result": result, "answer_html": answer_html(result, colors)}
         if len(overlays) == 1:
             out["image"] = overlays[0]
