@@ -202,29 +202,20 @@ def batch(
     Each line of results.jsonl is a result JSON (answer, text, objects with RLE masks) with the query's id, or the
     query's error; a rerun skips the ids already answered.
     """
-    import os
-
+    from pixelwise.eval.runner import shard_from_env  # lazy: `pixelwise --help` and other commands stay fast
     from pixelwise.pipeline import manifest as M  # lazy: `pixelwise --help` and other commands stay fast
 
     M.read_manifest(manifest)  # a malformed manifest fails here, before the model loads
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    if world > 1 and device == "auto":
-        import torch
-
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
-    pipe, _ = _load(model, device, dtype, threads)
+    shard = shard_from_env()  # under torchrun: this rank's share, on its own GPU when there is one
+    pipe, _ = _load(model, shard.device(device), dtype, threads)
     with _progress_bar("answering", min_total=1) as progress:
-        summary = M.run_manifest(pipe, manifest, out, rank, world, progress)
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.init_process_group(backend="gloo")
-        dist.barrier()  # every rank's part is written
-        dist.destroy_process_group()
-    if rank == 0:
+        summary = M.run_manifest(pipe, manifest, out, shard.rank, shard.world_size, progress)
+    shard.barrier()  # every rank's part is written
+    if shard.is_main:
         merged = M.merge_results(manifest, out)
         typer.echo(f"{summary['queries']} queries: {summary['answered']} answered here ({summary['failed']} with an "
                    f"error), {summary['skipped']} already done; results: {merged}")
+    shard.close()
 
 
 def register(app: typer.Typer) -> None:
