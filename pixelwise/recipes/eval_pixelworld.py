@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
             up = {"sam2_given_truth": {"image": parts.sam2_upper_bound(model.model, img, limit),
                                        "video": parts.sam2_upper_bound(model.model, vid, limit // 2)},
                   "llm_box_text": parts.llm_grounding(model, img, limit),
-                  "visual_prompts_api": parts.visual_prompts(model, img, 10)}
+                  "visual_prompts_api": parts.visual_prompts(model, img, 10),
+                  "region_naming": parts.region_naming(model, img, 10)}
             summary["splits"][split]["parts"] = up
             print(f"{split:8s} parts             {json.dumps(up)}", flush=True)
             (out / f"summary-{'-'.join(args.splits)}.json").write_text(json.dumps(summary, indent=2))

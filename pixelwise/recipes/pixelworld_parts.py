@@ -12,7 +12,10 @@ A headline score mixes three abilities; this separates them, on the same generat
 * **language side** (the LLM alone): the model is asked for the target's box as text ("Give the bounding box of
   {phrase}.", the PixelWorld grounding task), and the box is compared with the truth (IoU, centre distance);
 * **visual prompts through the public API**: a point (the same interior click) or the exact box on an object, given
-  to `pipe.ask` as region `[0]`; the mask that comes back for the region is compared with the object's mask.
+  to `pipe.ask` as region `[0]`; the mask that comes back for the region is compared with the object's mask;
+* **what the LLM knows of a region** (the ceiling of the region-QA rows): every visible object given as a mask
+  region (`<|mem|>` memory) to `pipe.ask(image, "What is [0]?")`; the share of answers that name its colour, its
+  shape, both. A model that ignores its memory names every region alike (the share of the most common answer).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch.nn.functional as F
 import pixelwise
 from pixelwise.core.masks import box_iou, rle_decode
 from pixelwise.core.media import load_media
-from pixelwise.core.prompts import Box, Point
+from pixelwise.core.prompts import Box, MaskPrompt, Point
 from pixelwise.data.pixelworld.render import render
 from pixelwise.data.pixelworld.rows import BY_NAME, generate_row
 from pixelwise.data.pixelworld.scene import Scene
@@ -191,6 +194,29 @@ def visual_prompts(pipe, root: Path, limit: int | None = None) -> dict[str, dict
             for k, v in res.items() if v}
 
 
+def region_naming(pipe, root: Path, limit: int | None = None) -> dict[str, float]:
+    """Every visible object of each scene's first frame given as a mask region: does the answer name it?"""
+    hits: dict[str, list[bool]] = {"colour": [], "shape": [], "both": []}
+    answers: dict[str, int] = defaultdict(int)
+    for s in native_samples(root)[:limit]:
+        scene = Scene.from_json(s["scene"])
+        rgb, vis, _ = render(scene, [0])
+        for o, obj in enumerate(scene.objects):
+            m = vis[o, 0]
+            if m.sum() < 12:
+                continue
+            r = pipe.ask(rgb[:1], "What is [0]?", regions=[MaskPrompt(m, 0)], max_new_tokens=16)
+            words = set(re.findall(r"[a-z]+", r.answer.lower()))
+            colour, shape = obj.color_at(0) in words, obj.shape in words
+            hits["colour"].append(colour)
+            hits["shape"].append(shape)
+            hits["both"].append(colour and shape)
+            answers[r.answer.strip()] += 1
+    n = len(hits["both"])
+    out = {k: float(np.mean(v)) if v else 0.0 for k, v in hits.items()}
+    return {**out, "most_common_answer_share": max(answers.values()) / n if n else 0.0, "n": n}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="checkpoint folder (default: the shipped default model)")
@@ -219,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
                                   "video": sam2_upper_bound(pipe.model, vid, args.limit // 2)}
     result["llm_box_text"] = llm_grounding(pipe, img, args.limit)
     result["visual_prompts_api"] = visual_prompts(pipe, img, args.scenes)
+    result["region_naming"] = region_naming(pipe, img, args.scenes)
     path = out / f"parts-{args.split}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))

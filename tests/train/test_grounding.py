@@ -268,3 +268,35 @@ def test_combine_models_takes_only_the_matching_tensors(plain, tmp_path):
         assert torch.equal(p, base[n] + 1.0) if n in taken else torch.equal(p, base[n]), n
     with pytest.raises(CheckpointError, match="no tensor matches"):
         combine(plain, tmp_path / "other", r"^nothing\.", tmp_path / "out2")
+
+
+def test_embed_norm_puts_visual_and_region_embeddings_on_one_scale(plain, pw_images, tmp_path):
+    """`embed_norm` (tiny-only): the visual tokens and the `<|mem|>` memory enter the LLM at RMS 1 (the norm's gain);
+    without it (the official architecture) they enter at whatever scale the tower and `msk_proj` give."""
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
+    from pixelwise.recipes.train_unipixel import build_model, load_config
+    from pixelwise.train import distributed as D
+    from pixelwise.train.unipixel_data import DenseGroundingSource, ExampleBuilder
+
+    cfg = load_config(None, [f"model.init={plain}", "model.config_overrides={embed_norm: true}"])
+    model, processor, folder = build_model(cfg, tmp_path / "run", D.DistInfo())
+    base = UniPixelForConditionalGeneration.from_pretrained(plain).eval()
+    assert not hasattr(base, "visual_norm") and model.config.embed_norm
+    source = DenseGroundingSource(pw_images, seg_rate=0.0, mem_rate=1.0)
+    frames, convs, key = source.conversations(0, random.Random(0))
+    ex = ExampleBuilder(processor, video_frames=(1,))(frames, convs[0], random.Random(0), key)
+    ids = ex.inputs.input_ids.reshape(-1)
+    slots = {"visual": ids == model.config.video_token_id, "memory": ids == model.config.mem_token_id}
+    with torch.no_grad():
+        normed, _ = model.eval().embed(ex.inputs)
+        raw, _ = base.embed(ex.inputs)
+    for name, where in slots.items():
+        assert where.any(), name
+        rms = normed[0, where].pow(2).mean(-1).sqrt()
+        assert torch.allclose(rms, torch.ones_like(rms), atol=1e-3), name
+        assert not torch.allclose(raw[0, where].pow(2).mean(-1).sqrt(), torch.ones_like(rms), atol=0.1), name
+    text = ~(slots["visual"] | slots["memory"])
+    assert torch.equal(normed[0, text], raw[0, text])
+    model.save_pretrained(tmp_path / "m")
+    again = UniPixelForConditionalGeneration.from_pretrained(tmp_path / "m")
+    assert again.config.embed_norm and torch.equal(again.region_norm.weight, model.region_norm.weight)

@@ -319,6 +319,16 @@ class UniPixelConfig:
         return bool(self.raw.get("seg_key_high_res", False))
 
     @property
+    def embed_norm(self) -> bool:
+        """pixelwise's tiny models only (False = off, the official architecture): the visual tokens and the `<|ref|>` /
+        `<|mem|>` region embeddings pass an RMSNorm each (`visual_norm`, `region_norm`, gain 1) before they enter the
+        LLM. Trained from scratch without it, the tiny model's visual tokens grew to ~400x the norm of its text
+        embeddings (and its memory embeddings ~600x), all along one shared direction: in a pre-norm LLM the layers'
+        additions at those positions vanish beside them, and the memory of different objects reached the answer as
+        the same vector (zeroing it left the region-naming loss unchanged; docs/models/unipixel-tiny.md)."""
+        return bool(self.raw.get("embed_norm", False))
+
+    @property
     def sam2_hidden_tokens(self) -> int:
         return int(self.raw.get("sam2_hidden_tokens", 2))
 

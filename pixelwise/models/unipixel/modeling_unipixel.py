@@ -272,6 +272,10 @@ class UniPixelForConditionalGeneration(nn.Module):
             nn.init.zeros_(self.visual_pos_rows.weight)
             nn.init.zeros_(self.visual_pos_cols.weight)
 
+        if config.embed_norm:  # tiny models only (configuration_unipixel: embed_norm)
+            self.visual_norm = _rms_norm(d, 1e-6)
+            self.region_norm = _rms_norm(d, 1e-6)
+
         if config.seg_retrieval_dim:  # tiny models only (configuration_unipixel: seg_retrieval_dim)
             k = config.seg_retrieval_dim
             self.seg_query = nn.Sequential(_rms_norm(d, 1e-6), nn.Linear(d, k))
@@ -496,6 +500,8 @@ class UniPixelForConditionalGeneration(nn.Module):
             placed = video_embeds  # the tower's output is what a later query reuses (`UniPixelOutput.vision`)
             if cfg.vision_abs_pos:
                 placed = video_embeds + self.absolute_positions(inputs.video_grid_thw).to(video_embeds.dtype)
+            if cfg.embed_norm:
+                placed = self.visual_norm(placed)
             embeds[video_pos] = placed.to(embeds.dtype)
             info.video_embeds, info.merger_input, info.window_index = video_embeds, merger_input, window_index
         elif video_pos.numel():
@@ -507,6 +513,8 @@ class UniPixelForConditionalGeneration(nn.Module):
         if ref_pos.numel():
             grid_t = int(inputs.video_grid_thw.reshape(-1, 3)[0, 0])
             ref_embeds, proj_in, sparse = self.ref_embeddings(inputs.ref_prompts, grid_t)
+            if cfg.embed_norm:
+                ref_embeds = self.region_norm(ref_embeds)
             embeds[ref_pos] = ref_embeds.to(embeds.dtype)
             info.ref_embeds, info.ref_proj_input, info.ref_sparse = ref_embeds, proj_in, sparse
 
@@ -519,6 +527,8 @@ class UniPixelForConditionalGeneration(nn.Module):
                 raise PromptError(f"{mem_pos.numel()} <|mem|> tokens in the text but {pooled.shape[0]} non-empty "
                                   "(object, frame pair) masks")
             mem_embeds = self.msk_proj(pooled)
+            if cfg.embed_norm:
+                mem_embeds = self.region_norm(mem_embeds)
             embeds[mem_pos] = mem_embeds.to(embeds.dtype)
             info.mem_pooled, info.mem_embeds = pooled, mem_embeds
         return embeds.unsqueeze(0), info
