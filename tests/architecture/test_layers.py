@@ -34,13 +34,7 @@ ALLOWED = {
 }
 
 # Known breaks of the table: (importing file relative to pixelwise/, imported module) -> the issue that removes it.
-DEBTS = {
-    ("models/vitron/backends.py", "pixelwise.data.pixelworld"): "#16 the renderer comes through the back-end context",
-    ("models/vitron/backends.py", "pixelwise.data.pixelworld.scene"): "#16",
-    ("models/vitron/backends.py", "pixelwise.data.pixelworld.render"): "#16",
-    ("models/vitron/backends.py", "pixelwise.data.pixelworld.vocab"): "#16",
-    ("models/vitron/pipeline_vitron.py", "pixelwise.data.pixelworld.scene"): "#16",
-}
+DEBTS: dict[tuple[str, str], str] = {}
 
 
 def layer_of(module: str) -> str:

@@ -3,13 +3,18 @@
 * `SegmentationBackend` is the only neural back-end; it lives in the model (`modeling_vitron.VitronSegmentationHead`)
   because it is trained with the router. The pipeline calls it and puts its masks in the context.
 * `EditingBackend`: remove / recolor / move an object in every frame of an image or clip, mask-guided.
-  - with the PixelWorld scene graph of the media (`context.scene`), the segmented object is matched to a scene object
-    and the edit is applied to the scene, which is re-rendered: the exact PixelWorld result when the mask is right;
+  - with the scene graph of the media (`context.scene`) and a world that renders it (`context.world`), the segmented
+    object is matched to a scene object and the edit is applied to the scene, which is re-rendered: the exact
+    result when the mask is right;
   - otherwise pixels are edited: OpenCV inpainting (Telea) fills removed or vacated regions, recoloring keeps each
     pixel's shading relative to the object's dominant color, moving pastes the object's pixels at the new place.
-  - `add` draws a new PixelWorld object (exact re-render with a scene; anti-aliased compositing without one).
+  - `add` draws a new object through the world (exact re-render with a scene; anti-aliased compositing without one).
 * `GenerationBackend`: a scene description ("a red circle at the top left and a large blue square at the center")
-  -> a PixelWorld scene -> rendered frames.
+  -> objects at places -> frames drawn by the world.
+
+The world is handed in, not imported (models do not import `data`): any object with the `World` methods. VITRON's
+config names its world (`world: "pixelwise.data.pixelworld.world:PixelWorldRenderer"` for the PixelWorld-trained
+tiny model); without one, edits work on pixels and generation is refused with a `BackendError`.
 * `DiffusersBackend` (optional): a local `diffusers` text-to-image or inpainting pipeline. It never downloads
   (`local_files_only=True`), and `diffusers` is not a dependency: without it, constructing the back-end raises.
 """
@@ -23,17 +28,13 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
+from PIL import ImageColor
 
 from pixelwise.core.errors import CheckpointError, PixelwiseError
-from pixelwise.data.pixelworld import vocab
-from pixelwise.data.pixelworld.render import coverage, object_rgb, render
-from pixelwise.data.pixelworld.scene import Obj, Scene, quantize
-from pixelwise.data.pixelworld.vocab import COLORS as RGB
 from pixelwise.models.vitron.instruction import COLORS, PLACES, Instruction
 
-MOVE_FRACTION = 0.25  # PixelWorld moves shift a trajectory by a quarter of the frame
-PLACE_XY = {"top left": (0.27, 0.27), "top right": (0.73, 0.27), "bottom left": (0.27, 0.73),
-            "bottom right": (0.73, 0.73), "center": (0.5, 0.5)}
+MOVE_FRACTION = 0.25  # a move shifts the object by a quarter of the frame (as PixelWorld's moves do)
+STEPS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 SHAPES = ("circle", "square", "triangle", "star", "ring", "cross", "hexagon", "heart", "pentagon")
 SIZES = ("small", "medium", "large")
 
@@ -42,11 +43,31 @@ class BackendError(PixelwiseError):
     """A back-end cannot execute an instruction on the given media."""
 
 
+class World(Protocol):
+    """What the scene-based back-ends draw with (`pixelwise.data.pixelworld.world.PixelWorldRenderer`)."""
+
+    def color_rgb(self, color: str) -> np.ndarray: ...
+    def scene(self, scene: Any) -> Any: ...
+    def match(self, scene: Any, masks: np.ndarray) -> int | None: ...
+    def edit(self, scene: Any, op: str, obj_id: int, arg: str | None) -> tuple[np.ndarray, np.ndarray, dict]: ...
+    def add(self, scene: Any, spec: dict[str, str], place: str) -> tuple[np.ndarray, np.ndarray, dict]: ...
+    def composite(self, frames: np.ndarray, spec: dict[str, str], place: str) -> tuple[np.ndarray, np.ndarray]: ...
+    def generate(self, items: list[tuple[dict[str, str], str]], width: int, height: int, num_frames: int = 1
+                 ) -> tuple[np.ndarray, np.ndarray, dict]: ...
+
+
 @dataclass
 class BackendContext:
     frames: np.ndarray  # uint8 [T, H, W, 3]
     masks: np.ndarray | None = None  # bool [T, H, W]: the segmented target (from the segmentation back-end)
-    scene: Any = None  # pixelwise.data.pixelworld.scene.Scene of the media, when known
+    scene: Any = None  # the media's scene graph in the world's format (e.g. a PixelWorld `Scene`), when known
+    world: World | None = None  # what draws scenes and objects; None: pixel edits only
+
+    def require_world(self, what: str) -> World:
+        if self.world is None:
+            raise BackendError(f"{what} needs a world to draw in; this model names none (config 'world') and none "
+                               "was given (VitronPipeline(..., world=...))")
+        return self.world
 
 
 @dataclass
@@ -96,30 +117,7 @@ def parse_scene_description(text: str) -> list[tuple[dict[str, str], str]]:
     return out
 
 
-def _new_obj(spec: dict[str, str], place: str, obj_id: int, z: int, width: int, height: int, num_frames: int):
-    fx, fy = PLACE_XY[place]
-    r = vocab.radius_for(spec["size"], width)
-    return Obj(id=obj_id, shape=spec["shape"], color=spec["color"], size=spec["size"], texture=spec["texture"], z=z,
-               x=quantize(np.full(num_frames, fx * width)), y=quantize(np.full(num_frames, fy * height)),
-               r=quantize(np.full(num_frames, r)))
-
-
 # ------------------------------------------------------------------------------------------------- editing
-
-
-def match_scene_object(scene, masks: np.ndarray, min_iou: float = 0.3) -> int | None:
-    """Id of the scene object whose visible masks best overlap `masks` [T, H, W] (IoU over all frames)."""
-
-    _, vis, _ = render(scene)
-    best, best_iou = None, min_iou
-    m = masks.astype(bool)
-    for i, o in enumerate(scene.objects):
-        inter = np.logical_and(vis[i], m).sum()
-        union = np.logical_or(vis[i], m).sum()
-        iou = inter / union if union else 0.0
-        if iou > best_iou:
-            best, best_iou = o.id, iou
-    return best
 
 
 def _inpaint(frame: np.ndarray, mask: np.ndarray, radius: int = 3) -> np.ndarray:
@@ -129,8 +127,8 @@ def _inpaint(frame: np.ndarray, mask: np.ndarray, radius: int = 3) -> np.ndarray
     return cv2.inpaint(frame, m * 255, radius, cv2.INPAINT_TELEA)
 
 
-def _recolor(frame: np.ndarray, mask: np.ndarray, color: str) -> np.ndarray:
-    """Replace the object's hue by `color`, keeping each pixel's shading relative to the dominant color."""
+def _recolor(frame: np.ndarray, mask: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Replace the object's hue by the RGB `target`, keeping each pixel's shading relative to the dominant color."""
     if not mask.any():
         return frame
 
@@ -138,7 +136,6 @@ def _recolor(frame: np.ndarray, mask: np.ndarray, color: str) -> np.ndarray:
     px = out[mask]
     lum = px @ np.array([0.299, 0.587, 0.114], np.float32)
     dominant = float(np.median(lum)) or 1.0
-    target = np.asarray(RGB[color], np.float32)
     out[mask] = np.clip(target[None] * (lum / dominant)[:, None], 0, 255)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
@@ -163,33 +160,20 @@ class EditingBackend:
             raise BackendError(f"editing back-end cannot run op {op!r}")
         if context.masks is None:
             raise BackendError(f"{op}: no target mask (the segmentation back-end found nothing)")
-        if context.scene is not None:
-            obj_id = match_scene_object(context.scene, context.masks)
+        if context.scene is not None and context.world is not None:
+            obj_id = context.world.match(context.scene, context.masks)
             if obj_id is not None:
-                return self._scene_edit(instruction, context.scene, obj_id)
-        return self._pixel_edit(instruction, context.frames, context.masks)
-
-    # -- exact: edit the scene graph and re-render
-    def _scene_edit(self, ins: Instruction, scene, obj_id: int) -> BackendOutput:
-
-        edited = scene.copy()
-        o = edited.obj(obj_id)
-        if ins.op == "remove":
-            edited.objects = [x for x in edited.objects if x.id != obj_id]
-        elif ins.op == "recolor":
-            o.color = ins.arg
-            o.color_change = None
-        else:
-            dx, dy = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}[ins.arg]
-            o.x = quantize(o.x + dx * MOVE_FRACTION * edited.width)
-            o.y = quantize(o.y + dy * MOVE_FRACTION * edited.height)
-        frames, vis, _ = render(edited)
-        ids = [x.id for x in edited.objects]
-        masks = vis[ids.index(obj_id)] if obj_id in ids else np.zeros(frames.shape[:3], bool)
-        return BackendOutput(frames, masks, "scene", {"object_id": obj_id, "scene": edited.to_json()})
+                frames, masks, scene = context.world.edit(context.scene, instruction.op, obj_id, instruction.arg)
+                return BackendOutput(frames, masks, "scene", {"object_id": obj_id, "scene": scene})
+        return self._pixel_edit(instruction, context)
 
     # -- mask-guided pixel editing
-    def _pixel_edit(self, ins: Instruction, frames: np.ndarray, masks: np.ndarray) -> BackendOutput:
+    def _pixel_edit(self, ins: Instruction, context: BackendContext) -> BackendOutput:
+        frames, masks = context.frames, context.masks
+        if ins.op == "recolor":
+            # the world's own colour for the name, else the CSS colour of that name
+            rgb = context.world.color_rgb(ins.arg) if context.world is not None else ImageColor.getrgb(ins.arg)
+            target = np.asarray(rgb, np.float32)
         out = frames.copy()
         new_masks = np.zeros_like(masks)
         T, H, W = masks.shape
@@ -198,10 +182,10 @@ class EditingBackend:
             if ins.op == "remove":
                 out[t] = _inpaint(frames[t], m)
             elif ins.op == "recolor":
-                out[t] = _recolor(frames[t], m, ins.arg)
+                out[t] = _recolor(frames[t], m, target)
                 new_masks[t] = m
             else:
-                dx, dy = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}[ins.arg]
+                dx, dy = STEPS[ins.arg]
                 sx, sy = int(round(dx * MOVE_FRACTION * W)), int(round(dy * MOVE_FRACTION * H))
                 moved = _shift(m, sx, sy)
                 pixels = _shift(frames[t], sx, sy)
@@ -212,57 +196,34 @@ class EditingBackend:
         return BackendOutput(out, new_masks, "pixels", {})
 
     def _add(self, ins: Instruction, context: BackendContext) -> BackendOutput:
-
         spec = parse_object(ins.target)
         place = ins.arg or "center"
-        T, H, W = context.frames.shape[:3]
+        world = context.require_world("adding an object")
         if context.scene is not None:
-            scene = context.scene.copy()
-            new_id = max((o.id for o in scene.objects), default=-1) + 1
-            z = max((o.z for o in scene.objects), default=-1) + 1
-            scene.objects.append(_new_obj(spec, place, new_id, z, scene.width, scene.height, scene.num_frames))
-            frames, vis, _ = render(scene)
-            return BackendOutput(frames, vis[-1], "scene", {"object_id": new_id, "scene": scene.to_json()})
-        obj = _new_obj(spec, place, 0, 0, W, H, T)
-        out = context.frames.copy()
-        masks = np.zeros((T, H, W), bool)
-        rgb = object_rgb(spec["color"])
-        for t in range(T):
-            cov = coverage(obj, t, H, W)
-            if cov is None:
-                continue
-            patch, (x0, y0, x1, y1) = cov
-            a = patch.astype(np.float32)[..., None] / 255.0
-            region = out[t, y0:y1, x0:x1].astype(np.float32)
-            out[t, y0:y1, x0:x1] = np.clip(region * (1 - a) + rgb[None, None] * a + 0.5, 0, 255).astype(np.uint8)
-            masks[t, y0:y1, x0:x1] = patch >= 128
-        return BackendOutput(out, masks, "pixels", {})
+            frames, masks, scene = world.add(context.scene, spec, place)
+            return BackendOutput(frames, masks, "scene", {"scene": scene})
+        frames, masks = world.composite(context.frames, spec, place)
+        return BackendOutput(frames, masks, "pixels", {})
 
 
 # ------------------------------------------------------------------------------------------------- generation
 
 
 class GenerationBackend:
-    """Text -> PixelWorld scene -> frames (flat gray background; `num_frames` static frames)."""
+    """Text -> objects at places -> frames drawn by the world (flat gray background; static frames)."""
 
     name = "generation"
 
-    def __init__(self, width: int = 128, height: int = 128, background: tuple[int, int, int] = (150, 150, 150)):
-        self.width, self.height, self.background = width, height, background
+    def __init__(self, width: int = 128, height: int = 128):
+        self.width, self.height = width, height
 
-    def scene_for(self, description: str, num_frames: int = 1):
-        items = parse_scene_description(description)
-        objs = [_new_obj(spec, place, i, i, self.width, self.height, num_frames) for i, (spec, place) in enumerate(items)]
-        return Scene(self.width, self.height, num_frames, {"kind": "flat", "color": list(self.background), "seed": 0},
-                     objs)
-
-    def run(self, instruction: Instruction, context: BackendContext | None = None) -> BackendOutput:
+    def run(self, instruction: Instruction, context: BackendContext) -> BackendOutput:
         if instruction.op != "generate":
             raise BackendError(f"generation back-end cannot run op {instruction.op!r}")
-        T = 1 if context is None else context.frames.shape[0]
-        scene = self.scene_for(instruction.target, T)
-        frames, vis, _ = render(scene)
-        return BackendOutput(frames, vis.any(0), "render", {"scene": scene.to_json()})
+        world = context.require_world("generation")
+        items = parse_scene_description(instruction.target)
+        frames, masks, scene = world.generate(items, self.width, self.height, context.frames.shape[0])
+        return BackendOutput(frames, masks, "render", {"scene": scene})
 
 
 class DiffusersBackend:

@@ -58,6 +58,8 @@ class VitronConfig(JsonConfig):
     # cross-task synergy discriminator on v_s (training only; 0 = not built)
     synergy_hidden: int = 0
     token_ids: dict[str, int] = field(default_factory=dict)
+    # the world the editing/generation back-ends draw in, "pixelwise.<module>:<Class>" ("" = none: pixel edits only)
+    world: str = ""
     model_type: str = MODEL_TYPE
     name: str = "vitron"
     notes: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +98,8 @@ class VitronConfig(JsonConfig):
         if (self.image_size // self.patch_size) % self.llm_pool:
             raise ConfigError(f"{source}: the {self.image_size // self.patch_size}-patch grid does not divide by "
                               f"llm_pool {self.llm_pool}")
+        if not isinstance(self.world, str):
+            raise ConfigError(f"{source}: 'world' must be a string \"pixelwise.<module>:<Class>\", got {self.world!r}")
         needed = [VISION_START, VISION_PAD, VISION_END, IM_START, IM_END, *VITRON_TOKENS]
         missing = [t for t in needed if t not in self.token_ids]
         if missing:

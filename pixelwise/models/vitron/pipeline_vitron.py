@@ -13,6 +13,7 @@ A router answer that is not a valid command (`InstructionError`) is returned as 
 
 from __future__ import annotations
 
+import importlib
 import re
 import time
 from collections.abc import Sequence
@@ -23,10 +24,9 @@ import numpy as np
 import torch
 
 from pixelwise.core.clip import Clip
-from pixelwise.core.errors import PromptError
+from pixelwise.core.errors import ConfigError, PromptError
 from pixelwise.core.prompts import VisualPrompt
 from pixelwise.core.results import Result, SegObject
-from pixelwise.data.pixelworld.scene import Scene
 from pixelwise.models.vitron.backends import BackendContext, BackendError, EditingBackend, GenerationBackend
 from pixelwise.models.vitron.configuration_vitron import REGION_TOKEN, SIGNAL_TOKEN
 from pixelwise.models.vitron.instruction import Instruction, InstructionError, parse_instruction
@@ -58,6 +58,18 @@ def with_options(question: str, options: Sequence[str] | None) -> str:
     return question + " " + " ".join(f"({chr(65 + i)}) {o}" for i, o in enumerate(options))
 
 
+def load_world(spec: str, source: str = "config") -> Any:
+    """A world named `"module:Class"` in VITRON's config -> an instance. Only pixelwise's own modules: a config from
+    the Hub must not name code to import."""
+    module, _, name = spec.partition(":")
+    if not (module.startswith("pixelwise.") and name.isidentifier()):
+        raise ConfigError(f"{source}: world {spec!r} must be 'pixelwise.<module>:<Class>'")
+    try:
+        return getattr(importlib.import_module(module), name)()
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"{source}: world {spec!r} cannot be loaded: {e}") from None
+
+
 def name_regions(question: str, ids: Sequence[int]) -> str:
     """`[k]` (pipeline convention) -> `<region>` (VITRON's slot, filled by the regions in order)."""
     if REGION_TOKEN in question:
@@ -71,13 +83,17 @@ class VitronPipeline(Pipeline):
     family = "vitron"
 
     def __init__(self, model: VitronModel, processor: VitronProcessor, path: str | Path | None = None,
-                 max_new_tokens: int = 64, constrained: bool = True, backends: dict[str, Any] | None = None):
+                 max_new_tokens: int = 64, constrained: bool = True, backends: dict[str, Any] | None = None,
+                 world: Any = None):
+        """`world`: what the editing and generation back-ends draw in (`backends.World`), e.g.
+        `pixelwise.data.pixelworld.world.PixelWorldRenderer()`; `from_pretrained` loads the one the config names."""
         self.model = model.eval()
         self.processor = processor
         self.path = None if path is None else Path(path)
         self.max_new_tokens = max_new_tokens
         self.constrained = constrained
         size = model.config.image_size
+        self.world = world
         self.backends: dict[str, Any] = {"editing": EditingBackend(), "generation": GenerationBackend(size, size)}
         self.backends.update(backends or {})
 
@@ -85,7 +101,8 @@ class VitronPipeline(Pipeline):
     def from_pretrained(cls, path: str | Path, device: Any = "auto", dtype: Any = None) -> VitronPipeline:
         dev, dt = resolve_device(device, dtype)
         model = VitronModel.from_pretrained(path, device=dev, dtype=dt)
-        return cls(model, VitronProcessor.from_pretrained(path, model.config), path)
+        world = load_world(model.config.world, f"{path}/config.json") if model.config.world else None
+        return cls(model, VitronProcessor.from_pretrained(path, model.config), path, world=world)
 
     # ------------------------------------------------------------------ routing + execution
     def _run(self, qm: QueryMedia, request: str, regions: list[tuple[int, VisualPrompt]] = (), propagate: str = "sampled",
@@ -160,7 +177,7 @@ class VitronPipeline(Pipeline):
             result.extras["error"] = f"no back-end for module {ins.module!r}"
             return
         try:
-            out = backend.run(ins, BackendContext(frames, masks, scene))
+            out = backend.run(ins, BackendContext(frames, masks, scene, self.world))
         except BackendError as e:
             result.extras["error"] = str(e)
             return
@@ -182,9 +199,10 @@ class VitronPipeline(Pipeline):
             propagate: str = "sampled", max_new_tokens: int | None = None, progress: Any = None,
             scene: Any = None) -> Result:
         """Any request: a question (text answer), "Segment ...", an edit ("Remove the blue square."), "Draw ...".
-        `scene`: the media's PixelWorld scene graph (`Scene` or its JSON) for exact re-rendered edits."""
-        if isinstance(scene, dict):
-            scene = Scene.from_json(scene)
+        `scene`: the media's scene graph in the world's format (a PixelWorld `Scene` or its JSON) for exact
+        re-rendered edits; ignored without a world."""
+        if scene is not None and self.world is not None:
+            scene = self.world.scene(scene)
         qm = open_query_media(media, num_frames, frame_indices)
         items = normalize_regions(regions)
         check_region_names(question, [k for k, _ in items])
@@ -199,7 +217,7 @@ class VitronPipeline(Pipeline):
 
     def generate(self, description: str, num_frames: int = 1) -> Result:
         """Text-to-image through the router (on a blank canvas): "a red circle at the top left" is asked as
-        "Generate an image of a red circle at the top left." and rendered by the PixelWorld generation back-end."""
+        "Generate an image of a red circle at the top left." and drawn by the generation back-end in the world."""
         size = self.model.config.image_size
         blank = np.full((num_frames, size, size, 3), BLANK, np.uint8)
         text = description.strip()
@@ -212,7 +230,7 @@ class VitronPipeline(Pipeline):
         return VitronChat(self, open_query_media(media, num_frames, frame_indices), check_propagate(propagate))
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "backends": sorted(self.backends)}
+        return {**super().info(), "backends": sorted(self.backends), "world": getattr(self.world, "name", None)}
 
 
 class VitronChat:

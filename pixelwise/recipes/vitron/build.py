@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from pixelwise.data.pixelworld.world import PixelWorldRenderer
 from pixelwise.models.vitron.configuration_vitron import (
     IM_END,
     IM_START,
@@ -39,7 +40,9 @@ def new_vitron(corpus: Iterable[str], seed: int = 0, vocab_size: int = 1024, **s
                ) -> tuple[VitronModel, VitronProcessor]:
     tok = build_tokenizer(corpus, vocab_size)
     needed = [VISION_START, VISION_PAD, VISION_END, IM_START, IM_END, *VITRON_TOKENS]
-    cfg = VitronConfig(vocab_size=tok.get_vocab_size(), token_ids={t: tok.token_to_id(t) for t in needed}, **sizes)
+    world = f"{PixelWorldRenderer.__module__}:{PixelWorldRenderer.__name__}"  # what it is trained to edit and draw
+    cfg = VitronConfig(vocab_size=tok.get_vocab_size(), token_ids={t: tok.token_to_id(t) for t in needed},
+                       world=world, **sizes)
     cfg.validate()
     torch.manual_seed(seed)
     model = VitronModel(cfg)

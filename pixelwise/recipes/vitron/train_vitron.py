@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
-from pixelwise.models.vitron.backends import PLACE_XY, SHAPES, SIZES
+from pixelwise.models.vitron.backends import SHAPES, SIZES
 from pixelwise.models.vitron.configuration_vitron import TASKS
-from pixelwise.models.vitron.instruction import COLORS, Instruction, instruction_from_request
+from pixelwise.models.vitron.instruction import COLORS, PLACES, Instruction, instruction_from_request
 from pixelwise.modules.losses import lm_loss
 from pixelwise.modules.point_losses import point_sampled_mask_loss
 from pixelwise.recipes.vitron.build import new_vitron
@@ -41,7 +41,7 @@ BLANK = (150, 150, 150)
 
 def random_description(rng: random.Random) -> str:
     n = rng.randint(1, 3)
-    places = rng.sample(list(PLACE_XY), n)
+    places = rng.sample(list(PLACES), n)
     parts = [f"a {rng.choice(SIZES)} {rng.choice(COLORS)} {rng.choice(SHAPES)} at the {p}" for p in places]
     return " and ".join(parts)
 

@@ -15,6 +15,7 @@ from pixelwise.data.pixelworld.generate import GenConfig, generate_in_memory
 from pixelwise.data.pixelworld.native import target_masks
 from pixelwise.data.pixelworld.render import render
 from pixelwise.data.pixelworld.scene import Scene
+from pixelwise.data.pixelworld.world import PixelWorldRenderer
 from pixelwise.eval.editing import changed, psnr, score_edit
 from pixelwise.models.vitron.backends import (
     BackendContext,
@@ -87,6 +88,9 @@ def test_instruction_labels_from_requests(request_, op, target, arg):
     assert (ins.op, ins.target, ins.arg) == (op, target, arg)
 
 
+WORLD = PixelWorldRenderer()
+
+
 def test_instruction_labels_cover_every_pixelworld_edit(edits):
     for s in edits:
         ins = instruction_from_request(s["question"])
@@ -109,7 +113,7 @@ def test_scene_edits_reproduce_pixelworld_targets_exactly(edits):
         src, tgt = _exact(s)
         ins = instruction_from_request(s["question"])
         masks = target_masks(s)[0] if s["edit"]["op"] != "add" else None
-        out = backend.run(ins, BackendContext(src, masks, Scene.from_json(s["scene"])))
+        out = backend.run(ins, BackendContext(src, masks, Scene.from_json(s["scene"]), WORLD))
         assert out.method == "scene"
         if s["edit"]["op"] == "add" and s["edit"]["size"] not in s["question"]:
             continue  # "Draw a red cross ..." does not say which size PixelWorld drew: not reproducible
@@ -125,7 +129,7 @@ def test_pixel_edits_without_a_scene(edits):
         src, tgt = _exact(s)
         ins = instruction_from_request(s["question"])
         masks = target_masks(s)[0] if op != "add" else None
-        out = backend.run(ins, BackendContext(src, masks))
+        out = backend.run(ins, BackendContext(src, masks, world=WORLD))  # the world only draws an added object
         assert out.method == "pixels" and out.frames.shape == src.shape
         region = changed(src, tgt, 0)
         score = score_edit(src, tgt, region, out.frames)
@@ -135,9 +139,21 @@ def test_pixel_edits_without_a_scene(edits):
     assert {"remove", "recolor", "move"} <= seen
 
 
+def test_without_a_world_edits_stay_on_pixels_and_drawing_is_refused(edits):
+    s = next(s for s in edits if s["edit"]["op"] == "recolor")
+    src, _ = _exact(s)
+    masks = target_masks(s)[0]
+    out = EditingBackend().run(instruction_from_request(s["question"]), BackendContext(src, masks, s["scene"]))
+    assert out.method == "pixels" and not np.array_equal(out.frames[masks], src[masks])
+    draw = Instruction("generate", "a red circle at the top left")
+    with pytest.raises(BackendError, match="world"):
+        GenerationBackend(64, 64).run(draw, BackendContext(np.zeros((1, 64, 64, 3), np.uint8)))
+
+
 def test_generation_backend_renders_descriptions():
     gen = GenerationBackend(64, 64)
-    out = gen.run(Instruction("generate", "a red circle at the top left and a large blue square at the center"))
+    out = gen.run(Instruction("generate", "a red circle at the top left and a large blue square at the center"),
+                  BackendContext(np.zeros((1, 64, 64, 3), np.uint8), world=WORLD))
     assert out.frames.shape == (1, 64, 64, 3) and out.method == "render"
     assert tuple(out.frames[0, 17, 17]) == (220, 38, 38)  # red circle around (0.27, 0.27) * 64
     assert tuple(out.frames[0, 32, 32]) == (37, 78, 220)  # blue square at the center
@@ -253,7 +269,13 @@ def test_pipeline_roundtrip_executes_router_commands(tiny, tmp_path, edits):
     model.save_pretrained(tmp_path, proc)
     assert "synergy_hidden" in json.loads((tmp_path / "config.json").read_text())
     pipe = pixelwise.load(tmp_path)
-    assert pipe.info()["family"] == "vitron"
+    assert pipe.info()["family"] == "vitron" and pipe.info()["world"] == "pixelworld"  # the world its config names
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    for bad in ("os:system", "pixelwise.data.pixelworld.world:NoSuchWorld", 5):
+        (tmp_path / "config.json").write_text(json.dumps({**cfg, "world": bad}))
+        with pytest.raises(ConfigError, match="world"):
+            pixelwise.load(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
     clip_sample = next(s for s in edits if s["num_frames"] > 1 and s["edit"]["op"] == "remove")
     src, tgt = _exact(clip_sample)
     r = pipe.ask(src, clip_sample["question"])
