@@ -14,17 +14,16 @@ accumulation, bf16 autocast, clipping, cosine schedule with warm-up, logging, at
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from pixelwise.core.errors import ConfigError
 from pixelwise.core.io import atomic_write_text
@@ -34,13 +33,16 @@ from pixelwise.data.templates import TEMPLATE_CORPUS, corpus_texts
 from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration, UniPixelProcessor
 from pixelwise.train import distributed as D
 from pixelwise.train import tiny
+from pixelwise.train.config import load_recipe_config, recipe_cli
 from pixelwise.train.logging import RunLogger
+from pixelwise.train.stop import StopRequest
 from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup, param_groups
 from pixelwise.train.sam2_prompts import PromptedObjectDataset, Sam2PromptModule, collate_prompted
 from pixelwise.train.sampler import ResumableSampler
 from pixelwise.train.state import (
     _flatten_optimizer,
     _unflatten_optimizer,
+    claim_run_dir,
     load_checkpoint,
     model_state,
     resume_checkpoint,
@@ -58,6 +60,7 @@ from pixelwise.train.unipixel_data import (
 from pixelwise.train.unipixel_loss import LossConfig, UniPixelTrainModule
 
 DEFAULTS: dict[str, Any] = {
+    "recipe": "unipixel",  # `pixelwise train` runs a config with the recipe this names (`pixelwise train --list`)
     "run_dir": "runs/unipixel",
     "seed": 0,
     # unipixel (conversations: LM + SAM2 losses) | sam2_prompts (SAM2 alone on clicked/boxed objects) |
@@ -108,70 +111,13 @@ DEFAULTS: dict[str, Any] = {
 # ------------------------------------------------------------------------------------------------ config
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 # sections whose keys are not fixed here (their own dataclasses or the model config check them)
 FREE_SECTIONS = ("model.sizes", "model.config_overrides", "model.processor_overrides", "loss", "distributed.deepspeed")
 
 
-def _check_keys(cfg: dict, defaults: dict, where: str, source: str) -> None:
-    """Unknown keys and values of the wrong type are errors naming the key: a typo must not fall back to a default."""
-    for key, value in cfg.items():
-        name = f"{where}.{key}" if where else key
-        if key.startswith("_") or name in FREE_SECTIONS:
-            continue
-        if key not in defaults:
-            raise ConfigError(f"{source}: unknown key {name!r} (known: {', '.join(sorted(defaults))})")
-        want = defaults[key]
-        if isinstance(want, dict) and isinstance(value, dict):
-            _check_keys(value, want, name, source)
-        elif isinstance(want, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{source}: {name} must be true or false, got {value!r}")
-        elif isinstance(want, (int, float)) and not isinstance(want, bool) and (
-                not isinstance(value, (int, float)) or isinstance(value, bool)):
-            raise ConfigError(f"{source}: {name} must be a number, got {value!r}")
-        elif isinstance(want, (list, tuple, dict)) and value is not None and not isinstance(value, type(want)):
-            raise ConfigError(f"{source}: {name} must be a {type(want).__name__}, got {value!r}")
-
-
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict[str, Any]:
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a recipe config is a YAML mapping")
-        _check_keys(data, DEFAULTS, "", str(path))
-        cfg = _merge(cfg, data)
-    for ov in overrides:  # a.b.c=value (value parsed as YAML)
-        key, sep, value = ov.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {ov!r}: use KEY=VALUE, e.g. --set steps=1000")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"--set {ov!r}: the value is not valid YAML ({e})") from None
-        if isinstance(parsed, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", parsed):
-            parsed = float(parsed)  # YAML 1.1 reads 1e-3 (no dot) as a string
-        tree: dict = {}
-        node = tree
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = parsed
-        _check_keys(tree, DEFAULTS, "", f"--set {ov}")
-        node = cfg
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = parsed
-    return cfg
+    """The recipe's config: DEFAULTS <- YAML <- overrides, strict (`pixelwise.train.config`)."""
+    return load_recipe_config(path, DEFAULTS, overrides, FREE_SECTIONS)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -384,16 +330,15 @@ class StepBatches:
 # ------------------------------------------------------------------------------------------------ main
 
 
-def train(cfg: dict, resume: bool = False) -> Path:
+def train(cfg: dict, resume: bool = False, overwrite: bool = False) -> Path:
     # (1) processes and devices
     info = D.init_distributed(cfg.get("device", "auto"))
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
     run_dir = Path(cfg["run_dir"])
-    if not resume and ((run_dir / "losses.jsonl").is_file() or any((run_dir / "checkpoints").glob("step_*"))):
-        raise ConfigError(f"{run_dir} already holds a run (losses.jsonl / checkpoints): continue it with --resume, "
-                          "or set another run_dir (--set run_dir=...)")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if info.is_main:  # (a failed check ends this process; torchrun then stops the others)
+        claim_run_dir(run_dir, resume, overwrite)
+    D.barrier(info)
     torch.manual_seed(cfg["seed"])
 
     # (2) model and (3) what trains
@@ -491,7 +436,7 @@ def train(cfg: dict, resume: bool = False) -> Path:
     step = start
     window: dict[str, list[float]] = {}
     stop_after = cfg.get("stop_after")
-    interrupted = _StopRequest()  # Ctrl-C / SIGTERM: finish the step, save a checkpoint, leave
+    interrupted = StopRequest()  # Ctrl-C / SIGTERM: finish the step, save a checkpoint, leave
     for step in range(start, steps):
         dataset.set_epoch(0)
         sums_step: dict[str, float] = {}
@@ -567,45 +512,6 @@ def train(cfg: dict, resume: bool = False) -> Path:
         print(f"done: {step + 1} steps, {seen * info.world_size / (time.perf_counter() - t0):.2f} samples/s", flush=True)
     D.finish(info)
     return out or run_dir
-
-
-class _StopRequest:
-    """SIGINT / SIGTERM set a flag that the loop reads after each step (a half-done optimizer step is never saved);
-    a second Ctrl-C stops at once. In a multi-process run the flag is agreed across ranks, so all stop together."""
-
-    def __init__(self) -> None:
-        import signal
-        import threading
-
-        self.signal: int | None = None
-        self._old: dict = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, _frame) -> None:
-        if self.signal is not None:
-            raise KeyboardInterrupt
-        self.signal = signum
-        print("\nstopping after this step to save a checkpoint (Ctrl-C again to stop at once)", file=sys.stderr,
-              flush=True)
-
-    def agreed(self, info: D.DistInfo) -> bool:
-        if not info.enabled:
-            return self.signal is not None
-        import torch.distributed as dist
-
-        flag = torch.tensor([1.0 if self.signal is not None else 0.0], device=info.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() and self.signal is None:
-            self.signal = 0  # another rank was told to stop
-        return bool(flag.item())
-
-    def restore(self) -> None:
-        import signal
-
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 METRIC_KEYS = ("loss", "loss_lm", "loss_seg", "seg_focal", "seg_dice", "seg_iou", "seg_object_score", "loss_box_prompt",
@@ -727,16 +633,13 @@ def _log_images(logger, examples, extras, step: int) -> None:
         logger.image(f"masks/{ex.data_type}_{k}", img, step)
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
+def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
+        overwrite: bool = False) -> Path:
+    return train(load_config(config, list(overrides)), resume=resume, overwrite=overwrite)
 
-    ap = argparse.ArgumentParser(prog="pixelwise train", description=__doc__.split("\n")[0])
-    ap.add_argument("config", help="recipe YAML")
-    ap.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    args = ap.parse_args(argv)
-    cfg = load_config(args.config, args.set)
-    train(cfg, resume=args.resume)
+
+def main(argv: list[str] | None = None) -> None:
+    recipe_cli(run, __doc__.split("\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,16 @@
-"""The training loop of the decoder-light families (PixelLM, UFO) on PixelWorld, readable top to bottom.
+"""The training loop of PixelLM, UFO, Pixel-SAIL and VITRON on PixelWorld, readable top to bottom.
 
-A family recipe (`pixelwise/models/<family>/train.py`) gives three things: its defaults, how to build a model and
+A family recipe (`pixelwise/recipes/<family>/train_<family>.py`) gives three things: its defaults, how to build a model and
 processor around a tokenizer, and how a list of dataset items becomes a loss. This file does the rest: the
 tokenizer (the shared offline byte-level BPE of `pixelwise.train.tiny` plus the family's special tokens), data
-(`PixelWorldDataset` through the resumable sampler), AdamW + cosine schedule, gradient clipping, a wall-clock budget,
-metrics in `metrics.jsonl`, and atomic weight checkpoints in the output folder (loadable by `pixelwise.load` at any
-time, so an interrupted run still leaves a usable model).
+(`PixelWorldDataset` through the resumable sampler), AdamW + cosine schedule (`pixelwise.train.optim`, one weight-decay rule),
+gradient clipping, a wall-clock budget, metrics in `metrics.jsonl`, a progress bar that moves every step, atomic
+checkpoints in the run folder (`pixelwise.train.state`: exact `--resume`; Ctrl-C / SIGTERM save one) and the model in
+the output folder at each of them (loadable by `pixelwise.load` at any time).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import time
@@ -20,17 +20,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from pixelwise.core.errors import ConfigError
 from pixelwise.core.io import atomic_write_text
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
+from pixelwise.train.config import load_recipe_config, merge
 from pixelwise.train.logging import RunLogger
-from pixelwise.train.optim import cosine_with_warmup
+from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
 from pixelwise.train.sampler import ResumableSampler
+from pixelwise.train.state import claim_run_dir, load_checkpoint, resume_checkpoint, save_checkpoint
+from pixelwise.train.stop import StopRequest
 from pixelwise.train.tiny import build_tokenizer as bpe
 
 COMMON_DEFAULTS: dict[str, Any] = {
+    "recipe": None,  # the family's recipe name (`pixelwise train --list`), set by its defaults
     "data": "data/pw-train",  # a native PixelWorld folder (pixelwise pixelworld generate ...)
     "tasks": None,  # PixelWorld tasks to train on (None: the family's list)
     "out": None,  # checkpoint folder (config.json, model.safetensors, tokenizer.json, preprocessor_config.json)
@@ -55,40 +58,12 @@ COMMON_DEFAULTS: dict[str, Any] = {
 
 
 def load_config(path: str | Path | None, defaults: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Defaults <- YAML file <- `key=value` overrides (dotted keys, YAML values)."""
-    cfg = copy.deepcopy(COMMON_DEFAULTS)
-    _merge(cfg, copy.deepcopy(defaults))
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"{path}: cannot read the recipe config ({e})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the recipe config must be a mapping")
-        _merge(cfg, data)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        node = cfg
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    unknown = sorted(set(cfg) - set(COMMON_DEFAULTS) - set(defaults))
-    if unknown:
-        raise ConfigError(f"unknown recipe keys {unknown}")
+    """COMMON_DEFAULTS <- the family's defaults <- YAML file <- `key=value` overrides, strict
+    (`pixelwise.train.config`; the family's `model` section is checked by its config class)."""
+    cfg = load_recipe_config(path, merge(COMMON_DEFAULTS, defaults), overrides, free=("model",))
     if not cfg["out"]:
         raise ConfigError("the recipe needs `out` (the checkpoint folder)")
     return cfg
-
-
-def _merge(base: dict, extra: dict) -> None:
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
 
 
 def build_tokenizer(data: str | Path, tasks: Sequence[str], vocab_size: int, extra_tokens: Sequence[str],
@@ -112,64 +87,93 @@ def build_tokenizer(data: str | Path, tasks: Sequence[str], vocab_size: int, ext
 
 def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.Module, Any]],
           step_loss: Callable[[torch.nn.Module, Any, list, np.random.Generator], tuple[torch.Tensor, dict]],
-          tasks: Sequence[str]) -> Path:
-    """Run the loop; returns the checkpoint folder."""
+          tasks: Sequence[str], resume: bool = False, overwrite: bool = False) -> Path:
+    """Run the loop; returns the checkpoint folder. `resume` continues exactly from the run's latest checkpoint
+    (weights, optimizer, schedule, data position, random state)."""
 
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
+    out = Path(cfg["out"])
+    run_dir = claim_run_dir(cfg["run_dir"] or out.parent / (out.name + "-run"), resume, overwrite)
     random.seed(cfg["seed"])
     torch.manual_seed(cfg["seed"])
     rng = np.random.default_rng(cfg["seed"])
-    out = Path(cfg["out"])
-    run_dir = Path(cfg["run_dir"] or out.parent / (out.name + "-run"))
 
+    dataset = datasets(cfg["data"], tasks)  # first: a missing folder is named before anything is built
     model, processor = build(cfg)
-    dataset = PixelWorldDataset(cfg["data"], tasks=list(tasks))
-    sampler = iter(ResumableSampler(len(dataset), seed=cfg["seed"]))
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "norm" in name or "embed" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"], betas=tuple(cfg["betas"]))
+    sampler = ResumableSampler(len(dataset), seed=cfg["seed"])
+    opt = build_optimizer(model, OptimConfig(lr=cfg["lr"], weight_decay=cfg["weight_decay"], betas=tuple(cfg["betas"])))
     sched = cosine_with_warmup(opt, cfg["steps"], cfg["warmup"], min_lr_ratio=0.05)
-    logger = RunLogger(run_dir, cfg, cfg["steps"], tensorboard=False, progress=False)
+    start = 0
+    if resume and (ck := resume_checkpoint(run_dir)) is not None:
+        state = load_checkpoint(ck, model, opt, sched)
+        start = state.step
+        sampler.load_state_dict(state.sampler)
+        rng.bit_generator.state = state.sampler["step_rng"]
+        print(f"resumed from {ck} at step {start}", flush=True)
+    logger = RunLogger(run_dir, cfg, cfg["steps"], tensorboard=False, start_step=start)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"training {type(model).__name__} ({n_params / 1e6:.2f} M parameters) on {len(dataset)} samples", flush=True)
 
+    def checkpoint(step: int, metrics: dict[str, float]) -> None:
+        save_checkpoint(run_dir, step, model, opt, sched, {**sampler.state_dict(), "step_rng": rng.bit_generator.state},
+                        metrics)
+        model.eval()
+        model.save_pretrained(out, processor)  # a usable model at every checkpoint
+        model.train()
+
     t0 = time.perf_counter()
+    stop = StopRequest()
     model.train()
     acc: dict[str, float] = {}
-    step = 0
-    for step in range(1, cfg["steps"] + 1):
-        items = [dataset[next(sampler)] for _ in range(cfg["batch_size"])]
-        loss, parts = step_loss(model, processor, items, rng)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip"])
-        opt.step()
-        sched.step()
-        for k, v in {"loss": float(loss.detach()), **parts}.items():
-            acc[k] = acc.get(k, 0.0) + v
-        if step % cfg["log_every"] == 0:
-            metrics = {k: v / cfg["log_every"] for k, v in acc.items()}
-            metrics.update(lr=sched.get_last_lr()[0], grad_norm=float(gnorm))
-            logger.log(step, metrics, samples_seen=step * cfg["batch_size"])
-            print(f"step {step} " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
-            acc = {}
-        elapsed = time.perf_counter() - t0
-        if step % cfg["ckpt_every"] == 0 or elapsed > cfg["max_seconds"]:
-            model.eval()
-            model.save_pretrained(out, processor)
-            model.train()
-        if elapsed > cfg["max_seconds"]:
-            print(f"stopping at step {step}: wall-clock budget of {cfg['max_seconds']} s reached", flush=True)
-            break
-    model.eval()
-    model.save_pretrained(out, processor)
-    summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "samples": step * cfg["batch_size"],
-               "parameters": n_params}
-
+    step, last = start, {}
+    batches = iter(sampler)
+    try:
+        while step < cfg["steps"]:
+            items = [dataset[next(batches)] for _ in range(cfg["batch_size"])]
+            loss, parts = step_loss(model, processor, items, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip"])
+            opt.step()
+            sched.step()
+            step += 1
+            last = {"loss": float(loss.detach()), **parts}
+            for k, v in last.items():
+                acc[k] = acc.get(k, 0.0) + v
+            elapsed = time.perf_counter() - t0
+            logger.tick(step, last["loss"], (step - start) * cfg["batch_size"] / max(elapsed, 1e-9))
+            if step % cfg["log_every"] == 0:
+                n = step % cfg["log_every"] or cfg["log_every"]
+                metrics = {k: v / n for k, v in acc.items()}
+                metrics.update(lr=sched.get_last_lr()[0], grad_norm=float(gnorm))
+                logger.log(step, metrics, samples_seen=(step - start) * cfg["batch_size"])
+                acc = {}
+            if stop.agreed():
+                checkpoint(step, last)
+                print(f"interrupted: checkpoint at step {step} in {run_dir}; continue with --resume", flush=True)
+                break
+            if step % cfg["ckpt_every"] == 0 and step < cfg["steps"]:
+                checkpoint(step, last)
+            if elapsed > cfg["max_seconds"]:
+                checkpoint(step, last)
+                print(f"stopping at step {step}: wall-clock budget of {cfg['max_seconds']} s reached; continue "
+                      "with --resume", flush=True)
+                break
+        else:
+            checkpoint(step, last)
+    finally:
+        stop.restore()
+        logger.close()
+    summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "samples": (step - start) *
+               cfg["batch_size"], "parameters": n_params}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    logger.close()
     print(json.dumps(summary), flush=True)
     return out
+
+
+def datasets(data: str | Path | Sequence[str | Path], tasks: Sequence[str]) -> torch.utils.data.Dataset:
+    """One native PixelWorld folder, or several read as one dataset (in order)."""
+    roots = [data] if isinstance(data, (str, Path)) else list(data)
+    parts = [PixelWorldDataset(r, tasks=list(tasks)) for r in roots]
+    return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from pixelwise.core.errors import CheckpointError
+from pixelwise.core.errors import CheckpointError, ConfigError
 from pixelwise.core.io import atomic_write_text
 
 
@@ -184,6 +184,24 @@ def clean_leftovers(run_dir: str | Path) -> list[str]:
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p.name)
     return removed
+
+
+def claim_run_dir(run_dir: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """The folder of a new or resumed run. One that already holds a run (logs or checkpoints) is refused unless the
+    run is resumed (`--resume`) or replaced (`--overwrite`: the old run is deleted), so logs never hold a step twice
+    and a typo never restarts a long run."""
+    run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    holds = any((run_dir / f).is_file() for f in ("losses.jsonl", "metrics.jsonl")) or any(
+        (run_dir / "checkpoints").glob("step_*"))
+    if holds and not (resume or overwrite):
+        raise ConfigError(f"{run_dir} already holds a run (logs / checkpoints): continue it with --resume, replace it "
+                          "with --overwrite, or choose another run folder")
+    if holds and overwrite:
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
 
 
 def resume_checkpoint(run_dir: str | Path) -> Path | None:

@@ -66,7 +66,9 @@ class PixelWorldDataset:
         self.load_media = load_media
         path = self.root / native.SAMPLES_FILE
         if not path.is_file():
-            raise FormatError(f"{root}: no {native.SAMPLES_FILE} (not a PixelWorld folder?)")
+            raise FormatError(f"{root}: no {native.SAMPLES_FILE}, not a PixelWorld folder; make one with "
+                              f"`pixelwise pixelworld generate --out {root} --split train --num 8000 --tasks ...` "
+                              "(the model card or the config's comments give its exact command)")
         self._path = path
         self._offsets: list[int] = []
         self.tasks: list[str] = []

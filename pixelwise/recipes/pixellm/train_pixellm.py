@@ -10,7 +10,8 @@ no pretrained trunk to freeze); loss = 1.0 CE + 2.0 BCE + 0.5 Dice + refinement 
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,10 @@ from pixelwise.models.pixellm.configuration_pixellm import PixelLMConfig, seg_to
 from pixelwise.models.pixellm.modeling_pixellm import PixelLMForSegmentation
 from pixelwise.models.pixellm.processing_pixellm import PixelLMProcessor
 from pixelwise.train import family
+from pixelwise.train.config import recipe_cli
 
 TASKS = ("referring", "reasoning", "multi_target")
-DEFAULTS: dict[str, Any] = {"tasks": list(TASKS)}
+DEFAULTS: dict[str, Any] = {"recipe": "pixellm", "tasks": list(TASKS)}
 TEMPLATES = ["You are a helpful assistant.", "system\n", "user\n", "assistant\n", "Please segment the red circle."]
 
 
@@ -48,13 +50,14 @@ def step_loss(model: PixelLMForSegmentation, proc: PixelLMProcessor, items: list
     return out.loss, out.parts
 
 
+def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
+        overwrite: bool = False) -> Path:
+    cfg = family.load_config(config, DEFAULTS, overrides)
+    return family.train(cfg, build, step_loss, cfg["tasks"], resume=resume, overwrite=overwrite)
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("config", nargs="?")
-    ap.add_argument("--set", action="append", default=[], help="key=value override (dotted keys)")
-    args = ap.parse_args(argv)
-    cfg = family.load_config(args.config, DEFAULTS, args.set)
-    family.train(cfg, build, step_loss, cfg["tasks"])
+    recipe_cli(run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

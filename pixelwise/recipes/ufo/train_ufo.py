@@ -11,7 +11,8 @@ trained from scratch; loss = CE + focal + dice (1 : 1 : 1, the paper's weights).
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,10 @@ from pixelwise.models.ufo.configuration_ufo import UFOConfig
 from pixelwise.models.ufo.modeling_ufo import UFOForConditionalGeneration, token_ids_of
 from pixelwise.models.ufo.processing_ufo import UFO_TOKENS, UFOProcessor
 from pixelwise.train import family
+from pixelwise.train.config import recipe_cli
 
 TASKS = ("referring", "reasoning", "multi_target", "grounding", "detection")
-DEFAULTS: dict[str, Any] = {"tasks": list(TASKS)}
+DEFAULTS: dict[str, Any] = {"recipe": "ufo", "tasks": list(TASKS)}
 TEMPLATES = ["You are a helpful assistant.", "system\n", "user\n", "assistant\n", "Please segment the red circle."]
 
 
@@ -62,13 +64,14 @@ def step_loss(model: UFOForConditionalGeneration, proc: UFOProcessor, items: lis
     return out.loss, out.parts
 
 
+def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
+        overwrite: bool = False) -> Path:
+    cfg = family.load_config(config, DEFAULTS, overrides)
+    return family.train(cfg, build, step_loss, cfg["tasks"], resume=resume, overwrite=overwrite)
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("config", nargs="?")
-    ap.add_argument("--set", action="append", default=[], help="key=value override (dotted keys)")
-    args = ap.parse_args(argv)
-    cfg = family.load_config(args.config, DEFAULTS, args.set)
-    family.train(cfg, build, step_loss, cfg["tasks"])
+    recipe_cli(run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Train a tiny VITRON (router + signal embedding + segmentation back-end) on PixelWorld images and clips.
 
-    python -m pixelwise.recipes.vitron.train_vitron --data runs/pw/vit-img runs/pw/vit-vid \\
-        --run runs/vitron-tiny --steps 600 --save pixelwise/checkpoints/vitron-tiny
+    pixelwise train pixelwise/recipes/vitron/configs/vitron_tiny.yaml [--resume] [--set key=value ...]
 
 Supervision per request (labels from the PixelWorld sample, `instruction.instruction_from_request`):
 referring -> `segment: <expression>` + [SIG] (mask loss on the target); editing remove/recolor/move -> the edit
@@ -9,33 +8,49 @@ command + [SIG] (mask loss on the referred object in the *source* media); add ->
 region questions -> the text answer (understanding, with the region sketch encoder); and a few synthetic
 "Generate an image of ..." requests on a blank frame -> a `generate` command. Clips are trained on 4 frames.
 Loss = CE + 2.0 * BCE + 0.5 * Dice (point-sampled) + 0.1 * synergy CE through gradient reversal (paper's L_syn).
-The back-end editing/generation specialists are not trained (they are exact renderers and OpenCV).
+The back-end editing/generation specialists are not trained (they are exact renderers and OpenCV). The loop is the
+shared one of `pixelwise.train.family` (exact `--resume`, Ctrl-C saves a checkpoint).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pixelwise.data.pixelworld.dataset import PixelWorldDataset
 from pixelwise.models.vitron.backends import SHAPES, SIZES
 from pixelwise.models.vitron.configuration_vitron import TASKS
 from pixelwise.models.vitron.instruction import COLORS, PLACES, Instruction, instruction_from_request
 from pixelwise.modules.losses import lm_loss
 from pixelwise.modules.point_losses import point_sampled_mask_loss
 from pixelwise.recipes.vitron.build import new_vitron
-from pixelwise.train.logging import RunLogger
-from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
-from pixelwise.train.sampler import ResumableSampler
-from pixelwise.train.state import load_checkpoint, resume_checkpoint, save_checkpoint
+from pixelwise.train import family
+from pixelwise.train.config import recipe_cli
 
 DATA_TASKS = ("referring", "editing", "region")
+DEFAULTS: dict[str, Any] = {
+    "recipe": "vitron",
+    "data": ["data/pw-train-img", "data/pw-train-vid"],  # native PixelWorld folders (images and/or clips)
+    "tasks": list(DATA_TASKS),
+    "frames": 4,  # frames per clip in training
+    "generation_rate": 0.06,  # share of requests replaced by synthetic "Generate an image of ..." requests
+    "synergy_weight": 0.1,
+    "points": 2048,
+    "steps": 600,
+    "batch_size": 8,
+    "weight_decay": 0.05,
+    "warmup": 30,
+    "log_every": 10,
+    "ckpt_every": 100,
+    "max_seconds": 720,
+    "threads": 1,
+    "model": {"synergy_hidden": 64},
+}
 BLANK = (150, 150, 150)
 
 
@@ -75,74 +90,40 @@ def generation_example(rng: random.Random, size: int = 128):
     return frames, q, Instruction("generate", desc).to_text(), [], None, "generate"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", nargs="+", required=True, help="native PixelWorld folders (images and/or clips)")
-    ap.add_argument("--run", required=True)
-    ap.add_argument("--save", default=None)
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--max-minutes", type=float, default=12.0)
-    ap.add_argument("--points", type=int, default=2048)
-    ap.add_argument("--frames", type=int, default=4, help="frames per clip in training")
-    ap.add_argument("--generation-rate", type=float, default=0.06)
-    ap.add_argument("--synergy-weight", type=float, default=0.1)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sizes", default="{}")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    t_start = time.perf_counter()
+class VitronRecipe:
+    """What the shared loop (`pixelwise.train.family.train`) needs: `build` (tokenizer over every request and
+    command text, model) and `step_loss` (synthetic generation requests mixed in at `generation_rate`)."""
 
-    sets = [PixelWorldDataset(d, tasks=DATA_TASKS) for d in args.data]
-    index = [(k, i) for k, ds in enumerate(sets) for i in range(len(ds))]
-    rng = random.Random(args.seed)
-    texts = []
-    for ds in sets:
-        for i in range(len(ds)):
-            r = ds.record(i)
-            texts += [r["question"], r["answer"]]
-            ins = (Instruction("segment", r["phrase"]) if r["task"] == "referring"
-                   else instruction_from_request(r["question"]) if r["task"] == "editing" else None)
-            if ins is not None:
-                texts.append(ins.to_text())
-    for _ in range(300):
-        f, q, a, *_ = generation_example(rng)
-        texts += [q, a]
-    sizes = {"synergy_hidden": 64}
-    sizes.update(json.loads(args.sizes))
-    model, proc = new_vitron(texts, seed=args.seed, **sizes)
-    model.config.notes = {"data": list(args.data), "tasks": list(DATA_TASKS), "steps": args.steps,
-                          "batch": args.batch, "frames_per_clip": args.frames}
-    model.train()
-    warm = max(1, args.steps // 20)
-    opt = build_optimizer(model, OptimConfig(lr=args.lr, weight_decay=0.05, warmup_steps=warm))
-    sched = cosine_with_warmup(opt, args.steps, warm, min_lr_ratio=0.05)
-    sampler = ResumableSampler(len(index), seed=args.seed)
-    step = 0
-    ckpt = resume_checkpoint(args.run)
-    if ckpt is not None:
-        st = load_checkpoint(ckpt, model, opt, sched)
-        step = st.step
-        sampler.load_state_dict(st.sampler)
-    logger = RunLogger(args.run, {**vars(args), "sizes": sizes}, args.steps, tensorboard=False, progress=False)
-    rng = random.Random(args.seed + step)
-    it = iter(sampler)
-    last_save = time.perf_counter()
-    loss = torch.zeros(())
-    while step < args.steps:
-        if (time.perf_counter() - t_start) / 60 > args.max_minutes:
-            print(f"time budget reached at step {step}")
-            break
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+
+    def build(self, cfg: dict[str, Any]):
+        ds = family.datasets(cfg["data"], cfg["tasks"])
+        rng = random.Random(cfg["seed"])
+        texts = []
+        for part in getattr(ds, "datasets", [ds]):
+            for i in range(len(part)):
+                r = part.record(i)
+                texts += [r["question"], r["answer"]]
+                ins = (Instruction("segment", r["phrase"]) if r["task"] == "referring"
+                       else instruction_from_request(r["question"]) if r["task"] == "editing" else None)
+                if ins is not None:
+                    texts.append(ins.to_text())
+        for _ in range(300):
+            _, q, a, *_ = generation_example(rng)
+            texts += [q, a]
+        model, proc = new_vitron(texts, seed=cfg["seed"], **cfg["model"])
+        model.config.notes = {"data": cfg["data"], "tasks": list(cfg["tasks"]), "steps": cfg["steps"],
+                              "batch": cfg["batch_size"], "frames_per_clip": cfg["frames"]}
+        return model, proc
+
+    def step_loss(self, model, proc, items: list, rng: np.random.Generator):
+        cfg = self.cfg
+        r = random.Random(int(rng.integers(1 << 62)))
         batch = []
-        while len(batch) < args.batch:
-            if rng.random() < args.generation_rate:
-                batch.append(generation_example(rng))
-                continue
-            k, i = index[next(it)]
-            ex = example(sets[k][i], rng, args.frames)
-            if ex is not None:
+        for item in items:  # each request is replaced by a synthetic generation request at generation_rate
+            ex = generation_example(r) if r.random() < cfg["generation_rate"] else example(item, r, cfg["frames"])
+            if ex is not None:  # (an edit PixelWorld words differently from the command grammar is skipped)
                 batch.append(ex)
         inputs = [proc.build(f, q, a, p) for f, q, a, p, _, _ in batch]
         out = model(inputs)
@@ -154,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             v = model.signal(out.hidden[b, sig])  # [1, 2s]
             logits = model.segment(v, out.frame_features[b], inp.grid, patches=inp.patches)[0]  # [T, H', W']
-            seg.append(point_sampled_mask_loss(logits, torch.from_numpy(target), args.points)["mask"])
+            seg.append(point_sampled_mask_loss(logits, torch.from_numpy(target), cfg["points"])["mask"])
             if model.synergy is not None and op in TASKS:
                 syn_logits.append(model.synergy_logits(v)[0])
                 syn_labels.append(TASKS.index(op))
@@ -162,32 +143,20 @@ def main(argv: list[str] | None = None) -> int:
         loss_seg = torch.stack(seg).mean() if seg else loss_ce * 0
         loss_syn = (F.cross_entropy(torch.stack(syn_logits), torch.tensor(syn_labels)) if syn_logits
                     else loss_ce * 0)
-        loss = loss_ce + loss_seg + args.synergy_weight * loss_syn
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        step += 1
-        if step % 10 == 0 or step == 1:
-            logger.log(step, {"loss": loss.item(), "ce": loss_ce.item(), "mask": loss_seg.item(),
-                              "synergy": loss_syn.item(), "grad_norm": float(gn), "lr": sched.get_last_lr()[0]},
-                       samples_seen=step * args.batch)
-            print(f"step {step} loss {loss.item():.4f} ce {loss_ce.item():.4f} mask {loss_seg.item():.4f} "
-                  f"syn {loss_syn.item():.4f} {time.perf_counter() - t_start:.0f}s", flush=True)
-        if time.perf_counter() - last_save > 120:
-            save_checkpoint(args.run, step, model, opt, sched, sampler.state_dict(), {"loss": loss.item()})
-            last_save = time.perf_counter()
-    save_checkpoint(args.run, step, model, opt, sched, sampler.state_dict(), {"loss": loss.item()})
-    wall = time.perf_counter() - t_start
-    model.config.notes.update({"steps_done": step, "wall_seconds": round(wall, 1)})
-    if args.save:
-        model.eval().save_pretrained(args.save, proc)
-        print(f"saved {args.save}")
-    logger.close()
-    print(f"done: {step} steps in {wall:.0f}s")
-    return 0
+        parts = {"ce": float(loss_ce.detach()), "mask": float(loss_seg.detach()), "synergy": float(loss_syn.detach())}
+        return loss_ce + loss_seg + cfg["synergy_weight"] * loss_syn, parts
+
+
+def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
+        overwrite: bool = False) -> Path:
+    cfg = family.load_config(config, DEFAULTS, overrides)
+    recipe = VitronRecipe(cfg)
+    return family.train(cfg, recipe.build, recipe.step_loss, cfg["tasks"], resume=resume, overwrite=overwrite)
+
+
+def main(argv: list[str] | None = None) -> None:
+    recipe_cli(run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -1,0 +1,109 @@
+"""`pixelwise train` runs PixelLM, UFO, Pixel-SAIL and VITRON through one loop (`pixelwise.train.family`): the
+config's `recipe:` picks the family, a run folder that holds a run is refused, an interrupted run continues exactly
+(the same losses as an uninterrupted one, each step logged once), and the result loads with `pixelwise.load`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pixelwise.core.errors import ConfigError, PixelwiseError
+
+TINY = {
+    "pixellm": {"text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                         "num_key_value_heads": 1, "mrope_section": [2, 3, 3]},
+                "vision": {"depth": 2, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2, "patch_size": 8,
+                           "window_size": 64, "fullatt_block_indexes": [1]},
+                "vision_taps": [-1, 0], "decoder_dim": 16, "decoder_heads": 2, "decoder_mlp_dim": 32,
+                "decoder_depth": 1},
+    "ufo": {"text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "num_key_value_heads": 1, "mrope_section": [2, 3, 3]},
+            "vision": {"depth": 2, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2, "patch_size": 8,
+                       "window_size": 64, "fullatt_block_indexes": [1]},
+            "grid_size": 3, "grid_max_steps": 24},
+    "pixelsail": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64,
+                  "seg_channels": 16, "upsampler_channels": 16, "patch_size": 8, "image_size": 64,
+                  "num_prompt_tokens": 4},
+    "vitron": {"vision_hidden": 32, "vision_layers": 1, "vision_heads": 2, "hidden_size": 32, "num_layers": 2,
+               "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64, "signal_dim": 16, "seg_channels": 16,
+               "upsampler_channels": 16, "image_size": 64, "patch_size": 8, "llm_pool": 2, "synergy_hidden": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    from pixelwise.data.pixelworld.generate import GenConfig, generate
+
+    root = tmp_path_factory.mktemp("family-data")
+    img = root / "img"
+    generate(img, GenConfig(split="train", num=16, seed=0, resolution=64,
+                            tasks=("referring", "reasoning", "multi_target", "grounding", "detection", "region",
+                                   "editing")))
+    vid = root / "vid"
+    generate(vid, GenConfig(split="train", num=4, seed=0, resolution=64, video=True, num_frames=4,
+                            tasks=("referring", "editing")))
+    return {"img": img, "vid": vid}
+
+
+def _config(tmp_path: Path, family: str, data: dict[str, Path], name: str) -> Path:
+    cfg = {"recipe": family, "data": str(data["img"]) if family != "vitron" else [str(data["img"]), str(data["vid"])],
+           "out": str(tmp_path / name / "final"), "run_dir": str(tmp_path / name), "steps": 4, "batch_size": 2,
+           "warmup": 1, "ckpt_every": 2, "log_every": 1, "threads": 1, "vocab_size": 300, "max_seconds": 600,
+           "model": TINY[family]}
+    if family in ("pixellm", "ufo"):
+        cfg["frame_pixels"] = 64 * 64
+    if family in ("pixelsail", "vitron"):
+        cfg["points"] = 64
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _losses(run_dir: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+
+
+@pytest.mark.parametrize("family", ["pixellm", "ufo", "pixelsail", "vitron"])
+def test_one_loop_trains_refuses_resumes_exactly_and_loads(family, data, tmp_path):
+    import pixelwise
+    from pixelwise.recipes.registry import recipe_of, run_recipe
+
+    torch.set_num_threads(1)
+    whole = _config(tmp_path, family, data, "whole")
+    assert recipe_of(whole) == family
+    out = run_recipe(whole)
+    straight = _losses(tmp_path / "whole")
+    assert [s for s, _ in straight] == [1, 2, 3, 4]
+    assert pixelwise.load(out).family == family
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run_recipe(whole)
+
+    parts = _config(tmp_path, family, data, "parts")
+    run_recipe(parts, ["max_seconds=0"])  # the budget stops it after one step, with a checkpoint
+    assert [s for s, _ in _losses(tmp_path / "parts")] == [1]
+    run_recipe(parts, resume=True)
+    assert _losses(tmp_path / "parts") == straight  # each step once, the same losses
+
+
+def test_strict_configs_and_the_recipe_list(tmp_path, data):
+    from pixelwise.recipes.registry import listing, recipe_of, run_recipe
+
+    path = _config(tmp_path, "pixellm", data, "bad")
+    for bad, word in (("stepz=3", "stepz"), ("steps=abc", "steps"), ("model=3", "model")):
+        with pytest.raises(ConfigError, match=word):
+            run_recipe(path, [bad])
+    cfg = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**cfg, "recipe": "nosuch"}))
+    with pytest.raises(ConfigError, match="unknown recipe 'nosuch'"):
+        recipe_of(path)
+    path.write_text(yaml.safe_dump({**cfg, "data": str(tmp_path / "missing")}))
+    with pytest.raises(PixelwiseError, match="pixelworld generate --out"):
+        run_recipe(path)
+    shipped = {name: configs for name, _, configs in listing()}
+    assert set(shipped) == {"unipixel", "pixellm", "ufo", "pixelsail", "vitron"}
+    for name, configs in shipped.items():
+        assert configs and all(recipe_of(c) == name for c in configs), name
