@@ -368,7 +368,8 @@ def train(cfg: dict, resume: bool = False, overwrite: bool = False) -> Path:
         dataset = UniPixelTrainDataset(source, processor, seed=cfg["seed"],
                                        video_frames=tuple(cfg["data"]["video_frames"]),
                                        sample_objects=int(cfg["data"]["sample_objects"]),
-                                       sam2_max_frames=cfg["data"].get("sam2_max_frames"))
+                                       sam2_max_frames=cfg["data"].get("sam2_max_frames"),
+                                       visual_words=loss_cfg.visual_words_weight > 0)
         module = UniPixelTrainModule(model, loss_cfg).to(info.device)
     else:
         raise ConfigError(f"objective {objective!r}: use unipixel, sam2_prompts or text_lm")
@@ -515,7 +516,7 @@ def train(cfg: dict, resume: bool = False, overwrite: bool = False) -> Path:
 
 
 METRIC_KEYS = ("loss", "loss_lm", "loss_seg", "seg_focal", "seg_dice", "seg_iou", "seg_object_score", "loss_box_prompt",
-               "loss_retrieval")
+               "loss_retrieval", "loss_visual_words")
 
 
 def reduce_metrics(sums: dict[str, float], counts: dict[str, int], info: D.DistInfo) -> dict[str, float]:

@@ -27,6 +27,7 @@ from pixelwise.core.media import load_media
 from pixelwise.core.prompts import Box, MaskPrompt, Point
 from pixelwise.data.formats.layouts import parse_name, reader
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
+from pixelwise.data.pixelworld import vocab
 from pixelwise.data.pixelworld.grammar import describe_object
 from pixelwise.data.pixelworld.render import render
 from pixelwise.data.pixelworld.scene import Scene
@@ -51,6 +52,10 @@ class Example:
     seg_index: list[int] = field(default_factory=list)  # which <|seg|> tokens (text order) are supervised
     frames_rgb: np.ndarray | None = None  # uint8 [T, H, W, 3] (for logging predicted masks)
     key: str = ""
+    # per visual token (raster order over frame pairs) the class of the object covering it: [N, 2] (colour, shape;
+    # -1 = no object), with the token ids of the classes' words [2, C] (`visual_words`, when the scene is known)
+    visual_words: torch.Tensor | None = None
+    visual_word_ids: torch.Tensor | None = None
 
 
 # --------------------------------------------------------------------------------------------------- sources
@@ -61,6 +66,10 @@ class TrainSource:
 
     def __len__(self) -> int:
         raise NotImplementedError
+
+    def scene(self, index: int) -> dict | None:
+        """The item's PixelWorld scene graph (JSON) when the source has one (for per-token object labels)."""
+        return None
 
     def conversations(self, index: int, rng: random.Random) -> tuple[np.ndarray, list[Conversation], str]:
         raise NotImplementedError
@@ -80,6 +89,9 @@ class PixelWorldSource(TrainSource):
     def group_keys(self) -> list[str]:
         video = self.ds.record(0)["num_frames"] > 1 if len(self.ds) else False
         return [f"{t}_{'video' if video else 'image'}" for t in self.ds.tasks]
+
+    def scene(self, index: int) -> dict | None:
+        return self.ds.record(index).get("scene")
 
     def conversations(self, index, rng):
         item = self.ds[index]
@@ -158,6 +170,9 @@ class DenseGroundingSource(TrainSource):
     def group_keys(self) -> list[str]:
         return ["dense_image"] * len(self)
 
+    def scene(self, index: int) -> dict | None:
+        return self.scenes[int(index)]
+
     def conversations(self, index, rng):
         scene = Scene.from_json(self.scenes[int(index)])
         rgb, vis, _ = render(scene, [0])
@@ -211,6 +226,10 @@ class MixedSource(TrainSource):
         per = [src.group_keys() for src, _ in self.sources]
         return [per[k][i] for k, i in self.index]
 
+    def scene(self, index: int) -> dict | None:
+        k, i = self.index[index]
+        return self.sources[k][0].scene(i)
+
     def conversations(self, index, rng):
         k, i = self.index[index]
         return self.sources[k][0].conversations(i, rng)
@@ -257,8 +276,10 @@ class ExampleBuilder:
     """Conversation + frames -> `Example` (processor inputs, label mask, SAM2 targets at S x S)."""
 
     def __init__(self, processor, video_frames: tuple[int, ...] = (8, 16), sample_objects: int = 5,
-                 sam2_max_frames: int | None = None):
+                 sam2_max_frames: int | None = None, visual_words: bool = False):
         self.processor = processor
+        # the token ids of " red", " circle", ...: the classes of the visual-word labels (one token each)
+        self.word_ids = word_classes(processor) if visual_words else None
         self.video_frames = video_frames
         self.sample_objects = sample_objects
         self.sam2_max_frames = sam2_max_frames  # SAM2 is supervised on at most this many of the LLM's frames
@@ -268,7 +289,8 @@ class ExampleBuilder:
         self.seg_id = processor.token_id(SEG_TOKEN)
         self.ref_token = REF_TOKEN
 
-    def __call__(self, frames: np.ndarray, conv: Conversation, rng: random.Random | None, key: str = "") -> Example:
+    def __call__(self, frames: np.ndarray, conv: Conversation, rng: random.Random | None, key: str = "",
+                 scene: dict | None = None) -> Example:
         total = frames.shape[0]
         keep = sorted({p.frame for p in conv.ref_prompts} | {m.frame for obj in conv.mem_masks for m in obj})
         want = rng.choice(self.video_frames) if rng is not None else max(self.video_frames)
@@ -331,16 +353,21 @@ class ExampleBuilder:
             if m.shape[-2:] != (s, s):
                 m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
             seg_targets = m > 0.5
-        return Example(conv.data_type, inputs, labels_mask, seg_targets, seg_index, sel[sam2_pos], key)
+        ex = Example(conv.data_type, inputs, labels_mask, seg_targets, seg_index, sel[sam2_pos], key)
+        if self.word_ids is not None and scene is not None:
+            ex.visual_words = visual_word_labels(Scene.from_json(scene), idx, inputs.video_grid_thw, self.word_ids)
+            ex.visual_word_ids = self.word_ids[1]
+        return ex
 
 
 class UniPixelTrainDataset:
     """Map-style dataset of `Example`s over a `TrainSource`; item randomness = f(seed, epoch, index)."""
 
     def __init__(self, source: TrainSource, processor, seed: int = 0, video_frames: tuple[int, ...] = (8, 16),
-                 sample_objects: int = 5, augment: bool = True, sam2_max_frames: int | None = None):
+                 sample_objects: int = 5, augment: bool = True, sam2_max_frames: int | None = None,
+                 visual_words: bool = False):
         self.source = source
-        self.builder = ExampleBuilder(processor, video_frames, sample_objects, sam2_max_frames)
+        self.builder = ExampleBuilder(processor, video_frames, sample_objects, sam2_max_frames, visual_words)
         self.seed = seed
         self.epoch = 0
         self.augment = augment
@@ -357,7 +384,45 @@ class UniPixelTrainDataset:
         if not convs:
             return None
         conv = convs[rng.randrange(len(convs))]
-        return self.builder(frames, conv, rng if self.augment else None, key)
+        scene = self.source.scene(int(index)) if self.builder.word_ids is not None else None
+        return self.builder(frames, conv, rng if self.augment else None, key, scene)
+
+
+WORD_CLASSES = (tuple(vocab.COLORS), tuple(vocab.SHAPES))  # what each visual token is labelled with
+
+
+def word_classes(processor) -> tuple[list[tuple[str, ...]], torch.Tensor]:
+    """(class names per label kind, their token ids [2, C]): " red" ... and " circle" ..., one token each."""
+    ids = []
+    for names in WORD_CLASSES:
+        row = []
+        for w in names:
+            t = processor.encode(" " + w)
+            if len(t) != 1:
+                raise ValueError(f"visual words: {w!r} is {len(t)} tokens in this tokenizer, not one")
+            row.append(t[0])
+        ids.append(row)
+    return [list(n) for n in WORD_CLASSES], torch.tensor(ids)
+
+
+def visual_word_labels(scene: Scene, frame_idx: list[int], grid_thw: torch.Tensor, classes, min_cover: float = 0.25
+                       ) -> torch.Tensor:
+    """Per visual token (frame pairs outer, merged-grid raster inner) the class index of the colour and the shape of
+    the object that covers most of its cell ([N, 2], -1 where no object covers `min_cover` of it). A pair's token
+    is labelled from its first frame (the second is the same frame or the next one)."""
+    names = classes[0]
+    t, h, w = (int(v) for v in grid_thw.reshape(-1, 3)[0])
+    gh, gw = h // 2, w // 2
+    firsts = [frame_idx[min(2 * g, len(frame_idx) - 1)] for g in range(t)]
+    _, vis, _ = render(scene, firsts)  # bool [O, t, H, W]
+    cover = F.adaptive_avg_pool2d(torch.from_numpy(vis).float().flatten(0, 1), (gh, gw)).view(vis.shape[0], t, gh, gw)
+    best, who = cover.max(0) if vis.shape[0] else (torch.zeros(t, gh, gw), torch.zeros(t, gh, gw, dtype=torch.long))
+    labels = torch.full((t, gh, gw, 2), -1, dtype=torch.long)
+    for g in range(t):
+        for o, obj in enumerate(scene.objects):
+            cells = (who[g] == o) & (best[g] >= min_cover)
+            labels[g][cells] = torch.tensor([names[0].index(obj.color_at(firsts[g])), names[1].index(obj.shape)])
+    return labels.view(-1, 2)
 
 
 def collate_examples(batch: list[Example | None]) -> list[Example]:

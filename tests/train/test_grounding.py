@@ -300,3 +300,32 @@ def test_embed_norm_puts_visual_and_region_embeddings_on_one_scale(plain, pw_ima
     model.save_pretrained(tmp_path / "m")
     again = UniPixelForConditionalGeneration.from_pretrained(tmp_path / "m")
     assert again.config.embed_norm and torch.equal(again.region_norm.weight, model.region_norm.weight)
+
+
+def test_visual_words_label_each_token_with_its_object_and_reward_naming_it(plain, pw_images):
+    """Each visual token is labelled with the colour and shape of the object covering its cell (from the scene
+    graph); the loss is low exactly when the token points at those words' embeddings."""
+    from pixelwise.data.pixelworld.scene import Scene
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration, UniPixelProcessor
+    from pixelwise.train.unipixel_data import PixelWorldSource, UniPixelTrainDataset, visual_word_labels, word_classes
+    from pixelwise.train.unipixel_loss import visual_words_loss
+
+    processor = UniPixelProcessor.from_pretrained(plain)
+    names, ids = word_classes(processor)
+    source = PixelWorldSource(pw_images)
+    scene = Scene.from_json(source.scene(0))
+    labels = visual_word_labels(scene, [0], torch.tensor([[1, 8, 8]]), (names, ids))
+    assert labels.shape == (16, 2) and (labels >= 0).any() and (labels == -1).any()
+    expected = {(names[0].index(o.color), names[1].index(o.shape)) for o in scene.objects}
+    assert {tuple(v) for v in labels[labels[:, 0] >= 0].tolist()} <= expected
+
+    ex = UniPixelTrainDataset(source, processor, visual_words=True)[0]
+    assert ex.visual_words is not None and torch.equal(ex.visual_word_ids, ids)
+    emb = UniPixelForConditionalGeneration.from_pretrained(plain).language_model.embed_tokens.weight
+    keep = ex.visual_words[:, 0] >= 0
+    naming = emb[ids[0][ex.visual_words[:, 0].clamp(min=0)]] + emb[ids[1][ex.visual_words[:, 1].clamp(min=0)]]
+    random_tokens = torch.randn_like(naming)
+    good = visual_words_loss(naming[keep], ex.visual_words[keep], emb, ids, 0.1)
+    bad = visual_words_loss(random_tokens[keep], ex.visual_words[keep], emb, ids, 0.1)
+    assert good < 0.5 * bad
+    assert visual_words_loss(naming[~keep], ex.visual_words[~keep], emb, ids, 0.1) is None
