@@ -516,7 +516,7 @@ def train(cfg: dict, resume: bool = False, overwrite: bool = False) -> Path:
 
 
 METRIC_KEYS = ("loss", "loss_lm", "loss_seg", "seg_focal", "seg_dice", "seg_iou", "seg_object_score", "loss_box_prompt",
-               "loss_retrieval", "loss_visual_words")
+               "loss_retrieval", "loss_visual_words", "loss_memory_words")
 
 
 def reduce_metrics(sums: dict[str, float], counts: dict[str, int], info: D.DistInfo) -> dict[str, float]:

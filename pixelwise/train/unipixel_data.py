@@ -56,6 +56,7 @@ class Example:
     # -1 = no object), with the token ids of the classes' words [2, C] (`visual_words`, when the scene is known)
     visual_words: torch.Tensor | None = None
     visual_word_ids: torch.Tensor | None = None
+    mem_words: torch.Tensor | None = None  # the same per `<|mem|>` token ([M, 2], in the model's memory order)
 
 
 # --------------------------------------------------------------------------------------------------- sources
@@ -355,8 +356,11 @@ class ExampleBuilder:
             seg_targets = m > 0.5
         ex = Example(conv.data_type, inputs, labels_mask, seg_targets, seg_index, sel[sam2_pos], key)
         if self.word_ids is not None and scene is not None:
-            ex.visual_words = visual_word_labels(Scene.from_json(scene), idx, inputs.video_grid_thw, self.word_ids)
+            world = Scene.from_json(scene)
+            ex.visual_words = visual_word_labels(world, idx, inputs.video_grid_thw, self.word_ids)
             ex.visual_word_ids = self.word_ids[1]
+            if refer_mask is not None:
+                ex.mem_words = memory_word_labels(world, conv.mem_masks, refer_mask, self.word_ids)
         return ex
 
 
@@ -423,6 +427,21 @@ def visual_word_labels(scene: Scene, frame_idx: list[int], grid_thw: torch.Tenso
             cells = (who[g] == o) & (best[g] >= min_cover)
             labels[g][cells] = torch.tensor([names[0].index(obj.color_at(firsts[g])), names[1].index(obj.shape)])
     return labels.view(-1, 2)
+
+
+def memory_word_labels(scene: Scene, mem_masks, refer_mask: torch.Tensor, classes) -> torch.Tensor:
+    """Per `<|mem|>` token (objects outer, their non-empty frame pairs inner, as `pool_memory` orders them) the
+    colour and shape class of the scene object its region is (the best overlap of its first mask)."""
+    names = classes[0]
+    out = []
+    for o, obj_masks in enumerate(mem_masks):
+        first = obj_masks[0]
+        _, vis, _ = render(scene, [first.frame])
+        overlap = (vis[:, 0] & np.asarray(first.mask, bool)[None]).sum((1, 2))
+        obj = scene.objects[int(overlap.argmax())]
+        label = [names[0].index(obj.color_at(first.frame)), names[1].index(obj.shape)] if overlap.max() else [-1, -1]
+        out += [label] * int(refer_mask[:, o].flatten(1).any(1).sum())
+    return torch.tensor(out, dtype=torch.long).view(-1, 2)
 
 
 def collate_examples(batch: list[Example | None]) -> list[Example]:

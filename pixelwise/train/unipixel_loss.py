@@ -30,7 +30,8 @@ class LossConfig:
     # receives it, must point (cosine) towards the LLM's own embedding of the word naming the colour and the shape of
     # the object covering its cell (" red", " circle"), against the other colours and shapes. Without it the tiny
     # model's LLM learned to ignore its visual tokens (zeroing them moved the loss by 0.01 nats); the words are the
-    # LLM's own, so a token that names its object is one the LLM can already read. Needs PixelWorld scene graphs.
+    # LLM's own, so a token that names its object is one the LLM can already read. The same for each `<|mem|>`
+    # embedding (a region's pooled features) and the object the region is. Needs PixelWorld scene graphs.
     visual_words_weight: float = 0.0
     visual_words_temperature: float = 0.1
 
@@ -86,6 +87,13 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
         if l_vw is not None:
             total = total + cfg.visual_words_weight * l_vw
             metrics["loss_visual_words"] = float(l_vw.detach())
+        if ex.mem_words is not None and out.mem_embeds is not None and len(ex.mem_words) == len(out.mem_embeds):
+            l_mw = visual_words_loss(out.mem_embeds, ex.mem_words.to(out.mem_embeds.device),
+                                     core.language_model.embed_tokens.weight, ex.visual_word_ids,
+                                     cfg.visual_words_temperature)
+            if l_mw is not None:
+                total = total + cfg.visual_words_weight * l_mw
+                metrics["loss_memory_words"] = float(l_mw.detach())
     metrics["loss"] = float(total.detach())
     return total, metrics, extras
 

@@ -329,3 +329,22 @@ def test_visual_words_label_each_token_with_its_object_and_reward_naming_it(plai
     bad = visual_words_loss(random_tokens[keep], ex.visual_words[keep], emb, ids, 0.1)
     assert good < 0.5 * bad
     assert visual_words_loss(naming[~keep], ex.visual_words[~keep], emb, ids, 0.1) is None
+
+
+def test_memory_words_label_each_region_with_its_object(plain, pw_images):
+    """A dense region-naming conversation ("[0] is a small red circle, ..."): each `<|mem|>` token is labelled with
+    the colour and shape its answer names."""
+    from pixelwise.models.unipixel import UniPixelProcessor
+    from pixelwise.train.unipixel_data import DenseGroundingSource, UniPixelTrainDataset, word_classes
+
+    processor = UniPixelProcessor.from_pretrained(plain)
+    names, _ = word_classes(processor)
+    source = DenseGroundingSource(pw_images, seg_rate=0.0, mem_rate=1.0)
+    ex = UniPixelTrainDataset(source, processor, visual_words=True)[0]
+    ids = ex.inputs.input_ids.reshape(-1)
+    assert ex.mem_words is not None and len(ex.mem_words) == int((ids == processor.token_id("<|mem|>")).sum())
+    answer = processor.decode(ids[ex.labels_mask.reshape(-1)].tolist())
+    told = re.findall(r"\[(\d+)\] is an? ([a-z ]+?)(?:,|\.)", answer)
+    assert len(told) == len(ex.mem_words)
+    for (_, name), (c, s) in zip(told, ex.mem_words.tolist()):
+        assert names[0][c] in name.split() and names[1][s] in name.split(), (name, names[0][c], names[1][s])
