@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
                                        "video": parts.sam2_upper_bound(model.model, vid, limit // 2)},
                   "llm_box_text": parts.llm_grounding(model, img, limit),
                   "visual_prompts_api": parts.visual_prompts(model, img, 10),
-                  "region_naming": parts.region_naming(model, img, 10)}
+                  "region_naming": parts.region_naming(model, img, 10),
+                  "input_dependence": parts.input_dependence(model.model, model.processor, img)}
             summary["splits"][split]["parts"] = up
             print(f"{split:8s} parts             {json.dumps(up)}", flush=True)
             (out / f"summary-{'-'.join(args.splits)}.json").write_text(json.dumps(summary, indent=2))

@@ -348,3 +348,15 @@ def test_memory_words_label_each_region_with_its_object(plain, pw_images):
     assert len(told) == len(ex.mem_words)
     for (_, name), (c, s) in zip(told, ex.mem_words.tolist()):
         assert names[0][c] in name.split() and names[1][s] in name.split(), (name, names[0][c], names[1][s])
+
+
+def test_input_dependence_measures_what_taking_the_inputs_away_costs(plain, pw_images):
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration, UniPixelProcessor
+    from pixelwise.recipes.pixelworld_parts import input_dependence
+
+    model = UniPixelForConditionalGeneration.from_pretrained(plain).eval()
+    report = input_dependence(model, UniPixelProcessor.from_pretrained(plain), pw_images, limit=2)
+    for part in ("visual", "memory"):
+        r = report[part]
+        assert r["n"] == 2 and all(np.isfinite(r[k]) for k in ("as is", "zeroed", "shuffled"))
+        assert r["zeroed"] != r["as is"]  # the hook reaches the model's inputs
