@@ -107,3 +107,24 @@ def test_strict_configs_and_the_recipe_list(tmp_path, data):
     assert set(shipped) == {"unipixel", "pixellm", "ufo", "pixelsail", "vitron"}
     for name, configs in shipped.items():
         assert configs and all(recipe_of(c) == name for c in configs), name
+
+
+def test_the_cli_trains_a_family_lists_recipes_and_reports_config_errors_in_one_line(tmp_path, data):
+    import os
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "pixelwise", "train", *map(str, args)], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    config = _config(tmp_path, "ufo", data, "cli")
+    r = run(config, "--set", "steps=2")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "cli" / "final" / "config.json").is_file()
+    r = run(config, "--set", "stepz=2")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "stepz" in r.stderr, r.stderr
+    r = run(config)
+    assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
+    r = run("--list")
+    assert r.returncode == 0 and all(name in r.stdout for name in ("unipixel", "pixellm", "ufo", "pixelsail", "vitron"))
