@@ -54,6 +54,7 @@ from pixelwise.train.unipixel_data import (
     DenseGroundingSource,
     MixedSource,
     PixelWorldSource,
+    SceneQuestionSource,
     UniPixelTrainDataset,
     collate_examples,
 )
@@ -147,8 +148,11 @@ def build_sources(cfg: dict) -> Any:
         elif kind == "pixelworld_dense":  # every object of a scene with its box or mask (DenseGroundingSource)
             src = DenseGroundingSource(s["root"], seg_rate=float(s.get("seg_rate", 0.5)),
                                        mem_rate=float(s.get("mem_rate", 0.0)))
+        elif kind == "pixelworld_questions":  # short questions only the image answers (SceneQuestionSource)
+            src = SceneQuestionSource(s["root"], turns=int(s.get("turns", 4)))
         else:
-            raise ConfigError(f"data source type {kind!r}: use pixelworld, pixelworld_dense or benchmark")
+            raise ConfigError(f"data source type {kind!r}: use pixelworld, pixelworld_dense, pixelworld_questions "
+                              "or benchmark")
         sources.append((src, float(s.get("rate", 1.0))))
     if not sources:
         raise ConfigError("data.sources is empty")

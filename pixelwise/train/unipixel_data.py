@@ -206,6 +206,59 @@ class DenseGroundingSource(TrainSource):
 
 
 
+NUMBER_WORDS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten")
+
+
+class SceneQuestionSource(TrainSource):
+    """Short questions that only the image answers, several about one PixelWorld scene in one conversation ("What
+    color is the star?" "It is red." "How many blue objects are there?" "Two." ...).
+
+    A referring answer restates its question's words ("Sure, a large red circle ..."), so a model can be trained on
+    it for long without reading its image (docs/models/unipixel-tiny.md, session 5); here every answer word that
+    varies comes from the pixels, and `turns` questions share one prefill. Kinds: the colour of a shape that occurs
+    once, the shape of a colour that occurs once, how many objects have a colour, and whether a colour-shape
+    combination is there (half of them are not). Scenes come from native folders and are re-rendered (first frame).
+    """
+
+    def __init__(self, root: str | Path, turns: int = 4):
+        self.scenes = DenseGroundingSource(root).scenes
+        self.turns = turns
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def scene(self, index: int) -> dict | None:
+        return self.scenes[int(index)]
+
+    def group_keys(self) -> list[str]:
+        return ["scene_qa"] * len(self)
+
+    def conversations(self, index, rng):
+        scene = Scene.from_json(self.scenes[int(index)])
+        rgb, vis, _ = render(scene, [0])
+        seen = [o for k, o in enumerate(scene.objects) if vis[k, 0].sum() >= 12]
+        if not seen:
+            return rgb, [], f"scene-{index}"
+        colors = [o.color_at(0) for o in seen]
+        shapes = [o.shape for o in seen]
+        asks = []
+        for o, c in zip(seen, colors):
+            if shapes.count(o.shape) == 1:
+                asks.append((f"What color is the {o.shape}?", f"It is {c}."))
+            if colors.count(c) == 1:
+                asks.append((f"What shape is the {c} object?", f"It is a {o.shape}."))
+        for c in sorted(set(colors)) + [rng.choice(list(vocab.COLORS))]:
+            n = colors.count(c)
+            asks.append((f"How many {c} objects are there?", f"{NUMBER_WORDS[min(n, 10)]}."))
+        present = {(c, sh) for c, sh in zip(colors, shapes)}
+        o = rng.choice(seen)
+        asks.append((f"Is there a {o.color_at(0)} {o.shape}?", "Yes."))
+        c, sh = rng.choice(list(vocab.COLORS)), rng.choice(vocab.SHAPES)
+        asks.append((f"Is there a {c} {sh}?", "Yes." if (c, sh) in present else "No."))
+        rng.shuffle(asks)
+        return rgb, [Conversation("scene_qa", asks[: self.turns])], f"scene-{index}"
+
+
 class MixedSource(TrainSource):
     """Sources mixed with sample rates: source k contributes round(rate_k * len_k) items per epoch (repeats or a
     deterministic subset)."""

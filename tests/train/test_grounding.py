@@ -360,3 +360,36 @@ def test_input_dependence_measures_what_taking_the_inputs_away_costs(plain, pw_i
         r = report[part]
         assert r["n"] == 2 and all(np.isfinite(r[k]) for k in ("as is", "zeroed", "shuffled"))
         assert r["zeroed"] != r["as is"]  # the hook reaches the model's inputs
+
+
+def test_scene_questions_are_answered_by_the_scene_alone(pw_images):
+    """Every packed question's answer is true of the rendered scene (colour of a unique shape, shape of a unique
+    colour, counts, presence), and the questions vary with the scene, not the answers with the question."""
+    from pixelwise.data.pixelworld.render import render
+    from pixelwise.data.pixelworld.scene import Scene
+    from pixelwise.train.unipixel_data import NUMBER_WORDS, SceneQuestionSource
+
+    source = SceneQuestionSource(pw_images, turns=6)
+    checked = 0
+    for i in range(len(source)):
+        scene = Scene.from_json(source.scene(i))
+        _, vis, _ = render(scene, [0])
+        seen = [o for k, o in enumerate(scene.objects) if vis[k, 0].sum() >= 12]
+        frames, convs, _ = source.conversations(i, random.Random(i))
+        assert frames.shape[0] == 1 and len(convs) == 1 and 1 <= len(convs[0].turns) <= 6
+        for q, a in convs[0].turns:
+            if m := re.fullmatch(r"What color is the (\w+)\?", q):
+                (o,) = [o for o in seen if o.shape == m[1]]
+                assert a == f"It is {o.color_at(0)}."
+            elif m := re.fullmatch(r"What shape is the (\w+) object\?", q):
+                (o,) = [o for o in seen if o.color_at(0) == m[1]]
+                assert a == f"It is a {o.shape}."
+            elif m := re.fullmatch(r"How many (\w+) objects are there\?", q):
+                assert a == NUMBER_WORDS[sum(o.color_at(0) == m[1] for o in seen)] + "."
+            elif m := re.fullmatch(r"Is there a (\w+) (\w+)\?", q):
+                there = any(o.color_at(0) == m[1] and o.shape == m[2] for o in seen)
+                assert a == ("Yes." if there else "No.")
+            else:
+                raise AssertionError(q)
+            checked += 1
+    assert checked >= 6
