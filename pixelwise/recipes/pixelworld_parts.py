@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -43,6 +44,8 @@ from pixelwise.data.pixelworld.rows import BY_NAME, generate_row
 from pixelwise.data.pixelworld.scene import Scene
 from pixelwise.data.pixelworld.tasks import BOX_GRID
 from pixelwise.models.unipixel.processing_unipixel import sam2_transform
+from pixelwise.train.unipixel_data import DenseGroundingSource, ExampleBuilder
+from pixelwise.train.unipixel_loss import lm_loss
 
 
 def native_samples(root: Path) -> list[dict]:
@@ -223,11 +226,6 @@ def region_naming(pipe, root: Path, limit: int | None = None) -> dict[str, float
 
 def input_dependence(model, processor, root: Path, limit: int = 25) -> dict[str, dict[str, float]]:
     """LM loss per answer token with the visual tokens / the memory as they are, zeroed, shuffled."""
-    import random
-
-    from pixelwise.train.unipixel_data import DenseGroundingSource, ExampleBuilder
-    from pixelwise.train.unipixel_loss import lm_loss
-
     builder = ExampleBuilder(processor, video_frames=(1,))
     mode = {"what": "as is"}
 
