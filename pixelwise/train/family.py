@@ -172,6 +172,17 @@ def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.
     return out
 
 
+def recipe_runner(defaults: dict[str, Any], build: Callable, step_loss: Callable) -> Callable[..., Path]:
+    """A recipe module's `run(config, overrides, resume, overwrite)` from its defaults, `build` and `step_loss`."""
+
+    def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
+            overwrite: bool = False) -> Path:
+        cfg = load_config(config, defaults, overrides)
+        return train(cfg, build, step_loss, cfg["tasks"], resume=resume, overwrite=overwrite)
+
+    return run
+
+
 def datasets(data: str | Path | Sequence[str | Path], tasks: Sequence[str]) -> torch.utils.data.Dataset:
     """One native PixelWorld folder, or several read as one dataset (in order)."""
     roots = [data] if isinstance(data, (str, Path)) else list(data)

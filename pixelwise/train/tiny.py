@@ -202,3 +202,13 @@ def write_processor_files(path: str | Path, tokenizer, sizes: TinySizes) -> None
            "eos_token_id": [tokenizer.token_to_id("<|im_end|>"), tokenizer.token_to_id("<|endoftext|>")],
            "pad_token_id": tokenizer.token_to_id("<|endoftext|>"), "do_sample": False}
     atomic_write_text(path / "generation_config.json", json.dumps(gen, indent=2) + "\n")
+
+
+def normal_init(model: torch.nn.Module, std: float = 0.02) -> torch.nn.Module:
+    """Linear and embedding weights ~ N(0, std), biases zero (the usual transformer initialisation from scratch)."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
+            torch.nn.init.normal_(m.weight, std=std)
+            if getattr(m, "bias", None) is not None:
+                torch.nn.init.zeros_(m.bias)
+    return model

@@ -79,21 +79,17 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
             metrics[f"seg_{k}"] = float(v.detach()) / (n_obj * n_frames)
         if keep_masks and preds:
             extras["pred_masks"] = torch.stack(preds, 1)
-    if cfg.visual_words_weight and ex.visual_words is not None and out.video_embeds is not None:
-        core = unwrap_core(model)
-        l_vw = visual_words_loss(out.video_embeds, ex.visual_words.to(out.video_embeds.device),
-                                 core.language_model.embed_tokens.weight, ex.visual_word_ids,
-                                 cfg.visual_words_temperature)
-        if l_vw is not None:
-            total = total + cfg.visual_words_weight * l_vw
-            metrics["loss_visual_words"] = float(l_vw.detach())
-        if ex.mem_words is not None and out.mem_embeds is not None and len(ex.mem_words) == len(out.mem_embeds):
-            l_mw = visual_words_loss(out.mem_embeds, ex.mem_words.to(out.mem_embeds.device),
-                                     core.language_model.embed_tokens.weight, ex.visual_word_ids,
+    if cfg.visual_words_weight and ex.visual_words is not None:
+        words = unwrap_core(model).language_model.embed_tokens.weight
+        for name, feats, labels in (("loss_visual_words", out.video_embeds, ex.visual_words),
+                                    ("loss_memory_words", out.mem_embeds, ex.mem_words)):
+            if feats is None or labels is None or len(labels) != len(feats):
+                continue
+            term = visual_words_loss(feats, labels.to(feats.device), words, ex.visual_word_ids,
                                      cfg.visual_words_temperature)
-            if l_mw is not None:
-                total = total + cfg.visual_words_weight * l_mw
-                metrics["loss_memory_words"] = float(l_mw.detach())
+            if term is not None:
+                total = total + cfg.visual_words_weight * term
+                metrics[name] = float(term.detach())
     metrics["loss"] = float(total.detach())
     return total, metrics, extras
 

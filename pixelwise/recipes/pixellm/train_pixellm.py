@@ -10,8 +10,6 @@ no pretrained trunk to freeze); loss = 1.0 CE + 2.0 BCE + 0.5 Dice + refinement 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,10 +48,7 @@ def step_loss(model: PixelLMForSegmentation, proc: PixelLMProcessor, items: list
     return out.loss, out.parts
 
 
-def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
-        overwrite: bool = False) -> Path:
-    cfg = family.load_config(config, DEFAULTS, overrides)
-    return family.train(cfg, build, step_loss, cfg["tasks"], resume=resume, overwrite=overwrite)
+run = family.recipe_runner(DEFAULTS, build, step_loss)
 
 
 def main(argv: list[str] | None = None) -> None:

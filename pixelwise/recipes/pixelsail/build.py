@@ -25,6 +25,7 @@ from pixelwise.models.pixelsail.modeling_pixelsail import PixelSailModel
 from pixelwise.models.pixelsail.processing_pixelsail import PixelSailProcessor
 from pixelwise.modules.chat_text import ChatText
 from pixelwise.train.tiny import build_tokenizer as qwen_bpe
+from pixelwise.train.tiny import normal_init
 
 
 def build_tokenizer(corpus: Iterable[str], num_prompt_tokens: int = 15, vocab_size: int = 1024):
@@ -44,10 +45,5 @@ def new_pixelsail(corpus: Iterable[str], seed: int = 0, vocab_size: int = 1024, 
     cfg = PixelSailConfig(vocab_size=tok.get_vocab_size(), token_ids={t: tok.token_to_id(t) for t in needed}, **sizes)
     cfg.validate()
     torch.manual_seed(seed)
-    model = PixelSailModel(cfg)
-    for m in model.modules():
-        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
-            torch.nn.init.normal_(m.weight, std=0.02)
-            if getattr(m, "bias", None) is not None:
-                torch.nn.init.zeros_(m.bias)
+    model = normal_init(PixelSailModel(cfg))
     return model, PixelSailProcessor(ChatText(tok), cfg)

@@ -11,8 +11,6 @@ trained from scratch; loss = CE + focal + dice (1 : 1 : 1, the paper's weights).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,10 +62,7 @@ def step_loss(model: UFOForConditionalGeneration, proc: UFOProcessor, items: lis
     return out.loss, out.parts
 
 
-def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
-        overwrite: bool = False) -> Path:
-    cfg = family.load_config(config, DEFAULTS, overrides)
-    return family.train(cfg, build, step_loss, cfg["tasks"], resume=resume, overwrite=overwrite)
+run = family.recipe_runner(DEFAULTS, build, step_loss)
 
 
 def main(argv: list[str] | None = None) -> None:

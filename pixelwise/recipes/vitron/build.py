@@ -25,6 +25,7 @@ from pixelwise.models.vitron.modeling_vitron import VitronModel
 from pixelwise.models.vitron.processing_vitron import VitronProcessor
 from pixelwise.modules.chat_text import ChatText
 from pixelwise.train.tiny import build_tokenizer as qwen_bpe
+from pixelwise.train.tiny import normal_init
 
 
 def build_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
@@ -45,10 +46,5 @@ def new_vitron(corpus: Iterable[str], seed: int = 0, vocab_size: int = 1024, **s
                        world=world, **sizes)
     cfg.validate()
     torch.manual_seed(seed)
-    model = VitronModel(cfg)
-    for m in model.modules():
-        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
-            torch.nn.init.normal_(m.weight, std=0.02)
-            if getattr(m, "bias", None) is not None:
-                torch.nn.init.zeros_(m.bias)
+    model = normal_init(VitronModel(cfg))
     return model, VitronProcessor(ChatText(tok), cfg)
