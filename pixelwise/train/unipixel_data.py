@@ -487,10 +487,12 @@ def memory_word_labels(scene: Scene, mem_masks, refer_mask: torch.Tensor, classe
     colour and shape class of the scene object its region is (the best overlap of its first mask)."""
     names = classes[0]
     out = []
+    visible: dict[int, np.ndarray] = {}  # frame -> visible masks [O, H, W], rendered once per frame
     for o, obj_masks in enumerate(mem_masks):
         first = obj_masks[0]
-        _, vis, _ = render(scene, [first.frame])
-        overlap = (vis[:, 0] & np.asarray(first.mask, bool)[None]).sum((1, 2))
+        if first.frame not in visible:
+            visible[first.frame] = render(scene, [first.frame])[1][:, 0]
+        overlap = (visible[first.frame] & np.asarray(first.mask, bool)[None]).sum((1, 2))
         obj = scene.objects[int(overlap.argmax())]
         label = [names[0].index(obj.color_at(first.frame)), names[1].index(obj.shape)] if overlap.max() else [-1, -1]
         out += [label] * int(refer_mask[:, o].flatten(1).any(1).sum())
