@@ -319,6 +319,16 @@ class UniPixelConfig:
         return bool(self.raw.get("seg_key_high_res", False))
 
     @property
+    def seg_key_visual(self) -> bool:
+        """pixelwise's tiny models only (with `seg_retrieval_dim`; False = off): the retrieval keys also read the visual
+        tokens of the prompted frame as the LLM receives them (the tower's merged tokens, resized to the key grid).
+        The tower is trained with the LLM and its full-attention blocks see the whole frame, so a key can learn what
+        SAM2's frozen, local embedding does not carry: the object's colour, and its place among the others (the
+        relations and ordinals of a referring expression). Zero-initialised: switching it on leaves a trained model's
+        keys unchanged."""
+        return bool(self.raw.get("seg_key_visual", False))
+
+    @property
     def embed_norm(self) -> bool:
         """pixelwise's tiny models only (False = off, the official architecture): the visual tokens and the `<|ref|>` /
         `<|mem|>` region embeddings pass an RMSNorm each (`visual_norm`, `region_norm`, gain 1) before they enter the

@@ -284,6 +284,10 @@ class UniPixelForConditionalGeneration(nn.Module):
                 self.seg_key_hr = nn.Linear(c // 8 + c // 4, k)
                 nn.init.zeros_(self.seg_key_hr.weight)
                 nn.init.zeros_(self.seg_key_hr.bias)
+            if config.seg_key_visual:  # the LLM's visual tokens of the prompted frame, resized to the key grid
+                self.seg_key_vis = nn.Sequential(_rms_norm(d, 1e-6), nn.Linear(d, k))
+                nn.init.zeros_(self.seg_key_vis[1].weight)
+                nn.init.zeros_(self.seg_key_vis[1].bias)
 
         self.stop_token_ids: list[int] | None = None  # from generation_config.json when loaded from a folder
         self.sam2: nn.Module | None = None
@@ -455,22 +459,52 @@ class UniPixelForConditionalGeneration(nn.Module):
         out = self.seg_head(states)
         return out.view(states.shape[0], self.config.sam2_hidden_tokens, self.config.sam2_hidden_dim)
 
-    def seg_prompts(self, states: torch.Tensor, frame: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def llm_visual_tokens(self, video_embeds: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        """The tower's merged tokens [N, D] as the LLM receives them (+ absolute positions, + `visual_norm`)."""
+        if self.config.vision_abs_pos:
+            video_embeds = video_embeds + self.absolute_positions(grid_thw).to(video_embeds.dtype)
+        if self.config.embed_norm:
+            video_embeds = self.visual_norm(video_embeds)
+        return video_embeds
+
+    def retrieval_visual(self, video_embeds: torch.Tensor | None, grid_thw: torch.Tensor | None) -> torch.Tensor | None:
+        """The first frame pair's visual tokens as a grid [gh, gw, D] for `seg_prompts` (None unless
+        `config.seg_key_visual`): the frame the `<|seg|>` prompt is given on is frame 0."""
+        if not (self.config.seg_retrieval_dim and self.config.seg_key_visual):
+            return None
+        if video_embeds is None or grid_thw is None:
+            raise PromptError("this model's retrieval keys read the visual tokens: segmentation needs the frames' "
+                              "vision-tower outputs")
+        m = self.config.spatial_merge_size
+        _, h, w = (int(v) for v in grid_thw.reshape(-1, 3)[0])
+        gh, gw = h // m, w // m
+        return self.llm_visual_tokens(video_embeds, grid_thw)[: gh * gw].reshape(gh, gw, -1)
+
+    def seg_prompts(self, states: torch.Tensor, frame: Any, visual: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """SAM2 prompt tokens [O, n, C] for `<|seg|>` states [O, D] on the prompted frame's SAM2 features
-        (`Sam2FrameFeatures`), and the retrieval logits [O, h*w] over its grid cells (None with the official head)."""
+        (`Sam2FrameFeatures`), and the retrieval logits [O, h*w] over its grid cells (None with the official head).
+        `visual` is `retrieval_visual(...)` of the same frames, needed when `config.seg_key_visual`."""
         if not self.config.seg_retrieval_dim:
             return self.seg_prompt_tokens(states), None
         sam2 = self.require_sam2()
         emb = frame.embed[0]  # [C, h, w], before any memory
         pe = sam2.sam_prompt_encoder.get_dense_pe()[0].to(emb)
         h, w = emb.shape[-2:]
+        first, act, last = self.seg_key
+        pre = first(torch.cat([emb, pe], 0).flatten(1).T)  # [h*w, k], before the activation
         if self.config.seg_key_high_res:
             fine = torch.cat([F.adaptive_avg_pool2d(frame.high_res_s0[0], (h, w)),
                               F.adaptive_avg_pool2d(frame.high_res_s1[0], (h, w))], 0).flatten(1).T  # [h*w, c/8+c/4]
-            first, act, last = self.seg_key
-            keys = last(act(first(torch.cat([emb, pe], 0).flatten(1).T) + self.seg_key_hr(fine)))
-        else:
-            keys = self.seg_key(torch.cat([emb, pe], 0).flatten(1).T)  # [h*w, k]
+            pre = pre + self.seg_key_hr(fine)
+        if self.config.seg_key_visual:
+            if visual is None:
+                raise PromptError("this model's retrieval keys read the visual tokens: pass seg_prompts(visual=...)")
+            grid = visual.permute(2, 0, 1)[None].to(emb)  # [1, D, gh, gw]
+            grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False) if grid.shape[-2:] != (h, w) \
+                else grid
+            pre = pre + self.seg_key_vis(grid[0].flatten(1).T)
+        keys = last(act(pre))  # [h*w, k]
         query = self.seg_query(states)  # [O, k]
         logits = query @ keys.T / keys.shape[-1] ** 0.5
         click = _local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels
@@ -497,11 +531,8 @@ class UniPixelForConditionalGeneration(nn.Module):
                 )
             if video_embeds.shape[0] != video_pos.numel():
                 raise PromptError(f"{video_pos.numel()} <|video_pad|> tokens for {video_embeds.shape[0]} visual tokens")
-            placed = video_embeds  # the tower's output is what a later query reuses (`UniPixelOutput.vision`)
-            if cfg.vision_abs_pos:
-                placed = video_embeds + self.absolute_positions(inputs.video_grid_thw).to(video_embeds.dtype)
-            if cfg.embed_norm:
-                placed = self.visual_norm(placed)
+            # the tower's output is what a later query reuses (`UniPixelOutput.vision`)
+            placed = self.llm_visual_tokens(video_embeds, inputs.video_grid_thw)
             embeds[video_pos] = placed.to(embeds.dtype)
             info.video_embeds, info.merger_input, info.window_index = video_embeds, merger_input, window_index
         elif video_pos.numel():
@@ -637,12 +668,13 @@ class UniPixelForConditionalGeneration(nn.Module):
 
     @torch.no_grad()
     def segment(self, seg_states: torch.Tensor, sam2_frames: torch.Tensor | None, frame_size: tuple[int, int],
-                features: Any = None) -> SegmentationOutput:
+                features: Any = None, visual: torch.Tensor | None = None) -> SegmentationOutput:
         """Pre-norm states behind the `<|seg|>` tokens [O, D] -> masks [O, T, H, W].
 
         All objects are tracked as one SAM2 batch; the frames are encoded once and shared by every object.
         `features` (the `features` of an earlier `SegmentationOutput` for the same frames) skips the encoding, e.g.
-        across the turns of a chat about one clip.
+        across the turns of a chat about one clip. `visual`: `retrieval_visual(...)` of the frames (models with
+        `seg_key_visual`).
         """
         sam2 = self.require_sam2()
         if features is not None:
@@ -651,14 +683,14 @@ class UniPixelForConditionalGeneration(nn.Module):
             raise PromptError("segmentation needs the SAM2 frames (or their cached features)")
         else:
             feats = sam2.encode_frames(sam2_frames.to(self.device, self.dtype))
-        prompts, _ = self.seg_prompts(seg_states.to(self.device), feats[0])
+        prompts, _ = self.seg_prompts(seg_states.to(self.device), feats[0], visual)
         out = sam2.track(feats, prompts, frame_size=tuple(int(v) for v in frame_size), cond_frame=0)
         return SegmentationOutput(prompt_tokens=prompts, masks=out.masks, mask_logits=out.mask_logits, sam2=out,
                                   features=feats)
 
     @torch.no_grad()
     def segment_frames(self, seg_states: torch.Tensor, features: Any, frame_size: tuple[int, int] | None,
-                       num_frames: int | None = None) -> Iterator[Any]:
+                       num_frames: int | None = None, visual: torch.Tensor | None = None) -> Iterator[Any]:
         """Streaming `segment`: yields SAM2's `Sam2FrameOutput` frame by frame, all objects as one batch.
 
         `features` is any SAM2 frame source: `Sam2Features` of encoded frames, or a callable `t -> Sam2FrameFeatures`
@@ -670,7 +702,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         if self.config.seg_retrieval_dim:  # the prompt needs frame 0's features: read them once, hand them on
             get = features if callable(features) else features.__getitem__
             first = get(0)
-            prompts, _ = self.seg_prompts(seg_states.to(self.device), first)
+            prompts, _ = self.seg_prompts(seg_states.to(self.device), first, visual)
             source = (lambda t: first if t == 0 else get(t)) if callable(features) else features
             yield from sam2.track_frames(source, prompts, size, cond_frame=0, num_frames=num_frames)
             return
@@ -707,7 +739,9 @@ class UniPixelForConditionalGeneration(nn.Module):
         keep = [k for k, i in enumerate(gen.seg_token_index) if include_prompt_segs or i >= 0]
         seg = None
         if keep:
-            seg = self.segment(gen.seg_states[keep], inputs.sam2_frames, inputs.frame_size, features=sam2_features)
+            visual = self.retrieval_visual(gen.prefill.video_embeds, inputs.video_grid_thw)
+            seg = self.segment(gen.seg_states[keep], inputs.sam2_frames, inputs.frame_size, features=sam2_features,
+                               visual=visual)
         return Prediction(generated_ids=gen.generated_ids, seg_token_index=[gen.seg_token_index[k] for k in keep],
                           segmentation=seg, generation=gen)
 

@@ -359,7 +359,7 @@ class UniPixelChat:
             return masks, np.zeros(0)
         features = self._lazy_features() if over_all else self._sampled_features()
         best = torch.full((states.shape[0],), -torch.inf)
-        for out in self.model.segment_frames(states, features, (h, w), num_frames=num):
+        for out in self.model.segment_frames(states, features, (h, w), num_frames=num, visual=self._retrieval_visual()):
             frame_masks = (out.mask_logits > 0).cpu().numpy()
             for o in range(states.shape[0]):
                 masks[o][out.frame_idx] = frame_masks[o]
@@ -367,6 +367,11 @@ class UniPixelChat:
             if self.progress is not None:
                 self.progress(out.frame_idx + 1, num)
         return masks, torch.sigmoid(best).numpy()
+
+    def _retrieval_visual(self) -> torch.Tensor | None:
+        """The first frame pair's visual tokens for models whose retrieval keys read them (else None)."""
+        vision = self._vision[0] if self._vision is not None else None
+        return self.model.retrieval_visual(vision, self._base.video_grid_thw)
 
     def _track_regions(self, prompts: list) -> tuple[np.ndarray, np.ndarray]:
         """Masks [O, T, H, W] over the frames read and object scores [O] of point/box regions prompting SAM2."""
@@ -394,7 +399,8 @@ class UniPixelChat:
             encoded = [sam2.encode_frames(x[i: i + chunk]) for i in range(0, num, chunk)]
             frame_features = [f[i] for f in encoded for i in range(len(f))]
             best = torch.tensor(-torch.inf)
-            for out in self.model.segment_frames(states[o: o + 1], frame_features, (h, w), num_frames=num):
+            for out in self.model.segment_frames(states[o: o + 1], frame_features, (h, w), num_frames=num,
+                                                 visual=self._retrieval_visual()):
                 masks[o, out.frame_idx] = (out.mask_logits[0] > 0).cpu().numpy()
                 best = torch.maximum(best, out.object_score_logits[0].float().cpu())
                 if self.progress is not None:
