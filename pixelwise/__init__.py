@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # The pipeline imports torch and transformers: only when first used, so `import pixelwise` stays light.
-    if name in ("load", "register_family"):
+    if name in ("load", "register_family", "Query"):
         from pixelwise import pipeline  # lazy: `import pixelwise` stays light until load() is used
 
         return getattr(pipeline, name)
@@ -37,6 +37,7 @@ __all__ = [
     "PixelwiseError",
     "Point",
     "PromptError",
+    "Query",
     "Result",
     "SegObject",
     "__version__",

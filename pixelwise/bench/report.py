@@ -55,6 +55,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             line += (f", {t['per_image_queries_per_s']:.2f}/s with segment_many (3 texts per image) -> "
                      f"{t['per_image_speedup']:.2f}x, same answers: {t['same_answers']}")
         lines.append(line)
+        for size, b in t.get("batched", {}).items():
+            lines.append(f"  run_batch, batch {size}: {b['queries_per_s']:.2f} queries/s -> {b['speedup']:.2f}x, "
+                         f"same answers: {b['same_answers']}")
     if "train" in c:
         t = c["train"]
         lines.append(f"training ({t['config']}, micro-batch {t['micro_batch']}, {t['torch_threads']} threads): "

@@ -29,7 +29,7 @@ from pixelwise.bench.scripted import objects_answer, teacher_forced
 from pixelwise.bench.shapes import random_pipeline
 from pixelwise.data.pixelworld.generate import GenConfig, generate
 from pixelwise.models.unipixel.processing_unipixel import video_message
-from pixelwise.pipeline import DEFAULT_MODEL
+from pixelwise.pipeline import DEFAULT_MODEL, Query
 from pixelwise.recipes import train_unipixel as recipe
 from pixelwise.train.optim import OptimConfig, build_optimizer
 from pixelwise.train.unipixel_data import UniPixelTrainDataset
@@ -154,6 +154,7 @@ class BenchConfig:
     lengths: tuple[int, ...] = (16, 100, 1000)
     length_objects: int = 1
     throughput_queries: int = 8
+    batch_sizes: tuple[int, ...] = (1, 4, 8)  # `run_batch` sizes of the throughput case
     train_steps: int = 10  # timed optimizer steps per repeat of the `train` case
     threads: int | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "pixelwise-bench")
@@ -309,10 +310,21 @@ def case_throughput(pipe: Any, cfg: BenchConfig) -> dict[str, Any]:
         answers["per_image"] = [r.answer for f in files
                                 for r in pipe.segment_many(str(f), THROUGHPUT_TEXTS, max_new_tokens=cfg.max_new_tokens)]
 
+    queries = [Query(str(f), t, max_new_tokens=cfg.max_new_tokens) for t in THROUGHPUT_TEXTS for f in files]
+
+    def batched(size: int) -> Callable[[], None]:
+        def run() -> None:  # different images side by side in each batch (by text, then image)
+            results = [r for k in range(0, len(queries), size) for r in pipe.run_batch(queries[k: k + size])]
+            by_query = {(q.media, q.text): r.answer for q, r in zip(queries, results)}
+            answers[f"batch_{size}"] = [by_query[(str(f), t)] for f in files for t in THROUGHPUT_TEXTS]
+        return run
+
     n = len(files) * len(THROUGHPUT_TEXTS)
     variants = {"one_by_one": one_by_one}
     if hasattr(pipe, "segment_many"):
         variants["per_image"] = per_image
+    for size in cfg.batch_sizes:
+        variants[f"batch_{size}"] = batched(size)
     stats = side_by_side(variants, max(1, cfg.repeats // 2))
     out: dict[str, Any] = {"images": len(files), "queries": n, "one_by_one_s": stats["one_by_one"],
                            "queries_per_s": n / stats["one_by_one"]["median"]}
@@ -320,6 +332,11 @@ def case_throughput(pipe: Any, cfg: BenchConfig) -> dict[str, Any]:
         out.update(per_image_s=stats["per_image"], per_image_queries_per_s=n / stats["per_image"]["median"],
                    per_image_speedup=stats["one_by_one"]["median"] / stats["per_image"]["median"],
                    same_answers=answers["one_by_one"] == answers["per_image"])
+    out["batched"] = {
+        size: {"seconds": stats[f"batch_{size}"], "queries_per_s": n / stats[f"batch_{size}"]["median"],
+               "speedup": stats["one_by_one"]["median"] / stats[f"batch_{size}"]["median"],
+               "same_answers": answers[f"batch_{size}"] == answers["one_by_one"]}
+        for size in cfg.batch_sizes}
     return out
 
 

@@ -26,6 +26,7 @@ def bench(
                                    help="Also run the reference mode (straightforward SAM2 use) side by side."),
     lengths: str = typer.Option("16,100,1000", help="Clip lengths (frames) for the length case."),
     objects: str = typer.Option("1,3,8", help="Objects per query for the objects case."),
+    batch_sizes: str = typer.Option("1,4,8", "--batch-sizes", help="run_batch sizes for the throughput case."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1, help="Answer length cap of the image/video queries."),
     threads: int = typer.Option(None, help="torch CPU threads (default: torch's)."),
     device: str = typer.Option("auto", "--device"),
@@ -43,9 +44,12 @@ def bench(
         cfg = suite.BenchConfig(model=model, shapes=shapes, device=device, dtype=dtype, repeats=repeats,
                                 reference=reference, max_new_tokens=max_new_tokens, threads=threads,
                                 lengths=tuple(int(v) for v in lengths.split(",") if v),
-                                objects=tuple(int(v) for v in objects.split(",") if v))
+                                objects=tuple(int(v) for v in objects.split(",") if v),
+                                batch_sizes=tuple(int(v) for v in batch_sizes.split(",") if v))
     except ValueError as e:
-        raise ConfigError(f"--lengths / --objects: comma-separated integers ({e})") from None
+        raise ConfigError(f"--lengths / --objects / --batch-sizes: comma-separated integers ({e})") from None
+    if any(b < 1 for b in cfg.batch_sizes):
+        raise ConfigError(f"--batch-sizes: each must be >= 1, got {batch_sizes}")
     if workdir is not None:
         cfg.workdir = workdir
     cases = tuple(case) if case else suite.DEFAULT_CASES

@@ -53,6 +53,8 @@ def eval_cmd(
     device: str = typer.Option("auto", "--device", help="Where --model runs: auto (cuda when available), cpu, "
                                "cuda, cuda:1 ..."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads for --model."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Samples --model answers together (UniPixel: "
+                                   "one padded prefill and decoding loop; same predictions)."),
 ) -> None:
     """Score a benchmark with the official protocol: existing predictions (--pred) or a model (--model)."""
     from pixelwise.eval import runner  # lazy: `pixelwise --help` and other commands stay fast
@@ -84,7 +86,7 @@ def eval_cmd(
     if model is not None:
         pred_dir = pred or Path("outputs") / "predictions" / benchmark.replace(":", "_")
         report = runner.run(bench, data, runner.load_predictor(model, shard.device(device), threads), pred_dir,
-                            workers, progress=not json_only, samples=samples, shard=shard)
+                            workers, progress=not json_only, samples=samples, shard=shard, batch_size=batch_size)
         shard.close()
         if report is None:  # not rank 0: its predictions are written, rank 0 scored them
             return

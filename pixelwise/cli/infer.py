@@ -196,6 +196,8 @@ def batch(
     device: str = DEVICE,
     dtype: str = DTYPE,
     threads: int = THREADS,
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Queries answered together (UniPixel: one padded "
+                                   "prefill and decoding loop; same results)."),
 ) -> None:
     """Answer every query of a manifest into OUT/results.jsonl (resumable; under torchrun each rank takes its share).
 
@@ -209,7 +211,7 @@ def batch(
     shard = shard_from_env()  # under torchrun: this rank's share, on its own GPU when there is one
     pipe, _ = _load(model, shard.device(device), dtype, threads)
     with _progress_bar("answering", min_total=1) as progress:
-        summary = M.run_manifest(pipe, manifest, out, shard.rank, shard.world_size, progress)
+        summary = M.run_manifest(pipe, manifest, out, shard.rank, shard.world_size, progress, batch_size)
     shard.barrier()  # every rank's part is written
     if shard.is_main:
         merged = M.merge_results(manifest, out)

@@ -27,7 +27,7 @@ from typing import Any
 
 from pixelwise.core.errors import CheckpointError, ConfigError
 from pixelwise.core.hub import resolve_checkpoint
-from pixelwise.pipeline.base import Pipeline, normalize_regions, resolve_device
+from pixelwise.pipeline.base import Pipeline, Query, normalize_regions, resolve_device
 from pixelwise.pipeline.check import read_config
 from pixelwise.pipeline.media import PROPAGATE_MODES, QueryMedia, open_query_media
 
@@ -96,5 +96,5 @@ def load(path: str | Path | None = None, *, device: Any = "auto", dtype: Any = N
     return builder(folder, device=device, dtype=dtype)
 
 
-__all__ = ["DEFAULT_MODEL", "PROPAGATE_MODES", "Pipeline", "QueryMedia", "families", "load", "normalize_regions",
+__all__ = ["DEFAULT_MODEL", "PROPAGATE_MODES", "Pipeline", "Query", "QueryMedia", "families", "load", "normalize_regions",
            "open_query_media", "register_family", "resolve_device"]

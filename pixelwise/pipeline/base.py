@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,31 @@ def videorefer_question(text: str, num_regions: int) -> tuple[str, list[int]]:
     return out, ids
 
 
+@dataclass(frozen=True)
+class Query:
+    """One query of a batch (`Pipeline.run_batch`): what `segment` takes, or with `task="ask"` what `ask` takes."""
+
+    media: MediaLike
+    text: str
+    regions: Regions = None
+    task: str = "segment"  # "segment" | "ask"
+    options: Sequence[str] | None = None  # multiple choice (ask)
+    num_frames: int = DEFAULT_NUM_FRAMES
+    frame_indices: Sequence[int] | None = None
+    propagate: str = "sampled"
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+
+    def __post_init__(self) -> None:
+        if self.task not in ("segment", "ask"):
+            raise PromptError(f"a query's task must be 'segment' or 'ask', got {self.task!r}")
+        if self.options and self.task != "ask":
+            raise PromptError("answer options need task='ask'")
+
+    def settings(self) -> dict[str, Any]:
+        return {"num_frames": self.num_frames, "frame_indices": self.frame_indices, "propagate": self.propagate,
+                "max_new_tokens": self.max_new_tokens}
+
+
 class Pipeline:
     """Base class of the family pipelines (see the module docstring for the verbs)."""
 
@@ -189,24 +215,54 @@ class Pipeline:
             "video": self.reads_video,
         }
 
+    def run(self, query: Query) -> Result:
+        """One `Query`: `segment` or `ask`."""
+        if query.task == "ask":
+            return self.ask(query.media, query.text, query.regions, options=query.options, **query.settings())
+        return self.segment(query.media, query.text, query.regions, **query.settings())
+
+    def run_batch(self, queries: Sequence[Query], return_errors: bool = False) -> list[Any]:
+        """Several queries on different media -> one `Result` each, as `run` gives them one by one. Families that
+        can batch their model (UniPixel: one padded prefill and one decoding loop for all) override this; here the
+        queries run one after another. With `return_errors`, a query's `PixelwiseError` takes its place in the list
+        instead of being raised (a manifest goes on past a bad query)."""
+        from pixelwise.core.errors import PixelwiseError
+
+        results: list[Any] = []
+        for q in queries:
+            try:
+                results.append(self.run(q))
+            except PixelwiseError as e:
+                if not return_errors:
+                    raise
+                results.append(e)
+        return results
+
     def predict(self, sample: Any) -> Result:
-        """One evaluation sample: region questions go to `ask` (options as multiple choice), the rest to `segment`.
+        """One evaluation sample (`sample_query`)."""
+        return self.run(sample_query(sample))
 
-        The model reads `DEFAULT_NUM_FRAMES` frames, the prompted ones among them, and the masks are propagated over
-        every frame of the sample as the official evaluations do: `result.frame_indices` are the sample's frames.
-        """
+    def predict_batch(self, samples: Sequence[Any]) -> list[Result]:
+        """Several evaluation samples through `run_batch`."""
+        return self.run_batch([sample_query(s) for s in samples])
 
-        clip = sample.clip()
-        if not (sample.prompts or sample.options):
-            return self.segment(clip, sample.text, propagate="all")
-        read = uniform_indices_with(clip.num_frames, DEFAULT_NUM_FRAMES, [p.frame for p in sample.prompts])
-        question, ids = videorefer_question(sample.text, len(sample.prompts))
-        unnamed = [k for k in ids if f"[{k}]" not in question]
-        if unnamed:  # a question that does not name its regions: they are named after it
-            question = f"{question.rstrip()} {' '.join(f'[{k}]' for k in unnamed)}"
-        regions = {k: _replace_frame(p, read.index(p.frame)) for k, p in zip(ids, sample.prompts)}
-        return self.ask(clip, question, regions, options=list(sample.options) or None, frame_indices=read,
-                        propagate="all")
+
+def sample_query(sample: Any) -> Query:
+    """The query of one evaluation sample: region questions are asked (options as multiple choice), the rest
+    segmented. The model reads `DEFAULT_NUM_FRAMES` frames, the prompted ones among them, and the masks are
+    propagated over every frame of the sample as the official evaluations do: `result.frame_indices` are the
+    sample's frames."""
+    clip = sample.clip()
+    if not (sample.prompts or sample.options):
+        return Query(clip, sample.text, propagate="all")
+    read = uniform_indices_with(clip.num_frames, DEFAULT_NUM_FRAMES, [p.frame for p in sample.prompts])
+    question, ids = videorefer_question(sample.text, len(sample.prompts))
+    unnamed = [k for k in ids if f"[{k}]" not in question]
+    if unnamed:  # a question that does not name its regions: they are named after it
+        question = f"{question.rstrip()} {' '.join(f'[{k}]' for k in unnamed)}"
+    regions = {k: _replace_frame(p, read.index(p.frame)) for k, p in zip(ids, sample.prompts)}
+    return Query(clip, question, regions, task="ask", options=list(sample.options) or None, frame_indices=read,
+                 propagate="all")
 
 
 def _replace_frame(prompt: VisualPrompt, frame: int) -> VisualPrompt:

@@ -20,6 +20,7 @@ from typing import Any
 from pixelwise.core.errors import FormatError, PixelwiseError
 from pixelwise.core.io import atomic_write_text, check_regular_file, parse_json
 from pixelwise.core.prompts import prompt_from_json
+from pixelwise.pipeline.base import Query
 
 QUERY_KEYS = {"id", "media", "text", "task", "prompts", "options", "num_frames", "propagate", "max_new_tokens"}
 MAX_MANIFEST_BYTES = 256 << 20
@@ -53,24 +54,42 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
     return queries
 
 
-def answer(pipe: Any, query: dict[str, Any]) -> dict[str, Any]:
-    """One query through the pipeline -> its results line (the Result's JSON, or the error)."""
+def to_query(query: dict[str, Any]) -> Query:
+    """A manifest line -> the pipeline's `Query` (a bad prompt or option raises a PixelwiseError naming the line)."""
     source = query["_source"]
-    try:
-        regions = [prompt_from_json(p, f"{source}: prompts[{k}]") for k, p in enumerate(query.get("prompts") or [])]
-        options = {k: query[k] for k in ("num_frames", "propagate", "max_new_tokens") if k in query}
-        if query["task"] == "ask":
-            result = pipe.ask(query["media"], query["text"], regions, options=query.get("options"), **options)
-        else:
-            result = pipe.segment(query["media"], query["text"], regions or None, **options)
-    except PixelwiseError as e:
-        return {"id": query["id"], "media": query["media"], "error": {"type": type(e).__name__, "message": str(e)}}
-    return {"id": query["id"], "media": query["media"], "task": query["task"], **result.to_json()}
+    regions = [prompt_from_json(p, f"{source}: prompts[{k}]") for k, p in enumerate(query.get("prompts") or [])]
+    settings = {k: query[k] for k in ("num_frames", "propagate", "max_new_tokens") if k in query}
+    return Query(query["media"], query["text"], regions or None, task=query["task"], options=query.get("options"),
+                 **settings)
+
+
+def answer_all(pipe: Any, queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Queries through the pipeline together (`run_batch`) -> their results lines (a Result's JSON, or the error)."""
+    rows: list[dict[str, Any] | None] = [None] * len(queries)
+    ready, at = [], []
+    for i, q in enumerate(queries):
+        try:
+            ready.append(to_query(q))
+            at.append(i)
+        except PixelwiseError as e:
+            rows[i] = _error_row(q, e)
+    for i, result in zip(at, pipe.run_batch(ready, return_errors=True) if ready else []):
+        q = queries[i]
+        rows[i] = (_error_row(q, result) if isinstance(result, PixelwiseError)
+                   else {"id": q["id"], "media": q["media"], "task": q["task"], **result.to_json()})
+    return rows
+
+
+def _error_row(query: dict[str, Any], e: PixelwiseError) -> dict[str, Any]:
+    return {"id": query["id"], "media": query["media"], "error": {"type": type(e).__name__, "message": str(e)}}
 
 
 def run_manifest(pipe: Any, manifest: str | Path, out_dir: str | Path, rank: int = 0, world_size: int = 1,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-    """Answer this rank's share of the manifest's queries not answered yet, appending to its results file."""
+                 progress: Callable[[int, int], None] | None = None, batch_size: int = 1) -> dict[str, int]:
+    """Answer this rank's share of the manifest's queries not answered yet, appending to its results file;
+    `batch_size` queries at a time through `pipe.run_batch`."""
+    if batch_size < 1:
+        raise PixelwiseError(f"batch_size must be >= 1, got {batch_size}")
     queries = read_manifest(manifest)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,13 +102,13 @@ def run_manifest(pipe: Any, manifest: str | Path, out_dir: str | Path, rank: int
         with open(part, "a", encoding="utf-8") as f:
             f.write("\n")  # end a killed run's half line, so the next answer starts a line of its own
     with open(part, "a", encoding="utf-8") as f:
-        for k, q in enumerate(todo):
-            row = answer(pipe, q)
-            failed += "error" in row
-            f.write(json.dumps(row) + "\n")
+        for k in range(0, len(todo), batch_size):
+            for row in answer_all(pipe, todo[k: k + batch_size]):
+                failed += "error" in row
+                f.write(json.dumps(row) + "\n")
             f.flush()  # a killed run keeps every finished line; a half line is dropped on reading
             if progress is not None:
-                progress(k + 1, len(todo))
+                progress(min(k + batch_size, len(todo)), len(todo))
     return {"queries": len(queries), "answered": len(todo), "failed": failed,
             "skipped": len(queries[rank::world_size]) - len(todo)}
 

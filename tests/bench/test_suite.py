@@ -87,3 +87,16 @@ def test_train_case_reports_samples_per_second_of_the_default_recipe(tmp_path):
     assert t["samples_per_repeat"] == 8 and t["samples_per_s"] > 0 and t["run_s"]["n"] == 1
     assert "model" not in report  # no inference model is loaded for this case
     assert any(line.startswith("training (") for line in summary_lines(report))
+
+
+def test_throughput_case_reports_batched_queries_side_by_side(tmp_path):
+    from pixelwise.cli import main
+
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "-m", str(CHECKPOINT), "-c", "throughput", "--batch-sizes", "1,3", "-n", "1", "--threads",
+               "1", "--max-new-tokens", "4", "-o", str(out), "--workdir", str(tmp_path / "work")])
+    assert rc == 0
+    t = json.loads(out.read_text())["cases"]["throughput"]
+    assert set(t["batched"]) == {"1", "3"} and all(b["same_answers"] for b in t["batched"].values())
+    assert all(b["queries_per_s"] > 0 for b in t["batched"].values())
+    assert main(["bench", "-c", "throughput", "--batch-sizes", "0", "-o", str(out)]) == 2

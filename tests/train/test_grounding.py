@@ -393,3 +393,58 @@ def test_scene_questions_are_answered_by_the_scene_alone(pw_images):
                 raise AssertionError(q)
             checked += 1
     assert checked >= 6
+
+
+def test_seg_key_visual_starts_neutral_then_keys_read_the_visual_tokens(plain, pw_images):
+    """`seg_key_visual` (tiny-only): the retrieval keys also read the first frame pair's visual tokens. Zero at init
+    (a trained model's clicks are unchanged); the retrieval loss then trains the tower through the keys; a model with
+    the option refuses to locate without the tokens; the public API carries them."""
+    from pixelwise.core.media import load_media
+    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+    from pixelwise.models.unipixel.pipeline_unipixel import UniPixelPipeline
+    from pixelwise.train.unipixel_loss import retrieval_loss
+
+    base = UniPixelForConditionalGeneration.from_pretrained(plain)
+    raw = base.config.to_dict()
+    models = {}
+    for on in (False, True):
+        torch.manual_seed(0)
+        models[on] = UniPixelForConditionalGeneration(
+            UniPixelConfig.from_dict({**raw, "seg_retrieval_dim": 16, "seg_key_visual": on}))
+    models[True].load_state_dict(models[False].state_dict(), strict=False)
+    pipe = UniPixelPipeline.from_pretrained(plain)
+    frames = load_media(next((pw_images / "media").iterdir())).frames[:]
+    inputs = _inputs(pipe.processor, frames)
+    sam2 = models[True].require_sam2()
+    with torch.no_grad():
+        feats = sam2.encode_frames(inputs.sam2_frames)
+    states = torch.randn(2, raw["hidden_size"])
+    out = models[True](inputs)
+    visual = models[True].retrieval_visual(out.video_embeds, inputs.video_grid_thw)
+    m = raw["vision_config"]["spatial_merge_size"]
+    grid = inputs.video_grid_thw.reshape(-1)
+    assert visual.shape == (int(grid[1]) // m, int(grid[2]) // m, raw["hidden_size"])
+    assert models[False].retrieval_visual(out.video_embeds, inputs.video_grid_thw) is None
+    with torch.no_grad():
+        _, plain_logits = models[False].seg_prompts(states, feats[0])
+    _, logits = models[True].seg_prompts(states, feats[0], visual)
+    assert torch.allclose(logits, plain_logits, atol=1e-5)
+    with pytest.raises(PromptError, match="visual tokens"):
+        models[True].seg_prompts(states, feats[0])
+
+    target = torch.zeros(2, sam2.image_size, sam2.image_size, dtype=torch.bool)
+    target[:, :32, :32] = True
+    retrieval_loss(logits, target, feats.embed.shape[-2:]).backward()
+    assert models[True].seg_key_vis[1].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        models[True].seg_key_vis[1].weight.normal_()
+    models[True].zero_grad()
+    out = models[True](inputs)
+    visual = models[True].retrieval_visual(out.video_embeds, inputs.video_grid_thw)
+    _, logits = models[True].seg_prompts(states, feats[0], visual)
+    retrieval_loss(logits, target, feats.embed.shape[-2:]).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in models[True].visual.parameters())
+
+    pipe.model = models[True].eval()
+    result = pipe.segment(frames[0], "the red circle")
+    assert all(o.masks.shape[-2:] == frames.shape[1:3] for o in result.objects)

@@ -564,9 +564,10 @@ class UniPixelForConditionalGeneration(nn.Module):
             info.mem_pooled, info.mem_embeds = pooled, mem_embeds
         return embeds.unsqueeze(0), info
 
-    def _run_llm(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, past_key_values: Any = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        """LLM forward -> (logits [1, L, V], pre-norm hidden [1, L, D], cache)."""
+    def _run_llm(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, past_key_values: Any = None,
+                 attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """LLM forward -> (logits [B, L, V], pre-norm hidden [B, L, D], cache); `attention_mask` [B, cached + L]
+        (1 = a real token) for left-padded batches."""
         captured: dict[str, torch.Tensor] = {}
 
         def hook(_module, args):
@@ -575,7 +576,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         handle = self.language_model.norm.register_forward_pre_hook(hook)
         try:
             out = self.language_model(inputs_embeds=inputs_embeds, position_ids=position_ids,
-                                      past_key_values=past_key_values, use_cache=True)
+                                      past_key_values=past_key_values, use_cache=True, attention_mask=attention_mask)
         finally:
             handle.remove()
         return self.lm_head(out.last_hidden_state), captured["x"], out.past_key_values
@@ -651,6 +652,87 @@ class UniPixelForConditionalGeneration(nn.Module):
             cache=PrefixCache(torch.cat([inputs.input_ids.reshape(-1).cpu(), torch.tensor(new_ids[:-1],
                                                                                           dtype=torch.int64)]), cache),
         )
+
+    @torch.no_grad()
+    def generate_batch(self, batch: Sequence[UniPixelInputs], max_new_tokens: int | Sequence[int] = 512,
+                       stop_token_ids: Sequence[int] | None = None) -> list[GenerationOutput]:
+        """`generate` for several prompts at once (different media, different lengths): one left-padded prefill with
+        an attention mask and each prompt's own MRoPE positions, then one decoding step per token for all prompts
+        that have not stopped. The answers are those of `generate` one by one (the same greedy choices; the
+        numbers within float tolerance, since a padded matrix product sums in another order). No prefix reuse.
+        `max_new_tokens` may be one limit per prompt."""
+        limits = [int(max_new_tokens)] * len(batch) if isinstance(max_new_tokens, int) else [int(m) for m in max_new_tokens]
+        if len(limits) != len(batch):
+            raise PromptError(f"{len(limits)} max_new_tokens limits for {len(batch)} prompts")
+        if len(batch) == 1:
+            return [self.generate(batch[0], max_new_tokens=limits[0], stop_token_ids=stop_token_ids)]
+        if stop_token_ids is None:
+            stop_token_ids = self.default_stop_token_ids()
+        stops = {int(s) for s in stop_token_ids}
+        embeds, infos, positions, ids = [], [], [], []
+        for inputs in batch:
+            e, info = self.embed(inputs)
+            pos, delta = self.positions(inputs)
+            embeds.append(e[0])
+            infos.append(info)
+            positions.append(pos)
+            info.position_ids, info.rope_delta = pos, int(delta)
+            ids.append(inputs.input_ids.reshape(-1))
+        lengths = [int(x.numel()) for x in ids]
+        n, width = len(batch), max(lengths)
+        x = embeds[0].new_zeros(n, width, embeds[0].shape[-1])
+        pos = torch.zeros(3, n, width, dtype=torch.int64)
+        mask = torch.zeros(n, width, dtype=torch.int64)
+        for b, (e, p, length) in enumerate(zip(embeds, positions, lengths)):
+            x[b, width - length:], pos[:, b, width - length:], mask[b, width - length:] = e, p, 1
+        mask = mask.to(self.device)
+        logits, prenorm, cache = self._run_llm(x, pos.to(self.device), attention_mask=mask)
+        seg_id = self.config.seg_token_id
+        seg_states: list[list[torch.Tensor]] = []
+        seg_index: list[list[int]] = []
+        for b, (info, length) in enumerate(zip(infos, lengths)):
+            info.logits, info.prenorm_hidden = logits[b, width - length:], prenorm[b, width - length:]
+            info.seg_positions = (ids[b][1:] == seg_id).nonzero().flatten().tolist()
+            seg_states.append([info.prenorm_hidden[i] for i in info.seg_positions])
+            seg_index.append([-1] * len(info.seg_positions))
+        step_logits: list[list[torch.Tensor]] = [[] for _ in batch]
+        step_prenorm: list[list[torch.Tensor]] = [[] for _ in batch]
+        new_ids: list[list[int]] = [[] for _ in batch]
+        last_logits, last_prenorm = logits[:, -1], prenorm[:, -1]
+        live = list(range(n))
+        for step in range(max(limits)):
+            toks = last_logits.argmax(-1).tolist()
+            for b in live:
+                tok = toks[b]
+                new_ids[b].append(tok)
+                step_logits[b].append(last_logits[b])
+                step_prenorm[b].append(last_prenorm[b])
+                if tok == seg_id:
+                    seg_states[b].append(last_prenorm[b])
+                    seg_index[b].append(step)
+            live = [b for b in live if toks[b] not in stops and step < limits[b] - 1]
+            if not live:
+                break
+            # every row steps (the cache stays rectangular); a finished row's token is never read again
+            emb = self.language_model.embed_tokens(torch.tensor(toks, device=self.device)[:, None])
+            step_pos = torch.cat([decode_position_ids(length + step, info.rope_delta)
+                                  for length, info in zip(lengths, infos)], 1).to(self.device)
+            mask = torch.cat([mask, mask.new_ones(n, 1)], 1)
+            out_logits, out_prenorm, cache = self._run_llm(emb, step_pos, cache, attention_mask=mask)
+            last_logits, last_prenorm = out_logits[:, -1], out_prenorm[:, -1]
+        d = self.config.hidden_size
+        return [
+            GenerationOutput(
+                prompt_length=lengths[b],
+                generated_ids=torch.tensor(new_ids[b], dtype=torch.int64),
+                step_logits=torch.stack(step_logits[b]),
+                step_prenorm_hidden=torch.stack(step_prenorm[b]),
+                seg_states=torch.stack(seg_states[b]) if seg_states[b] else prenorm.new_zeros(0, d),
+                seg_token_index=seg_index[b],
+                prefill=infos[b],
+            )
+            for b in range(n)
+        ]
 
     def default_stop_token_ids(self) -> list[int]:
         """`eos_token_id` of the checkpoint's generation_config.json (official: `<|im_end|>`, `<|endoftext|>`),

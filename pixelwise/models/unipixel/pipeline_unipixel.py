@@ -32,7 +32,11 @@ from pixelwise.core.errors import MediaError, PromptError
 from pixelwise.core.prompts import MaskPrompt, VisualPrompt
 from pixelwise.core.results import MaskTrack, Result, SegObject
 from pixelwise.models.unipixel import prompts as templates
-from pixelwise.models.unipixel.modeling_unipixel import PrefixCache, UniPixelForConditionalGeneration
+from pixelwise.models.unipixel.modeling_unipixel import (
+    GenerationOutput,
+    PrefixCache,
+    UniPixelForConditionalGeneration,
+)
 from pixelwise.models.unipixel.processing_unipixel import (
     UniPixelProcessor,
     masks_for_memory,
@@ -46,6 +50,7 @@ from pixelwise.pipeline.base import (
     DEFAULT_NUM_FRAMES,
     Pipeline,
     Progress,
+    Query,
     Regions,
     check_propagate,
     check_region_names,
@@ -134,6 +139,58 @@ class UniPixelPipeline(Pipeline):
             chat.restart()
         return results
 
+    @torch.no_grad()
+    def run_batch(self, queries: Sequence[Query], return_errors: bool = False) -> list[Any]:
+        """Several queries on different images/clips, their answers generated together (`model.generate_batch`:
+        one left-padded prefill, one decoding loop); media reading, region grounding and SAM2 stay per query.
+        Same answers and masks as `run` one by one, up to float rounding."""
+        from pixelwise.core.errors import PixelwiseError
+
+        results: list[Any] = [None] * len(queries)
+        turns: list[tuple[int, UniPixelChat, _Turn, int]] = []
+        for i, q in enumerate(queries):
+            try:
+                chat = self.chat(q.media, num_frames=q.num_frames, frame_indices=q.frame_indices,
+                                 propagate=q.propagate)
+                if q.task == "ask":
+                    check_region_names(q.text, [k for k, _ in normalize_regions(q.regions)])
+                    text = q.text
+                else:
+                    text = templates.segmentation_question(q.text, chat.media.is_image)
+                turns.append((i, chat, chat.begin(text, q.regions, options=q.options), q.max_new_tokens))
+            except PixelwiseError as e:
+                if not return_errors:
+                    raise
+                results[i] = e
+        t0 = time.perf_counter()
+        gens = self.model.generate_batch([t.inputs for _, _, t, _ in turns], max_new_tokens=[m for *_, m in turns],
+                                         stop_token_ids=self.model.default_stop_token_ids()) if turns else []
+        seconds = time.perf_counter() - t0
+        for (i, chat, turn, _), gen in zip(turns, gens):
+            turn.timings["generate"] = seconds  # the batch's, shared by its queries
+            try:
+                results[i] = chat.end(turn, gen)
+                results[i].extras["batch_size"] = len(turns)
+            except PixelwiseError as e:
+                if not return_errors:
+                    raise
+                results[i] = e
+        return results
+
+
+@dataclass(eq=False)
+class _Turn:
+    """A turn between `UniPixelChat.begin` and `end`: what its answer is generated from, and what the result needs."""
+
+    start: float  # perf_counter at the start of the query (its media setup included)
+    timings: dict[str, float]
+    regions: list[_Region]
+    question: str
+    answer_prefix: str
+    messages: list[dict[str, Any]]
+    refer_masks: list[torch.Tensor]
+    inputs: Any  # UniPixelInputs
+
 
 @dataclass(eq=False)
 class _Region:
@@ -196,6 +253,18 @@ class UniPixelChat:
     def send(self, text: str, regions: Regions = None, *, options: Sequence[str] | None = None,
              max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Result:
         """One turn: the answer, this turn's regions as objects, then one object per `<|seg|>` of the answer."""
+        turn = self.begin(text, regions, options=options, max_new_tokens=max_new_tokens)
+        t1 = time.perf_counter()
+        cached, self._prefix = self._prefix, None  # reusing the cache changes it: gone if this turn fails
+        gen = self.model.generate(turn.inputs, max_new_tokens=max_new_tokens,
+                                  stop_token_ids=self.model.default_stop_token_ids(), prefix=cached)
+        turn.timings["generate"] = time.perf_counter() - t1
+        return self.end(turn, gen)
+
+    def begin(self, text: str, regions: Regions = None, *, options: Sequence[str] | None = None,
+              max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> _Turn:
+        """The part of a turn before the answer is generated: the regions grounded, the prompt built (`send` is
+        `begin`, `model.generate`, `end`; a batch of chats generates their turns together)."""
         if not text or not text.strip():
             raise PromptError("the question is empty")
         t0 = time.perf_counter()
@@ -215,24 +284,25 @@ class UniPixelChat:
         inputs = self.processor.with_messages(self._base, messages, assistant_prefix=prefix)
         inputs.refer_mask = torch.cat(refer_masks, dim=1) if refer_masks else None
         inputs.vision = self._vision
+        return _Turn(t0 - setup, timings, turn_regions, question, prefix, messages, refer_masks, inputs)
 
-        t1 = time.perf_counter()
+    @torch.no_grad()
+    def end(self, turn: _Turn, gen: GenerationOutput) -> Result:
+        """The part of a turn after the answer is generated (`gen`, for `turn.inputs`): masks and the result."""
+        timings = turn.timings
         stops = self.model.default_stop_token_ids()
-        cached, self._prefix = self._prefix, None  # reusing the cache changes it: gone if this turn fails
-        gen = self.model.generate(inputs, max_new_tokens=max_new_tokens, stop_token_ids=stops, prefix=cached)
         self._vision = self._vision or gen.prefill.vision
         answer, spans = self.processor.decode_answer(gen.generated_ids.tolist(), stops)
         new = [k for k, i in enumerate(gen.seg_token_index) if i >= 0]  # earlier turns' <|seg|> were segmented
-        timings["generate"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        objects, frame_indices = self._objects(turn_regions, gen.seg_states[new], answer, spans)
+        objects, frame_indices = self._objects(turn.regions, gen.seg_states[new], answer, spans)
         timings["segment"] = time.perf_counter() - t2
-        timings["total"] = time.perf_counter() - t0 + setup
-        self.messages = [*messages, {"role": "assistant", "content": prefix + answer}]
+        timings["total"] = time.perf_counter() - turn.start
+        self.messages = [*turn.messages, {"role": "assistant", "content": turn.answer_prefix + answer}]
         self._prefix = gen.cache
-        self.region_ids += [r.id for r in turn_regions]
-        self._refer_masks = refer_masks
+        self.region_ids += [r.id for r in turn.regions]
+        self._refer_masks = turn.refer_masks
         over_all = self._over_all_frames()
         frames_read = list(self.media.sampled.frame_indices)
         return Result(
@@ -241,10 +311,11 @@ class UniPixelChat:
             frame_indices=frame_indices,
             size=self.media.size,
             timings=timings,
-            extras={"question": question, "answer_prefix": prefix, "frames_read": list(self.media.sampled.frame_indices),
-                    "propagate": self.propagate, "generated_tokens": int(gen.generated_ids.numel())},
+            extras={"question": turn.question, "answer_prefix": turn.answer_prefix,
+                    "frames_read": list(self.media.sampled.frame_indices), "propagate": self.propagate,
+                    "generated_tokens": int(gen.generated_ids.numel())},
             media=self.media.all_frames_view() if over_all else self.media.sampled,
-            prompts=prompts_on_result([r.prompt for r in turn_regions], frames_read, frame_indices),
+            prompts=prompts_on_result([r.prompt for r in turn.regions], frames_read, frame_indices),
         )
 
     # ------------------------------------------------------------------ regions (PixelQA round 1 + memory)
