@@ -166,6 +166,8 @@ class UniPixelPipeline(Pipeline):
         gens = self.model.generate_batch([t.inputs for _, _, t, _ in turns], max_new_tokens=[m for *_, m in turns],
                                          stop_token_ids=self.model.default_stop_token_ids()) if turns else []
         seconds = time.perf_counter() - t0
+        self._encode_together([chat for (_, chat, _, _), gen in zip(turns, gens)
+                               if any(k >= 0 for k in gen.seg_token_index)])
         for (i, chat, turn, _), gen in zip(turns, gens):
             turn.timings["generate"] = seconds  # the batch's, shared by its queries
             try:
@@ -176,6 +178,19 @@ class UniPixelPipeline(Pipeline):
                     raise
                 results[i] = e
         return results
+
+
+    def _encode_together(self, chats: Sequence[UniPixelChat]) -> None:
+        """SAM2-encode the frames read by the chats that still need them (masks on those frames) in one batch."""
+        todo = [c for c in chats if c._sam2_features is None and not c._over_all_frames()]
+        if len(todo) < 2 or self.reference:
+            return
+        frames = [c._base.sam2_frames for c in todo]
+        feats = self.model.require_sam2().encode_frames(torch.cat(frames).to(self.model.device, self.model.dtype))
+        start = 0
+        for c, f in zip(todo, frames):
+            c._sam2_features = feats.span(start, start + f.shape[0])
+            start += f.shape[0]
 
 
 @dataclass(eq=False)

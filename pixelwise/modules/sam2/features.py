@@ -35,6 +35,11 @@ class Sam2Features:
     def __len__(self) -> int:
         return self.embed.shape[0]
 
+    def span(self, start: int, stop: int) -> Sam2Features:
+        """Frames start..stop-1 (e.g. one query's part of frames from several queries encoded together)."""
+        s = slice(start, stop)
+        return Sam2Features(self.embed[s], self.high_res_s0[s], self.high_res_s1[s], self.pos)
+
     def __getitem__(self, t: int) -> Sam2FrameFeatures:
         if not -len(self) <= t < len(self):
             raise IndexError(f"frame {t} out of range for {len(self)} frames")
