@@ -11,6 +11,9 @@ A headline score mixes three abilities; this separates them, on the same generat
   broken IoU head shows as a gap. What the model could reach if the LLM pointed SAM2 at the right object perfectly;
 * **language side** (the LLM alone): the model is asked for the target's box as text ("Give the bounding box of
   {phrase}.", the PixelWorld grounding task), and the box is compared with the truth (IoU, centre distance);
+* **which object an image referring answer picks** (`object_choice`), per expression kind: the right one, none, or
+  a wrong one sharing which of the target's attributes, and the mask's IoU when the object is right (the referring
+  score is roughly the product of the two);
 * **visual prompts through the public API**: a point (the same interior click) or the exact box on an object, given
   to `pipe.ask` as region `[0]`; the mask that comes back for the region is compared with the object's mask;
 * **what the LLM knows of a region** (the ceiling of the region-QA rows): every visible object given as a mask
@@ -224,6 +227,37 @@ def region_naming(pipe, root: Path, limit: int | None = None) -> dict[str, float
     return {**out, "most_common_answer_share": max(answers.values()) / n if n else 0.0, "n": n}
 
 
+@torch.no_grad()
+def object_choice(pipe, root: Path, limit: int | None = None) -> dict[str, dict[str, float]]:
+    """Which object an image referring answer's mask lands on, per expression kind: the share of samples whose mask
+    overlaps the target most (`right`), the mask's IoU when it does (`iou_if_right`: the mask side), none at all
+    (`none`: IoU < 0.3 with every object), and for a wrong object which of the target's attributes it shares
+    (`wrong_same_*`: what the query carried). cIoU is roughly right x iou_if_right."""
+    acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for s in native_samples(root)[:limit]:
+        scene = Scene.from_json(s["scene"])
+        rgb, vis, _ = render(scene, [0])
+        target = int(s["targets"][0]["obj_id"])
+        r = pipe.segment(rgb[:1], s["phrase"], max_new_tokens=32)
+        pred = np.zeros(vis.shape[-2:], bool)
+        for o in r.objects:
+            pred |= np.asarray(o.masks[0])
+        ious = [_iou(pred, vis[o, 0]) if vis[o, 0].any() else 0.0 for o in range(vis.shape[0])]
+        best = int(np.argmax(ious))
+        a = acc[(s.get("expression") or {}).get("kind") or "other"]
+        right, none = best == target and ious[best] >= 0.3, ious[best] < 0.3
+        a["right"].append(right)
+        a["none"].append(none)
+        if right:
+            a["iou_if_right"].append(ious[best])
+        elif not none:
+            got, want = scene.objects[best], scene.objects[target]
+            for attr in ("color", "shape", "texture", "size"):
+                a[f"wrong_same_{attr}"].append(getattr(got, attr) == getattr(want, attr))
+    return {kind: {k: float(np.mean(v)) for k, v in a.items()} | {"n": len(a["right"])}
+            for kind, a in sorted(acc.items())}
+
+
 def input_dependence(model, processor, root: Path, limit: int = 25) -> dict[str, dict[str, float]]:
     """LM loss per answer token with the visual tokens / the memory as they are, zeroed, shuffled."""
     builder = ExampleBuilder(processor, video_frames=(1,))
@@ -288,6 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["sam2_given_truth"] = {"image": sam2_upper_bound(pipe.model, img, args.limit),
                                   "video": sam2_upper_bound(pipe.model, vid, args.limit // 2)}
     result["llm_box_text"] = llm_grounding(pipe, img, args.limit)
+    result["object_choice"] = object_choice(pipe, img, args.limit)
     result["visual_prompts_api"] = visual_prompts(pipe, img, args.scenes)
     result["region_naming"] = region_naming(pipe, img, args.scenes)
     result["input_dependence"] = input_dependence(pipe.model, pipe.processor, img)

@@ -57,6 +57,9 @@ class Example:
     visual_words: torch.Tensor | None = None
     visual_word_ids: torch.Tensor | None = None
     mem_words: torch.Tensor | None = None  # the same per `<|mem|>` token ([M, 2], in the model's memory order)
+    # the same per retrieval cell of the first SAM2 frame ([h*w, 2]): the object under the cell's centre, which is
+    # what SAM2 segments when clicked there (the object keys' proposals)
+    cell_words: torch.Tensor | None = None
 
 
 # --------------------------------------------------------------------------------------------------- sources
@@ -414,6 +417,9 @@ class ExampleBuilder:
             ex.visual_word_ids = self.word_ids[1]
             if refer_mask is not None:
                 ex.mem_words = memory_word_labels(world, conv.mem_masks, refer_mask, self.word_ids)
+            if seg_targets is not None:
+                cells = self.processor.sam2_image_size // SAM2_STRIDE
+                ex.cell_words = click_word_labels(world, idx[0], (cells, cells), self.word_ids)
         return ex
 
 
@@ -446,6 +452,7 @@ class UniPixelTrainDataset:
 
 
 WORD_CLASSES = (tuple(vocab.COLORS), tuple(vocab.SHAPES))  # what each visual token is labelled with
+SAM2_STRIDE = 16  # SAM2's image embedding (the retrieval grid) is the frame at 1/16
 
 
 def word_classes(processor) -> tuple[list[tuple[str, ...]], torch.Tensor]:
@@ -480,6 +487,23 @@ def visual_word_labels(scene: Scene, frame_idx: list[int], grid_thw: torch.Tenso
             cells = (who[g] == o) & (best[g] >= min_cover)
             labels[g][cells] = torch.tensor([names[0].index(obj.color_at(firsts[g])), names[1].index(obj.shape)])
     return labels.view(-1, 2)
+
+
+def click_word_labels(scene: Scene, frame: int, grid: tuple[int, int], classes) -> torch.Tensor:
+    """Per cell of an h x w grid over the frame (raster order) the colour and shape class of the visible object under
+    the cell's centre ([h*w, 2], -1 where the centre is background)."""
+    names = classes[0]
+    gh, gw = grid
+    _, vis, _ = render(scene, [frame])  # bool [O, 1, H, W]
+    height, width = vis.shape[-2:]
+    ys = ((np.arange(gh) + 0.5) * height / gh).astype(int)
+    xs = ((np.arange(gw) + 0.5) * width / gw).astype(int)
+    under = vis[:, 0][:, ys][:, :, xs]  # [O, gh, gw]
+    labels = torch.full((gh * gw, 2), -1, dtype=torch.long)
+    for o, obj in enumerate(scene.objects):
+        cells = torch.from_numpy(under[o].reshape(-1))
+        labels[cells] = torch.tensor([names[0].index(obj.color_at(frame)), names[1].index(obj.shape)])
+    return labels
 
 
 def memory_word_labels(scene: Scene, mem_masks, refer_mask: torch.Tensor, classes) -> torch.Tensor:

@@ -128,7 +128,10 @@ class UniPixelConfig:
                                      "temporal_patch_size": Field(int, 1, 64, required=False)}, f"{source}: vision_config")
         check_token_ids(self.raw, _TOKEN_ID_KEYS + ("bos_token_id", "eos_token_id"), text["vocab_size"], source)
         check_config_fields(self.raw, {"vision_abs_pos": Field(int, 0, 1024, required=False),
-                                       "seg_retrieval_dim": Field(int, 0, 1 << 14, required=False)}, source)
+                                       "seg_retrieval_dim": Field(int, 0, 1 << 14, required=False),
+                                       "seg_key_objects": Field(int, 0, 4096, required=False)}, source)
+        if self.raw.get("seg_key_objects") and not (self.raw.get("seg_retrieval_dim") and self.raw.get("seg_key_visual")):
+            raise ConfigError(f"{source}: seg_key_objects needs seg_retrieval_dim and seg_key_visual")
 
     # ---------------------------------------------------------------- text (Qwen2.5) part
 
@@ -327,6 +330,14 @@ class UniPixelConfig:
         relations and ordinals of a referring expression). Zero-initialised: switching it on leaves a trained model's
         keys unchanged."""
         return bool(self.raw.get("seg_key_visual", False))
+
+    @property
+    def seg_key_objects(self) -> int:
+        """pixelwise's tiny models only (with `seg_retrieval_dim` and `seg_key_visual`; 0 = off): the width of the
+        object keys (`object_keys.ObjectKeys`): each retrieval key also describes the object SAM2 segments when
+        clicked at its cell (silhouette, what the visual tokens hold inside the mask, geometry), in the context of
+        the other cells. Zero-initialised: switching it on leaves a trained model's keys unchanged."""
+        return int(self.raw.get("seg_key_objects", 0))
 
     @property
     def embed_norm(self) -> bool:

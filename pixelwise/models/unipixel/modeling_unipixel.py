@@ -33,6 +33,7 @@ from pixelwise.core.checkpoint import check_model_bytes
 from pixelwise.core.errors import CheckpointError, ConfigError, PixelwiseError, PromptError
 from pixelwise.core.io import atomic_write_text, read_json
 from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
+from pixelwise.models.unipixel.object_keys import ObjectKeys, cell_centres
 from pixelwise.models.unipixel.processing_unipixel import RefPrompt, UniPixelInputs
 from pixelwise.models.unipixel.weights_unipixel import (
     load_official_state_dict,
@@ -288,6 +289,8 @@ class UniPixelForConditionalGeneration(nn.Module):
                 self.seg_key_vis = nn.Sequential(_rms_norm(d, 1e-6), nn.Linear(d, k))
                 nn.init.zeros_(self.seg_key_vis[1].weight)
                 nn.init.zeros_(self.seg_key_vis[1].bias)
+            if config.seg_key_objects:  # what SAM2 segments when clicked at each cell, described
+                self.object_keys = ObjectKeys(d, c // 8 + c // 4, k, config.seg_key_objects, d)
 
         self.stop_token_ids: list[int] | None = None  # from generation_config.json when loaded from a folder
         self.sam2: nn.Module | None = None
@@ -480,13 +483,11 @@ class UniPixelForConditionalGeneration(nn.Module):
         gh, gw = h // m, w // m
         return self.llm_visual_tokens(video_embeds, grid_thw)[: gh * gw].reshape(gh, gw, -1)
 
-    def seg_prompts(self, states: torch.Tensor, frame: Any, visual: torch.Tensor | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """SAM2 prompt tokens [O, n, C] for `<|seg|>` states [O, D] on the prompted frame's SAM2 features
-        (`Sam2FrameFeatures`), and the retrieval logits [O, h*w] over its grid cells (None with the official head).
-        `visual` is `retrieval_visual(...)` of the same frames, needed when `config.seg_key_visual`."""
-        if not self.config.seg_retrieval_dim:
-            return self.seg_prompt_tokens(states), None
+    def retrieval_keys(self, frame: Any, visual: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The retrieval keys [h*w, k] of the prompted frame's grid cells (`config.seg_retrieval_dim`), and with
+        `config.seg_key_objects` the object descriptors behind them [h*w, width] (else None). `visual` is
+        `retrieval_visual(...)` of the same frames, needed when `config.seg_key_visual`."""
         sam2 = self.require_sam2()
         emb = frame.embed[0]  # [C, h, w], before any memory
         pe = sam2.sam_prompt_encoder.get_dense_pe()[0].to(emb)
@@ -497,14 +498,38 @@ class UniPixelForConditionalGeneration(nn.Module):
             fine = torch.cat([F.adaptive_avg_pool2d(frame.high_res_s0[0], (h, w)),
                               F.adaptive_avg_pool2d(frame.high_res_s1[0], (h, w))], 0).flatten(1).T  # [h*w, c/8+c/4]
             pre = pre + self.seg_key_hr(fine)
+        desc = None
         if self.config.seg_key_visual:
             if visual is None:
                 raise PromptError("this model's retrieval keys read the visual tokens: pass seg_prompts(visual=...)")
-            grid = visual.permute(2, 0, 1)[None].to(emb)  # [1, D, gh, gw]
-            grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False) if grid.shape[-2:] != (h, w) \
-                else grid
-            pre = pre + self.seg_key_vis(grid[0].flatten(1).T)
-        keys = last(act(pre))  # [h*w, k]
+            tokens = visual.permute(2, 0, 1).to(emb)  # [D, gh, gw]
+            grid = tokens if tokens.shape[-2:] == (h, w) else F.interpolate(
+                tokens[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+            pre = pre + self.seg_key_vis(grid.flatten(1).T)
+            if self.config.seg_key_objects:
+                clicks = cell_centres(h, w, sam2.image_size, emb.device).to(emb.dtype)
+                points = torch.stack([clicks, torch.zeros_like(clicks)], 1)
+                labels = torch.tensor([1, -1], device=emb.device).expand(h * w, 2)
+                with torch.no_grad():  # proposals: SAM2 clicked at every cell centre, one batch
+                    masks, scores = sam2.propose(frame, sam2.sam_prompt_encoder.embed_points(points, labels, pad=False))
+                fine = torch.cat([frame.high_res_s0[0], F.interpolate(frame.high_res_s1, size=frame.high_res_s0.shape[-2:],
+                                                                      mode="bilinear", align_corners=False)[0]], 0)
+                add, desc = self.object_keys(masks, scores, tokens, fine)
+                pre = pre + add
+        return last(act(pre)), desc  # [h*w, k]
+
+    def seg_prompts(self, states: torch.Tensor, frame: Any, visual: torch.Tensor | None = None,
+                    keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """SAM2 prompt tokens [O, n, C] for `<|seg|>` states [O, D] on the prompted frame's SAM2 features
+        (`Sam2FrameFeatures`), and the retrieval logits [O, h*w] over its grid cells (None with the official head).
+        `visual` is `retrieval_visual(...)` of the same frames, needed when `config.seg_key_visual`; `keys` are
+        `retrieval_keys(frame, visual)[0]` when already computed."""
+        if not self.config.seg_retrieval_dim:
+            return self.seg_prompt_tokens(states), None
+        sam2 = self.require_sam2()
+        h, w = frame.embed.shape[-2:]
+        if keys is None:
+            keys, _ = self.retrieval_keys(frame, visual)
         query = self.seg_query(states)  # [O, k]
         logits = query @ keys.T / keys.shape[-1] ** 0.5
         click = _local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels

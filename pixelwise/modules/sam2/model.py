@@ -259,6 +259,15 @@ class Sam2Model(nn.Module):
         obj_ptr = lam * obj_ptr + (1 - lam) * self.no_obj_ptr
         return _HeadsOutput(dec.masks, dec.iou_pred, dec.iou_logits, lowres, obj_ptr, dec.object_score_logits, sparse)
 
+    def propose(self, frame: Sam2FrameFeatures, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame segmented for N prompts at once (`[N, n, C]` prompt tokens, e.g. clicks), no memory: the kept
+        candidate's low-res mask logits `[N, S/4, S/4]` and the object score logits `[N]`."""
+        n = prompts.shape[0]
+        share = lambda x: x.expand(n, *x.shape[1:])  # noqa: E731
+        pix = share(frame.embed) + self.no_mem_embed.view(1, -1, 1, 1)
+        heads = self._forward_heads(pix, (share(frame.high_res_s0), share(frame.high_res_s1)), prompts, False)
+        return heads.lowres_logits[:, 0], heads.object_score_logits[:, 0]
+
     def _encode_memory(self, embed: torch.Tensor, heads: _HeadsOutput) -> _FrameMemory:
         """Memory of a frame from its raw image embedding and the kept mask (upsampled to S x S)."""
         high_res = resize_logits(heads.lowres_logits, (self.image_size, self.image_size))

@@ -1,0 +1,87 @@
+"""Object keys (pixelwise's tiny models only, `config.seg_key_objects`): retrieval keys that describe the object SAM2
+segments when clicked at each grid cell.
+
+Measured on the tiny models (docs/models/unipixel-tiny.md, session 6): neither SAM2's frozen image embedding nor the
+vision tower's tokens tell the shape of the object under a cell (linear probes 0.19 and 0.18, chance 0.13), and the
+tower did not learn it in 1,000 steps of a direct per-token shape loss either; colour they do tell (0.64, 0.98). A
+silhouette does tell shape. So every cell proposes an object: SAM2 is clicked at the cell's centre (all cells as one
+batch, no gradient), and the proposal's mask is described by its silhouette (a small CNN on the mask cropped around
+its centroid, so the shape is seen at one scale), what the visual tokens and SAM2's fine features hold inside it
+(colour, texture), and its geometry (centroid, spread, area, SAM2's object score). A small transformer over the cells
+then lets each key see the others (relations, ordinals). The keys are added to the retrieval key MLP's input through
+a zero-initialised projection, so switching the option on leaves a trained model's clicks unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GEOMETRY_FEATURES = 4 * 4 + 4  # sin/cos of the centroid at 4 frequencies, spread x/y, log area, object score
+
+
+class ObjectKeys(nn.Module):
+    """Proposal masks [N, S, S] (logits) + the frame's features -> key additions [N, key_dim] and descriptors
+    [N, width] (the latter for the training loss that makes each descriptor name its object)."""
+
+    def __init__(self, visual_dim: int, high_res_dim: int, key_dim: int, width: int, word_dim: int,
+                 crop: int = 16, layers: int = 2, heads: int = 4):
+        super().__init__()
+        self.crop = crop
+        self.silhouette = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * (crop // 4) ** 2, width),
+        )
+        self.look = nn.Sequential(nn.LayerNorm(visual_dim), nn.Linear(visual_dim, width))
+        self.texture = nn.Sequential(nn.LayerNorm(high_res_dim), nn.Linear(high_res_dim, width))
+        self.geometry = nn.Linear(GEOMETRY_FEATURES, width)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.context = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.to_key = nn.Linear(width, key_dim)
+        nn.init.zeros_(self.to_key.weight)
+        nn.init.zeros_(self.to_key.bias)
+        self.to_words = nn.Linear(width, word_dim)
+
+    def forward(self, mask_logits: torch.Tensor, object_scores: torch.Tensor, visual: torch.Tensor,
+                high_res: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mask_logits [N, S, S], object_scores [N], visual [Dv, h, w], high_res [Dh, S', S'] -> (key additions
+        [N, key_dim], descriptors [N, width])."""
+        n, s = mask_logits.shape[0], mask_logits.shape[-1]
+        p = torch.sigmoid(mask_logits.float()).to(visual.dtype)  # [N, S, S]
+        mass = p.flatten(1).sum(-1).clamp_min(1e-3)
+        w = p / mass[:, None, None]
+        grid = lambda x: x if x.shape[-2:] == (s, s) else F.interpolate(  # noqa: E731
+            x[None], size=(s, s), mode="bilinear", align_corners=False)[0]
+        look = torch.einsum("nhw,dhw->nd", w, grid(visual))
+        texture = torch.einsum("nhw,dhw->nd", w, grid(high_res))
+        coords = (torch.arange(s, device=p.device, dtype=p.dtype) + 0.5) / s  # cell centres in [0, 1]
+        cx = (w.sum(1) * coords).sum(-1)
+        cy = (w.sum(2) * coords).sum(-1)
+        sx = ((w.sum(1) * (coords[None] - cx[:, None]) ** 2).sum(-1)).sqrt()
+        sy = ((w.sum(2) * (coords[None] - cy[:, None]) ** 2).sum(-1)).sqrt()
+        freqs = math.pi * 2.0 ** torch.arange(4, device=p.device, dtype=p.dtype)
+        angles = torch.cat([cx[:, None] * freqs, cy[:, None] * freqs], -1)
+        geometry = torch.cat([angles.sin(), angles.cos(), sx[:, None] * 4, sy[:, None] * 4,
+                              (mass / (s * s)).log()[:, None] / 4, object_scores.to(p.dtype)[:, None] / 10], -1)
+        # the silhouette, cropped around the centroid to a window 2.5 spreads wide each way (one scale for all)
+        half = (2.5 * torch.maximum(sx, sy)).clamp(min=1.0 / s, max=1.0)
+        theta = torch.zeros(n, 2, 3, device=p.device, dtype=p.dtype)
+        theta[:, 0, 0] = theta[:, 1, 1] = 2 * half  # output [-1, 1] -> input centre +- 2 * half (normalised)
+        theta[:, 0, 2] = 2 * cx - 1
+        theta[:, 1, 2] = 2 * cy - 1
+        sample = F.affine_grid(theta, [n, 1, self.crop, self.crop], align_corners=False)
+        crop = F.grid_sample(p[:, None], sample, mode="bilinear", padding_mode="zeros", align_corners=False)
+        desc = F.gelu(self.silhouette(crop) + self.look(look) + self.texture(texture) + self.geometry(geometry))
+        desc = self.context(desc[None])[0]
+        return self.to_key(desc), desc
+
+
+def cell_centres(h: int, w: int, image_size: int, device: torch.device | None = None) -> torch.Tensor:
+    """The centres [h*w, 2] (x, y in pixels of the S x S SAM2 frame) of an h x w grid, raster order."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    return torch.stack([(xs.flatten() + 0.5) * image_size / w, (ys.flatten() + 0.5) * image_size / h], -1).float()
