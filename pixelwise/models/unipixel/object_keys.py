@@ -51,34 +51,43 @@ class ObjectKeys(nn.Module):
                 high_res: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mask_logits [N, S, S], object_scores [N], visual [Dv, h, w], high_res [Dh, S', S'] -> (key additions
         [N, key_dim], descriptors [N, width])."""
-        n, s = mask_logits.shape[0], mask_logits.shape[-1]
+        s = mask_logits.shape[-1]
         p = torch.sigmoid(mask_logits.float()).to(visual.dtype)  # [N, S, S]
-        mass = p.flatten(1).sum(-1).clamp_min(1e-3)
+        crop, (cx, cy, sx, sy, mass) = silhouettes(p, self.crop)
         w = p / mass[:, None, None]
         grid = lambda x: x if x.shape[-2:] == (s, s) else F.interpolate(  # noqa: E731
             x[None], size=(s, s), mode="bilinear", align_corners=False)[0]
         look = torch.einsum("nhw,dhw->nd", w, grid(visual))
         texture = torch.einsum("nhw,dhw->nd", w, grid(high_res))
-        coords = (torch.arange(s, device=p.device, dtype=p.dtype) + 0.5) / s  # cell centres in [0, 1]
-        cx = (w.sum(1) * coords).sum(-1)
-        cy = (w.sum(2) * coords).sum(-1)
-        sx = ((w.sum(1) * (coords[None] - cx[:, None]) ** 2).sum(-1)).sqrt()
-        sy = ((w.sum(2) * (coords[None] - cy[:, None]) ** 2).sum(-1)).sqrt()
         freqs = math.pi * 2.0 ** torch.arange(4, device=p.device, dtype=p.dtype)
         angles = torch.cat([cx[:, None] * freqs, cy[:, None] * freqs], -1)
         geometry = torch.cat([angles.sin(), angles.cos(), sx[:, None] * 4, sy[:, None] * 4,
                               (mass / (s * s)).log()[:, None] / 4, object_scores.to(p.dtype)[:, None] / 10], -1)
-        # the silhouette, cropped around the centroid to a window 2.5 spreads wide each way (one scale for all)
-        half = (2.5 * torch.maximum(sx, sy)).clamp(min=1.0 / s, max=1.0)
-        theta = torch.zeros(n, 2, 3, device=p.device, dtype=p.dtype)
-        theta[:, 0, 0] = theta[:, 1, 1] = 2 * half  # output [-1, 1] -> input centre +- 2 * half (normalised)
-        theta[:, 0, 2] = 2 * cx - 1
-        theta[:, 1, 2] = 2 * cy - 1
-        sample = F.affine_grid(theta, [n, 1, self.crop, self.crop], align_corners=False)
-        crop = F.grid_sample(p[:, None], sample, mode="bilinear", padding_mode="zeros", align_corners=False)
         desc = F.gelu(self.silhouette(crop) + self.look(look) + self.texture(texture) + self.geometry(geometry))
         desc = self.context(desc[None])[0]
         return self.to_key(desc), desc
+
+
+def silhouettes(p: torch.Tensor, crop: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Soft masks [N, S, S] (0..1) -> each cropped around its centroid to a window 2.5 spreads wide each way and
+    resampled to [N, 1, crop, crop] (the shape at one scale, wherever and however large the object is), and the
+    moments (centroid x, y and spread x, y in [0, 1] frame units, mass in pixels)."""
+    n, s = p.shape[0], p.shape[-1]
+    mass = p.flatten(1).sum(-1).clamp_min(1e-3)
+    w = p / mass[:, None, None]
+    coords = (torch.arange(s, device=p.device, dtype=p.dtype) + 0.5) / s  # cell centres in [0, 1]
+    cx = (w.sum(1) * coords).sum(-1)
+    cy = (w.sum(2) * coords).sum(-1)
+    sx = (w.sum(1) * (coords[None] - cx[:, None]) ** 2).sum(-1).sqrt()
+    sy = (w.sum(2) * (coords[None] - cy[:, None]) ** 2).sum(-1).sqrt()
+    half = (2.5 * torch.maximum(sx, sy)).clamp(min=1.0 / s, max=1.0)
+    theta = torch.zeros(n, 2, 3, device=p.device, dtype=p.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 2 * half  # output [-1, 1] -> input centre +- 2 * half (normalised units)
+    theta[:, 0, 2] = 2 * cx - 1
+    theta[:, 1, 2] = 2 * cy - 1
+    sample = F.affine_grid(theta, [n, 1, crop, crop], align_corners=False)
+    out = F.grid_sample(p[:, None], sample, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out, (cx, cy, sx, sy, mass)
 
 
 def cell_centres(h: int, w: int, image_size: int, device: torch.device | None = None) -> torch.Tensor:

@@ -1,0 +1,88 @@
+"""`seg_key_objects` (tiny-only): retrieval keys that describe the object SAM2 segments at each cell."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pixelwise.models.unipixel.object_keys import ObjectKeys, cell_centres, silhouettes
+from tests.train.test_grounding import plain, pw_images  # noqa: F401 (fixtures)
+
+
+def _square(size: int, top: int, left: int, s: int = 32) -> torch.Tensor:
+    m = torch.zeros(s, s)
+    m[top: top + size, left: left + size] = 1.0
+    return m
+
+
+def test_silhouettes_see_a_shape_at_one_scale_wherever_it_is():
+    small, large = _square(6, 3, 5), _square(12, 16, 10)
+    ring = _square(12, 16, 10)
+    ring[19:25, 13:19] = 0.0
+    crops, (cx, cy, sx, sy, mass) = silhouettes(torch.stack([small, large, ring]), 16)
+    a, b, c = (crops[:, 0] > 0.5)
+    iou = lambda x, y: float((x & y).sum() / (x | y).sum())  # noqa: E731
+    assert iou(a, b) > 0.9 > 0.7 > iou(b, c)  # the same square at two sizes and places; a ring is another shape
+    assert torch.allclose(cx[:2], torch.tensor([8 / 32, 16 / 32])) and torch.allclose(mass[:2], torch.tensor([36., 144.]))
+    assert torch.allclose(cell_centres(2, 2, 128)[1], torch.tensor([96.0, 32.0]))
+
+
+def test_object_keys_start_neutral_and_name_what_the_masks_hold():
+    torch.manual_seed(0)
+    keys = ObjectKeys(visual_dim=8, high_res_dim=4, key_dim=6, width=16, word_dim=8)
+    masks = torch.randn(5, 32, 32) * 4
+    add, desc = keys(masks, torch.zeros(5), torch.randn(8, 8, 8), torch.randn(4, 32, 32))
+    assert add.shape == (5, 6) and desc.shape == (5, 16) and torch.equal(add, torch.zeros_like(add))
+    keys.to_words(desc).sum().backward()
+    assert keys.silhouette[0].weight.grad.abs().sum() > 0 and keys.look[1].weight.grad.abs().sum() > 0
+
+
+def test_seg_key_objects_model_locates_and_trains(plain, pw_images, tmp_path):  # noqa: F811
+    """The option needs the visual keys; cell labels name what a click at each cell hits; one training example
+    trains the silhouette CNN (object words) and the zero projection (retrieval); the public API locates with it."""
+    import pixelwise
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.data.pixelworld.render import render
+    from pixelwise.data.pixelworld.scene import Scene
+    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+    from pixelwise.recipes.train_unipixel import build_model, load_config
+    from pixelwise.train import distributed as D
+    from pixelwise.train.unipixel_data import PixelWorldSource, UniPixelTrainDataset, click_word_labels, word_classes
+    from pixelwise.train.unipixel_loss import LossConfig, example_loss
+
+    raw = UniPixelForConditionalGeneration.from_pretrained(plain).config.to_dict()
+    with pytest.raises(ConfigError, match="seg_key_objects needs"):
+        UniPixelConfig.from_dict({**raw, "seg_key_objects": 16})
+    cfg = load_config(None, [f"model.init={plain}",
+                             "model.config_overrides={seg_retrieval_dim: 16, seg_key_visual: true, seg_key_objects: 16}"])
+    model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
+    classes = word_classes(processor)
+    # the cell labels: the visible object under each cell's centre (what a click there hits), -1 on background
+    s = json.loads((pw_images / "samples.jsonl").read_text().splitlines()[0])
+    scene = Scene.from_json(s["scene"])
+    labels = click_word_labels(scene, 0, (8, 8), classes)
+    rgb, vis, _ = render(scene, [0])
+    step = vis.shape[-1] // 8
+    for cell in range(64):
+        y, x = (cell // 8) * step + step // 2, (cell % 8) * step + step // 2
+        hit = np.flatnonzero(vis[:, 0, y, x])
+        want = [-1, -1] if not len(hit) else [classes[0][0].index(scene.objects[hit[0]].color_at(0)),
+                                              classes[0][1].index(scene.objects[hit[0]].shape)]
+        assert labels[cell].tolist() == want, cell
+    assert (labels[:, 0] >= 0).any() and (labels[:, 0] < 0).any()
+
+    data = UniPixelTrainDataset(PixelWorldSource(pw_images), processor, seed=0, video_frames=(1,), visual_words=True)
+    ex = next(e for e in (data[i] for i in range(len(data))) if e is not None and e.seg_targets is not None)
+    assert ex.cell_words is not None and ex.cell_words.shape == (64, 2)
+    total, metrics, _ = example_loss(model.train(), ex, LossConfig(retrieval_weight=1.0, visual_words_weight=1.0))
+    total.backward()
+    assert "loss_object_words" in metrics and "loss_retrieval" in metrics
+    assert model.object_keys.silhouette[0].weight.grad.abs().sum() > 0
+    assert model.object_keys.to_key.weight.grad.abs().sum() > 0  # the zero projection learns from the retrieval
+    pipe = pixelwise.load(plain)
+    pipe.model = model.eval()
+    r = pipe.segment(rgb[:1], "the red circle", max_new_tokens=8)
+    assert all(o.masks.shape[-2:] == rgb.shape[1:3] for o in r.objects)
