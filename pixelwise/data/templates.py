@@ -127,9 +127,20 @@ def official_seg_question(text: str, is_image: bool) -> str:
     return SEG_QUERY_TEMPLATES[0].format(q=strip_article(q), media="image" if is_image else "video")
 
 
+def seg_first(answer: str) -> str:
+    """An answer with one `<|seg|>` rewritten to start with it ("Sure, a large red circle <|seg|>." -> "<|seg|> Sure,
+    a large red circle."): the token's state (the position before it) then reads the question alone, not a
+    description the model writes first (answers with several `<|seg|>` are returned as they are)."""
+    if answer.count(SEG) != 1:
+        return answer
+    rest = " ".join(answer.replace(SEG, " ").split()).replace(" .", ".").replace(" ,", ",")
+    return f"{SEG} {rest}" if rest not in ("", ".") else f"{SEG}."
+
+
 def pixelworld_conversations(sample: dict[str, Any], masks: np.ndarray, prompts: list, rng: random.Random,
-                             ) -> list[Conversation]:
-    """Conversations for one native PixelWorld sample (masks bool [K, T, H, W], prompts as core prompt types)."""
+                             segment_first: bool = False) -> list[Conversation]:
+    """Conversations for one native PixelWorld sample (masks bool [K, T, H, W], prompts as core prompt types).
+    `segment_first`: referring answers start with their `<|seg|>` (`seg_first`)."""
     task = sample["task"]
     is_image = int(sample["num_frames"]) == 1
     kind = "image" if is_image else "video"
@@ -145,8 +156,9 @@ def pixelworld_conversations(sample: dict[str, Any], masks: np.ndarray, prompts:
             q = seg_question(phrase, is_image, rng)
         if task in ("multi_target", "reasoning") or rng.random() < 0.7:
             a = native_answer(sample["answer"])
+            a = seg_first(a) if segment_first else a
         else:
-            a = rng.choice(SEG_RESPONSES)
+            a = f"{SEG}." if segment_first else rng.choice(SEG_RESPONSES)
         out.append(Conversation(f"seg_{kind}", [(q, a)], seg_masks=masks))
         return out
     if task not in ("region", "pixelqa") or not prompts:

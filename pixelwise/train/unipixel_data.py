@@ -84,8 +84,12 @@ class TrainSource:
 
 
 class PixelWorldSource(TrainSource):
-    def __init__(self, root: str | Path, tasks: list[str] | None = None):
+    """Native PixelWorld samples as conversations (`templates.pixelworld_conversations`; `segment_first`: referring
+    answers start with their `<|seg|>`, so its state reads the question, not a description the model writes)."""
+
+    def __init__(self, root: str | Path, tasks: list[str] | None = None, segment_first: bool = False):
         self.ds = PixelWorldDataset(root, tasks=tasks)
+        self.segment_first = segment_first
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -99,7 +103,8 @@ class PixelWorldSource(TrainSource):
 
     def conversations(self, index, rng):
         item = self.ds[index]
-        return item.frames, pixelworld_conversations(item.sample, item.masks, item.prompts, rng), item.sample["id"]
+        convs = pixelworld_conversations(item.sample, item.masks, item.prompts, rng, self.segment_first)
+        return item.frames, convs, item.sample["id"]
 
 
 class BenchmarkSource(TrainSource):
