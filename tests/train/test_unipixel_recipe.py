@@ -92,6 +92,28 @@ def test_templates_and_label_mask(pw_data):
     assert {"seg_video", "region_video"} <= kinds and kinds & {"mem_point", "mem_box"}
 
 
+def test_segment_first_answers_start_with_their_seg_token(pw_data):
+    from pixelwise.data.pixelworld.dataset import PixelWorldDataset
+    from pixelwise.data.templates import pixelworld_conversations, seg_first
+
+    assert seg_first("Sure, a large red circle <|seg|>.") == "<|seg|> Sure, a large red circle."
+    assert seg_first("<|seg|>.") == "<|seg|>."
+    assert seg_first("There are 2: <|seg|> and <|seg|>.") == "There are 2: <|seg|> and <|seg|>."  # several: as is
+    ds = PixelWorldDataset(pw_data / "vid")
+    seen = 0
+    for i in range(len(ds)):
+        item = ds[i]
+        for seed in range(10):
+            plain = pixelworld_conversations(item.sample, item.masks, item.prompts, random.Random(seed))
+            first = pixelworld_conversations(item.sample, item.masks, item.prompts, random.Random(seed), True)
+            for a, b in zip(plain, first):
+                assert a.data_type == b.data_type and a.turns[0][0] == b.turns[0][0]  # same question, same draw
+                if b.data_type.startswith("seg_") and b.turns[0][1].count("<|seg|>") == 1:
+                    assert b.turns[0][1].startswith("<|seg|>")
+                    seen += 1
+    assert seen
+
+
 def test_assistant_only_labels():
     from pixelwise.train.unipixel_data import _assistant_mask
 
