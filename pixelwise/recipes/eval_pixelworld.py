@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
             up = {"sam2_given_truth": {"image": parts.sam2_upper_bound(model.model, img, limit),
                                        "video": parts.sam2_upper_bound(model.model, vid, limit // 2)},
                   "llm_box_text": parts.llm_grounding(model, img, limit),
+                  "object_choice": parts.object_choice(model, img, args.num),
                   "visual_prompts_api": parts.visual_prompts(model, img, 10),
                   "region_naming": parts.region_naming(model, img, 10),
                   "input_dependence": parts.input_dependence(model.model, model.processor, img)}
