@@ -137,10 +137,20 @@ def seg_first(answer: str) -> str:
     return f"{SEG} {rest}" if rest not in ("", ".") else f"{SEG}."
 
 
+ANSWER_STYLES = ("native", "segment_first", "restate")
+
+
 def pixelworld_conversations(sample: dict[str, Any], masks: np.ndarray, prompts: list, rng: random.Random,
-                             segment_first: bool = False) -> list[Conversation]:
+                             answer_style: str = "native") -> list[Conversation]:
     """Conversations for one native PixelWorld sample (masks bool [K, T, H, W], prompts as core prompt types).
-    `segment_first`: referring answers start with their `<|seg|>` (`seg_first`)."""
+
+    `answer_style` of the single-object segmentation answers: "native" (PixelWorld's, which describe the target in
+    full before `<|seg|>`: "Sure, a large yellow dotted cross <|seg|>." or a generic reply), "segment_first"
+    (`seg_first`: the `<|seg|>` first), "restate" ("Sure, {the question's phrase} <|seg|>.": only words the question
+    gives precede the token, so a model that cannot yet tell the target's other attributes has nothing to guess).
+    """
+    if answer_style not in ANSWER_STYLES:
+        raise ValueError(f"answer_style {answer_style!r}: use one of {', '.join(ANSWER_STYLES)}")
     task = sample["task"]
     is_image = int(sample["num_frames"]) == 1
     kind = "image" if is_image else "video"
@@ -154,11 +164,13 @@ def pixelworld_conversations(sample: dict[str, Any], masks: np.ndarray, prompts:
             q = official_seg_question(phrase, is_image)
         else:
             q = seg_question(phrase, is_image, rng)
-        if task in ("multi_target", "reasoning") or rng.random() < 0.7:
+        if answer_style == "restate" and phrase and masks.shape[0] == 1:
+            a = f"Sure, {phrase} {SEG}."
+        elif task in ("multi_target", "reasoning") or rng.random() < 0.7:
             a = native_answer(sample["answer"])
-            a = seg_first(a) if segment_first else a
+            a = seg_first(a) if answer_style == "segment_first" else a
         else:
-            a = f"{SEG}." if segment_first else rng.choice(SEG_RESPONSES)
+            a = f"{SEG}." if answer_style == "segment_first" else rng.choice(SEG_RESPONSES)
         out.append(Conversation(f"seg_{kind}", [(q, a)], seg_masks=masks))
         return out
     if task not in ("region", "pixelqa") or not prompts:

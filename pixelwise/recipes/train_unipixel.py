@@ -142,7 +142,7 @@ def build_sources(cfg: dict) -> Any:
     for s in cfg["data"]["sources"]:
         kind = s.get("type", "pixelworld")
         if kind == "pixelworld":
-            src = PixelWorldSource(s["root"], tasks=s.get("tasks"), segment_first=bool(s.get("segment_first", False)))
+            src = PixelWorldSource(s["root"], tasks=s.get("tasks"), answer_style=s.get("answer_style", "native"))
         elif kind == "benchmark":
             src = BenchmarkSource(s["benchmark"], s["root"])
         elif kind == "pixelworld_dense":  # every object of a scene with its box or mask (DenseGroundingSource)

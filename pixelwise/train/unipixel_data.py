@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pixelwise.core.errors import ConfigError
 from pixelwise.core.masks import mask_to_box
 from pixelwise.core.media import load_media
 from pixelwise.core.prompts import Box, MaskPrompt, Point
@@ -32,7 +33,7 @@ from pixelwise.data.pixelworld.grammar import describe_object
 from pixelwise.data.pixelworld.render import render
 from pixelwise.data.pixelworld.scene import Scene
 from pixelwise.data.pixelworld.tasks import box_text
-from pixelwise.data.templates import SEG, Conversation, pixelworld_conversations, seg_question
+from pixelwise.data.templates import ANSWER_STYLES, SEG, Conversation, pixelworld_conversations, seg_question
 from pixelwise.models.unipixel.processing_unipixel import (
     REF_TOKEN,
     SEG_TOKEN,
@@ -84,12 +85,14 @@ class TrainSource:
 
 
 class PixelWorldSource(TrainSource):
-    """Native PixelWorld samples as conversations (`templates.pixelworld_conversations`; `segment_first`: referring
-    answers start with their `<|seg|>`, so its state reads the question, not a description the model writes)."""
+    """Native PixelWorld samples as conversations (`templates.pixelworld_conversations`, whose `answer_style` says
+    what a segmentation answer says before its `<|seg|>`)."""
 
-    def __init__(self, root: str | Path, tasks: list[str] | None = None, segment_first: bool = False):
+    def __init__(self, root: str | Path, tasks: list[str] | None = None, answer_style: str = "native"):
+        if answer_style not in ANSWER_STYLES:
+            raise ConfigError(f"answer_style {answer_style!r}: use one of {', '.join(ANSWER_STYLES)}")
         self.ds = PixelWorldDataset(root, tasks=tasks)
-        self.segment_first = segment_first
+        self.answer_style = answer_style
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -103,7 +106,7 @@ class PixelWorldSource(TrainSource):
 
     def conversations(self, index, rng):
         item = self.ds[index]
-        convs = pixelworld_conversations(item.sample, item.masks, item.prompts, rng, self.segment_first)
+        convs = pixelworld_conversations(item.sample, item.masks, item.prompts, rng, self.answer_style)
         return item.frames, convs, item.sample["id"]
 
 

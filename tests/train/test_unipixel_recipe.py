@@ -92,7 +92,7 @@ def test_templates_and_label_mask(pw_data):
     assert {"seg_video", "region_video"} <= kinds and kinds & {"mem_point", "mem_box"}
 
 
-def test_segment_first_answers_start_with_their_seg_token(pw_data):
+def test_answer_styles_say_what_precedes_the_seg_token(pw_data):
     from pixelwise.data.pixelworld.dataset import PixelWorldDataset
     from pixelwise.data.templates import pixelworld_conversations, seg_first
 
@@ -105,7 +105,11 @@ def test_segment_first_answers_start_with_their_seg_token(pw_data):
         item = ds[i]
         for seed in range(10):
             plain = pixelworld_conversations(item.sample, item.masks, item.prompts, random.Random(seed))
-            first = pixelworld_conversations(item.sample, item.masks, item.prompts, random.Random(seed), True)
+            first = pixelworld_conversations(item.sample, item.masks, item.prompts, random.Random(seed), "segment_first")
+            said = pixelworld_conversations(item.sample, item.masks, item.prompts, random.Random(seed), "restate")
+            for c in said:
+                if c.data_type.startswith("seg_") and item.sample.get("phrase") and c.seg_masks.shape[0] == 1:
+                    assert c.turns[0][1] == f"Sure, {item.sample['phrase']} <|seg|>."
             for a, b in zip(plain, first):
                 assert a.data_type == b.data_type and a.turns[0][0] == b.turns[0][0]  # same question, same draw
                 if b.data_type.startswith("seg_") and b.turns[0][1].count("<|seg|>") == 1:
