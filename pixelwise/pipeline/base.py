@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pixelwise.core.errors import ConfigError, MediaError, PromptError
+from pixelwise.core.errors import ConfigError, MediaError, PixelwiseError, PromptError
 from pixelwise.core.media import uniform_indices_with
 from pixelwise.core.prompts import Box, MaskPrompt, Point, VisualPrompt
 from pixelwise.core.results import Result
@@ -226,8 +226,6 @@ class Pipeline:
         can batch their model (UniPixel: one padded prefill and one decoding loop for all) override this; here the
         queries run one after another. With `return_errors`, a query's `PixelwiseError` takes its place in the list
         instead of being raised (a manifest goes on past a bad query)."""
-        from pixelwise.core.errors import PixelwiseError
-
         results: list[Any] = []
         for q in queries:
             try:

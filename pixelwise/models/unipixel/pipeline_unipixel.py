@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pixelwise.core.errors import MediaError, PromptError
+from pixelwise.core.errors import MediaError, PixelwiseError, PromptError
 from pixelwise.core.prompts import MaskPrompt, VisualPrompt
 from pixelwise.core.results import MaskTrack, Result, SegObject
 from pixelwise.models.unipixel import prompts as templates
@@ -144,8 +144,6 @@ class UniPixelPipeline(Pipeline):
         """Several queries on different images/clips, their answers generated together (`model.generate_batch`:
         one left-padded prefill, one decoding loop); media reading, region grounding and SAM2 stay per query.
         Same answers and masks as `run` one by one, up to float rounding."""
-        from pixelwise.core.errors import PixelwiseError
-
         results: list[Any] = [None] * len(queries)
         turns: list[tuple[int, UniPixelChat, _Turn, int]] = []
         for i, q in enumerate(queries):
