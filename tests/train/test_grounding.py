@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "pixelwise" / "checkpoints" / "unipixel-tiny"
 
 
-TINY_OPTIONS = ("vision_abs_pos", "seg_retrieval_dim", "region_prompts_to_sam2")
+TINY_OPTIONS = ("vision_abs_pos", "seg_retrieval_dim", "region_prompts_to_sam2", "embed_norm", "seg_key_visual",
+                "seg_key_objects")
 
 
 @pytest.fixture(scope="module")
