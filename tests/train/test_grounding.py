@@ -93,8 +93,7 @@ def test_absolute_positions_start_at_zero_and_then_matter(grown, plain, pw_image
     assert same and moved and reused
     grid = model.absolute_positions(torch.tensor([[1, 8, 8]]))
     assert grid.shape == (16, model.config.hidden_size)
-    with pytest.raises(PromptError, match="absolute positions"):
-        model.absolute_positions(torch.tensor([[1, 40, 40]]))
+    assert model.absolute_positions(torch.tensor([[1, 40, 40]])).shape == (400, model.config.hidden_size)
 
 
 def test_absolute_positions_are_bounded_and_saved(grown, tmp_path):
@@ -110,6 +109,12 @@ def test_absolute_positions_are_bounded_and_saved(grown, tmp_path):
     again = UniPixelForConditionalGeneration.from_pretrained(tmp_path / "m")
     assert again.config.vision_abs_pos == 8
     assert torch.equal(again.visual_pos_cols.weight, model.visual_pos_cols.weight)
+    # a side longer than the table (a wide frame) reads the table resampled: ends kept, no error
+    grid = torch.tensor([[1, 2 * 7, 2 * 10]])  # a 7 x 10 merged grid, 8 positions per side
+    pos = model.absolute_positions(grid).view(7, 10, -1)
+    rows, cols = model.visual_pos_rows.weight, model.visual_pos_cols.weight
+    assert torch.allclose(pos[3, 0], rows[3] + cols[0]) and torch.allclose(pos[3, 9], rows[3] + cols[7])
+    assert torch.allclose(pos[0, 3] - rows[0], cols[2] + (cols[3] - cols[2]) * (3 * 7 / 9 - 2), atol=1e-6)
     with torch.no_grad():
         model.visual_pos_cols.weight.zero_()
 

@@ -395,16 +395,15 @@ class UniPixelForConditionalGeneration(nn.Module):
         return out.pooler_output, captured["x"], window_index
 
     def absolute_positions(self, grid_thw: torch.Tensor) -> torch.Tensor:
-        """Row + column embeddings of every merged visual token, raster order per frame pair -> [N, D]."""
+        """Row + column embeddings of every merged visual token, raster order per frame pair -> [N, D]. A side
+        longer than the table (`vision_abs_pos`; a non-square frame keeps its aspect, so one side can exceed what the
+        square training frames had) reads the table linearly interpolated to its length: first and last token keep
+        the first and last row."""
         m = self.config.spatial_merge_size
         t, h, w = (int(v) for v in grid_thw.reshape(-1, 3)[0])
         gh, gw = h // m, w // m
-        limit = self.config.vision_abs_pos
-        if gh > limit or gw > limit:
-            raise PromptError(f"a {gh}x{gw} visual grid exceeds this model's absolute positions ({limit} per side)")
-        dev = self.visual_pos_rows.weight.device
-        rows = self.visual_pos_rows(torch.arange(gh, device=dev))[:, None]
-        cols = self.visual_pos_cols(torch.arange(gw, device=dev))[None]
+        rows = _positions_along(self.visual_pos_rows.weight, gh)[:, None]
+        cols = _positions_along(self.visual_pos_cols.weight, gw)[None]
         return (rows + cols).reshape(1, gh * gw, -1).expand(t, -1, -1).reshape(t * gh * gw, -1)
 
     def temporal_code(self, frames: torch.Tensor, num_llm_frames: int) -> torch.Tensor:
@@ -885,6 +884,13 @@ def _generation_stop_ids(path: Path) -> list[int] | None:
     if ids is None:
         return None
     return [int(i) for i in (ids if isinstance(ids, list) else [ids])]
+
+
+def _positions_along(table: torch.Tensor, n: int) -> torch.Tensor:
+    """The first n rows of a position table [L, D], or for n > L the table linearly resampled to n rows."""
+    if n <= table.shape[0]:
+        return table[:n]
+    return F.interpolate(table.T[None], size=n, mode="linear", align_corners=True)[0].T
 
 
 def _local_soft_argmax(logits: torch.Tensor, h: int, w: int, image_size: int, radius: int = 1) -> torch.Tensor:
