@@ -78,6 +78,27 @@ def test_run_batch_gives_each_query_what_run_gives(pipe, frames, tmp_path):
         assert all(_iou(x.masks, y.masks) >= 0.99 for x, y in zip(a.objects, b.objects))
     with pytest.raises(pixelwise.PromptError, match="names"):
         pipe.run_batch(queries)
+    # an error only the model finds while generating lands on its own query, not on the whole batch
+    real = pipe.model.generate
+    two = [Query(frames[0], "the red square", max_new_tokens=4), Query(frames[1], "the blue circle and more")]
+    bad = pipe.chat(frames[1]).begin("Please segment the blue circle and more in this image.").inputs.input_ids
+
+    def generate(inputs, **kw):
+        if torch.equal(inputs.input_ids, bad):
+            raise pixelwise.PromptError("this prompt failed")
+        return real(inputs, **kw)
+
+    def generate_batch(batch, **kw):
+        raise pixelwise.PromptError("the batch failed")
+
+    pipe.model.generate, pipe.model.generate_batch = generate, generate_batch
+    try:
+        out = pipe.run_batch(two, return_errors=True)
+        with pytest.raises(pixelwise.PromptError, match="the batch failed"):
+            pipe.run_batch(two)
+    finally:
+        del pipe.model.generate, pipe.model.generate_batch
+    assert out[0].answer == pipe.run(two[0]).answer and str(out[1]) == "this prompt failed"
     with pytest.raises(pixelwise.PromptError, match="task must be"):
         Query(frames[0], "x", task="describe")
 

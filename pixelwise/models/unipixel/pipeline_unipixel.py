@@ -161,8 +161,21 @@ class UniPixelPipeline(Pipeline):
                     raise
                 results[i] = e
         t0 = time.perf_counter()
-        gens = self.model.generate_batch([t.inputs for _, _, t, _ in turns], max_new_tokens=[m for *_, m in turns],
-                                         stop_token_ids=self.model.default_stop_token_ids()) if turns else []
+        stops = self.model.default_stop_token_ids()
+        try:
+            gens = self.model.generate_batch([t.inputs for _, _, t, _ in turns], max_new_tokens=[m for *_, m in turns],
+                                             stop_token_ids=stops) if turns else []
+        except PixelwiseError:
+            if not return_errors:
+                raise
+            gens = []  # one prompt failed the batch: answer them one by one, so the error lands on its own query
+            for i, _, turn, limit in turns:
+                try:
+                    gens.append(self.model.generate(turn.inputs, max_new_tokens=limit, stop_token_ids=stops))
+                except PixelwiseError as e:
+                    results[i] = e
+                    gens.append(None)
+            turns, gens = zip(*[(t, g) for t, g in zip(turns, gens) if g is not None]) if any(gens) else ((), ())
         seconds = time.perf_counter() - t0
         self._encode_together([chat for (_, chat, _, _), gen in zip(turns, gens)
                                if any(k >= 0 for k in gen.seg_token_index)])
