@@ -175,7 +175,8 @@ class UniPixelPipeline(Pipeline):
                 except PixelwiseError as e:
                     results[i] = e
                     gens.append(None)
-            turns, gens = zip(*[(t, g) for t, g in zip(turns, gens) if g is not None]) if any(gens) else ((), ())
+            kept = [k for k, g in enumerate(gens) if g is not None]
+            turns, gens = [turns[k] for k in kept], [gens[k] for k in kept]
         seconds = time.perf_counter() - t0
         self._encode_together([chat for (_, chat, _, _), gen in zip(turns, gens)
                                if any(k >= 0 for k in gen.seg_token_index)])
@@ -279,7 +280,7 @@ class UniPixelChat:
     def send(self, text: str, regions: Regions = None, *, options: Sequence[str] | None = None,
              max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Result:
         """One turn: the answer, this turn's regions as objects, then one object per `<|seg|>` of the answer."""
-        turn = self.begin(text, regions, options=options, max_new_tokens=max_new_tokens)
+        turn = self.begin(text, regions, options=options)
         t1 = time.perf_counter()
         cached, self._prefix = self._prefix, None  # reusing the cache changes it: gone if this turn fails
         gen = self.model.generate(turn.inputs, max_new_tokens=max_new_tokens,
@@ -287,8 +288,7 @@ class UniPixelChat:
         turn.timings["generate"] = time.perf_counter() - t1
         return self.end(turn, gen)
 
-    def begin(self, text: str, regions: Regions = None, *, options: Sequence[str] | None = None,
-              max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> _Turn:
+    def begin(self, text: str, regions: Regions = None, *, options: Sequence[str] | None = None) -> _Turn:
         """The part of a turn before the answer is generated: the regions grounded, the prompt built (`send` is
         `begin`, `model.generate`, `end`; a batch of chats generates their turns together)."""
         if not text or not text.strip():
