@@ -425,9 +425,8 @@ class ExampleBuilder:
             ex.visual_word_ids = self.word_ids[1]
             if refer_mask is not None:
                 ex.mem_words = memory_word_labels(world, conv.mem_masks, refer_mask, self.word_ids)
-            if seg_targets is not None:
-                cells = self.processor.sam2_image_size // SAM2_STRIDE
-                ex.cell_words = click_word_labels(world, idx[0], (cells, cells), self.word_ids)
+            cells = self.processor.sam2_image_size // SAM2_STRIDE  # the proposals' cells on the first frame
+            ex.cell_words = click_word_labels(world, idx[0], (cells, cells), self.word_ids)
         return ex
 
 

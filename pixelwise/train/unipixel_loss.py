@@ -50,6 +50,7 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
     total = cfg.lm_weight * l_lm
     metrics = {"loss_lm": float(l_lm.detach())}
     extras: dict = {}
+    objects = out.objects[1] if out.objects is not None else None  # `llm_object_view`: computed for the LLM
     if cfg.seg_enabled and ex.seg_targets is not None and ex.seg_index:
         core = unwrap_core(model)
         positions = [out.seg_positions[k] for k in ex.seg_index]
@@ -58,7 +59,8 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
         frames = ex.inputs.sam2_frames.to(states.device, states.dtype)
         feats = sam2.encode_frames(frames)
         visual = core.retrieval_visual(out.video_embeds, ex.inputs.video_grid_thw)
-        keys, objects = core.retrieval_keys(feats[0], visual) if core.config.seg_retrieval_dim else (None, None)
+        keys, objects = (core.retrieval_keys(feats[0], visual, out.objects) if core.config.seg_retrieval_dim
+                         else (None, None))
         prompts, retrieval = core.seg_prompts(states, feats[0], visual, keys=keys)
         targets = ex.seg_targets.to(prompts.device)  # [O, T, S, S]
         n_frames = targets.shape[1]
@@ -81,14 +83,15 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
             metrics[f"seg_{k}"] = float(v.detach()) / (n_obj * n_frames)
         if keep_masks and preds:
             extras["pred_masks"] = torch.stack(preds, 1)
-        if cfg.visual_words_weight and objects is not None and ex.cell_words is not None \
-                and len(ex.cell_words) == len(objects):  # each proposal's descriptor names its object
-            words = core.language_model.embed_tokens.weight
-            term = visual_words_loss(core.object_keys.to_words(objects), ex.cell_words.to(objects.device), words,
-                                     ex.visual_word_ids, cfg.visual_words_temperature)
-            if term is not None:
-                total = total + cfg.visual_words_weight * term
-                metrics["loss_object_words"] = float(term.detach())
+    if cfg.visual_words_weight and objects is not None and ex.cell_words is not None \
+            and len(ex.cell_words) == len(objects):  # each proposal's descriptor names its object
+        core = unwrap_core(model)
+        words = core.language_model.embed_tokens.weight
+        term = visual_words_loss(core.object_keys.to_words(objects), ex.cell_words.to(objects.device), words,
+                                 ex.visual_word_ids, cfg.visual_words_temperature)
+        if term is not None:
+            total = total + cfg.visual_words_weight * term
+            metrics["loss_object_words"] = float(term.detach())
     if cfg.visual_words_weight and ex.visual_words is not None:
         words = unwrap_core(model).language_model.embed_tokens.weight
         for name, feats, labels in (("loss_visual_words", out.video_embeds, ex.visual_words),

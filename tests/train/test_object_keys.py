@@ -86,3 +86,47 @@ def test_seg_key_objects_model_locates_and_trains(plain, pw_images, tmp_path):  
     pipe.model = model.eval()
     r = pipe.segment(rgb[:1], "the red circle", max_new_tokens=8)
     assert all(o.masks.shape[-2:] == rgb.shape[1:3] for o in r.objects)
+
+
+def test_llm_object_view_starts_neutral_and_trains_from_the_answers(pw_images, tmp_path):  # noqa: F811
+    """Grown onto the default model, the view changes no output; the LM loss alone reaches its projection through
+    the visual tokens and through a region's `<|mem|>` embedding; the public API runs with it."""
+    import pixelwise
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+    from pixelwise.recipes.train_unipixel import build_model, load_config
+    from pixelwise.train import distributed as D
+    from pixelwise.train.unipixel_data import DenseGroundingSource, UniPixelTrainDataset
+    from pixelwise.train.unipixel_loss import LossConfig, example_loss
+    from tests.train.test_grounding import DEFAULT
+
+    torch.set_num_threads(1)
+    base = UniPixelForConditionalGeneration.from_pretrained(DEFAULT).eval()
+    raw = {k: v for k, v in base.config.to_dict().items() if k != "seg_key_objects"}
+    with pytest.raises(ConfigError, match="llm_object_view needs"):
+        UniPixelConfig.from_dict({**raw, "llm_object_view": True})
+    cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={llm_object_view: true}"])
+    model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
+    model.eval()
+    data = UniPixelTrainDataset(DenseGroundingSource(pw_images, mem_rate=1.0), processor, seed=0, video_frames=(1,),
+                                visual_words=True)
+    ex = data[0]  # every object of the scene as a region, named region by region
+    assert ex.inputs.refer_mask is not None
+    with torch.no_grad():
+        before, after = base(ex.inputs), model(ex.inputs)
+    assert torch.allclose(before.logits, after.logits, atol=1e-5)
+    assert after.objects is not None and after.objects[1].shape[0] == 64
+
+    total, metrics, _ = example_loss(model.train(), ex, LossConfig(seg_enabled=False, visual_words_weight=1.0))
+    total.backward()
+    grad = model.object_view.weight.grad
+    assert grad is not None and grad.abs().sum() > 0  # the zero view learns from the answer
+    # without a <|seg|>, the descriptors computed for the LLM still learn to name their objects
+    assert "loss_object_words" in metrics and model.object_keys.silhouette[0].weight.grad.abs().sum() > 0
+
+    pipe = pixelwise.load(DEFAULT)
+    pipe.model = model.eval()
+    with torch.no_grad():
+        model.object_view.weight.normal_(0, 0.1)  # a trained view changes what the LLM reads
+    r = pipe.ask(ex.frames_rgb[:1], "What shape is [0]?", regions=[pixelwise.Point(40, 40)], max_new_tokens=8)
+    assert isinstance(r.text, str)

@@ -132,6 +132,8 @@ class UniPixelConfig:
                                        "seg_key_objects": Field(int, 0, 4096, required=False)}, source)
         if self.raw.get("seg_key_objects") and not (self.raw.get("seg_retrieval_dim") and self.raw.get("seg_key_visual")):
             raise ConfigError(f"{source}: seg_key_objects needs seg_retrieval_dim and seg_key_visual")
+        if self.raw.get("llm_object_view") and not self.raw.get("seg_key_objects"):
+            raise ConfigError(f"{source}: llm_object_view needs seg_key_objects (the descriptors it shows the LLM)")
 
     # ---------------------------------------------------------------- text (Qwen2.5) part
 
@@ -338,6 +340,16 @@ class UniPixelConfig:
         clicked at its cell (silhouette, what the visual tokens hold inside the mask, geometry), in the context of
         the other cells. Zero-initialised: switching it on leaves a trained model's keys unchanged."""
         return int(self.raw.get("seg_key_objects", 0))
+
+    @property
+    def llm_object_view(self) -> bool:
+        """pixelwise's tiny models only (with `seg_key_objects`; False = off): the LLM reads the object descriptors
+        too. Each visual token of the first frame pair gets a projection of the descriptor of the object SAM2
+        segments when clicked at that cell, and each `<|mem|>` embedding the mean descriptor under its region's mask
+        on the first frame pair. Measured on the tiny models: the tower's tokens do not tell shape (probe 0.18) and
+        the descriptors do (0.70), so without this the LLM cannot name, compare or answer about an object's shape.
+        Zero-initialised: switching it on leaves a trained model's outputs unchanged."""
+        return bool(self.raw.get("llm_object_view", False))
 
     @property
     def embed_norm(self) -> bool:

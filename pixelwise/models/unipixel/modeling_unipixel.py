@@ -148,6 +148,8 @@ class UniPixelOutput:
     ref_embeds: torch.Tensor | None = None  # [R, D]
     mem_pooled: torch.Tensor | None = None  # [M, 4*Cv]
     mem_embeds: torch.Tensor | None = None  # [M, D]
+    # `config.llm_object_view`: the prompted frame's object-key additions [h*w, k] and descriptors [h*w, width]
+    objects: tuple[torch.Tensor, torch.Tensor] | None = None
     seg_positions: list[int] = field(default_factory=list)  # teacher-forced <|seg|>: positions i with ids[i+1]==seg
     # Positions taken from a `PrefixCache` (not recomputed): `logits` / `prenorm_hidden` row r is position
     # `prefix_length + r`, and `seg_positions` lists only positions from there on.
@@ -291,6 +293,10 @@ class UniPixelForConditionalGeneration(nn.Module):
                 nn.init.zeros_(self.seg_key_vis[1].bias)
             if config.seg_key_objects:  # what SAM2 segments when clicked at each cell, described
                 self.object_keys = ObjectKeys(d, c // 8 + c // 4, k, config.seg_key_objects, d)
+            if config.llm_object_view:  # the descriptors shown to the LLM (visual tokens, `<|mem|>`); zero at init
+                self.object_view = nn.Linear(config.seg_key_objects, d)
+                nn.init.zeros_(self.object_view.weight)
+                nn.init.zeros_(self.object_view.bias)
 
         self.stop_token_ids: list[int] | None = None  # from generation_config.json when loaded from a folder
         self.sam2: nn.Module | None = None
@@ -461,8 +467,13 @@ class UniPixelForConditionalGeneration(nn.Module):
         out = self.seg_head(states)
         return out.view(states.shape[0], self.config.sam2_hidden_tokens, self.config.sam2_hidden_dim)
 
-    def llm_visual_tokens(self, video_embeds: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
-        """The tower's merged tokens [N, D] as the LLM receives them (+ absolute positions, + `visual_norm`)."""
+    def llm_visual_tokens(self, video_embeds: torch.Tensor, grid_thw: torch.Tensor,
+                          view: torch.Tensor | None = None) -> torch.Tensor:
+        """The tower's merged tokens [N, D] as the LLM receives them (+ absolute positions, + `view` [n, D] on the
+        first n tokens, + `visual_norm`)."""
+        if view is not None:
+            video_embeds = torch.cat([video_embeds[: view.shape[0]] + view.to(video_embeds.dtype),
+                                      video_embeds[view.shape[0]:]])
         if self.config.vision_abs_pos:
             video_embeds = video_embeds + self.absolute_positions(grid_thw).to(video_embeds.dtype)
         if self.config.embed_norm:
@@ -482,11 +493,30 @@ class UniPixelForConditionalGeneration(nn.Module):
         gh, gw = h // m, w // m
         return self.llm_visual_tokens(video_embeds, grid_thw)[: gh * gw].reshape(gh, gw, -1)
 
-    def retrieval_keys(self, frame: Any, visual: torch.Tensor | None = None
+    def object_proposals(self, frame: Any, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`config.seg_key_objects`: SAM2 clicked at the centre of every cell of the prompted frame's grid (one
+        batch, no gradient), each proposal described (`ObjectKeys`) -> (key additions [h*w, k], descriptors
+        [h*w, width]). `visual` is `retrieval_visual(...)` of the same frames."""
+        sam2 = self.require_sam2()
+        emb = frame.embed[0]
+        h, w = emb.shape[-2:]
+        tokens = visual.permute(2, 0, 1).to(emb)  # [D, gh, gw]
+        clicks = cell_centres(h, w, sam2.image_size, emb.device).to(emb.dtype)
+        points = torch.stack([clicks, torch.zeros_like(clicks)], 1)
+        labels = torch.tensor([1, -1], device=emb.device).expand(h * w, 2)
+        with torch.no_grad():
+            masks, scores = sam2.propose(frame, sam2.sam_prompt_encoder.embed_points(points, labels, pad=False))
+        fine = torch.cat([frame.high_res_s0[0], F.interpolate(frame.high_res_s1, size=frame.high_res_s0.shape[-2:],
+                                                              mode="bilinear", align_corners=False)[0]], 0)
+        return self.object_keys(masks, scores, tokens, fine)
+
+    def retrieval_keys(self, frame: Any, visual: torch.Tensor | None = None,
+                       objects: tuple[torch.Tensor, torch.Tensor] | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The retrieval keys [h*w, k] of the prompted frame's grid cells (`config.seg_retrieval_dim`), and with
         `config.seg_key_objects` the object descriptors behind them [h*w, width] (else None). `visual` is
-        `retrieval_visual(...)` of the same frames, needed when `config.seg_key_visual`."""
+        `retrieval_visual(...)` of the same frames, needed when `config.seg_key_visual`; `objects` is
+        `object_proposals(frame, visual)` when already computed (`UniPixelOutput.objects`)."""
         sam2 = self.require_sam2()
         emb = frame.embed[0]  # [C, h, w], before any memory
         pe = sam2.sam_prompt_encoder.get_dense_pe()[0].to(emb)
@@ -506,14 +536,7 @@ class UniPixelForConditionalGeneration(nn.Module):
                 tokens[None], size=(h, w), mode="bilinear", align_corners=False)[0]
             pre = pre + self.seg_key_vis(grid.flatten(1).T)
             if self.config.seg_key_objects:
-                clicks = cell_centres(h, w, sam2.image_size, emb.device).to(emb.dtype)
-                points = torch.stack([clicks, torch.zeros_like(clicks)], 1)
-                labels = torch.tensor([1, -1], device=emb.device).expand(h * w, 2)
-                with torch.no_grad():  # proposals: SAM2 clicked at every cell centre, one batch
-                    masks, scores = sam2.propose(frame, sam2.sam_prompt_encoder.embed_points(points, labels, pad=False))
-                fine = torch.cat([frame.high_res_s0[0], F.interpolate(frame.high_res_s1, size=frame.high_res_s0.shape[-2:],
-                                                                      mode="bilinear", align_corners=False)[0]], 0)
-                add, desc = self.object_keys(masks, scores, tokens, fine)
+                add, desc = objects if objects is not None else self.object_proposals(frame, visual)
                 pre = pre + add
         return last(act(pre)), desc  # [h*w, k]
 
@@ -556,7 +579,11 @@ class UniPixelForConditionalGeneration(nn.Module):
             if video_embeds.shape[0] != video_pos.numel():
                 raise PromptError(f"{video_pos.numel()} <|video_pad|> tokens for {video_embeds.shape[0]} visual tokens")
             # the tower's output is what a later query reuses (`UniPixelOutput.vision`)
-            placed = self.llm_visual_tokens(video_embeds, inputs.video_grid_thw)
+            view = None
+            if cfg.llm_object_view:
+                info.objects = self.frame_objects(inputs, video_embeds)
+                view = self.object_view(self.objects_on_tokens(info.objects[1], inputs.video_grid_thw))
+            placed = self.llm_visual_tokens(video_embeds, inputs.video_grid_thw, view)
             embeds[video_pos] = placed.to(embeds.dtype)
             info.video_embeds, info.merger_input, info.window_index = video_embeds, merger_input, window_index
         elif video_pos.numel():
@@ -582,11 +609,44 @@ class UniPixelForConditionalGeneration(nn.Module):
                 raise PromptError(f"{mem_pos.numel()} <|mem|> tokens in the text but {pooled.shape[0]} non-empty "
                                   "(object, frame pair) masks")
             mem_embeds = self.msk_proj(pooled)
+            if cfg.llm_object_view:
+                mem_embeds = mem_embeds + self.object_view(self.region_descriptors(
+                    info.objects[1], inputs.refer_mask, inputs.video_grid_thw)).to(mem_embeds.dtype)
             if cfg.embed_norm:
                 mem_embeds = self.region_norm(mem_embeds)
             embeds[mem_pos] = mem_embeds.to(embeds.dtype)
             info.mem_pooled, info.mem_embeds = pooled, mem_embeds
         return embeds.unsqueeze(0), info
+
+    def frame_objects(self, inputs: UniPixelInputs, video_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`config.llm_object_view`: `object_proposals` on the first frame, SAM2-encoded here (SAM2 is frozen in
+        every tiny recipe; the features are recomputed where the masks are tracked)."""
+        if inputs.sam2_frames is None:
+            raise PromptError("this model shows its LLM the objects SAM2 proposes: the inputs need sam2_frames")
+        frame = self.require_sam2().encode_frames(inputs.sam2_frames[:1].to(self.device, self.dtype))[0]
+        visual = self.retrieval_visual(video_embeds, inputs.video_grid_thw)
+        return self.object_proposals(frame, visual)
+
+    def objects_on_tokens(self, desc: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        """Descriptors on the SAM2 cell grid [h*w, W] -> on the first frame pair's visual tokens [gh*gw, W] (resized
+        when the grids differ), raster order."""
+        gh, gw = (int(v) // self.config.spatial_merge_size for v in grid_thw.reshape(-1, 3)[0, 1:])
+        n = int(desc.shape[0] ** 0.5)
+        grid = desc.T.reshape(1, -1, n, n)
+        if (n, n) != (gh, gw):
+            grid = F.interpolate(grid, size=(gh, gw), mode="bilinear", align_corners=False)
+        return grid[0].flatten(1).T
+
+    def region_descriptors(self, desc: torch.Tensor, refer_mask: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        """One row [M, W] per `<|mem|>` slot (objects outer, non-empty frame pairs inner, as `pool_memory`): the
+        mean descriptor under the object's mask on the first frame pair (zeros where it has none there)."""
+        on_tokens = self.objects_on_tokens(desc, grid_thw)
+        rows = []
+        for o in range(refer_mask.shape[1]):
+            first = refer_mask[0, o].reshape(-1).to(desc.device)
+            row = on_tokens[first].mean(0) if first.any() else on_tokens.new_zeros(on_tokens.shape[-1])
+            rows += [row] * int(refer_mask[:, o].flatten(1).any(1).sum())
+        return torch.stack(rows) if rows else on_tokens.new_zeros(0, on_tokens.shape[-1])
 
     def _run_llm(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, past_key_values: Any = None,
                  attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
