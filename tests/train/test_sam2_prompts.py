@@ -150,3 +150,37 @@ def test_items_do_not_depend_on_the_process_hash_seed(pw_data):  # noqa: F811
                            env={**os.environ, "PYTHONHASHSEED": h}, check=True).stdout
             for h in ("1", "2")}
     assert len(outs) == 1
+
+
+def test_merge_sam2_tracking_takes_only_the_tracking_tensors(tmp_path):
+    """Stage 0c's tracking weights go into another model folder; a SAM2 that differs elsewhere is refused."""
+    import shutil
+
+    import pytest
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from pixelwise.core.errors import CheckpointError
+    from pixelwise.recipes.merge_sam2_tracking import merge
+    from tests.train.test_grounding import DEFAULT
+
+    base, track = tmp_path / "base", tmp_path / "track"
+    shutil.copytree(DEFAULT, base)
+    shutil.copytree(DEFAULT, track)
+    tensors = load_file(str(track / "model.safetensors"))
+    mem = next(k for k in tensors if k.startswith("sam2.memory_attention."))
+    llm = "model.embed_tokens.weight"  # the LLM (official layout)
+    tensors[mem] = tensors[mem] + 1.0
+    tensors[llm] = tensors[llm] + 1.0  # not SAM2: the base's is kept
+    save_file(tensors, str(track / "model.safetensors"))
+    out = merge(base, track, tmp_path / "out")
+    merged, own = load_file(str(out / "model.safetensors")), load_file(str(base / "model.safetensors"))
+    assert torch.equal(merged[mem], tensors[mem]) and torch.equal(merged[llm], own[llm])
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in base.iterdir())
+
+    dec = next(k for k in tensors if k.startswith("sam2.sam_mask_decoder."))
+    tensors[dec] = tensors[dec] + 1.0
+    save_file(tensors, str(track / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="not the same stage-0 SAM2"):
+        merge(base, track, tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
