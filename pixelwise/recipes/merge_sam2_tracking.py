@@ -1,9 +1,9 @@
-"""Give a model folder the SAM2 tracking weights of another one trained from the same SAM2 (stage 0c).
+"""Give a model folder the SAM2 tracking weights of another one trained from the same SAM2 (stage 0d).
 
     python -m pixelwise.recipes.merge_sam2_tracking runs/unipixel-tiny-view/final runs/unipixel-tiny-track/final \
         --out runs/view-track
 
-Stage 0c (`configs/unipixel_tiny_track.yaml`) trains only the parts of SAM2 that act after the prompted frame (the
+Stage 0d (`configs/unipixel_tiny_track.yaml`) trains only the parts of SAM2 that act after the prompted frame (the
 memory attention and encoder, the object pointers); the LLM stages keep SAM2 frozen. So the two combine: the result
 is `base` with those tensors taken from `tracking`. The frozen SAM2 parts of the two must be equal (the same stage-0
 SAM2), which is checked: otherwise the tracking weights were learned on other features and are refused.
@@ -61,7 +61,7 @@ def merge(base: str | Path, tracking: str | Path, out: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("base", help="the model folder to take everything else from")
-    ap.add_argument("tracking", help="the model folder of stage 0c")
+    ap.add_argument("tracking", help="the model folder of stage 0d")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     print(merge(args.base, args.tracking, args.out))

@@ -153,7 +153,7 @@ def test_items_do_not_depend_on_the_process_hash_seed(pw_data):  # noqa: F811
 
 
 def test_merge_sam2_tracking_takes_only_the_tracking_tensors(tmp_path):
-    """Stage 0c's tracking weights go into another model folder; a SAM2 that differs elsewhere is refused."""
+    """Stage 0d's tracking weights go into another model folder; a SAM2 that differs elsewhere is refused."""
     import shutil
 
     import pytest
