@@ -59,7 +59,8 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
         frames = ex.inputs.sam2_frames.to(states.device, states.dtype)
         feats = sam2.encode_frames(frames)
         visual = core.retrieval_visual(out.video_embeds, ex.inputs.video_grid_thw)
-        keys, objects = (core.retrieval_keys(feats[0], visual, out.objects) if core.config.seg_retrieval_dim
+        later = core.later_frames(feats)
+        keys, objects = (core.retrieval_keys(feats[0], visual, out.objects, later) if core.config.seg_retrieval_dim
                          else (None, None))
         prompts, retrieval = core.seg_prompts(states, feats[0], visual, keys=keys)
         targets = ex.seg_targets.to(prompts.device)  # [O, T, S, S]

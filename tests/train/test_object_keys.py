@@ -130,3 +130,59 @@ def test_llm_object_view_starts_neutral_and_trains_from_the_answers(pw_images, t
         model.object_view.weight.normal_(0, 0.1)  # a trained view changes what the LLM reads
     r = pipe.ask(ex.frames_rgb[:1], "What shape is [0]?", regions=[pixelwise.Point(40, 40)], max_new_tokens=8)
     assert isinstance(r.text, str)
+
+
+def test_motion_features_say_where_each_proposal_went():
+    from pixelwise.models.unipixel.object_keys import MOTION_FEATURES, motion_features, spread_frames
+
+    first = _square(6, 10, 4) * 20 - 10  # logits
+    right, down = _square(6, 10, 20) * 20 - 10, _square(6, 22, 4) * 20 - 10
+    scores = [torch.full((2,), 5.0)] * 3
+    feats = motion_features([torch.stack([first, first]), torch.stack([right, down]), torch.stack([right, down])],
+                            scores)
+    assert feats.shape == (2, MOTION_FEATURES)
+    assert feats[0, 0] > 1.5 and abs(feats[0, 1]) < 0.05  # 16 of 32 px to the right: shift x 0.5, x4
+    assert feats[1, 1] > 1.0 and abs(feats[1, 0]) < 0.05
+    assert torch.equal(feats[:, 8:], torch.zeros(2, 4))  # a third later frame was not given
+    assert torch.equal(motion_features([first[None]], [scores[0][:1]]), torch.zeros(1, MOTION_FEATURES))
+    assert spread_frames(1) == [] and spread_frames(4) == [1, 2, 3] and spread_frames(16) == [5, 10, 15]
+
+
+def test_seg_key_motion_starts_neutral_and_learns_from_a_clip(tmp_path_factory, tmp_path):
+    """Grown onto the default model the motion term changes no key; a clip's retrieval loss reaches it; the public
+    API tracks the proposals of a clip and segments with it."""
+    import pixelwise
+    from pixelwise.data.pixelworld.generate import GenConfig, generate
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
+    from pixelwise.recipes.train_unipixel import build_model, load_config
+    from pixelwise.train import distributed as D
+    from pixelwise.train.unipixel_data import PixelWorldSource, UniPixelTrainDataset
+    from pixelwise.train.unipixel_loss import LossConfig, example_loss
+    from tests.train.test_grounding import DEFAULT
+
+    torch.set_num_threads(1)
+    clips = tmp_path_factory.mktemp("pw") / "vid"
+    generate(clips, GenConfig(split="test", num=2, seed=0, video=True, tasks=("motion_referring",)))
+    base = UniPixelForConditionalGeneration.from_pretrained(DEFAULT).eval()
+    cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={seg_key_motion: true}"])
+    model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
+    data = UniPixelTrainDataset(PixelWorldSource(clips), processor, seed=0, video_frames=(8,), sam2_max_frames=4)
+    ex = next(e for e in (data[i] for i in range(len(data))) if e is not None and e.seg_targets is not None)
+    assert ex.inputs.sam2_frames.shape[0] == 4
+    with torch.no_grad():
+        feats = base.require_sam2().encode_frames(ex.inputs.sam2_frames)
+        out = base(ex.inputs)
+        visual = base.retrieval_visual(out.video_embeds, ex.inputs.video_grid_thw)
+        before, _ = base.retrieval_keys(feats[0], visual)
+        after, _ = model.eval().retrieval_keys(feats[0], visual, later=model.later_frames(feats))
+    assert torch.allclose(before, after, atol=1e-6)
+    total, _, _ = example_loss(model.train(), ex, LossConfig(retrieval_weight=1.0))
+    total.backward()
+    assert model.object_keys.motion.weight.grad.abs().sum() > 0
+
+    pipe = pixelwise.load(DEFAULT)
+    pipe.model = model.eval()
+    with torch.no_grad():
+        model.object_keys.motion.weight.normal_(0, 0.5)
+    r = pipe.segment(ex.frames_rgb, "the circle that moves to the left", max_new_tokens=8)
+    assert all(o.masks.shape[-2:] == ex.frames_rgb.shape[1:3] for o in r.objects)

@@ -132,6 +132,8 @@ class UniPixelConfig:
                                        "seg_key_objects": Field(int, 0, 4096, required=False)}, source)
         if self.raw.get("seg_key_objects") and not (self.raw.get("seg_retrieval_dim") and self.raw.get("seg_key_visual")):
             raise ConfigError(f"{source}: seg_key_objects needs seg_retrieval_dim and seg_key_visual")
+        if self.raw.get("seg_key_motion") and not self.raw.get("seg_key_objects"):
+            raise ConfigError(f"{source}: seg_key_motion needs seg_key_objects (the proposals it tracks)")
         if self.raw.get("llm_object_view") and not self.raw.get("seg_key_objects"):
             raise ConfigError(f"{source}: llm_object_view needs seg_key_objects (the descriptors it shows the LLM)")
 
@@ -340,6 +342,14 @@ class UniPixelConfig:
         clicked at its cell (silhouette, what the visual tokens hold inside the mask, geometry), in the context of
         the other cells. Zero-initialised: switching it on leaves a trained model's keys unchanged."""
         return int(self.raw.get("seg_key_objects", 0))
+
+    @property
+    def seg_key_motion(self) -> bool:
+        """pixelwise's tiny models only (with `seg_key_objects`; False = off): each cell's proposal is also tracked by
+        SAM2 to 3 later frames spread over the clip, and where it went (centroid shift, area ratio, presence) joins its
+        descriptor, so a key can answer "the circle that moves left". Without it the proposals are made on the
+        prompted frame only and motion reaches the keys only through the visual tokens. Zero-initialised."""
+        return bool(self.raw.get("seg_key_motion", False))
 
     @property
     def llm_object_view(self) -> bool:

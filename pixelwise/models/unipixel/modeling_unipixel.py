@@ -33,7 +33,7 @@ from pixelwise.core.checkpoint import check_model_bytes
 from pixelwise.core.errors import CheckpointError, ConfigError, PixelwiseError, PromptError
 from pixelwise.core.io import atomic_write_text, read_json
 from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
-from pixelwise.models.unipixel.object_keys import ObjectKeys, cell_centres
+from pixelwise.models.unipixel.object_keys import ObjectKeys, cell_centres, motion_features, spread_frames
 from pixelwise.models.unipixel.processing_unipixel import RefPrompt, UniPixelInputs
 from pixelwise.models.unipixel.weights_unipixel import (
     load_official_state_dict,
@@ -292,7 +292,8 @@ class UniPixelForConditionalGeneration(nn.Module):
                 nn.init.zeros_(self.seg_key_vis[1].weight)
                 nn.init.zeros_(self.seg_key_vis[1].bias)
             if config.seg_key_objects:  # what SAM2 segments when clicked at each cell, described
-                self.object_keys = ObjectKeys(d, c // 8 + c // 4, k, config.seg_key_objects, d)
+                self.object_keys = ObjectKeys(d, c // 8 + c // 4, k, config.seg_key_objects, d,
+                                              motion=config.seg_key_motion)
             if config.llm_object_view:  # the descriptors shown to the LLM (visual tokens, `<|mem|>`); zero at init
                 self.object_view = nn.Linear(config.seg_key_objects, d)
                 nn.init.zeros_(self.object_view.weight)
@@ -493,10 +494,12 @@ class UniPixelForConditionalGeneration(nn.Module):
         gh, gw = h // m, w // m
         return self.llm_visual_tokens(video_embeds, grid_thw)[: gh * gw].reshape(gh, gw, -1)
 
-    def object_proposals(self, frame: Any, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def object_proposals(self, frame: Any, visual: torch.Tensor, later: Sequence[Any] = ()
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """`config.seg_key_objects`: SAM2 clicked at the centre of every cell of the prompted frame's grid (one
         batch, no gradient), each proposal described (`ObjectKeys`) -> (key additions [h*w, k], descriptors
-        [h*w, width]). `visual` is `retrieval_visual(...)` of the same frames."""
+        [h*w, width]). `visual` is `retrieval_visual(...)` of the same frames; `later` the SAM2 features of the
+        clip's `spread_frames` (with `config.seg_key_motion`; none for an image)."""
         sam2 = self.require_sam2()
         emb = frame.embed[0]
         h, w = emb.shape[-2:]
@@ -504,19 +507,25 @@ class UniPixelForConditionalGeneration(nn.Module):
         clicks = cell_centres(h, w, sam2.image_size, emb.device).to(emb.dtype)
         points = torch.stack([clicks, torch.zeros_like(clicks)], 1)
         labels = torch.tensor([1, -1], device=emb.device).expand(h * w, 2)
+        motion = None
         with torch.no_grad():
-            masks, scores = sam2.propose(frame, sam2.sam_prompt_encoder.embed_points(points, labels, pad=False))
+            prompts = sam2.sam_prompt_encoder.embed_points(points, labels, pad=False)
+            masks, scores = sam2.propose(frame, prompts)
+            if self.config.seg_key_motion:  # where each proposal goes: tracked to the later frames, one batch
+                tracked = list(sam2.track_frames([frame, *later], prompts, None, cond_frame=0))
+                motion = motion_features([t.lowres_mask_logits for t in tracked],
+                                         [t.object_score_logits for t in tracked])
         fine = torch.cat([frame.high_res_s0[0], F.interpolate(frame.high_res_s1, size=frame.high_res_s0.shape[-2:],
                                                               mode="bilinear", align_corners=False)[0]], 0)
-        return self.object_keys(masks, scores, tokens, fine)
+        return self.object_keys(masks, scores, tokens, fine, motion)
 
     def retrieval_keys(self, frame: Any, visual: torch.Tensor | None = None,
-                       objects: tuple[torch.Tensor, torch.Tensor] | None = None
+                       objects: tuple[torch.Tensor, torch.Tensor] | None = None, later: Sequence[Any] = ()
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The retrieval keys [h*w, k] of the prompted frame's grid cells (`config.seg_retrieval_dim`), and with
         `config.seg_key_objects` the object descriptors behind them [h*w, width] (else None). `visual` is
         `retrieval_visual(...)` of the same frames, needed when `config.seg_key_visual`; `objects` is
-        `object_proposals(frame, visual)` when already computed (`UniPixelOutput.objects`)."""
+        `object_proposals(frame, visual, later)` when already computed (`UniPixelOutput.objects`); `later` as there."""
         sam2 = self.require_sam2()
         emb = frame.embed[0]  # [C, h, w], before any memory
         pe = sam2.sam_prompt_encoder.get_dense_pe()[0].to(emb)
@@ -536,22 +545,24 @@ class UniPixelForConditionalGeneration(nn.Module):
                 tokens[None], size=(h, w), mode="bilinear", align_corners=False)[0]
             pre = pre + self.seg_key_vis(grid.flatten(1).T)
             if self.config.seg_key_objects:
-                add, desc = objects if objects is not None else self.object_proposals(frame, visual)
+                add, desc = objects if objects is not None else self.object_proposals(frame, visual, later)
                 pre = pre + add
         return last(act(pre)), desc  # [h*w, k]
 
     def seg_prompts(self, states: torch.Tensor, frame: Any, visual: torch.Tensor | None = None,
-                    keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    keys: torch.Tensor | None = None, later: Sequence[Any] = ()
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """SAM2 prompt tokens [O, n, C] for `<|seg|>` states [O, D] on the prompted frame's SAM2 features
         (`Sam2FrameFeatures`), and the retrieval logits [O, h*w] over its grid cells (None with the official head).
         `visual` is `retrieval_visual(...)` of the same frames, needed when `config.seg_key_visual`; `keys` are
-        `retrieval_keys(frame, visual)[0]` when already computed."""
+        `retrieval_keys(frame, visual)[0]` when already computed; `later` is `later_frames(...)` of the clip (models
+        with `seg_key_motion`)."""
         if not self.config.seg_retrieval_dim:
             return self.seg_prompt_tokens(states), None
         sam2 = self.require_sam2()
         h, w = frame.embed.shape[-2:]
         if keys is None:
-            keys, _ = self.retrieval_keys(frame, visual)
+            keys, _ = self.retrieval_keys(frame, visual, later=later)
         query = self.seg_query(states)  # [O, k]
         logits = query @ keys.T / keys.shape[-1] ** 0.5
         click = _local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels
@@ -618,14 +629,27 @@ class UniPixelForConditionalGeneration(nn.Module):
             info.mem_pooled, info.mem_embeds = pooled, mem_embeds
         return embeds.unsqueeze(0), info
 
+    def later_frames(self, features: Any, num_frames: int | None = None) -> list[Any]:
+        """The SAM2 features of the clip's `spread_frames` (models with `config.seg_key_motion`; else none) from an
+        indexable frame source of `num_frames` frames (default: its length)."""
+        if not self.config.seg_key_motion:
+            return []
+        if callable(features):
+            raise PromptError("this model's keys track the proposals over the clip: pass the sampled frames' features")
+        n = len(features) if num_frames is None else num_frames
+        return [features[t] for t in spread_frames(n)]
+
     def frame_objects(self, inputs: UniPixelInputs, video_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`config.llm_object_view`: `object_proposals` on the first frame, SAM2-encoded here (SAM2 is frozen in
-        every tiny recipe; the features are recomputed where the masks are tracked)."""
+        """`config.llm_object_view`: `object_proposals` on the first frame (and the spread frames, with
+        `seg_key_motion`), SAM2-encoded here (SAM2 is frozen in every tiny recipe; the features are recomputed where
+        the masks are tracked)."""
         if inputs.sam2_frames is None:
             raise PromptError("this model shows its LLM the objects SAM2 proposes: the inputs need sam2_frames")
-        frame = self.require_sam2().encode_frames(inputs.sam2_frames[:1].to(self.device, self.dtype))[0]
+        n = inputs.sam2_frames.shape[0]
+        picks = [0, *spread_frames(n)] if self.config.seg_key_motion else [0]
+        feats = self.require_sam2().encode_frames(inputs.sam2_frames[picks].to(self.device, self.dtype))
         visual = self.retrieval_visual(video_embeds, inputs.video_grid_thw)
-        return self.object_proposals(frame, visual)
+        return self.object_proposals(feats[0], visual, [feats[i] for i in range(1, len(picks))])
 
     def objects_on_tokens(self, desc: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
         """Descriptors on the SAM2 cell grid [h*w, W] -> on the first frame pair's visual tokens [gh*gw, W] (resized
@@ -849,26 +873,30 @@ class UniPixelForConditionalGeneration(nn.Module):
             raise PromptError("segmentation needs the SAM2 frames (or their cached features)")
         else:
             feats = sam2.encode_frames(sam2_frames.to(self.device, self.dtype))
-        prompts, _ = self.seg_prompts(seg_states.to(self.device), feats[0], visual)
+        prompts, _ = self.seg_prompts(seg_states.to(self.device), feats[0], visual, later=self.later_frames(feats))
         out = sam2.track(feats, prompts, frame_size=tuple(int(v) for v in frame_size), cond_frame=0)
         return SegmentationOutput(prompt_tokens=prompts, masks=out.masks, mask_logits=out.mask_logits, sam2=out,
                                   features=feats)
 
     @torch.no_grad()
     def segment_frames(self, seg_states: torch.Tensor, features: Any, frame_size: tuple[int, int] | None,
-                       num_frames: int | None = None, visual: torch.Tensor | None = None) -> Iterator[Any]:
+                       num_frames: int | None = None, visual: torch.Tensor | None = None,
+                       later: Sequence[Any] | None = None) -> Iterator[Any]:
         """Streaming `segment`: yields SAM2's `Sam2FrameOutput` frame by frame, all objects as one batch.
 
         `features` is any SAM2 frame source: `Sam2Features` of encoded frames, or a callable `t -> Sam2FrameFeatures`
         (with `num_frames`) that encodes frame t when tracking reaches it, so a long clip is decoded, encoded and
-        segmented in one pass without holding its frames or its logits.
+        segmented in one pass without holding its frames or its logits. `later`: `later_frames(...)` of the sampled
+        frames, needed with a callable source when `config.seg_key_motion` (default: from `features`).
         """
         sam2 = self.require_sam2()
         size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
         if self.config.seg_retrieval_dim:  # the prompt needs frame 0's features: read them once, hand them on
             get = features if callable(features) else features.__getitem__
             first = get(0)
-            prompts, _ = self.seg_prompts(seg_states.to(self.device), first, visual)
+            if later is None:
+                later = self.later_frames(features, num_frames)
+            prompts, _ = self.seg_prompts(seg_states.to(self.device), first, visual, later=later)
             source = (lambda t: first if t == 0 else get(t)) if callable(features) else features
             yield from sam2.track_frames(source, prompts, size, cond_frame=0, num_frames=num_frames)
             return

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 GEOMETRY_FEATURES = 4 * 4 + 4  # sin/cos of the centroid at 4 frequencies, spread x/y, log area, object score
+MOTION_FRAMES = 4  # `seg_key_motion`: the proposals are tracked to 3 later frames spread over the clip
+MOTION_FEATURES = 4 * (MOTION_FRAMES - 1)  # per later frame: centroid shift x/y, log area ratio, object score
 
 
 class ObjectKeys(nn.Module):
@@ -28,7 +30,7 @@ class ObjectKeys(nn.Module):
     [N, width] (the latter for the training loss that makes each descriptor name its object)."""
 
     def __init__(self, visual_dim: int, high_res_dim: int, key_dim: int, width: int, word_dim: int,
-                 crop: int = 16, layers: int = 2, heads: int = 4):
+                 crop: int = 16, layers: int = 2, heads: int = 4, motion: bool = False):
         super().__init__()
         self.crop = crop
         self.silhouette = nn.Sequential(
@@ -39,6 +41,10 @@ class ObjectKeys(nn.Module):
         self.look = nn.Sequential(nn.LayerNorm(visual_dim), nn.Linear(visual_dim, width))
         self.texture = nn.Sequential(nn.LayerNorm(high_res_dim), nn.Linear(high_res_dim, width))
         self.geometry = nn.Linear(GEOMETRY_FEATURES, width)
+        if motion:  # where each proposal goes later in the clip; zero at init (a trained model's keys unchanged)
+            self.motion = nn.Linear(MOTION_FEATURES, width)
+            nn.init.zeros_(self.motion.weight)
+            nn.init.zeros_(self.motion.bias)
         layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, activation="gelu", batch_first=True,
                                            norm_first=True)
         self.context = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -48,9 +54,10 @@ class ObjectKeys(nn.Module):
         self.to_words = nn.Linear(width, word_dim)
 
     def forward(self, mask_logits: torch.Tensor, object_scores: torch.Tensor, visual: torch.Tensor,
-                high_res: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """mask_logits [N, S, S], object_scores [N], visual [Dv, h, w], high_res [Dh, S', S'] -> (key additions
-        [N, key_dim], descriptors [N, width])."""
+                high_res: torch.Tensor, motion: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """mask_logits [N, S, S], object_scores [N], visual [Dv, h, w], high_res [Dh, S', S'], motion [N,
+        MOTION_FEATURES] (`motion_features`; with `motion=True`) -> (key additions [N, key_dim], descriptors
+        [N, width])."""
         s = mask_logits.shape[-1]
         p = torch.sigmoid(mask_logits.float()).to(visual.dtype)  # [N, S, S]
         crop, (cx, cy, sx, sy, mass) = silhouettes(p, self.crop)
@@ -63,9 +70,35 @@ class ObjectKeys(nn.Module):
         angles = torch.cat([cx[:, None] * freqs, cy[:, None] * freqs], -1)
         geometry = torch.cat([angles.sin(), angles.cos(), sx[:, None] * 4, sy[:, None] * 4,
                               (mass / (s * s)).log()[:, None] / 4, object_scores.to(p.dtype)[:, None] / 10], -1)
-        desc = F.gelu(self.silhouette(crop) + self.look(look) + self.texture(texture) + self.geometry(geometry))
+        desc = self.silhouette(crop) + self.look(look) + self.texture(texture) + self.geometry(geometry)
+        if hasattr(self, "motion"):
+            if motion is None:
+                raise ValueError("these object keys read the proposals' motion: pass motion_features(...)")
+            desc = desc + self.motion(motion.to(desc.dtype))
+        desc = F.gelu(desc)
         desc = self.context(desc[None])[0]
         return self.to_key(desc), desc
+
+
+def motion_features(tracked: list[torch.Tensor], scores: list[torch.Tensor]) -> torch.Tensor:
+    """Mask logits [N, s, s] of the same N proposals on the first frame and on up to `MOTION_FRAMES - 1` later frames
+    (SAM2's tracking), with their object score logits [N] -> [N, MOTION_FEATURES]: per later frame the centroid's
+    shift (x, y; frame units, x4), the log area ratio and the object score (/10); zeros for missing frames (an image)."""
+    p = [torch.sigmoid(m.float()) for m in tracked]
+    cx0, cy0, _, _, mass0 = moments(p[0])
+    out = torch.zeros(p[0].shape[0], MOTION_FEATURES, device=p[0].device)
+    for k, (pk, sk) in enumerate(zip(p[1:MOTION_FRAMES], scores[1:MOTION_FRAMES])):
+        cx, cy, _, _, mass = moments(pk)
+        out[:, 4 * k: 4 * k + 4] = torch.stack([(cx - cx0) * 4, (cy - cy0) * 4, (mass / mass0).log() / 4,
+                                                sk.float() / 10], -1)
+    return out
+
+
+def spread_frames(num_frames: int) -> list[int]:
+    """The later frames (`MOTION_FRAMES` - 1 at most) whose tracked proposals give the motion features: spread over
+    the clip as the training recipe's SAM2 frames are (`sam2_max_frames: 4` keeps frame 0 and 3 spread ones)."""
+    picks = torch.linspace(0, num_frames - 1, MOTION_FRAMES).round().long().unique().tolist()
+    return [t for t in picks if t > 0]
 
 
 def silhouettes(p: torch.Tensor, crop: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -73,13 +106,7 @@ def silhouettes(p: torch.Tensor, crop: int) -> tuple[torch.Tensor, tuple[torch.T
     resampled to [N, 1, crop, crop] (the shape at one scale, wherever and however large the object is), and the
     moments (centroid x, y and spread x, y in [0, 1] frame units, mass in pixels)."""
     n, s = p.shape[0], p.shape[-1]
-    mass = p.flatten(1).sum(-1).clamp_min(1e-3)
-    w = p / mass[:, None, None]
-    coords = (torch.arange(s, device=p.device, dtype=p.dtype) + 0.5) / s  # cell centres in [0, 1]
-    cx = (w.sum(1) * coords).sum(-1)
-    cy = (w.sum(2) * coords).sum(-1)
-    sx = (w.sum(1) * (coords[None] - cx[:, None]) ** 2).sum(-1).sqrt()
-    sy = (w.sum(2) * (coords[None] - cy[:, None]) ** 2).sum(-1).sqrt()
+    cx, cy, sx, sy, mass = moments(p)
     half = (2.5 * torch.maximum(sx, sy)).clamp(min=1.0 / s, max=1.0)
     theta = torch.zeros(n, 2, 3, device=p.device, dtype=p.dtype)
     theta[:, 0, 0] = theta[:, 1, 1] = 2 * half  # output [-1, 1] -> input centre +- 2 * half (normalised units)
@@ -88,6 +115,19 @@ def silhouettes(p: torch.Tensor, crop: int) -> tuple[torch.Tensor, tuple[torch.T
     sample = F.affine_grid(theta, [n, 1, crop, crop], align_corners=False)
     out = F.grid_sample(p[:, None], sample, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out, (cx, cy, sx, sy, mass)
+
+
+def moments(p: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Soft masks [N, s, s] -> centroid x, y and spread x, y in [0, 1] frame units, and mass in pixels (each [N])."""
+    s = p.shape[-1]
+    mass = p.flatten(1).sum(-1).clamp_min(1e-3)
+    w = p / mass[:, None, None]
+    coords = (torch.arange(s, device=p.device, dtype=p.dtype) + 0.5) / s  # cell centres in [0, 1]
+    cx = (w.sum(1) * coords).sum(-1)
+    cy = (w.sum(2) * coords).sum(-1)
+    sx = (w.sum(1) * (coords[None] - cx[:, None]) ** 2).sum(-1).sqrt()
+    sy = (w.sum(2) * (coords[None] - cy[:, None]) ** 2).sum(-1).sqrt()
+    return cx, cy, sx, sy, mass
 
 
 def cell_centres(h: int, w: int, image_size: int, device: torch.device | None = None) -> torch.Tensor:

@@ -456,7 +456,8 @@ class UniPixelChat:
             return masks, np.zeros(0)
         features = self._lazy_features() if over_all else self._sampled_features()
         best = torch.full((states.shape[0],), -torch.inf)
-        for out in self.model.segment_frames(states, features, (h, w), num_frames=num, visual=self._retrieval_visual()):
+        for out in self.model.segment_frames(states, features, (h, w), num_frames=num, visual=self._retrieval_visual(),
+                                             later=self._later_frames()):
             frame_masks = (out.mask_logits > 0).cpu().numpy()
             for o in range(states.shape[0]):
                 masks[o][out.frame_idx] = frame_masks[o]
@@ -469,6 +470,10 @@ class UniPixelChat:
         """The first frame pair's visual tokens for models whose retrieval keys read them (else None)."""
         vision = self._vision[0] if self._vision is not None else None
         return self.model.retrieval_visual(vision, self._base.video_grid_thw)
+
+    def _later_frames(self) -> list[Any]:
+        """The sampled frames' SAM2 features the proposals are tracked to (models with `seg_key_motion`)."""
+        return self.model.later_frames(self._sampled_features()) if self.model.config.seg_key_motion else []
 
     def _track_regions(self, prompts: list) -> tuple[np.ndarray, np.ndarray]:
         """Masks [O, T, H, W] over the frames read and object scores [O] of point/box regions prompting SAM2."""
@@ -497,7 +502,7 @@ class UniPixelChat:
             frame_features = [f[i] for f in encoded for i in range(len(f))]
             best = torch.tensor(-torch.inf)
             for out in self.model.segment_frames(states[o: o + 1], frame_features, (h, w), num_frames=num,
-                                                 visual=self._retrieval_visual()):
+                                                 visual=self._retrieval_visual(), later=self._later_frames()):
                 masks[o, out.frame_idx] = (out.mask_logits[0] > 0).cpu().numpy()
                 best = torch.maximum(best, out.object_score_logits[0].float().cpu())
                 if self.progress is not None:
