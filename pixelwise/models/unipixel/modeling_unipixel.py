@@ -550,19 +550,19 @@ class UniPixelForConditionalGeneration(nn.Module):
         return last(act(pre)), desc  # [h*w, k]
 
     def seg_prompts(self, states: torch.Tensor, frame: Any, visual: torch.Tensor | None = None,
-                    keys: torch.Tensor | None = None, later: Sequence[Any] = ()
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    keys: torch.Tensor | None = None, later: Sequence[Any] = (),
+                    objects: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """SAM2 prompt tokens [O, n, C] for `<|seg|>` states [O, D] on the prompted frame's SAM2 features
         (`Sam2FrameFeatures`), and the retrieval logits [O, h*w] over its grid cells (None with the official head).
         `visual` is `retrieval_visual(...)` of the same frames, needed when `config.seg_key_visual`; `keys` are
         `retrieval_keys(frame, visual)[0]` when already computed; `later` is `later_frames(...)` of the clip (models
-        with `seg_key_motion`)."""
+        with `seg_key_motion`); `objects` is `UniPixelOutput.objects` of the same frames when already computed."""
         if not self.config.seg_retrieval_dim:
             return self.seg_prompt_tokens(states), None
         sam2 = self.require_sam2()
         h, w = frame.embed.shape[-2:]
         if keys is None:
-            keys, _ = self.retrieval_keys(frame, visual, later=later)
+            keys, _ = self.retrieval_keys(frame, visual, objects, later)
         query = self.seg_query(states)  # [O, k]
         logits = query @ keys.T / keys.shape[-1] ** 0.5
         click = _local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels
@@ -881,13 +881,15 @@ class UniPixelForConditionalGeneration(nn.Module):
     @torch.no_grad()
     def segment_frames(self, seg_states: torch.Tensor, features: Any, frame_size: tuple[int, int] | None,
                        num_frames: int | None = None, visual: torch.Tensor | None = None,
-                       later: Sequence[Any] | None = None) -> Iterator[Any]:
+                       later: Sequence[Any] | None = None,
+                       objects: tuple[torch.Tensor, torch.Tensor] | None = None) -> Iterator[Any]:
         """Streaming `segment`: yields SAM2's `Sam2FrameOutput` frame by frame, all objects as one batch.
 
         `features` is any SAM2 frame source: `Sam2Features` of encoded frames, or a callable `t -> Sam2FrameFeatures`
         (with `num_frames`) that encodes frame t when tracking reaches it, so a long clip is decoded, encoded and
         segmented in one pass without holding its frames or its logits. `later`: `later_frames(...)` of the sampled
-        frames, needed with a callable source when `config.seg_key_motion` (default: from `features`).
+        frames, needed with a callable source when `config.seg_key_motion` (default: from `features`); `objects`
+        the prefill's `UniPixelOutput.objects` (`config.llm_object_view`), so the proposals are not made twice.
         """
         sam2 = self.require_sam2()
         size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
@@ -896,7 +898,7 @@ class UniPixelForConditionalGeneration(nn.Module):
             first = get(0)
             if later is None:
                 later = self.later_frames(features, num_frames)
-            prompts, _ = self.seg_prompts(seg_states.to(self.device), first, visual, later=later)
+            prompts, _ = self.seg_prompts(seg_states.to(self.device), first, visual, later=later, objects=objects)
             source = (lambda t: first if t == 0 else get(t)) if callable(features) else features
             yield from sam2.track_frames(source, prompts, size, cond_frame=0, num_frames=num_frames)
             return

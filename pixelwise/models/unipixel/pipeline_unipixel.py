@@ -262,6 +262,7 @@ class UniPixelChat:
         self._refer_masks: list[torch.Tensor] = []  # their <|mem|> masks, one [T/2, O, h, w] per turn with regions
         self._vision: tuple[torch.Tensor, ...] | None = None  # vision tower outputs of the frames read
         self._sam2_features: Any = None  # SAM2 features of the frames read
+        self._frame_objects: Any = None  # the first frame's proposals from the last prefill (`llm_object_view`)
         self._prefix: PrefixCache | None = None  # the LLM's keys/values of the conversation so far
         self._pending_timings = {"media": t1 - t0, "preprocess": time.perf_counter() - t1}
 
@@ -318,6 +319,7 @@ class UniPixelChat:
         timings = turn.timings
         stops = self.model.default_stop_token_ids()
         self._vision = self._vision or gen.prefill.vision
+        self._frame_objects = gen.prefill.objects  # `llm_object_view`: the proposals, reused by the retrieval keys
         answer, spans = self.processor.decode_answer(gen.generated_ids.tolist(), stops)
         new = [k for k, i in enumerate(gen.seg_token_index) if i >= 0]  # earlier turns' <|seg|> were segmented
 
@@ -457,7 +459,7 @@ class UniPixelChat:
         features = self._lazy_features() if over_all else self._sampled_features()
         best = torch.full((states.shape[0],), -torch.inf)
         for out in self.model.segment_frames(states, features, (h, w), num_frames=num, visual=self._retrieval_visual(),
-                                             later=self._later_frames()):
+                                             later=self._later_frames(), objects=self._frame_objects):
             frame_masks = (out.mask_logits > 0).cpu().numpy()
             for o in range(states.shape[0]):
                 masks[o][out.frame_idx] = frame_masks[o]
