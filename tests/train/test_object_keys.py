@@ -89,8 +89,10 @@ def test_seg_key_objects_model_locates_and_trains(plain, pw_images, tmp_path):  
 
 
 def test_llm_object_view_starts_neutral_and_trains_from_the_answers(pw_images, tmp_path):  # noqa: F811
-    """Grown onto the default model, the view changes no output; the LM loss alone reaches its projection through
+    """Grown onto a model without it, the view changes no output; the LM loss alone reaches its projection through
     the visual tokens and through a region's `<|mem|>` embedding; the public API runs with it."""
+    import shutil
+
     import pixelwise
     from pixelwise.core.errors import ConfigError
     from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
@@ -100,12 +102,21 @@ def test_llm_object_view_starts_neutral_and_trains_from_the_answers(pw_images, t
     from pixelwise.train.unipixel_loss import LossConfig, example_loss
     from tests.train.test_grounding import DEFAULT
 
+    from pixelwise.recipes.train_unipixel import PROCESSOR_FILES
+
     torch.set_num_threads(1)
-    base = UniPixelForConditionalGeneration.from_pretrained(DEFAULT).eval()
-    raw = {k: v for k, v in base.config.to_dict().items() if k != "seg_key_objects"}
+    shipped = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
+    raw = {k: v for k, v in shipped.config.to_dict().items() if k != "llm_object_view"}
     with pytest.raises(ConfigError, match="llm_object_view needs"):
-        UniPixelConfig.from_dict({**raw, "llm_object_view": True})
-    cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={llm_object_view: true}"])
+        UniPixelConfig.from_dict({**{k: v for k, v in raw.items() if k != "seg_key_objects"}, "llm_object_view": True})
+    base = UniPixelForConditionalGeneration(UniPixelConfig.from_dict(raw))  # the default model without the view
+    own = base.state_dict()
+    base.load_state_dict({k: v for k, v in shipped.state_dict().items() if k in own}, strict=True)
+    base.eval().save_pretrained(tmp_path / "base")
+    for f in PROCESSOR_FILES:
+        if (DEFAULT / f).is_file():
+            shutil.copyfile(DEFAULT / f, tmp_path / "base" / f)
+    cfg = load_config(None, [f"model.init={tmp_path / 'base'}", "model.config_overrides={llm_object_view: true}"])
     model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
     model.eval()
     data = UniPixelTrainDataset(DenseGroundingSource(pw_images, mem_rate=1.0), processor, seed=0, video_frames=(1,),
