@@ -54,6 +54,7 @@ from pixelwise.train.unipixel_data import (
     DenseGroundingSource,
     MixedSource,
     PixelWorldSource,
+    RegionChoiceSource,
     SceneQuestionSource,
     UniPixelTrainDataset,
     collate_examples,
@@ -150,9 +151,11 @@ def build_sources(cfg: dict) -> Any:
                                        mem_rate=float(s.get("mem_rate", 0.0)))
         elif kind == "pixelworld_questions":  # short questions only the image answers (SceneQuestionSource)
             src = SceneQuestionSource(s["root"], turns=int(s.get("turns", 4)))
+        elif kind == "pixelworld_region_choice":  # option questions about regions (RegionChoiceSource)
+            src = RegionChoiceSource(s["root"], turns=int(s.get("turns", 4)))
         else:
-            raise ConfigError(f"data source type {kind!r}: use pixelworld, pixelworld_dense, pixelworld_questions "
-                              "or benchmark")
+            raise ConfigError(f"data source type {kind!r}: use pixelworld, pixelworld_dense, pixelworld_questions, "
+                              "pixelworld_region_choice or benchmark")
         sources.append((src, float(s.get("rate", 1.0))))
     if not sources:
         raise ConfigError("data.sources is empty")

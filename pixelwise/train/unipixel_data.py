@@ -33,7 +33,15 @@ from pixelwise.data.pixelworld.grammar import describe_object
 from pixelwise.data.pixelworld.render import render
 from pixelwise.data.pixelworld.scene import Scene
 from pixelwise.data.pixelworld.tasks import box_text
-from pixelwise.data.templates import ANSWER_STYLES, SEG, Conversation, pixelworld_conversations, seg_question
+from pixelwise.data.templates import (
+    ANSWER_STYLES,
+    MC_PRIME,
+    SEG,
+    Conversation,
+    mcq_text,
+    pixelworld_conversations,
+    seg_question,
+)
 from pixelwise.models.unipixel.processing_unipixel import (
     REF_TOKEN,
     SEG_TOKEN,
@@ -268,6 +276,66 @@ class SceneQuestionSource(TrainSource):
         asks.append((f"Is there a {c} {sh}?", "Yes." if (c, sh) in present else "No."))
         rng.shuffle(asks)
         return rgb, [Conversation("scene_qa", asks[: self.turns])], f"scene-{index}"
+
+
+OPTION_LETTERS = "ABCD"
+COUNT_OPTIONS = ("none", "one", "two", "three", "four", "five")
+
+
+class RegionChoiceSource(TrainSource):
+    """Multiple-choice questions about highlighted regions, several per PixelWorld scene in one conversation, in the
+    form the region benchmarks use ("What color is [1]?" + four lettered options -> "The best option is (C) red.").
+
+    The region rows of PixelWorld give about one such question per 30 training conversations, and the session-7 model
+    answered all of them with one letter whatever the question (docs/models/unipixel-tiny.md): picking the option that
+    matches a region is a step of its own, which this source supervises `turns` times per prefill. Every visible
+    object of the first frame is a region (`<|mem|>`, ids in random order); kinds: its colour, its shape, and how many
+    other objects share its colour. Scenes come from native folders and are re-rendered (first frame).
+    """
+
+    def __init__(self, root: str | Path, turns: int = 4):
+        self.scenes = DenseGroundingSource(root).scenes
+        self.turns = turns
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def scene(self, index: int) -> dict | None:
+        return self.scenes[int(index)]
+
+    def group_keys(self) -> list[str]:
+        return ["region_choice"] * len(self)
+
+    def conversations(self, index, rng):
+        scene = Scene.from_json(self.scenes[int(index)])
+        rgb, vis, _ = render(scene, [0])
+        seen = [k for k, _ in enumerate(scene.objects) if vis[k, 0].sum() >= 12]
+        if not seen:
+            return rgb, [], f"scene-{index}"
+        rng.shuffle(seen)  # region ids in random order: the answer must come from the memory, not the position
+        colors = [o.color_at(0) for o in scene.objects]
+        turns = []
+        for _ in range(self.turns):
+            i = rng.randrange(len(seen))
+            o = scene.objects[seen[i]]
+            kind = rng.choice(("color", "shape", "count"))
+            if kind == "color":
+                q, correct, pool = f"What color is [{i}]?", colors[seen[i]], vocab.COLORS
+            elif kind == "shape":
+                q, correct, pool = f"What shape is [{i}]?", o.shape, vocab.SHAPES
+            else:
+                n = sum(1 for k in seen if k != seen[i] and colors[k] == colors[seen[i]])
+                if n >= len(COUNT_OPTIONS):
+                    continue
+                q, correct, pool = (f"How many other objects have the same color as [{i}]?", COUNT_OPTIONS[n],
+                                    COUNT_OPTIONS)
+            opts = [correct, *rng.sample([w for w in pool if w != correct], 3)]
+            rng.shuffle(opts)
+            letter = OPTION_LETTERS[opts.index(correct)]
+            options = [f"({c}) {w}" for c, w in zip(OPTION_LETTERS, opts)]
+            turns.append((mcq_text(q, options), f"{MC_PRIME}{letter}) {correct}."))
+        mem = [[MaskPrompt(vis[k, 0], 0)] for k in seen]
+        return rgb, [Conversation("region_choice", turns, mem_masks=mem)] if turns else [], f"scene-{index}"
 
 
 class MixedSource(TrainSource):

@@ -401,6 +401,46 @@ def test_scene_questions_are_answered_by_the_scene_alone(pw_images):
     assert checked >= 6
 
 
+def test_region_choice_questions_match_their_regions(pw_images):
+    """Each option question names a region whose mask is that object's, the right option is true of it, the three
+    others are not, and the answer is in the benchmark's form; the letters and the region ids vary."""
+    from pixelwise.data.pixelworld.render import render
+    from pixelwise.data.pixelworld.scene import Scene
+    from pixelwise.data.templates import MC_PRIME
+    from pixelwise.train.unipixel_data import COUNT_OPTIONS, RegionChoiceSource
+
+    source = RegionChoiceSource(pw_images, turns=5)
+    letters, ids = set(), set()
+    for i in range(len(source)):
+        scene = Scene.from_json(source.scene(i))
+        _, vis, _ = render(scene, [0])
+        frames, (conv,), _ = source.conversations(i, random.Random(i))
+        assert frames.shape[0] == 1 and len(conv.turns) >= 3
+        owner = []  # region id -> the object whose mask it is
+        for (m,) in conv.mem_masks:
+            (k,) = [k for k in range(len(scene.objects)) if np.array_equal(vis[k, 0], np.asarray(m.mask))]
+            owner.append(k)
+        for q, a in conv.turns:
+            head, opts = q.split("\nOptions:\n")
+            options = dict(re.findall(r"\(([ABCD])\) (\w+)", opts))
+            assert len(options) == 4 and len(set(options.values())) == 4
+            letter, word = re.fullmatch(re.escape(MC_PRIME) + r"([ABCD])\) (\w+)\.", a).groups()
+            assert options[letter] == word
+            region = int(re.search(r"\[(\d+)\]", head)[1])
+            o = scene.objects[owner[region]]
+            if head.startswith("What color"):
+                truth = o.color_at(0)
+            elif head.startswith("What shape"):
+                truth = o.shape
+            else:
+                same = sum(1 for k in owner if k != owner[region] and scene.objects[k].color_at(0) == o.color_at(0))
+                truth = COUNT_OPTIONS[same]
+            assert word == truth and list(options.values()).count(truth) == 1
+            letters.add(letter)
+            ids.add(region)
+    assert len(letters) >= 3 and len(ids) >= 3
+
+
 def test_seg_key_visual_starts_neutral_then_keys_read_the_visual_tokens(plain, pw_images):
     """`seg_key_visual` (tiny-only): the retrieval keys also read the first frame pair's visual tokens. Zero at init
     (a trained model's clicks are unchanged); the retrieval loss then trains the tower through the keys; a model with
