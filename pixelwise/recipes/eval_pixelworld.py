@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
                   "object_choice": parts.object_choice(model, img, args.num),
                   "visual_prompts_api": parts.visual_prompts(model, img, 10),
                   "region_naming": parts.region_naming(model, img, 10),
-                  "input_dependence": parts.input_dependence(model.model, model.processor, img)}
+                  "input_dependence": parts.input_dependence(model.model, model.processor, img),
+                  "letter_choice": parts.letter_choice(model.model, model.processor, img)}
             summary["splits"][split]["parts"] = up
             print(f"{split:8s} parts             {json.dumps(up)}", flush=True)
             (out / f"summary-{'-'.join(args.splits)}.json").write_text(json.dumps(summary, indent=2))

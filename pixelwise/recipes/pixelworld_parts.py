@@ -22,7 +22,11 @@ A headline score mixes three abilities; this separates them, on the same generat
 * **does the LLM read its inputs** (`input_dependence`): the LM loss per answer token of "name every object with its
   box" (visual tokens) and "name every highlighted region" (`<|mem|>` memory) on the same scenes, with the inputs as
   they are, zeroed, and shuffled among themselves. A model that reads them loses much more than a few hundredths of
-  a nat when they are taken away.
+  a nat when they are taken away;
+* **does the option letter follow the question** (`letter_choice`): option questions about image regions
+  (`RegionChoiceSource`: colour, shape, same-colour count), teacher-forced; the share where the right letter is the
+  most likely of A-D, per kind, and how often each letter wins. A model that answers one letter whatever it is asked
+  (the region-QA rows at chance) shows one letter winning every time.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from pixelwise.data.pixelworld.rows import BY_NAME, generate_row
 from pixelwise.data.pixelworld.scene import Scene
 from pixelwise.data.pixelworld.tasks import BOX_GRID
 from pixelwise.models.unipixel.processing_unipixel import sam2_transform
-from pixelwise.train.unipixel_data import DenseGroundingSource, ExampleBuilder
+from pixelwise.train.unipixel_data import DenseGroundingSource, ExampleBuilder, RegionChoiceSource
 from pixelwise.train.unipixel_loss import lm_loss
 
 
@@ -295,6 +299,35 @@ def input_dependence(model, processor, root: Path, limit: int = 25) -> dict[str,
     return result
 
 
+def letter_choice(model, processor, root: Path, limit: int = 40) -> dict:
+    """Teacher-forced option questions about image regions: per kind, the share where the right letter has the
+    highest logit among A-D at the answer's letter position, and how often each letter wins."""
+    builder = ExampleBuilder(processor, video_frames=(1,))
+    source = RegionChoiceSource(root, turns=4)
+    tok = processor.tokenizer
+    letters = {tok.token_to_id(c): c for c in "ABCD"}
+    ids_t = torch.tensor(list(letters))
+    hits: dict[str, list[float]] = defaultdict(list)
+    wins: dict[str, int] = defaultdict(int)
+    rng = random.Random(0)
+    for i in range(min(limit, len(source))):
+        frames, convs, key = source.conversations(i, rng)
+        if not convs:
+            continue
+        ex = builder(frames, convs[0], None, key)
+        with torch.no_grad():
+            out = model(ex.inputs)
+        ids = ex.inputs.input_ids.reshape(-1)
+        where = [p for p in range(len(ids) - 1) if int(ids[p + 1]) in letters and ex.labels_mask[p + 1]]
+        for (question, _), p in zip(convs[0].turns, where):  # one letter per answer, in turn order
+            kind = "color" if question.startswith("What color") else "shape" if question.startswith("What shape") \
+                else "count"
+            best = int(ids_t[out.logits[p, ids_t].argmax()])
+            hits[kind].append(float(best == int(ids[p + 1])))
+            wins[letters[best]] += 1
+    return {k: {"acc": float(np.mean(v)), "n": len(v)} for k, v in sorted(hits.items())} | {"wins": dict(wins)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="checkpoint folder (default: the shipped default model)")
@@ -326,6 +359,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["visual_prompts_api"] = visual_prompts(pipe, img, args.scenes)
     result["region_naming"] = region_naming(pipe, img, args.scenes)
     result["input_dependence"] = input_dependence(pipe.model, pipe.processor, img)
+    result["letter_choice"] = letter_choice(pipe.model, pipe.processor, img)
     path = out / f"parts-{args.split}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))

@@ -368,6 +368,31 @@ def test_input_dependence_measures_what_taking_the_inputs_away_costs(plain, pw_i
         assert r["zeroed"] != r["as is"]  # the hook reaches the model's inputs
 
 
+def test_letter_choice_reads_the_letter_at_each_answer(plain, pw_images):
+    """Every option question of the scenes is scored once, at its own letter; a model biased towards one letter
+    wins with it everywhere, so the probe tells a constant answer from a read one."""
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration, UniPixelProcessor
+    from pixelwise.recipes.pixelworld_parts import letter_choice
+
+    model = UniPixelForConditionalGeneration.from_pretrained(plain).eval()
+    processor = UniPixelProcessor.from_pretrained(plain)
+    report = letter_choice(model, processor, pw_images, limit=3)
+    n = sum(v["n"] for k, v in report.items() if k != "wins")
+    assert n == sum(report["wins"].values()) and 6 <= n <= 12  # 3 scenes x up to 4 questions
+    c = processor.tokenizer.token_to_id("C")
+
+    def favour_c(_module, _args, logits):  # a model that always prefers C
+        logits = logits.clone()
+        logits[..., c] += 100.0
+        return logits
+
+    handle = model.lm_head.register_forward_hook(favour_c)
+    try:
+        assert letter_choice(model, processor, pw_images, limit=3)["wins"] == {"C": n}
+    finally:
+        handle.remove()
+
+
 def test_scene_questions_are_answered_by_the_scene_alone(pw_images):
     """Every packed question's answer is true of the rendered scene (colour of a unique shape, shape of a unique
     colour, counts, presence), and the questions vary with the scene, not the answers with the question."""
