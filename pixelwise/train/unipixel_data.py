@@ -282,7 +282,7 @@ OPTION_LETTERS = "ABCD"
 COUNT_OPTIONS = ("none", "one", "two", "three", "four", "five")
 
 
-class RegionChoiceSource(TrainSource):
+class RegionChoiceSource(SceneQuestionSource):
     """Multiple-choice questions about highlighted regions, several per PixelWorld scene in one conversation, in the
     form the region benchmarks use ("What color is [1]?" + four lettered options -> "The best option is (C) red.").
 
@@ -290,18 +290,8 @@ class RegionChoiceSource(TrainSource):
     answered all of them with one letter whatever the question (docs/models/unipixel-tiny.md): picking the option that
     matches a region is a step of its own, which this source supervises `turns` times per prefill. Every visible
     object of the first frame is a region (`<|mem|>`, ids in random order); kinds: its colour, its shape, and how many
-    other objects share its colour. Scenes come from native folders and are re-rendered (first frame).
+    other objects share its colour. Scenes and `turns` as in `SceneQuestionSource`.
     """
-
-    def __init__(self, root: str | Path, turns: int = 4):
-        self.scenes = DenseGroundingSource(root).scenes
-        self.turns = turns
-
-    def __len__(self) -> int:
-        return len(self.scenes)
-
-    def scene(self, index: int) -> dict | None:
-        return self.scenes[int(index)]
 
     def group_keys(self) -> list[str]:
         return ["region_choice"] * len(self)
