@@ -252,10 +252,16 @@ class SceneQuestionSource(TrainSource):
     def group_keys(self) -> list[str]:
         return ["scene_qa"] * len(self)
 
-    def conversations(self, index, rng):
+    def first_frame(self, index: int) -> tuple[Scene, np.ndarray, np.ndarray, list[int]]:
+        """Scene `index` rendered on its first frame -> (scene, rgb, visibility masks, indices of its objects that
+        cover at least 12 pixels there)."""
         scene = Scene.from_json(self.scenes[int(index)])
         rgb, vis, _ = render(scene, [0])
-        seen = [o for k, o in enumerate(scene.objects) if vis[k, 0].sum() >= 12]
+        return scene, rgb, vis, [k for k in range(len(scene.objects)) if vis[k, 0].sum() >= 12]
+
+    def conversations(self, index, rng):
+        scene, rgb, _, visible = self.first_frame(index)
+        seen = [scene.objects[k] for k in visible]
         if not seen:
             return rgb, [], f"scene-{index}"
         colors = [o.color_at(0) for o in seen]
@@ -297,9 +303,7 @@ class RegionChoiceSource(SceneQuestionSource):
         return ["region_choice"] * len(self)
 
     def conversations(self, index, rng):
-        scene = Scene.from_json(self.scenes[int(index)])
-        rgb, vis, _ = render(scene, [0])
-        seen = [k for k, _ in enumerate(scene.objects) if vis[k, 0].sum() >= 12]
+        scene, rgb, vis, seen = self.first_frame(index)
         if not seen:
             return rgb, [], f"scene-{index}"
         rng.shuffle(seen)  # region ids in random order: the answer must come from the memory, not the position

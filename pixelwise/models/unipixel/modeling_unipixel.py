@@ -590,10 +590,11 @@ class UniPixelForConditionalGeneration(nn.Module):
             if video_embeds.shape[0] != video_pos.numel():
                 raise PromptError(f"{video_pos.numel()} <|video_pad|> tokens for {video_embeds.shape[0]} visual tokens")
             # the tower's output is what a later query reuses (`UniPixelOutput.vision`)
-            view = None
+            view = on_tokens = None
             if cfg.llm_object_view:
                 info.objects = self.frame_objects(inputs, video_embeds)
-                view = self.object_view(self.objects_on_tokens(info.objects[1], inputs.video_grid_thw))
+                on_tokens = self.objects_on_tokens(info.objects[1], inputs.video_grid_thw)
+                view = self.object_view(on_tokens)
             placed = self.llm_visual_tokens(video_embeds, inputs.video_grid_thw, view)
             embeds[video_pos] = placed.to(embeds.dtype)
             info.video_embeds, info.merger_input, info.window_index = video_embeds, merger_input, window_index
@@ -621,8 +622,8 @@ class UniPixelForConditionalGeneration(nn.Module):
                                   "(object, frame pair) masks")
             mem_embeds = self.msk_proj(pooled)
             if cfg.llm_object_view:
-                mem_embeds = mem_embeds + self.object_view(self.region_descriptors(
-                    info.objects[1], inputs.refer_mask, inputs.video_grid_thw)).to(mem_embeds.dtype)
+                mem_embeds = mem_embeds + self.object_view(
+                    self.region_descriptors(on_tokens, inputs.refer_mask)).to(mem_embeds.dtype)
             if cfg.embed_norm:
                 mem_embeds = self.region_norm(mem_embeds)
             embeds[mem_pos] = mem_embeds.to(embeds.dtype)
@@ -661,13 +662,14 @@ class UniPixelForConditionalGeneration(nn.Module):
             grid = F.interpolate(grid, size=(gh, gw), mode="bilinear", align_corners=False)
         return grid[0].flatten(1).T
 
-    def region_descriptors(self, desc: torch.Tensor, refer_mask: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
-        """One row [M, W] per `<|mem|>` slot (objects outer, non-empty frame pairs inner, as `pool_memory`): the
-        mean descriptor under the object's mask on the first frame pair (zeros where it has none there)."""
-        on_tokens = self.objects_on_tokens(desc, grid_thw)
+    @staticmethod
+    def region_descriptors(on_tokens: torch.Tensor, refer_mask: torch.Tensor) -> torch.Tensor:
+        """Descriptors on the first frame pair's tokens (`objects_on_tokens`) -> one row [M, W] per `<|mem|>` slot
+        (objects outer, non-empty frame pairs inner, as `pool_memory`): the mean descriptor under the object's mask on
+        the first frame pair (zeros where it has none there)."""
         rows = []
         for o in range(refer_mask.shape[1]):
-            first = refer_mask[0, o].reshape(-1).to(desc.device)
+            first = refer_mask[0, o].reshape(-1).to(on_tokens.device)
             row = on_tokens[first].mean(0) if first.any() else on_tokens.new_zeros(on_tokens.shape[-1])
             rows += [row] * int(refer_mask[:, o].flatten(1).any(1).sum())
         return torch.stack(rows) if rows else on_tokens.new_zeros(0, on_tokens.shape[-1])
