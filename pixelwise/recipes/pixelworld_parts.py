@@ -23,6 +23,9 @@ A headline score mixes three abilities; this separates them, on the same generat
   box" (visual tokens) and "name every highlighted region" (`<|mem|>` memory) on the same scenes, with the inputs as
   they are, zeroed, and shuffled among themselves. A model that reads them loses much more than a few hundredths of
   a nat when they are taken away;
+* **can the LLM name a region it is shown** (`memory_naming`): "name every highlighted region" with every object as
+  a mask region ("[0] is a small red circle, [1] is ..."), teacher-forced; the share of colour and shape words the
+  model predicts right (a scene's colours are few, so colour is above 1/9 even for a model that ignores the memory);
 * **does the option letter follow the question** (`letter_choice`): option questions about image regions
   (`RegionChoiceSource`: colour, shape, same-colour count), teacher-forced; the share where the right letter is the
   most likely of A-D, per kind, and how often each letter wins. A model that answers one letter whatever it is asked
@@ -299,6 +302,32 @@ def input_dependence(model, processor, root: Path, limit: int = 25) -> dict[str,
     return result
 
 
+@torch.no_grad()
+def memory_naming(model, processor, root: Path, limit: int = 30) -> dict:
+    """Teacher-forced region lists ("[0] is a small red circle, ..."; every visible object of a scene's first frame as
+    a `<|mem|>` region, ids in random order): the share of colour and shape words predicted right."""
+    from pixelwise.train.unipixel_data import word_classes
+
+    _, ids = word_classes(processor)
+    kinds = {int(i): "colour" for i in ids[0]} | {int(i): "shape" for i in ids[1]}
+    builder = ExampleBuilder(processor, video_frames=(1,))
+    source = DenseGroundingSource(root, seg_rate=0.0, mem_rate=1.0)
+    hits: dict[str, list[float]] = defaultdict(list)
+    rng = random.Random(0)
+    for i in range(min(limit, len(source))):
+        frames, convs, key = source.conversations(i, rng)
+        if not convs:
+            continue
+        ex = builder(frames, convs[0], None, key)
+        seq = ex.inputs.input_ids.reshape(-1)
+        best = model(ex.inputs).logits.argmax(-1)
+        for q in ex.labels_mask.reshape(-1).nonzero().flatten().tolist():
+            kind = kinds.get(int(seq[q]))
+            if kind and q > 0:
+                hits[kind].append(float(best[q - 1] == seq[q]))
+    return {k: {"acc": float(np.mean(v)), "n": len(v)} for k, v in sorted(hits.items())}
+
+
 def letter_choice(model, processor, root: Path, limit: int = 40) -> dict:
     """Teacher-forced option questions about image regions: per kind, the share where the right letter has the
     highest logit among A-D at the answer's letter position, and how often each letter wins."""
@@ -359,6 +388,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["visual_prompts_api"] = visual_prompts(pipe, img, args.scenes)
     result["region_naming"] = region_naming(pipe, img, args.scenes)
     result["input_dependence"] = input_dependence(pipe.model, pipe.processor, img)
+    result["memory_naming"] = memory_naming(pipe.model, pipe.processor, img)
     result["letter_choice"] = letter_choice(pipe.model, pipe.processor, img)
     path = out / f"parts-{args.split}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from pixelwise.core.io import atomic_write_text
 from pixelwise.core.viz import overlay_masks
 from pixelwise.data.pixelworld import native
 from pixelwise.data.templates import TEMPLATE_CORPUS, corpus_texts
-from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration, UniPixelProcessor
+from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration, UniPixelProcessor, mention_tokens
 from pixelwise.train import distributed as D
 from pixelwise.train import tiny
 from pixelwise.train.config import load_recipe_config, recipe_cli
@@ -152,7 +152,7 @@ def build_sources(cfg: dict) -> Any:
         elif kind == "pixelworld_questions":  # short questions only the image answers (SceneQuestionSource)
             src = SceneQuestionSource(s["root"], turns=int(s.get("turns", 4)))
         elif kind == "pixelworld_region_choice":  # option questions about regions (RegionChoiceSource)
-            src = RegionChoiceSource(s["root"], turns=int(s.get("turns", 4)))
+            src = RegionChoiceSource(s["root"], turns=int(s.get("turns", 4)), open_rate=float(s.get("open_rate", 0.0)))
         else:
             raise ConfigError(f"data source type {kind!r}: use pixelworld, pixelworld_dense, pixelworld_questions, "
                               "pixelworld_region_choice or benchmark")
@@ -192,7 +192,10 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
         folder = Path(mcfg["init"])
         model = UniPixelForConditionalGeneration.from_pretrained(folder)
         if mcfg.get("config_overrides"):
-            config = UniPixelConfig.from_dict({**model.config.to_dict(), **mcfg["config_overrides"]},
+            overrides = dict(mcfg["config_overrides"])
+            if overrides.get("region_mentions") is True:  # the ids of `[` and the numbers in this model's tokenizer
+                overrides["region_mentions"] = mention_tokens(UniPixelProcessor.from_pretrained(folder).tokenizer)
+            config = UniPixelConfig.from_dict({**model.config.to_dict(), **overrides},
                                               source="model.config_overrides")
             torch.manual_seed(cfg["seed"])
             grown = UniPixelForConditionalGeneration(config)

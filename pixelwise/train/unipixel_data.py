@@ -285,6 +285,7 @@ class SceneQuestionSource(TrainSource):
 
 
 OPTION_LETTERS = "ABCD"
+REGION_OPEN_QUESTIONS = ("What is [{}]?", "What is [{}] in the image?", "Describe [{}].")
 COUNT_OPTIONS = ("none", "one", "two", "three", "four", "five")
 
 
@@ -296,8 +297,14 @@ class RegionChoiceSource(SceneQuestionSource):
     answered all of them with one letter whatever the question (docs/models/unipixel-tiny.md): picking the option that
     matches a region is a step of its own, which this source supervises `turns` times per prefill. Every visible
     object of the first frame is a region (`<|mem|>`, ids in random order); kinds: its colour, its shape, and how many
-    other objects share its colour. Scenes and `turns` as in `SceneQuestionSource`.
+    other objects share its colour. Scenes and `turns` as in `SceneQuestionSource`. A share `open_rate` of the turns
+    are open questions instead ("What is [2]?" -> "It is a small red circle."), the way `pixelwise ask` and the demo
+    ask about a clicked object.
     """
+
+    def __init__(self, root: str | Path, turns: int = 4, open_rate: float = 0.0):
+        super().__init__(root, turns)
+        self.open_rate = open_rate
 
     def group_keys(self) -> list[str]:
         return ["region_choice"] * len(self)
@@ -312,6 +319,9 @@ class RegionChoiceSource(SceneQuestionSource):
         for _ in range(self.turns):
             i = rng.randrange(len(seen))
             o = scene.objects[seen[i]]
+            if rng.random() < self.open_rate:
+                turns.append((rng.choice(REGION_OPEN_QUESTIONS).format(i), f"It is {describe_object(o)}."))
+                continue
             kind = rng.choice(("color", "shape", "count"))
             if kind == "color":
                 q, correct, pool = f"What color is [{i}]?", colors[seen[i]], vocab.COLORS

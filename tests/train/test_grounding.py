@@ -18,7 +18,7 @@ DEFAULT = ROOT / "pixelwise" / "checkpoints" / "unipixel-tiny"
 
 
 TINY_OPTIONS = ("vision_abs_pos", "seg_retrieval_dim", "region_prompts_to_sam2", "embed_norm", "seg_key_visual",
-                "seg_key_objects", "llm_object_view")
+                "seg_key_objects", "llm_object_view", "region_mentions")
 
 
 @pytest.fixture(scope="module")
@@ -464,6 +464,24 @@ def test_region_choice_questions_match_their_regions(pw_images):
             letters.add(letter)
             ids.add(region)
     assert len(letters) >= 3 and len(ids) >= 3
+
+
+def test_region_open_questions_describe_the_region_they_name(pw_images):  # noqa: F811
+    from pixelwise.data.pixelworld.grammar import describe_object
+    from pixelwise.data.pixelworld.render import render
+    from pixelwise.data.pixelworld.scene import Scene
+    from pixelwise.train.unipixel_data import RegionChoiceSource
+
+    source = RegionChoiceSource(pw_images, turns=6, open_rate=1.0)
+    for i in range(len(source)):
+        scene = Scene.from_json(source.scene(i))
+        _, vis, _ = render(scene, [0])
+        _, (conv,), _ = source.conversations(i, random.Random(i))
+        for q, a in conv.turns:
+            region = int(re.search(r"\[(\d+)\]", q)[1])
+            (k,) = [k for k in range(len(scene.objects))
+                    if np.array_equal(vis[k, 0], np.asarray(conv.mem_masks[region][0].mask))]
+            assert "Options" not in q and a == f"It is {describe_object(scene.objects[k])}."
 
 
 def test_seg_key_visual_starts_neutral_then_keys_read_the_visual_tokens(plain, pw_images):

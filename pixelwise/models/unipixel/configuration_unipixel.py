@@ -136,6 +136,14 @@ class UniPixelConfig:
             raise ConfigError(f"{source}: seg_key_motion needs seg_key_objects (the proposals it tracks)")
         if self.raw.get("llm_object_view") and not self.raw.get("seg_key_objects"):
             raise ConfigError(f"{source}: llm_object_view needs seg_key_objects (the descriptors it shows the LLM)")
+        mentions = self.raw.get("region_mentions")
+        if mentions is not None and not (
+                isinstance(mentions, dict) and set(mentions) == {"open", "digits"}
+                and all(isinstance(i, int) and 0 <= i < text["vocab_size"] for i in mentions["open"])
+                and all(isinstance(p, list) and len(p) == 2 and all(isinstance(v, int) and v >= 0 for v in p)
+                        and p[0] < text["vocab_size"] for p in mentions["digits"])):
+            raise ConfigError(f"{source}: region_mentions must be {{'open': [token ids], 'digits': [[token id, value], "
+                              "...]}} (recipes write `region_mentions: true` and get the tokenizer's ids)")
 
     # ---------------------------------------------------------------- text (Qwen2.5) part
 
@@ -360,6 +368,17 @@ class UniPixelConfig:
         the descriptors do (0.70), so without this the LLM cannot name, compare or answer about an object's shape.
         Zero-initialised: switching it on leaves a trained model's outputs unchanged."""
         return bool(self.raw.get("llm_object_view", False))
+
+    @property
+    def region_mentions(self) -> dict[str, Any] | None:
+        """pixelwise's tiny models only (None = off): where the text names a region ("What color is [1]?", "[0] is a
+        red circle"), the region's own embedding (its `<|mem|>` slots averaged, or its `<|ref|>`) is added, through a
+        zero-initialised gate, to the embedding of the number token after `[`. The official prompt puts each region
+        in a prefix line ("[1]: <|mem|>") and names it by its number elsewhere, so an answer must first find the line
+        with the same number (two attention steps that a from-scratch 4-layer LLM had not learned: its answers to
+        "What is [0]?" were the same for every region of a scene). Holds the tokenizer's ids: `open` (the tokens
+        `[` and ` [`) and `digits` ([token id, value] for the number tokens); `mention_tokens(tokenizer)` makes it."""
+        return self.raw.get("region_mentions") or None
 
     @property
     def embed_norm(self) -> bool:

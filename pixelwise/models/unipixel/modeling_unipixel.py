@@ -150,6 +150,8 @@ class UniPixelOutput:
     mem_embeds: torch.Tensor | None = None  # [M, D]
     # `config.llm_object_view`: the prompted frame's object-key additions [h*w, k] and descriptors [h*w, width]
     objects: tuple[torch.Tensor, torch.Tensor] | None = None
+    # `config.region_mentions`: region number -> its embedding [D] (what a `[k` in the text, generated ones too, adds)
+    mentions: dict[int, torch.Tensor] = field(default_factory=dict)
     seg_positions: list[int] = field(default_factory=list)  # teacher-forced <|seg|>: positions i with ids[i+1]==seg
     # Positions taken from a `PrefixCache` (not recomputed): `logits` / `prenorm_hidden` row r is position
     # `prefix_length + r`, and `seg_positions` lists only positions from there on.
@@ -298,6 +300,11 @@ class UniPixelForConditionalGeneration(nn.Module):
                 self.object_view = nn.Linear(config.seg_key_objects, d)
                 nn.init.zeros_(self.object_view.weight)
                 nn.init.zeros_(self.object_view.bias)
+
+        if config.region_mentions:  # tiny models only (configuration_unipixel: region_mentions); zero at init
+            self.mention_gate = nn.Parameter(torch.zeros(d))
+            self._mention_open = frozenset(int(i) for i in config.region_mentions["open"])
+            self._mention_digits = {int(i): int(v) for i, v in config.region_mentions["digits"]}
 
         self.stop_token_ids: list[int] | None = None  # from generation_config.json when loaded from a folder
         self.sam2: nn.Module | None = None
@@ -628,7 +635,45 @@ class UniPixelForConditionalGeneration(nn.Module):
                 mem_embeds = self.region_norm(mem_embeds)
             embeds[mem_pos] = mem_embeds.to(embeds.dtype)
             info.mem_pooled, info.mem_embeds = pooled, mem_embeds
+
+        if cfg.region_mentions and (ref_pos.numel() or mem_pos.numel()):
+            seq = ids.tolist()
+            info.mentions = self.region_table(seq, [(ref_pos, info.ref_embeds), (mem_pos, info.mem_embeds)])
+            hits = [(q, k) for q in range(1, len(seq)) if (k := self.region_number(seq, q)) in info.mentions]
+            if hits:
+                pos = torch.tensor([q for q, _ in hits], device=embeds.device)
+                add = torch.stack([info.mentions[k] for _, k in hits]) * self.mention_gate
+                embeds = embeds.index_add(0, pos, add.to(embeds.dtype))
         return embeds.unsqueeze(0), info
+
+    def region_number(self, seq: Sequence[int], q: int) -> int | None:
+        """`config.region_mentions`: the region number written at position `q` (a number token right after `[`)."""
+        if q < 1 or seq[q - 1] not in self._mention_open:
+            return None
+        return self._mention_digits.get(seq[q])
+
+    def region_table(self, seq: Sequence[int], slots: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
+                     ) -> dict[int, torch.Tensor]:
+        """`config.region_mentions`: region number -> the mean embedding of its slots. Each slot (the positions of
+        `<|ref|>` / `<|mem|>` tokens with their embeddings) belongs to the nearest `[k` before it: `[k] <|ref|>` in a
+        question, `[k]: <|mem|>` (or `[k]: <1>-<2> <|mem|> ...`) in the regions prefix."""
+        groups: dict[int, list[torch.Tensor]] = {}
+        for positions, embeds in slots:
+            if embeds is None:
+                continue
+            for p, e in zip(positions.tolist(), embeds):
+                k = next((k for q in range(p - 1, 0, -1) if (k := self.region_number(seq, q)) is not None), None)
+                if k is not None:
+                    groups.setdefault(k, []).append(e)
+        return {k: torch.stack(v).mean(0) for k, v in groups.items()}
+
+    def mention_step(self, emb: torch.Tensor, prev: int, tok: int, mentions: dict[int, torch.Tensor]) -> torch.Tensor:
+        """A decoding step's token embedding [.., D] with its region's embedding added where the model has just
+        written `[k` (`config.region_mentions`; unchanged otherwise)."""
+        if not mentions or prev not in self._mention_open:
+            return emb
+        k = self._mention_digits.get(tok)
+        return emb if k not in mentions else emb + (mentions[k] * self.mention_gate).to(emb.dtype)
 
     def later_frames(self, features: Any, num_frames: int | None = None) -> list[Any]:
         """The SAM2 features of the clip's `spread_frames` (models with `config.seg_key_motion`; else none) from an
@@ -734,6 +779,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         seg_states = [pre.prenorm_hidden[i - pre.prefix_length] for i in pre.seg_positions]
         seg_index = [-1] * len(seg_states)
         logits, prenorm, cache = pre.logits[-1], pre.prenorm_hidden[-1], pre.past_key_values
+        prev = int(inputs.input_ids.reshape(-1)[-1])
         new_ids, step_logits, step_prenorm = [], [], []
         seg_id = self.config.seg_token_id
         for step in range(max_new_tokens):
@@ -747,6 +793,9 @@ class UniPixelForConditionalGeneration(nn.Module):
             if tok in stops or step == max_new_tokens - 1:
                 break
             emb = self.language_model.embed_tokens(torch.tensor([[tok]], device=self.device))
+            if pre.mentions:
+                emb = self.mention_step(emb, prev, tok, pre.mentions)
+            prev = tok
             pos = decode_position_ids(length + step, pre.rope_delta).to(self.device)
             out_logits, out_prenorm, cache = self._run_llm(emb, pos, cache)
             logits, prenorm = out_logits[0, -1], out_prenorm[0, -1]
@@ -809,6 +858,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         step_prenorm: list[list[torch.Tensor]] = [[] for _ in batch]
         new_ids: list[list[int]] = [[] for _ in batch]
         last_logits, last_prenorm = logits[:, -1], prenorm[:, -1]
+        prev = [int(x[-1]) for x in ids]
         live = list(range(n))
         for step in range(max(limits)):
             toks = last_logits.argmax(-1).tolist()
@@ -825,6 +875,10 @@ class UniPixelForConditionalGeneration(nn.Module):
                 break
             # every row steps (the cache stays rectangular); a finished row's token is never read again
             emb = self.language_model.embed_tokens(torch.tensor(toks, device=self.device)[:, None])
+            for b, info in enumerate(infos):
+                if info.mentions:
+                    emb[b] = self.mention_step(emb[b], prev[b], toks[b], info.mentions)
+            prev = toks
             step_pos = torch.cat([decode_position_ids(length + step, info.rope_delta)
                                   for length, info in zip(lengths, infos)], 1).to(self.device)
             mask = torch.cat([mask, mask.new_ones(n, 1)], 1)

@@ -145,6 +145,18 @@ def ref_text(obj_id: int) -> str:
     return f"[{obj_id}] {REF_TOKEN}"
 
 
+def mention_tokens(tokenizer) -> dict[str, list]:
+    """The token ids a model with `config.region_mentions` reads a region's number by: `open` (`[`, ` [`) and
+    `digits` ([token id, value] for every token that is a plain number below 1000), from a `tokenizers.Tokenizer`."""
+    vocab = tokenizer.get_vocab()
+    opens = sorted(i for t, i in vocab.items() if t in ("[", "\u0120["))
+    digits = sorted([i, int(t)] for t, i in vocab.items() if t.isascii() and t.isdigit() and len(t) <= 3
+                    and (t == "0" or not t.startswith("0")))
+    if not opens or not digits:
+        raise PromptError("the tokenizer has no '[' or number tokens: region_mentions cannot read region numbers")
+    return {"open": opens, "digits": digits}
+
+
 def masks_for_memory(prompts: Sequence[Sequence[MaskPrompt]], num_frames: int, frame_size: tuple[int, int]) -> torch.Tensor:
     """Per object a list of mask prompts -> bool label mask [T, O, H, W] (empty on frames without a prompt)."""
     h, w = frame_size

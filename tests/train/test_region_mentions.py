@@ -1,0 +1,93 @@
+"""`region_mentions` (tiny-only): a region's embedding joins the text where the text names it by its number."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.train.test_grounding import DEFAULT, pw_images  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def mentioned(tmp_path_factory):
+    """The default model grown with `region_mentions: true` as a recipe writes it, and the model without it."""
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
+    from pixelwise.recipes.train_unipixel import build_model, load_config
+    from pixelwise.train import distributed as D
+
+    torch.set_num_threads(1)
+    cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={region_mentions: true}"])
+    model, processor, _ = build_model(cfg, tmp_path_factory.mktemp("run"), D.DistInfo())
+    return model.eval(), processor, UniPixelForConditionalGeneration.from_pretrained(DEFAULT).eval()
+
+
+def _dense_example(processor, root):
+    from pixelwise.train.unipixel_data import DenseGroundingSource, UniPixelTrainDataset
+
+    data = UniPixelTrainDataset(DenseGroundingSource(root, seg_rate=0.0, mem_rate=1.0), processor, seed=0,
+                                video_frames=(1,), visual_words=True)
+    return data[0]  # "[0] is a small red circle, [1] is ..." with every object of the scene as a region
+
+
+def test_mention_tokens_read_the_region_numbers(mentioned):
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.models.unipixel import UniPixelConfig
+
+    model, processor, _ = mentioned
+    tok = processor.tokenizer
+    table = model.config.region_mentions
+    assert tok.token_to_id("[") in table["open"] and [tok.token_to_id("7"), 7] in table["digits"]
+    seq = tok.encode("What color is [1]? [0] is red, [12]: <|mem|> (3)", add_special_tokens=False).ids
+    found = [model.region_number(seq, q) for q in range(len(seq))]
+    assert [k for k in found if k is not None] == [1, 0, 12]  # "(3)" is not a region
+    raw = model.config.to_dict()
+    for bad in ({"open": [1]}, {"open": [10 ** 9], "digits": []}, {"open": [1], "digits": [[5]]}, True):
+        with pytest.raises(ConfigError, match="region_mentions"):
+            UniPixelConfig.from_dict({**raw, "region_mentions": bad})
+
+
+def test_region_mentions_start_neutral_and_train_from_the_answers(mentioned, pw_images):  # noqa: F811
+    from pixelwise.train.unipixel_loss import LossConfig, example_loss
+
+    model, processor, base = mentioned
+    ex = _dense_example(processor, pw_images)
+    with torch.no_grad():
+        before, after = base(ex.inputs), model(ex.inputs)
+    assert torch.allclose(before.logits, after.logits, atol=1e-5)  # zero gate: the outputs of the model it grew from
+    n_regions = int(ex.inputs.refer_mask.shape[1])
+    assert sorted(after.mentions) == list(range(n_regions))
+    assert torch.allclose(after.mentions[0], after.mem_embeds[0])  # an image region has one <|mem|> slot
+
+    total, _, _ = example_loss(model.train(), ex, LossConfig(seg_enabled=False))
+    total.backward()
+    assert model.mention_gate.grad.abs().sum() > 0  # the answer's "[k] is ..." reaches the gate
+    model.zero_grad()
+    model.eval()
+
+
+def test_decoding_adds_the_region_where_the_answer_writes_its_number(mentioned, pw_images):  # noqa: F811
+    """Step by step through an answer that names regions, the decoding path (`mention_step`) gives the logits of
+    the teacher-forced prefill over the whole text: what a trained model reads while generating is what it trained
+    on."""
+    from dataclasses import replace
+
+    from pixelwise.modules.mrope import decode_position_ids
+
+    model, processor, _ = mentioned
+    ex = _dense_example(processor, pw_images)
+    ids = ex.inputs.input_ids.reshape(-1)
+    start = int(ex.labels_mask.reshape(-1).nonzero()[0])  # the answer's first token
+    with torch.no_grad():
+        model.mention_gate.normal_(0, 1.0)
+        full = model(ex.inputs)
+        pre = model(replace(ex.inputs, input_ids=ids[:start].clone()))
+        cache, prev, steps = pre.past_key_values, int(ids[start - 1]), [pre.logits[-1]]
+        for j in range(start, len(ids) - 1):
+            tok = int(ids[j])
+            emb = model.mention_step(model.language_model.embed_tokens(ids[j].reshape(1, 1)), prev, tok, pre.mentions)
+            logits, _, cache = model._run_llm(emb, decode_position_ids(j, pre.rope_delta), cache)
+            steps.append(logits[0, -1])
+            prev = tok
+        model.mention_gate.zero_()
+    assert any(model.region_number(ids.tolist(), q) is not None for q in range(start, len(ids)))
+    assert torch.allclose(torch.stack(steps), full.logits[start - 1: len(ids) - 1], atol=1e-4)
