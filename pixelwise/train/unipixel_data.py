@@ -319,7 +319,7 @@ class RegionChoiceSource(SceneQuestionSource):
         for _ in range(self.turns):
             i = rng.randrange(len(seen))
             o = scene.objects[seen[i]]
-            if rng.random() < self.open_rate:
+            if self.open_rate and rng.random() < self.open_rate:
                 turns.append((rng.choice(REGION_OPEN_QUESTIONS).format(i), f"It is {describe_object(o)}."))
                 continue
             kind = rng.choice(("color", "shape", "count"))

@@ -46,14 +46,17 @@ def test_mention_tokens_read_the_region_numbers(mentioned):
             UniPixelConfig.from_dict({**raw, "region_mentions": bad})
 
 
-def test_region_mentions_start_neutral_and_train_from_the_answers(mentioned, pw_images):  # noqa: F811
+def test_region_mentions_change_the_text_from_the_first_mention_and_train(mentioned, pw_images):  # noqa: F811
     from pixelwise.train.unipixel_loss import LossConfig, example_loss
 
     model, processor, base = mentioned
     ex = _dense_example(processor, pw_images)
     with torch.no_grad():
         before, after = base(ex.inputs), model(ex.inputs)
-    assert torch.allclose(before.logits, after.logits, atol=1e-5)  # zero gate: the outputs of the model it grew from
+    seq = ex.inputs.input_ids.reshape(-1).tolist()
+    first = next(q for q in range(len(seq)) if model.region_number(seq, q) is not None)  # "[0]: <|mem|>" of the prefix
+    assert torch.allclose(before.logits[:first], after.logits[:first], atol=1e-5)
+    assert not torch.allclose(before.logits[first:], after.logits[first:], atol=1e-3)
     n_regions = int(ex.inputs.refer_mask.shape[1])
     assert sorted(after.mentions) == list(range(n_regions))
     assert torch.allclose(after.mentions[0], after.mem_embeds[0])  # an image region has one <|mem|> slot
@@ -78,6 +81,7 @@ def test_decoding_adds_the_region_where_the_answer_writes_its_number(mentioned, 
     ids = ex.inputs.input_ids.reshape(-1)
     start = int(ex.labels_mask.reshape(-1).nonzero()[0])  # the answer's first token
     with torch.no_grad():
+        gate = model.mention_gate.clone()
         model.mention_gate.normal_(0, 1.0)
         full = model(ex.inputs)
         pre = model(replace(ex.inputs, input_ids=ids[:start].clone()))
@@ -88,6 +92,6 @@ def test_decoding_adds_the_region_where_the_answer_writes_its_number(mentioned, 
             logits, _, cache = model._run_llm(emb, decode_position_ids(j, pre.rope_delta), cache)
             steps.append(logits[0, -1])
             prev = tok
-        model.mention_gate.zero_()
+        model.mention_gate.copy_(gate)
     assert any(model.region_number(ids.tolist(), q) is not None for q in range(start, len(ids)))
     assert torch.allclose(torch.stack(steps), full.logits[start - 1: len(ids) - 1], atol=1e-4)

@@ -373,7 +373,8 @@ class UniPixelConfig:
     def region_mentions(self) -> dict[str, Any] | None:
         """pixelwise's tiny models only (None = off): where the text names a region ("What color is [1]?", "[0] is a
         red circle"), the region's own embedding (its `<|mem|>` slots averaged, or its `<|ref|>`) is added, through a
-        zero-initialised gate, to the embedding of the number token after `[`. The official prompt puts each region
+        learned gate (starting at 0.2, not zero: switching it on changes the number tokens' embeddings), to the
+        embedding of the number token after `[`. The official prompt puts each region
         in a prefix line ("[1]: <|mem|>") and names it by its number elsewhere, so an answer must first find the line
         with the same number (two attention steps that a from-scratch 4-layer LLM had not learned: its answers to
         "What is [0]?" were the same for every region of a scene). Holds the tokenizer's ids: `open` (the tokens

@@ -213,6 +213,12 @@ class Prediction:
 # ----------------------------------------------------------------------------------------------- model
 
 
+# `region_mentions` starts open, unlike the zero-initialised options: from zero the gate stayed near 0.01 over 300
+# steps and the LLM never learned to read it; from 0.2 (the region embeddings have RMS ~1 after `region_norm`, the
+# tiny model's token embeddings ~0.16) the model learned to name regions (docs/models/unipixel-tiny.md, session 8)
+MENTION_GATE_INIT = 0.2
+
+
 def _sam2_module():
     """The SAM2 implementation (`pixelwise.modules.sam2`), or None with the reason when it is not available."""
     try:
@@ -301,8 +307,8 @@ class UniPixelForConditionalGeneration(nn.Module):
                 nn.init.zeros_(self.object_view.weight)
                 nn.init.zeros_(self.object_view.bias)
 
-        if config.region_mentions:  # tiny models only (configuration_unipixel: region_mentions); zero at init
-            self.mention_gate = nn.Parameter(torch.zeros(d))
+        if config.region_mentions:  # tiny models only (configuration_unipixel: region_mentions)
+            self.mention_gate = nn.Parameter(torch.full((d,), MENTION_GATE_INIT))
             self._mention_open = frozenset(int(i) for i in config.region_mentions["open"])
             self._mention_digits = {int(i): int(v) for i, v in config.region_mentions["digits"]}
 
