@@ -30,7 +30,8 @@ from pixelwise.core.io import atomic_write_text
 from pixelwise.core.viz import overlay_masks
 from pixelwise.data.pixelworld import native
 from pixelwise.data.templates import TEMPLATE_CORPUS, corpus_texts
-from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration, UniPixelProcessor, mention_tokens
+from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration, UniPixelProcessor
+from pixelwise.models.unipixel.processing_unipixel import mention_tokens, option_tokens
 from pixelwise.train import distributed as D
 from pixelwise.train import tiny
 from pixelwise.train.config import load_recipe_config, recipe_cli
@@ -193,8 +194,9 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
         model = UniPixelForConditionalGeneration.from_pretrained(folder)
         if mcfg.get("config_overrides"):
             overrides = dict(mcfg["config_overrides"])
-            if overrides.get("region_mentions") is True:  # the ids of `[` and the numbers in this model's tokenizer
-                overrides["region_mentions"] = mention_tokens(UniPixelProcessor.from_pretrained(folder).tokenizer)
+            for key, ids in (("region_mentions", mention_tokens), ("option_links", option_tokens)):
+                if overrides.get(key) is True:  # the token ids the option reads, from this model's tokenizer
+                    overrides[key] = ids(UniPixelProcessor.from_pretrained(folder).tokenizer)
             config = UniPixelConfig.from_dict({**model.config.to_dict(), **overrides},
                                               source="model.config_overrides")
             torch.manual_seed(cfg["seed"])

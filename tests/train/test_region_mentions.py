@@ -1,4 +1,5 @@
-"""`region_mentions` (tiny-only): a region's embedding joins the text where the text names it by its number."""
+"""`region_mentions` and `option_links` (tiny-only): a region's embedding joins the text where the text names it by
+its number; an answer option's letter carries the option's words."""
 
 from __future__ import annotations
 
@@ -95,3 +96,37 @@ def test_decoding_adds_the_region_where_the_answer_writes_its_number(mentioned, 
         model.mention_gate.copy_(gate)
     assert any(model.region_number(ids.tolist(), q) is not None for q in range(start, len(ids)))
     assert torch.allclose(torch.stack(steps), full.logits[start - 1: len(ids) - 1], atol=1e-4)
+
+
+def test_option_letters_carry_their_words_in_user_turns_only(pw_images, tmp_path):  # noqa: F811
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
+    from pixelwise.recipes.train_unipixel import build_model, load_config
+    from pixelwise.train import distributed as D
+    from pixelwise.train.unipixel_data import RegionChoiceSource, UniPixelTrainDataset
+    from pixelwise.train.unipixel_loss import LossConfig, example_loss
+
+    torch.set_num_threads(1)
+    cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={option_links: true}"])
+    model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
+    base = UniPixelForConditionalGeneration.from_pretrained(DEFAULT).eval()
+    tok = processor.tokenizer
+    data = UniPixelTrainDataset(RegionChoiceSource(pw_images, turns=2), processor, seed=0, video_frames=(1,))
+    ex = data[0]
+    seq = ex.inputs.input_ids.reshape(-1).tolist()
+    links = model.option_spans(seq)
+    assert len(links) == 8  # four options in each of the two questions; the answers' "(B) red" are not linked
+    for q, span in links:
+        assert tok.id_to_token(seq[q]) in "ABCD" and not ex.labels_mask.reshape(-1)[q]
+        assert 1 <= len(span) <= 4 and span[0] == q + 2 and "\u010a" not in tok.decode([seq[r] for r in span])
+    words = [tok.decode([seq[r] for r in span]).strip() for _, span in links[:4]]
+    question = processor.decode(seq)
+    assert all(f"({c}) {w}" in question for c, w in zip("ABCD", words))
+    with torch.no_grad():
+        before, after = base(ex.inputs), model.eval()(ex.inputs)
+    first = links[0][0]
+    assert torch.allclose(before.logits[:first], after.logits[:first], atol=1e-5)
+    assert not torch.allclose(before.logits[first:], after.logits[first:], atol=1e-3)
+    total, _, _ = example_loss(model.train(), ex, LossConfig(seg_enabled=False))
+    total.backward()
+    assert model.option_gate.grad.abs().sum() > 0
+    assert model.option_spans(tok.encode("What is (A) red", add_special_tokens=False).ids)  # a bare prompt is a user's

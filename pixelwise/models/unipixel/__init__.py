@@ -21,6 +21,7 @@ from pixelwise.models.unipixel.processing_unipixel import (
     masks_for_memory,
     mem_prefix,
     mention_tokens,
+    option_tokens,
     ref_prompt,
     ref_prompt_from_mask,
     ref_text,
@@ -30,5 +31,5 @@ from pixelwise.models.unipixel.processing_unipixel import (
 
 __all__ = ["GenerationOutput", "Prediction", "PrefixCache", "RefPrompt", "SegmentationOutput", "UniPixelConfig",
            "UniPixelForConditionalGeneration", "UniPixelInputs", "UniPixelOutput", "UniPixelPipeline",
-           "UniPixelProcessor", "masks_for_memory", "mem_prefix", "mention_tokens", "ref_prompt",
+           "UniPixelProcessor", "masks_for_memory", "mem_prefix", "mention_tokens", "option_tokens", "ref_prompt",
            "ref_prompt_from_mask", "ref_text", "render_chat", "video_message"]

@@ -136,6 +136,12 @@ class UniPixelConfig:
             raise ConfigError(f"{source}: seg_key_motion needs seg_key_objects (the proposals it tracks)")
         if self.raw.get("llm_object_view") and not self.raw.get("seg_key_objects"):
             raise ConfigError(f"{source}: llm_object_view needs seg_key_objects (the descriptors it shows the LLM)")
+        links = self.raw.get("option_links")
+        keys = {"open": list, "letters": list, "close": list, "stops": list, "turn": int, "assistant": int}
+        if links is not None and not (isinstance(links, dict) and set(links) == set(keys)
+                                      and all(isinstance(links[k], t) for k, t in keys.items())):
+            raise ConfigError(f"{source}: option_links must be {{{', '.join(keys)}}} token ids (recipes write "
+                              "`option_links: true` and get the tokenizer's ids)")
         mentions = self.raw.get("region_mentions")
         if mentions is not None and not (
                 isinstance(mentions, dict) and set(mentions) == {"open", "digits"}
@@ -380,6 +386,18 @@ class UniPixelConfig:
         "What is [0]?" were the same for every region of a scene). Holds the tokenizer's ids: `open` (the tokens
         `[` and ` [`) and `digits` ([token id, value] for the number tokens); `mention_tokens(tokenizer)` makes it."""
         return self.raw.get("region_mentions") or None
+
+    @property
+    def option_links(self) -> dict[str, Any] | None:
+        """pixelwise's tiny models only (None = off): in the user's text, each answer option's letter ("(B) red")
+        also carries its option's words: the mean of their token embeddings (up to 4 tokens, to the next option or
+        line break) is added to the letter's embedding through a learned gate (starting at 1). Picking the option
+        that fits then takes one attention step (to the letter whose words match) instead of two (the word, then
+        the letter before it); the session-8 model named a region right nine times in ten yet answered one letter
+        for every option question after 1,400 steps of them (docs/models/unipixel-tiny.md). Holds the tokenizer's
+        ids (`option_tokens(tokenizer)` makes them); assistant turns are left as they are, so an answer's own
+        "(B) red" does not tell the letter its word."""
+        return self.raw.get("option_links") or None
 
     @property
     def embed_norm(self) -> bool:

@@ -312,6 +312,13 @@ class UniPixelForConditionalGeneration(nn.Module):
             self._mention_open = frozenset(int(i) for i in config.region_mentions["open"])
             self._mention_digits = {int(i): int(v) for i, v in config.region_mentions["digits"]}
 
+        if config.option_links:  # tiny models only (configuration_unipixel: option_links)
+            self.option_gate = nn.Parameter(torch.ones(d))
+            links = config.option_links
+            self._option_open, self._option_close = frozenset(links["open"]), frozenset(links["close"])
+            self._option_letters = {int(i): int(k) for i, k in links["letters"]}
+            self._option_stops = frozenset(links["stops"])
+
         self.stop_token_ids: list[int] | None = None  # from generation_config.json when loaded from a folder
         self.sam2: nn.Module | None = None
         self.sam2_unavailable: str | None = "SAM2 not built (build_sam2=False)"
@@ -642,6 +649,13 @@ class UniPixelForConditionalGeneration(nn.Module):
             embeds[mem_pos] = mem_embeds.to(embeds.dtype)
             info.mem_pooled, info.mem_embeds = pooled, mem_embeds
 
+        if cfg.option_links:
+            links = self.option_spans(ids.tolist())
+            if links:
+                words = self.language_model.embed_tokens(ids)
+                pos = torch.tensor([p for p, _ in links], device=embeds.device)
+                add = torch.stack([words[span].mean(0) for _, span in links]) * self.option_gate
+                embeds = embeds.index_add(0, pos, add.to(embeds.dtype))
         if cfg.region_mentions and (ref_pos.numel() or mem_pos.numel()):
             seq = ids.tolist()
             info.mentions = self.region_table(seq, [(ref_pos, info.ref_embeds), (mem_pos, info.mem_embeds)])
@@ -651,6 +665,30 @@ class UniPixelForConditionalGeneration(nn.Module):
                 add = torch.stack([info.mentions[k] for _, k in hits]) * self.mention_gate
                 embeds = embeds.index_add(0, pos, add.to(embeds.dtype))
         return embeds.unsqueeze(0), info
+
+    def option_spans(self, seq: Sequence[int], max_words: int = 4) -> list[tuple[int, list[int]]]:
+        """`config.option_links`: every "(X) words" of a user turn -> (the letter's position, the positions of up
+        to `max_words` words after ")" that come before the next option, line break or turn marker)."""
+        links = self.config.option_links
+        starts = [q for q in range(1, len(seq) - 1) if seq[q - 1] in self._option_open
+                  and seq[q] in self._option_letters and seq[q + 1] in self._option_close]
+        out, user = [], True
+        turns = [q for q, t in enumerate(seq) if t == links["turn"]]
+        for q in starts:
+            start = max((t for t in turns if t < q), default=None)
+            user = start is None or start + 1 >= len(seq) or seq[start + 1] != links["assistant"]
+            if not user:
+                continue
+            span = []
+            for r in range(q + 2, min(len(seq), q + 2 + max_words)):
+                if seq[r] in self._option_stops or (r + 2 < len(seq) and seq[r] in self._option_open
+                                                     and seq[r + 1] in self._option_letters
+                                                     and seq[r + 2] in self._option_close):
+                    break
+                span.append(r)
+            if span:
+                out.append((q, span))
+        return out
 
     def region_number(self, seq: Sequence[int], q: int) -> int | None:
         """`config.region_mentions`: the region number written at position `q` (a number token right after `[`)."""

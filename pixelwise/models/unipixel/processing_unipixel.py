@@ -157,6 +157,22 @@ def mention_tokens(tokenizer) -> dict[str, list]:
     return {"open": opens, "digits": digits}
 
 
+def option_tokens(tokenizer) -> dict[str, Any]:
+    """The token ids a model with `config.option_links` reads answer options by: `open` (`(`, ` (`), `letters`
+    ([token id, index] for A-H), `close` (`)`), `stops` (the tokens that hold a line break, and the chat's turn
+    markers: an option's text ends there), `turn` (`<|im_start|>`) and `assistant` (the role name after it)."""
+    vocab = tokenizer.get_vocab()
+    need = {"(": "(", "\u0120(": None, ")": ")", "<|im_start|>": "<|im_start|>", "assistant": "assistant"}
+    missing = [t for t, required in need.items() if required and t not in vocab]
+    if missing:
+        raise PromptError(f"the tokenizer has no {missing} tokens: option_links cannot read answer options")
+    letters = sorted([vocab[c], k] for k, c in enumerate("ABCDEFGH") if c in vocab)
+    stops = sorted({i for t, i in vocab.items() if "\u010a" in t} | {vocab["<|im_start|>"]}
+                   | ({vocab["<|im_end|>"]} if "<|im_end|>" in vocab else set()))
+    return {"open": sorted(vocab[t] for t in ("(", "\u0120(") if t in vocab), "letters": letters,
+            "close": [vocab[")"]], "stops": stops, "turn": vocab["<|im_start|>"], "assistant": vocab["assistant"]}
+
+
 def masks_for_memory(prompts: Sequence[Sequence[MaskPrompt]], num_frames: int, frame_size: tuple[int, int]) -> torch.Tensor:
     """Per object a list of mask prompts -> bool label mask [T, O, H, W] (empty on frames without a prompt)."""
     h, w = frame_size
