@@ -328,11 +328,12 @@ def memory_naming(model, processor, root: Path, limit: int = 30) -> dict:
     return {k: {"acc": float(np.mean(v)), "n": len(v)} for k, v in sorted(hits.items())}
 
 
-def letter_choice(model, processor, root: Path, limit: int = 40) -> dict:
+def letter_choice(model, processor, root: Path, limit: int = 40, hint_rate: float = 0.0) -> dict:
     """Teacher-forced option questions about image regions: per kind, the share where the right letter has the
-    highest logit among A-D at the answer's letter position, and how often each letter wins."""
+    highest logit among A-D at the answer's letter position, and how often each letter wins. With `hint_rate` 1 every
+    question states its answer first ("[2] is red. What color is [2]?"): what is left is picking the option."""
     builder = ExampleBuilder(processor, video_frames=(1,))
-    source = RegionChoiceSource(root, turns=4)
+    source = RegionChoiceSource(root, turns=4, hint_rate=hint_rate)
     tok = processor.tokenizer
     letters = {tok.token_to_id(c): c for c in "ABCD"}
     ids_t = torch.tensor(list(letters))
@@ -349,8 +350,7 @@ def letter_choice(model, processor, root: Path, limit: int = 40) -> dict:
         ids = ex.inputs.input_ids.reshape(-1)
         where = [p for p in range(len(ids) - 1) if int(ids[p + 1]) in letters and ex.labels_mask[p + 1]]
         for (question, _), p in zip(convs[0].turns, where):  # one letter per answer, in turn order
-            kind = "color" if question.startswith("What color") else "shape" if question.startswith("What shape") \
-                else "count"
+            kind = "color" if "What color" in question else "shape" if "What shape" in question else "count"
             best = int(ids_t[out.logits[p, ids_t].argmax()])
             hits[kind].append(float(best == int(ids[p + 1])))
             wins[letters[best]] += 1

@@ -153,7 +153,8 @@ def build_sources(cfg: dict) -> Any:
         elif kind == "pixelworld_questions":  # short questions only the image answers (SceneQuestionSource)
             src = SceneQuestionSource(s["root"], turns=int(s.get("turns", 4)))
         elif kind == "pixelworld_region_choice":  # option questions about regions (RegionChoiceSource)
-            src = RegionChoiceSource(s["root"], turns=int(s.get("turns", 4)), open_rate=float(s.get("open_rate", 0.0)))
+            src = RegionChoiceSource(s["root"], turns=int(s.get("turns", 4)), open_rate=float(s.get("open_rate", 0.0)),
+                                     hint_rate=float(s.get("hint_rate", 0.0)))
         else:
             raise ConfigError(f"data source type {kind!r}: use pixelworld, pixelworld_dense, pixelworld_questions, "
                               "pixelworld_region_choice or benchmark")

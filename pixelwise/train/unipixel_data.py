@@ -299,12 +299,14 @@ class RegionChoiceSource(SceneQuestionSource):
     object of the first frame is a region (`<|mem|>`, ids in random order); kinds: its colour, its shape, and how many
     other objects share its colour. Scenes and `turns` as in `SceneQuestionSource`. A share `open_rate` of the turns
     are open questions instead ("What is [2]?" -> "It is a small red circle."), the way `pixelwise ask` and the demo
-    ask about a clicked object.
+    ask about a clicked object. A share `hint_rate` of the option questions state the answer before asking
+    ("[2] is red. What color is [2]?"): then only picking the option is left to learn (a curriculum step).
     """
 
-    def __init__(self, root: str | Path, turns: int = 4, open_rate: float = 0.0):
+    def __init__(self, root: str | Path, turns: int = 4, open_rate: float = 0.0, hint_rate: float = 0.0):
         super().__init__(root, turns)
         self.open_rate = open_rate
+        self.hint_rate = hint_rate  # option questions that state the answer first ("[2] is red. What color is [2]?")
 
     def group_keys(self) -> list[str]:
         return ["region_choice"] * len(self)
@@ -333,6 +335,8 @@ class RegionChoiceSource(SceneQuestionSource):
                     continue
                 q, correct, pool = (f"How many other objects have the same color as [{i}]?", COUNT_OPTIONS[n],
                                     COUNT_OPTIONS)
+            if self.hint_rate and rng.random() < self.hint_rate:  # only the option step is left to learn
+                q = f"[{i}] is {correct}. {q}"
             opts = [correct, *rng.sample([w for w in pool if w != correct], 3)]
             rng.shuffle(opts)
             letter = OPTION_LETTERS[opts.index(correct)]

@@ -482,6 +482,11 @@ def test_region_open_questions_describe_the_region_they_name(pw_images):  # noqa
             (k,) = [k for k in range(len(scene.objects))
                     if np.array_equal(vis[k, 0], np.asarray(conv.mem_masks[region][0].mask))]
             assert "Options" not in q and a == f"It is {describe_object(scene.objects[k])}."
+    hinted = RegionChoiceSource(pw_images, turns=4, hint_rate=1.0)
+    _, (conv,), _ = hinted.conversations(0, random.Random(0))
+    for q, a in conv.turns:  # the question states the answer the option gives
+        stated = re.match(r"\[(\d+)\] is (\w+)\. ", q)
+        assert stated and f"[{stated[1]}]?" in q.split("\n")[0] and a.endswith(f") {stated[2]}.")
 
 
 def test_seg_key_visual_starts_neutral_then_keys_read_the_visual_tokens(plain, pw_images):
