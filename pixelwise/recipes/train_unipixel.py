@@ -154,7 +154,8 @@ def build_sources(cfg: dict) -> Any:
             src = SceneQuestionSource(s["root"], turns=int(s.get("turns", 4)))
         elif kind == "pixelworld_region_choice":  # option questions about regions (RegionChoiceSource)
             src = RegionChoiceSource(s["root"], turns=int(s.get("turns", 4)), open_rate=float(s.get("open_rate", 0.0)),
-                                     hint_rate=float(s.get("hint_rate", 0.0)))
+                                     hint_rate=float(s.get("hint_rate", 0.0)),
+                                     open_answer=str(s.get("open_answer", "region")))
         else:
             raise ConfigError(f"data source type {kind!r}: use pixelworld, pixelworld_dense, pixelworld_questions, "
                               "pixelworld_region_choice or benchmark")

@@ -298,14 +298,19 @@ class RegionChoiceSource(SceneQuestionSource):
     matches a region is a step of its own, which this source supervises `turns` times per prefill. Every visible
     object of the first frame is a region (`<|mem|>`, ids in random order); kinds: its colour, its shape, and how many
     other objects share its colour. Scenes and `turns` as in `SceneQuestionSource`. A share `open_rate` of the turns
-    are open questions instead ("What is [2]?" -> "It is a small red circle."), the way `pixelwise ask` and the demo
-    ask about a clicked object. A share `hint_rate` of the option questions state the answer before asking
+    are open questions instead ("What is [2]?" -> "[2] is a small red circle.", the region lists' form, which names
+    the region right where its number carries it: `region_mentions`; `open_answer: it` answers "It is a ..."), the way `pixelwise ask` and the demo ask about a
+    clicked object. A share `hint_rate` of the option questions state the answer before asking
     ("[2] is red. What color is [2]?"): then only picking the option is left to learn (a curriculum step).
     """
 
-    def __init__(self, root: str | Path, turns: int = 4, open_rate: float = 0.0, hint_rate: float = 0.0):
+    def __init__(self, root: str | Path, turns: int = 4, open_rate: float = 0.0, hint_rate: float = 0.0,
+                 open_answer: str = "region"):
         super().__init__(root, turns)
+        if open_answer not in ("region", "it"):
+            raise ConfigError(f"open_answer {open_answer!r}: use 'region' ('[2] is a ...') or 'it' ('It is a ...')")
         self.open_rate = open_rate
+        self.open_answer = open_answer
         self.hint_rate = hint_rate  # option questions that state the answer first ("[2] is red. What color is [2]?")
 
     def group_keys(self) -> list[str]:
@@ -322,7 +327,8 @@ class RegionChoiceSource(SceneQuestionSource):
             i = rng.randrange(len(seen))
             o = scene.objects[seen[i]]
             if self.open_rate and rng.random() < self.open_rate:
-                turns.append((rng.choice(REGION_OPEN_QUESTIONS).format(i), f"It is {describe_object(o)}."))
+                subject = f"[{i}] is" if self.open_answer == "region" else "It is"
+                turns.append((rng.choice(REGION_OPEN_QUESTIONS).format(i), f"{subject} {describe_object(o)}."))
                 continue
             kind = rng.choice(("color", "shape", "count"))
             if kind == "color":

@@ -481,7 +481,7 @@ def test_region_open_questions_describe_the_region_they_name(pw_images):  # noqa
             region = int(re.search(r"\[(\d+)\]", q)[1])
             (k,) = [k for k in range(len(scene.objects))
                     if np.array_equal(vis[k, 0], np.asarray(conv.mem_masks[region][0].mask))]
-            assert "Options" not in q and a == f"It is {describe_object(scene.objects[k])}."
+            assert "Options" not in q and a == f"[{region}] is {describe_object(scene.objects[k])}."
     hinted = RegionChoiceSource(pw_images, turns=4, hint_rate=1.0)
     _, (conv,), _ = hinted.conversations(0, random.Random(0))
     for q, a in conv.turns:  # the question states the answer the option gives
