@@ -328,9 +328,11 @@ def memory_naming(model, processor, root: Path, limit: int = 30) -> dict:
     return {k: {"acc": float(np.mean(v)), "n": len(v)} for k, v in sorted(hits.items())}
 
 
+@torch.no_grad()
 def letter_choice(model, processor, root: Path, limit: int = 40, hint_rate: float = 0.0) -> dict:
     """Teacher-forced option questions about image regions: per kind, the share where the right letter has the
-    highest logit among A-D at the answer's letter position, and how often each letter wins. With `hint_rate` 1 every
+    highest logit among A-D at the answer's letter position (with `option_pointer`: the letter the pointer picks), and
+    how often each letter wins. With `hint_rate` 1 every
     question states its answer first ("[2] is red. What color is [2]?"): what is left is picking the option."""
     builder = ExampleBuilder(processor, video_frames=(1,))
     source = RegionChoiceSource(root, turns=4, hint_rate=hint_rate)
@@ -349,9 +351,15 @@ def letter_choice(model, processor, root: Path, limit: int = 40, hint_rate: floa
             out = model(ex.inputs)
         ids = ex.inputs.input_ids.reshape(-1)
         where = [p for p in range(len(ids) - 1) if int(ids[p + 1]) in letters and ex.labels_mask[p + 1]]
+        pointer = {}  # a model with `option_pointer` writes the letter its pointer picks
+        if model.config.option_pointer:
+            for positions, option_ids, end in model.option_turns(ids.tolist()).values():
+                for p in (p for p in where if positions[-1] < p < end):
+                    pointer[p] = option_ids[int(model.option_scores(out.prenorm_hidden[p],
+                                                                    out.prenorm_hidden[positions]).argmax())]
         for (question, _), p in zip(convs[0].turns, where):  # one letter per answer, in turn order
             kind = "color" if "What color" in question else "shape" if "What shape" in question else "count"
-            best = int(ids_t[out.logits[p, ids_t].argmax()])
+            best = pointer.get(p, int(ids_t[out.logits[p, ids_t].argmax()]))
             hits[kind].append(float(best == int(ids[p + 1])))
             wins[letters[best]] += 1
     return {k: {"acc": float(np.mean(v)), "n": len(v)} for k, v in sorted(hits.items())} | {"wins": dict(wins)}

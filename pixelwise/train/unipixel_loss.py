@@ -34,6 +34,9 @@ class LossConfig:
     # embedding (a region's pooled features) and the object the region is. Needs PixelWorld scene graphs.
     visual_words_weight: float = 0.0
     visual_words_temperature: float = 0.1
+    # models with `option_pointer` (tiny only): cross-entropy of the pointer over a question's options at each
+    # answer letter (`option_loss`); no effect on other models
+    option_weight: float = 1.0
 
     @classmethod
     def from_dict(cls, d: dict | None) -> LossConfig:
@@ -51,6 +54,11 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
     metrics = {"loss_lm": float(l_lm.detach())}
     extras: dict = {}
     objects = out.objects[1] if out.objects is not None else None  # `llm_object_view`: computed for the LLM
+    if cfg.option_weight and unwrap_core(model).config.option_pointer:
+        l_opt = option_loss(unwrap_core(model), out, ids, ex.labels_mask)
+        if l_opt is not None:
+            total = total + cfg.option_weight * l_opt
+            metrics["loss_option"] = float(l_opt.detach())
     if cfg.seg_enabled and ex.seg_targets is not None and ex.seg_index:
         core = unwrap_core(model)
         positions = [out.seg_positions[k] for k in ex.seg_index]
@@ -106,6 +114,24 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
                 metrics[name] = float(term.detach())
     metrics["loss"] = float(total.detach())
     return total, metrics, extras
+
+
+def option_loss(core, out, ids: torch.Tensor, labels_mask: torch.Tensor) -> torch.Tensor | None:
+    """`config.option_pointer`: mean cross-entropy of the pointer over each question's options, at every supervised
+    answer letter after `(` in an assistant turn that answers options; None if the example has none."""
+    seq = ids.tolist()
+    supervised = labels_mask.reshape(-1).tolist()
+    h = out.prenorm_hidden
+    terms, count = [], 0
+    for positions, letters, end in core.option_turns(seq).values():
+        picks = [(p, letters.index(seq[p + 1])) for p in range(positions[-1], end - 1)
+                 if seq[p] in core._option_open and seq[p + 1] in letters and supervised[p + 1]]
+        if picks:
+            logits = core.option_scores(h[[p for p, _ in picks]], h[positions])
+            target = torch.tensor([k for _, k in picks], device=logits.device)
+            terms.append(F.cross_entropy(logits.float(), target, reduction="sum"))
+            count += len(picks)
+    return torch.stack(terms).sum() / count if terms else None
 
 
 def visual_words_loss(tokens: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor, word_ids: torch.Tensor,

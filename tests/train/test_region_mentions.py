@@ -3,6 +3,7 @@ its number; an answer option's letter carries the option's words."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -130,3 +131,61 @@ def test_option_letters_carry_their_words_in_user_turns_only(pw_images, tmp_path
     total.backward()
     assert model.option_gate.grad.abs().sum() > 0
     assert model.option_spans(tok.encode("What is (A) red", add_special_tokens=False).ids)  # a bare prompt is a user's
+
+
+def test_option_pointer_learns_the_letter_and_answers_with_it(pw_images, tmp_path):  # noqa: F811
+    """The pointer's loss covers each answer letter of an option conversation; a few steps on one conversation teach
+    it the letters (the LM alone did not learn them, card: session 8); generation writes the pointer's letter."""
+    import pixelwise
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.core.prompts import MaskPrompt
+    from pixelwise.models.unipixel import UniPixelConfig
+    from pixelwise.recipes.train_unipixel import build_model, load_config
+    from pixelwise.train import distributed as D
+    from pixelwise.train.unipixel_data import RegionChoiceSource, UniPixelTrainDataset
+    from pixelwise.train.unipixel_loss import LossConfig, example_loss, option_loss
+
+    torch.set_num_threads(1)
+    overrides = "model.config_overrides={option_links: true, option_pointer: 16}"
+    cfg = load_config(None, [f"model.init={DEFAULT}", overrides])
+    model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
+    with pytest.raises(ConfigError, match="option_pointer needs option_links"):
+        UniPixelConfig.from_dict({**{k: v for k, v in model.config.to_dict().items() if k != "option_links"}})
+    source = RegionChoiceSource(pw_images, turns=3)
+    ex = UniPixelTrainDataset(source, processor, seed=0, video_frames=(1,))[0]
+    seq = ex.inputs.input_ids.reshape(-1).tolist()
+    turns = model.option_turns(seq)
+    assert len(turns) == 3 and all(len(p) == 4 and len(set(ls)) == 4 for p, ls, _ in turns.values())
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    head = [*model.option_query.parameters(), *model.option_key.parameters()]
+    for p in head:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(head, lr=1e-2)
+    first = None
+    for _ in range(30):
+        total, metrics, _ = example_loss(model.train(), ex, LossConfig(seg_enabled=False, lm_weight=0.0))
+        first = metrics["loss_option"] if first is None else first
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(ex.inputs)
+        assert float(option_loss(model, out, ex.inputs.input_ids.reshape(-1), ex.labels_mask)) < 0.1 < first
+
+    # generation: the letter after the prime is the pointer's choice among the question's options
+    frames, (conv,), _ = source.conversations(0, __import__("random").Random(0))
+    question = conv.turns[0][0].split("\nOptions:\n")[0]
+    options = [line[4:] for line in conv.turns[0][0].split("\nOptions:\n")[1].split("\n")]
+    region = int(question.split("[")[1].split("]")[0])
+    pipe = pixelwise.load(DEFAULT)
+    pipe.model = model
+    calls = []
+    pointed = model.pointed_letter
+    model.pointed_letter = lambda *a: calls.append(pointed(*a)) or calls[-1]
+    r = pipe.ask(frames[:1], question, regions={region: MaskPrompt(np.asarray(conv.mem_masks[region][0].mask), 0)},
+                 options=options, max_new_tokens=4)
+    letter = processor.tokenizer.id_to_token(next(c for c in calls if c is not None))
+    assert r.answer.startswith(letter) and letter in "ABCD"

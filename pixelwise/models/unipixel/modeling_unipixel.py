@@ -318,6 +318,9 @@ class UniPixelForConditionalGeneration(nn.Module):
             self._option_open, self._option_close = frozenset(links["open"]), frozenset(links["close"])
             self._option_letters = {int(i): int(k) for i, k in links["letters"]}
             self._option_stops = frozenset(links["stops"])
+        if config.option_pointer:  # tiny models only (configuration_unipixel: option_pointer)
+            self.option_query = nn.Sequential(_rms_norm(d, 1e-6), nn.Linear(d, config.option_pointer))
+            self.option_key = nn.Sequential(_rms_norm(d, 1e-6), nn.Linear(d, config.option_pointer))
 
         self.stop_token_ids: list[int] | None = None  # from generation_config.json when loaded from a folder
         self.sam2: nn.Module | None = None
@@ -690,6 +693,48 @@ class UniPixelForConditionalGeneration(nn.Module):
                 out.append((q, span))
         return out
 
+    def option_turns(self, seq: Sequence[int]) -> dict[int, tuple[list[int], list[int], int]]:
+        """`config.option_pointer`: each assistant turn that answers a user turn with options -> (the options' letter
+        positions, their letter token ids, the turn's end), keyed by the turn's `<|im_start|>` position."""
+        links = self.config.option_links
+        turns = [q for q, t in enumerate(seq) if t == links["turn"]]
+        by_turn: dict[int, list[int]] = {}
+        for q, _ in self.option_spans(seq):
+            by_turn.setdefault(max(t for t in turns if t < q) if turns and turns[0] < q else -1, []).append(q)
+        out = {}
+        for i, t in enumerate(turns):
+            before = turns[i - 1] if i else -1
+            if t + 1 < len(seq) and seq[t + 1] == links["assistant"] and before in by_turn:
+                end = turns[i + 1] if i + 1 < len(turns) else len(seq)
+                out[t] = (by_turn[before], [seq[q] for q in by_turn[before]], end)
+        return out
+
+    def option_scores(self, state: torch.Tensor, letter_states: torch.Tensor) -> torch.Tensor:
+        """`config.option_pointer`: the pointer's logits [..., n] over n options, from the state before the letter
+        [..., D] and the options' letter states [n, D]."""
+        keys = self.option_key(letter_states)
+        return self.option_query(state) @ keys.T / keys.shape[-1] ** 0.5
+
+    def open_turn_options(self, seq: Sequence[int], pre: UniPixelOutput) -> tuple[list[int], torch.Tensor] | None:
+        """`config.option_pointer`: for a prompt ending in an assistant turn that answers options (the generation
+        prompt) -> (their letter token ids, their letter states from the prefill); None otherwise."""
+        turns = self.option_turns(seq)
+        last = max(turns, default=None)
+        if last is None or turns[last][2] != len(seq):
+            return None
+        positions, letters, _ = turns[last]
+        if min(positions) < pre.prefix_length:  # the options' states come from a reused prefix: not available
+            return None
+        return letters, pre.prenorm_hidden[[p - pre.prefix_length for p in positions]]
+
+    def pointed_letter(self, prev: int, state: torch.Tensor, options: tuple[list[int], torch.Tensor] | None
+                       ) -> int | None:
+        """The option letter the pointer picks where the previous token opens an option (`(`), else None."""
+        if options is None or prev not in self._option_open:
+            return None
+        letters, letter_states = options
+        return letters[int(self.option_scores(state, letter_states).argmax())]
+
     def region_number(self, seq: Sequence[int], q: int) -> int | None:
         """`config.region_mentions`: the region number written at position `q` (a number token right after `[`)."""
         if q < 1 or seq[q - 1] not in self._mention_open:
@@ -824,10 +869,14 @@ class UniPixelForConditionalGeneration(nn.Module):
         seg_index = [-1] * len(seg_states)
         logits, prenorm, cache = pre.logits[-1], pre.prenorm_hidden[-1], pre.past_key_values
         prev = int(inputs.input_ids.reshape(-1)[-1])
+        options = (self.open_turn_options(inputs.input_ids.reshape(-1).tolist(), pre) if self.config.option_pointer
+                   else None)
         new_ids, step_logits, step_prenorm = [], [], []
         seg_id = self.config.seg_token_id
         for step in range(max_new_tokens):
             tok = int(torch.argmax(logits))
+            if options is not None and (pick := self.pointed_letter(prev, prenorm, options)) is not None:
+                tok = pick
             new_ids.append(tok)
             step_logits.append(logits)
             step_prenorm.append(prenorm)
@@ -903,9 +952,15 @@ class UniPixelForConditionalGeneration(nn.Module):
         new_ids: list[list[int]] = [[] for _ in batch]
         last_logits, last_prenorm = logits[:, -1], prenorm[:, -1]
         prev = [int(x[-1]) for x in ids]
+        options = [self.open_turn_options(x.tolist(), info) if self.config.option_pointer else None
+                   for x, info in zip(ids, infos)]
         live = list(range(n))
         for step in range(max(limits)):
             toks = last_logits.argmax(-1).tolist()
+            for b in live:
+                pick = None if options[b] is None else self.pointed_letter(prev[b], last_prenorm[b], options[b])
+                if pick is not None:
+                    toks[b] = pick
             for b in live:
                 tok = toks[b]
                 new_ids[b].append(tok)
