@@ -54,7 +54,7 @@ from pixelwise.data.pixelworld.rows import BY_NAME, generate_row
 from pixelwise.data.pixelworld.scene import Scene
 from pixelwise.data.pixelworld.tasks import BOX_GRID
 from pixelwise.models.unipixel.processing_unipixel import sam2_transform
-from pixelwise.train.unipixel_data import DenseGroundingSource, ExampleBuilder, RegionChoiceSource
+from pixelwise.train.unipixel_data import DenseGroundingSource, ExampleBuilder, RegionChoiceSource, word_classes
 from pixelwise.train.unipixel_loss import lm_loss
 
 
@@ -306,8 +306,6 @@ def input_dependence(model, processor, root: Path, limit: int = 25) -> dict[str,
 def memory_naming(model, processor, root: Path, limit: int = 30) -> dict:
     """Teacher-forced region lists ("[0] is a small red circle, ..."; every visible object of a scene's first frame as
     a `<|mem|>` region, ids in random order): the share of colour and shape words predicted right."""
-    from pixelwise.train.unipixel_data import word_classes
-
     _, ids = word_classes(processor)
     kinds = {int(i): "colour" for i in ids[0]} | {int(i): "shape" for i in ids[1]}
     builder = ExampleBuilder(processor, video_frames=(1,))
