@@ -32,7 +32,7 @@ def train_worker(run_dir: Path, steps: int, step_delay: float = 0.0) -> None:
 
     from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
     from pixelwise.train.sampler import ResumableSampler
-    from pixelwise.train.state import latest_checkpoint, load_checkpoint, save_checkpoint
+    from pixelwise.train.state import clean_leftovers, latest_checkpoint, load_checkpoint, save_checkpoint
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -45,6 +45,7 @@ def train_worker(run_dir: Path, steps: int, step_delay: float = 0.0) -> None:
     sampler = ResumableSampler(len(x), seed=5)
     torch.manual_seed(123)  # dropout stream; restored from the checkpoint on resume
     start, losses = 0, {}
+    clean_leftovers(run_dir)  # as `pixelwise train --resume` does: a kill during a prune leaves a `.trash_*` folder
     ck = latest_checkpoint(run_dir)
     if ck is not None:
         st = load_checkpoint(ck, model, opt, sched)
