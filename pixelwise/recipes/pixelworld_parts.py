@@ -265,9 +265,19 @@ def object_choice(pipe, root: Path, limit: int | None = None) -> dict[str, dict[
             for kind, a in sorted(acc.items())}
 
 
+def _examples(source, processor, limit: int):
+    """The first conversation of each of the first `limit` scenes of a training source (image, seed 0) -> (the
+    conversation, its teacher-forced example)."""
+    builder = ExampleBuilder(processor, video_frames=(1,))
+    rng = random.Random(0)
+    for i in range(min(limit, len(source))):
+        frames, convs, key = source.conversations(i, rng)
+        if convs:
+            yield convs[0], builder(frames, convs[0], None, key)
+
+
 def input_dependence(model, processor, root: Path, limit: int = 25) -> dict[str, dict[str, float]]:
     """LM loss per answer token with the visual tokens / the memory as they are, zeroed, shuffled."""
-    builder = ExampleBuilder(processor, video_frames=(1,))
     mode = {"what": "as is"}
 
     def alter(_module, _inputs, out):
@@ -280,12 +290,7 @@ def input_dependence(model, processor, root: Path, limit: int = 25) -> dict[str,
     result = {}
     for name, module, mem_rate in (("visual", model.visual.merger, 0.0), ("memory", model.msk_proj, 1.0)):
         source = DenseGroundingSource(root, seg_rate=0.0, mem_rate=mem_rate)
-        rng = random.Random(0)
-        examples = []
-        for i in range(min(limit, len(source))):
-            frames, convs, key = source.conversations(i, rng)
-            if convs:
-                examples.append(builder(frames, convs[0], None, key))
+        examples = [ex for _, ex in _examples(source, processor, limit)]
         handle = module.register_forward_hook(alter)
         losses: dict[str, list[float]] = {}
         try:
@@ -308,15 +313,8 @@ def memory_naming(model, processor, root: Path, limit: int = 30) -> dict:
     a `<|mem|>` region, ids in random order): the share of colour and shape words predicted right."""
     _, ids = word_classes(processor)
     kinds = {int(i): "colour" for i in ids[0]} | {int(i): "shape" for i in ids[1]}
-    builder = ExampleBuilder(processor, video_frames=(1,))
-    source = DenseGroundingSource(root, seg_rate=0.0, mem_rate=1.0)
     hits: dict[str, list[float]] = defaultdict(list)
-    rng = random.Random(0)
-    for i in range(min(limit, len(source))):
-        frames, convs, key = source.conversations(i, rng)
-        if not convs:
-            continue
-        ex = builder(frames, convs[0], None, key)
+    for _, ex in _examples(DenseGroundingSource(root, seg_rate=0.0, mem_rate=1.0), processor, limit):
         seq = ex.inputs.input_ids.reshape(-1)
         best = model(ex.inputs).logits.argmax(-1)
         for q in ex.labels_mask.reshape(-1).nonzero().flatten().tolist():
@@ -330,23 +328,15 @@ def memory_naming(model, processor, root: Path, limit: int = 30) -> dict:
 def letter_choice(model, processor, root: Path, limit: int = 40, hint_rate: float = 0.0) -> dict:
     """Teacher-forced option questions about image regions: per kind, the share where the right letter has the
     highest logit among A-D at the answer's letter position (with `option_pointer`: the letter the pointer picks), and
-    how often each letter wins. With `hint_rate` 1 every
-    question states its answer first ("[2] is red. What color is [2]?"): what is left is picking the option."""
-    builder = ExampleBuilder(processor, video_frames=(1,))
-    source = RegionChoiceSource(root, turns=4, hint_rate=hint_rate)
+    how often each letter wins. With `hint_rate` 1 every question states its answer first ("[2] is red. What color
+    is [2]?"): what is left is picking the option."""
     tok = processor.tokenizer
     letters = {tok.token_to_id(c): c for c in "ABCD"}
     ids_t = torch.tensor(list(letters))
     hits: dict[str, list[float]] = defaultdict(list)
     wins: dict[str, int] = defaultdict(int)
-    rng = random.Random(0)
-    for i in range(min(limit, len(source))):
-        frames, convs, key = source.conversations(i, rng)
-        if not convs:
-            continue
-        ex = builder(frames, convs[0], None, key)
-        with torch.no_grad():
-            out = model(ex.inputs)
+    for conv, ex in _examples(RegionChoiceSource(root, turns=4, hint_rate=hint_rate), processor, limit):
+        out = model(ex.inputs)
         ids = ex.inputs.input_ids.reshape(-1)
         where = [p for p in range(len(ids) - 1) if int(ids[p + 1]) in letters and ex.labels_mask[p + 1]]
         pointer = {}  # a model with `option_pointer` writes the letter its pointer picks
@@ -355,7 +345,7 @@ def letter_choice(model, processor, root: Path, limit: int = 40, hint_rate: floa
                 for p in (p for p in where if positions[-1] < p < end):
                     pointer[p] = option_ids[int(model.option_scores(out.prenorm_hidden[p],
                                                                     out.prenorm_hidden[positions]).argmax())]
-        for (question, _), p in zip(convs[0].turns, where):  # one letter per answer, in turn order
+        for (question, _), p in zip(conv.turns, where):  # one letter per answer, in turn order
             kind = "color" if "What color" in question else "shape" if "What shape" in question else "count"
             best = pointer.get(p, int(ids_t[out.logits[p, ids_t].argmax()]))
             hits[kind].append(float(best == int(ids[p + 1])))

@@ -196,9 +196,11 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
         model = UniPixelForConditionalGeneration.from_pretrained(folder)
         if mcfg.get("config_overrides"):
             overrides = dict(mcfg["config_overrides"])
-            for key, ids in (("region_mentions", mention_tokens), ("option_links", option_tokens)):
-                if overrides.get(key) is True:  # the token ids the option reads, from this model's tokenizer
-                    overrides[key] = ids(UniPixelProcessor.from_pretrained(folder).tokenizer)
+            needs_ids = [(k, f) for k, f in (("region_mentions", mention_tokens), ("option_links", option_tokens))
+                         if overrides.get(k) is True]
+            if needs_ids:  # the token ids the options read, from this model's tokenizer
+                tokenizer = UniPixelProcessor.from_pretrained(folder).tokenizer
+                overrides.update({k: f(tokenizer) for k, f in needs_ids})
             config = UniPixelConfig.from_dict({**model.config.to_dict(), **overrides},
                                               source="model.config_overrides")
             torch.manual_seed(cfg["seed"])

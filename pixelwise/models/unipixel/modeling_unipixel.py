@@ -652,15 +652,15 @@ class UniPixelForConditionalGeneration(nn.Module):
             embeds[mem_pos] = mem_embeds.to(embeds.dtype)
             info.mem_pooled, info.mem_embeds = pooled, mem_embeds
 
+        seq = ids.tolist() if cfg.option_links or cfg.region_mentions else []
         if cfg.option_links:
-            links = self.option_spans(ids.tolist())
+            links = self.option_spans(seq)
             if links:
                 words = self.language_model.embed_tokens(ids)
                 pos = torch.tensor([p for p, _ in links], device=embeds.device)
                 add = torch.stack([words[span].mean(0) for _, span in links]) * self.option_gate
                 embeds = embeds.index_add(0, pos, add.to(embeds.dtype))
         if cfg.region_mentions and (ref_pos.numel() or mem_pos.numel()):
-            seq = ids.tolist()
             info.mentions = self.region_table(seq, [(ref_pos, info.ref_embeds), (mem_pos, info.mem_embeds)])
             hits = [(q, k) for q in range(1, len(seq)) if (k := self.region_number(seq, q)) in info.mentions]
             if hits:
@@ -673,25 +673,25 @@ class UniPixelForConditionalGeneration(nn.Module):
         """`config.option_links`: every "(X) words" of a user turn -> (the letter's position, the positions of up
         to `max_words` words after ")" that come before the next option, line break or turn marker)."""
         links = self.config.option_links
-        starts = [q for q in range(1, len(seq) - 1) if seq[q - 1] in self._option_open
-                  and seq[q] in self._option_letters and seq[q + 1] in self._option_close]
-        out, user = [], True
         turns = [q for q, t in enumerate(seq) if t == links["turn"]]
-        for q in starts:
+        out = []
+        for q in (q for q in range(1, len(seq) - 1) if self._is_option_letter(seq, q)):
             start = max((t for t in turns if t < q), default=None)
-            user = start is None or start + 1 >= len(seq) or seq[start + 1] != links["assistant"]
-            if not user:
-                continue
+            if start is not None and start + 1 < len(seq) and seq[start + 1] == links["assistant"]:
+                continue  # an answer's own "(B) red"
             span = []
             for r in range(q + 2, min(len(seq), q + 2 + max_words)):
-                if seq[r] in self._option_stops or (r + 2 < len(seq) and seq[r] in self._option_open
-                                                     and seq[r + 1] in self._option_letters
-                                                     and seq[r + 2] in self._option_close):
+                if seq[r] in self._option_stops or self._is_option_letter(seq, r + 1):
                     break
                 span.append(r)
             if span:
                 out.append((q, span))
         return out
+
+    def _is_option_letter(self, seq: Sequence[int], q: int) -> bool:
+        """Position `q` holds the letter of "(X)"."""
+        return (0 < q < len(seq) - 1 and seq[q - 1] in self._option_open and seq[q] in self._option_letters
+                and seq[q + 1] in self._option_close)
 
     def option_turns(self, seq: Sequence[int]) -> dict[int, tuple[list[int], list[int], int]]:
         """`config.option_pointer`: each assistant turn that answers a user turn with options -> (the options' letter
