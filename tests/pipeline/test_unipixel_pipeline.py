@@ -367,3 +367,39 @@ def test_the_default_models_old_folder_name_still_loads():
     with pytest.warns(DeprecationWarning, match="renamed from pixelworld-tiny"):
         pipe = pixelwise.load(DEFAULT_MODEL.parent / "pixelworld-tiny", device="cpu")
     assert pipe.info()["name"] == "unipixel-tiny"
+
+
+def test_a_conversation_encodes_an_image_and_proposes_its_objects_once(monkeypatch):
+    """The default model's LLM reads SAM2's proposals on the first frame (`llm_object_view`): a conversation on an
+    image SAM2-encodes it once and proposes its objects once, whatever its turns and regions need (a point question
+    used to encode it three times), with the same answers and masks as computing everything per call."""
+    from pixelwise.models.unipixel.pipeline_unipixel import UniPixelChat
+
+    torch.set_num_threads(1)
+    pipe = pixelwise.load(device="cpu")
+    assert pipe.model.config.llm_object_view
+    image = make_frames(1, 96, 128)[0]
+    turns = [("Please segment the square.", None), ("What is [0]?", [Point(30, 20)]),
+             ("What is [1]?", [Box(4, 8, 40, 40)])]
+
+    def converse():
+        chat = pipe.chat(image)
+        return [chat.send(text, regions) for text, regions in turns]
+
+    proposals = []
+    propose = pipe.model.object_proposals
+    monkeypatch.setattr(pipe.model, "object_proposals", lambda *a, **k: proposals.append(1) or propose(*a, **k))
+    encoded = count_encoded(pipe)
+    shared = converse()
+    assert encoded() == 1 and len(proposals) == 1
+
+    def recompute(self, inputs):  # nothing reused but the vision tower's outputs
+        inputs.vision = self._vision
+
+    monkeypatch.setattr(UniPixelChat, "_reuse_encodings", recompute)
+    encoded, proposals[:] = count_encoded(pipe), []
+    alone = converse()
+    assert encoded() == 6 and len(proposals) == 5  # per forward: the first turn's and each region's grounding + answer
+    for a, b in zip(shared, alone):
+        assert a.answer == b.answer and [o.id for o in a.objects] == [o.id for o in b.objects]
+        assert all(np.array_equal(np.asarray(x.masks), np.asarray(y.masks)) for x, y in zip(a.objects, b.objects))

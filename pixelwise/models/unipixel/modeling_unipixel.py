@@ -615,7 +615,8 @@ class UniPixelForConditionalGeneration(nn.Module):
             # the tower's output is what a later query reuses (`UniPixelOutput.vision`)
             view = on_tokens = None
             if cfg.llm_object_view:
-                info.objects = self.frame_objects(inputs, video_embeds)
+                info.objects = (inputs.objects if inputs.objects is not None
+                                else self.frame_objects(inputs, video_embeds))
                 on_tokens = self.objects_on_tokens(info.objects[1], inputs.video_grid_thw)
                 view = self.object_view(on_tokens)
             placed = self.llm_visual_tokens(video_embeds, inputs.video_grid_thw, view)
@@ -776,13 +777,16 @@ class UniPixelForConditionalGeneration(nn.Module):
 
     def frame_objects(self, inputs: UniPixelInputs, video_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`config.llm_object_view`: `object_proposals` on the first frame (and the spread frames, with
-        `seg_key_motion`), SAM2-encoded here (SAM2 is frozen in every tiny recipe; the features are recomputed where
-        the masks are tracked)."""
+        `seg_key_motion`), SAM2-encoded here unless `inputs.sam2_features` holds them (SAM2 is frozen in every tiny
+        recipe)."""
         if inputs.sam2_frames is None:
             raise PromptError("this model shows its LLM the objects SAM2 proposes: the inputs need sam2_frames")
         n = inputs.sam2_frames.shape[0]
         picks = [0, *spread_frames(n)] if self.config.seg_key_motion else [0]
-        feats = self.require_sam2().encode_frames(inputs.sam2_frames[picks].to(self.device, self.dtype))
+        if inputs.sam2_features is not None:
+            feats = [inputs.sam2_features[i] for i in picks]
+        else:
+            feats = self.require_sam2().encode_frames(inputs.sam2_frames[picks].to(self.device, self.dtype))
         visual = self.retrieval_visual(video_embeds, inputs.video_grid_thw)
         return self.object_proposals(feats[0], visual, [feats[i] for i in range(1, len(picks))])
 

@@ -38,6 +38,7 @@ from pixelwise.models.unipixel.modeling_unipixel import (
     UniPixelForConditionalGeneration,
 )
 from pixelwise.models.unipixel.processing_unipixel import (
+    UniPixelInputs,
     UniPixelProcessor,
     masks_for_memory,
     mem_prefix,
@@ -310,7 +311,7 @@ class UniPixelChat:
         messages = [*self.messages, user]
         inputs = self.processor.with_messages(self._base, messages, assistant_prefix=prefix)
         inputs.refer_mask = torch.cat(refer_masks, dim=1) if refer_masks else None
-        inputs.vision = self._vision
+        self._reuse_encodings(inputs)
         return _Turn(t0 - setup, timings, turn_regions, question, prefix, messages, refer_masks, inputs)
 
     @torch.no_grad()
@@ -382,9 +383,10 @@ class UniPixelChat:
             inputs = self.processor.with_messages(self._base, messages)
             by_id = {r.id: r.prompt for r in located}
             inputs.ref_prompts = [ref_prompt(by_id[k], size, self.processor.sam2_image_size, num) for k in order]
-            inputs.vision = self._vision
+            self._reuse_encodings(inputs)
             out = self.model(inputs)
             self._vision = self._vision or out.vision
+            self._frame_objects = out.objects
             states = out.prenorm_hidden[out.seg_positions]  # one per `[k] <|seg|>`, in region order
             if self.model.config.region_prompts_to_sam2:  # tiny models: SAM2 takes the point/box itself
                 masks, scores = self._track_regions([inputs.ref_prompts[order.index(r.id)] for r in located])
@@ -511,6 +513,17 @@ class UniPixelChat:
                     self.progress(out.frame_idx + 1, num)
             scores[o] = float(torch.sigmoid(best))
         return masks, scores
+
+    def _reuse_encodings(self, inputs: UniPixelInputs) -> None:
+        """What an earlier query of this conversation computed on its frames, for `inputs` to reuse: the vision
+        tower's outputs and (`llm_object_view`) the first frame's proposals; before the first proposals, an image's
+        SAM2 features (one frame, needed for its masks anyway), so the frame is SAM2-encoded once."""
+        inputs.vision = self._vision
+        if not self.model.config.llm_object_view:
+            return
+        inputs.objects = self._frame_objects
+        if self._frame_objects is None and (self._sam2_features is not None or self._base.sam2_frames.shape[0] == 1):
+            inputs.sam2_features = self._sampled_features()
 
     def _sampled_features(self) -> Any:
         if self._sam2_features is None:

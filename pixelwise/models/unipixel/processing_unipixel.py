@@ -256,6 +256,10 @@ class UniPixelInputs:
     refer_mask: torch.Tensor | None = None  # bool [T/2, O, h, w]
     # Vision tower outputs of these frames from an earlier query (`UniPixelOutput.vision`): skips re-encoding.
     vision: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    # With `llm_object_view`: the first frame's proposals from an earlier query (`UniPixelOutput.objects`), or the
+    # SAM2 features of `sam2_frames` when already encoded (`Sam2...encode_frames`): skip computing them again.
+    objects: tuple[torch.Tensor, torch.Tensor] | None = None
+    sam2_features: Any = None
 
 
 class UniPixelProcessor:
