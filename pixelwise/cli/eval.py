@@ -61,12 +61,14 @@ def eval_cmd(
 
     if model is None and pred is None:
         raise PixelwiseError("give --pred DIR (score predictions) or --model PATH (run a model)")
-    if benchmark.partition(":")[0] == "pixelworld-editing":  # native PixelWorld edits, scored against exact renders
-        from pixelwise.eval import editing  # lazy: `pixelwise --help` and other commands stay fast
+    native = benchmark.partition(":")[0]
+    if native in ("pixelworld-editing", "pixelworld-region"):  # native PixelWorld folders, a model run here
+        from pixelwise.eval import editing, region_questions  # lazy: `pixelwise --help` and others stay fast
 
         if model is None:
-            raise PixelwiseError("pixelworld-editing runs a model: give --model PATH")
-        report = editing.run(benchmark, data, model)
+            raise PixelwiseError(f"{native} runs a model: give --model PATH")
+        runner_of = {"pixelworld-editing": editing.run, "pixelworld-region": region_questions.run}[native]
+        report = runner_of(benchmark, data, model, limit)
         if out is not None:
             runner.write_report(report, out)
         if json_only:

@@ -10,7 +10,7 @@ from pixelwise.bench import compare as C
 
 def test_compare_scores_supported_rows_and_records_why_others_are_not(tmp_path):
     cfg = C.CompareConfig(splits=("test",), num=2, families=("UFO", "VITRON"),
-                          rows=("image_referring", "region_qa", "editing"), latency_repeats=1, workdir=tmp_path)
+                          rows=("image_referring", "region_qa", "image_region", "editing"), latency_repeats=1, workdir=tmp_path)
     report = C.run(cfg, log=lambda m: None)
     ufo, vitron = report["families"]["UFO"], report["families"]["VITRON"]
     ref = ufo["scores"]["test"]["image_referring"]
@@ -18,6 +18,9 @@ def test_compare_scores_supported_rows_and_records_why_others_are_not(tmp_path):
     assert ufo["scores"]["test"]["region_qa"]["value"] is None
     assert "visual prompts" in ufo["scores"]["test"]["region_qa"]["unsupported"]
     assert ufo["scores"]["test"]["editing"]["value"] is None
+    assert "visual prompts" in ufo["scores"]["test"]["image_region"]["unsupported"]
+    region = vitron["scores"]["test"]["image_region"]  # open questions about a clicked / boxed / masked object
+    assert 0.0 <= region["value"] <= 1.0 and region["samples"] == 2 and "Acc" in region["metrics"]
     assert vitron["scores"]["test"]["editing"]["value"] is not None  # VITRON has editing back-ends
     assert ufo["parameters"] > 0 and ufo["latency"]["median_s"] > 0
     assert ufo["training"]["wall_minutes"] > 0  # from the checkpoint's training.json

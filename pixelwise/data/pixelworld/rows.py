@@ -35,6 +35,7 @@ ROWS: tuple[Row, ...] = (
     Row("motion_referring", "motion referring (J&F)", "motion_referring", True, "mevis", "mevis", "J&F"),
     Row("region_qa", "region QA, mask prompt (acc.)", "region", True, "videorefer", "videorefer-bench-q", "Acc"),
     Row("pixelqa", "PixelQA, box prompt (acc.)", "pixelqa", True, "videorefer", "pixelqa", "Acc"),
+    Row("image_region", "image region questions, open (acc.)", "region", False, None, "pixelworld-region", "Acc"),
     Row("editing", "editing (masked IoU of the change)", "editing", False, None, "pixelworld-editing", "masked_iou"),
 )
 BY_NAME = {r.name: r for r in ROWS}
