@@ -12,15 +12,25 @@ from tests.train.test_grounding import DEFAULT, pw_images  # noqa: F401 (fixture
 
 @pytest.fixture(scope="module")
 def mentioned(tmp_path_factory):
-    """The default model grown with `region_mentions: true` as a recipe writes it, and the model without it."""
-    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
+    """The default model with `region_mentions: true` as a recipe writes it, and the same weights without it."""
     from pixelwise.recipes.train_unipixel import build_model, load_config
     from pixelwise.train import distributed as D
 
     torch.set_num_threads(1)
     cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={region_mentions: true}"])
     model, processor, _ = build_model(cfg, tmp_path_factory.mktemp("run"), D.DistInfo())
-    return model.eval(), processor, UniPixelForConditionalGeneration.from_pretrained(DEFAULT).eval()
+    return model.eval(), processor, without(model, "region_mentions")
+
+
+def without(model, *options: str):
+    """The same weights with the tiny-only `options` switched off (the default model has them since session 9)."""
+    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+
+    raw = {k: v for k, v in model.config.to_dict().items() if k not in options}
+    base = UniPixelForConditionalGeneration(UniPixelConfig.from_dict(raw))
+    own = base.state_dict()
+    base.load_state_dict({k: v for k, v in model.state_dict().items() if k in own}, strict=True)
+    return base.eval()
 
 
 def _dense_example(processor, root):
@@ -109,7 +119,8 @@ def test_option_letters_carry_their_words_in_user_turns_only(pw_images, tmp_path
     torch.set_num_threads(1)
     cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={option_links: true}"])
     model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
-    base = UniPixelForConditionalGeneration.from_pretrained(DEFAULT).eval()
+    base = without(model, "option_links", "option_pointer")
+    model = without(model, "option_pointer")  # the LM's own letters: the pointer would override them
     tok = processor.tokenizer
     data = UniPixelTrainDataset(RegionChoiceSource(pw_images, turns=2), processor, seed=0, video_frames=(1,))
     ex = data[0]
@@ -146,7 +157,7 @@ def test_option_pointer_learns_the_letter_and_answers_with_it(pw_images, tmp_pat
     from pixelwise.train.unipixel_loss import LossConfig, example_loss, option_loss
 
     torch.set_num_threads(1)
-    overrides = "model.config_overrides={option_links: true, option_pointer: 16}"
+    overrides = "model.config_overrides={option_links: true, option_pointer: 32}"
     cfg = load_config(None, [f"model.init={DEFAULT}", overrides])
     model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
     with pytest.raises(ConfigError, match="option_pointer needs option_links"):
@@ -160,6 +171,9 @@ def test_option_pointer_learns_the_letter_and_answers_with_it(pw_images, tmp_pat
     for p in model.parameters():
         p.requires_grad_(False)
     head = [*model.option_query.parameters(), *model.option_key.parameters()]
+    for layer in (*model.option_query, *model.option_key):  # from scratch (the default model's pointer is trained)
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
     for p in head:
         p.requires_grad_(True)
     opt = torch.optim.Adam(head, lr=1e-2)
@@ -178,7 +192,8 @@ def test_option_pointer_learns_the_letter_and_answers_with_it(pw_images, tmp_pat
     # generation: the letter after the prime is the pointer's choice among the question's options
     frames, (conv,), _ = source.conversations(0, __import__("random").Random(0))
     question = conv.turns[0][0].split("\nOptions:\n")[0]
-    options = [line[4:] for line in conv.turns[0][0].split("\nOptions:\n")[1].split("\n")]
+    options = [line[4:] for line in conv.turns[0][0].split("\nOptions:\n")[1].split("\n") if line.startswith("(")]
+    assert len(options) == 4
     region = int(question.split("[")[1].split("]")[0])
     pipe = pixelwise.load(DEFAULT)
     pipe.model = model
