@@ -25,7 +25,7 @@ import pixelwise
 from pixelwise.bench.suite import machine
 from pixelwise.core.media import load_media
 from pixelwise.data.pixelworld.rows import ROWS, Row, generate_row
-from pixelwise.eval import editing, region_questions, runner
+from pixelwise.eval import native_benchmark, runner
 from pixelwise.eval.benchmarks import get_benchmark
 from pixelwise.eval.intervals import bootstrap_interval
 
@@ -54,9 +54,9 @@ class CompareConfig:
 
 def _score(row: Row, split: str, data: Path, pipe: Any, pred_dir: Path) -> dict[str, Any]:
     """Scores of one family on one row: the runner of `pixelwise eval` (native rows: their own evaluators)."""
-    if row.fmt is None:
-        report = (editing.evaluate(data, editing.model_predictor(pipe), with_scene=True) if row.name == "editing"
-                  else region_questions.evaluate(data, region_questions.model_predictor(pipe)))
+    native = native_benchmark(row.bench)
+    if native is not None:
+        report = native.evaluate(data, native.model_predictor(pipe))  # editing: with the scene (its default)
         m = {k: v for k, v in report["metrics"].items() if not isinstance(v, dict)}
         return {"value": float(m[row.metric]) / 100.0, "metrics": m, "samples": report["samples"],
                 "interval": bootstrap_interval(row.metric, report.get("per_sample", []))}

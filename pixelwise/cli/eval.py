@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from pixelwise.core.errors import PixelwiseError
+from pixelwise.eval import native_benchmark
 
 
 def _flatten(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -61,14 +62,11 @@ def eval_cmd(
 
     if model is None and pred is None:
         raise PixelwiseError("give --pred DIR (score predictions) or --model PATH (run a model)")
-    native = benchmark.partition(":")[0]
-    if native in ("pixelworld-editing", "pixelworld-region"):  # native PixelWorld folders, a model run here
-        from pixelwise.eval import editing, region_questions  # lazy: `pixelwise --help` and others stay fast
-
+    native = native_benchmark(benchmark)  # a native PixelWorld folder, the model run here
+    if native is not None:
         if model is None:
-            raise PixelwiseError(f"{native} runs a model: give --model PATH")
-        runner_of = {"pixelworld-editing": editing.run, "pixelworld-region": region_questions.run}[native]
-        report = runner_of(benchmark, data, model, limit)
+            raise PixelwiseError(f"{benchmark.partition(':')[0]} runs a model: give --model PATH")
+        report = native.run(benchmark, data, model, limit)
         if out is not None:
             runner.write_report(report, out)
         if json_only:

@@ -21,20 +21,27 @@ TINY_OPTIONS = ("vision_abs_pos", "seg_retrieval_dim", "region_prompts_to_sam2",
                 "seg_key_objects", "llm_object_view", "region_mentions", "option_links", "option_pointer")
 
 
+def without(model, *options: str):
+    """The same weights with the tiny-only `options` switched off (absent from the config), in eval mode."""
+    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+
+    raw = {k: v for k, v in model.config.to_dict().items() if k not in options}
+    base = UniPixelForConditionalGeneration(UniPixelConfig.from_dict(raw))
+    own = base.state_dict()
+    base.load_state_dict({k: v for k, v in model.state_dict().items() if k in own}, strict=True)
+    return base.eval()
+
+
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory) -> Path:
     """The default model without the tiny-only options (the official architecture at tiny sizes), as a folder."""
     import shutil
 
-    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
     from pixelwise.recipes.train_unipixel import PROCESSOR_FILES
 
     torch.set_num_threads(1)
-    base = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
-    raw = {k: v for k, v in base.config.to_dict().items() if k not in TINY_OPTIONS}
-    model = UniPixelForConditionalGeneration(UniPixelConfig.from_dict(raw))
-    own = model.state_dict()
-    model.load_state_dict({k: v for k, v in base.state_dict().items() if k in own}, strict=True)
+    model = without(UniPixelForConditionalGeneration.from_pretrained(DEFAULT), *TINY_OPTIONS)
     folder = tmp_path_factory.mktemp("plain") / "model"
     model.save_pretrained(folder)
     for f in PROCESSOR_FILES:

@@ -100,7 +100,7 @@ def test_llm_object_view_starts_neutral_and_trains_from_the_answers(pw_images, t
     from pixelwise.train import distributed as D
     from pixelwise.train.unipixel_data import DenseGroundingSource, UniPixelTrainDataset
     from pixelwise.train.unipixel_loss import LossConfig, example_loss
-    from tests.train.test_grounding import DEFAULT
+    from tests.train.test_grounding import DEFAULT, without
 
     from pixelwise.recipes.train_unipixel import PROCESSOR_FILES
 
@@ -109,10 +109,8 @@ def test_llm_object_view_starts_neutral_and_trains_from_the_answers(pw_images, t
     raw = {k: v for k, v in shipped.config.to_dict().items() if k != "llm_object_view"}
     with pytest.raises(ConfigError, match="llm_object_view needs"):
         UniPixelConfig.from_dict({**{k: v for k, v in raw.items() if k != "seg_key_objects"}, "llm_object_view": True})
-    base = UniPixelForConditionalGeneration(UniPixelConfig.from_dict(raw))  # the default model without the view
-    own = base.state_dict()
-    base.load_state_dict({k: v for k, v in shipped.state_dict().items() if k in own}, strict=True)
-    base.eval().save_pretrained(tmp_path / "base")
+    base = without(shipped, "llm_object_view")  # the default model without the view
+    base.save_pretrained(tmp_path / "base")
     for f in PROCESSOR_FILES:
         if (DEFAULT / f).is_file():
             shutil.copyfile(DEFAULT / f, tmp_path / "base" / f)

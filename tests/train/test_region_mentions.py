@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.train.test_grounding import DEFAULT, pw_images  # noqa: F401 (fixture)
+from tests.train.test_grounding import DEFAULT, pw_images, without  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -20,17 +20,6 @@ def mentioned(tmp_path_factory):
     cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={region_mentions: true}"])
     model, processor, _ = build_model(cfg, tmp_path_factory.mktemp("run"), D.DistInfo())
     return model.eval(), processor, without(model, "region_mentions")
-
-
-def without(model, *options: str):
-    """The same weights with the tiny-only `options` switched off (the default model has them since session 9)."""
-    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
-
-    raw = {k: v for k, v in model.config.to_dict().items() if k not in options}
-    base = UniPixelForConditionalGeneration(UniPixelConfig.from_dict(raw))
-    own = base.state_dict()
-    base.load_state_dict({k: v for k, v in model.state_dict().items() if k in own}, strict=True)
-    return base.eval()
 
 
 def _dense_example(processor, root):

@@ -319,8 +319,7 @@ class UniPixelChat:
         """The part of a turn after the answer is generated (`gen`, for `turn.inputs`): masks and the result."""
         timings = turn.timings
         stops = self.model.default_stop_token_ids()
-        self._vision = self._vision or gen.prefill.vision
-        self._frame_objects = gen.prefill.objects  # `llm_object_view`: the proposals, reused by the retrieval keys
+        self._keep_encodings(gen.prefill)
         answer, spans = self.processor.decode_answer(gen.generated_ids.tolist(), stops)
         new = [k for k, i in enumerate(gen.seg_token_index) if i >= 0]  # earlier turns' <|seg|> were segmented
 
@@ -385,8 +384,7 @@ class UniPixelChat:
             inputs.ref_prompts = [ref_prompt(by_id[k], size, self.processor.sam2_image_size, num) for k in order]
             self._reuse_encodings(inputs)
             out = self.model(inputs)
-            self._vision = self._vision or out.vision
-            self._frame_objects = out.objects
+            self._keep_encodings(out)
             states = out.prenorm_hidden[out.seg_positions]  # one per `[k] <|seg|>`, in region order
             if self.model.config.region_prompts_to_sam2:  # tiny models: SAM2 takes the point/box itself
                 masks, scores = self._track_regions([inputs.ref_prompts[order.index(r.id)] for r in located])
@@ -524,6 +522,12 @@ class UniPixelChat:
         inputs.objects = self._frame_objects
         if self._frame_objects is None and (self._sam2_features is not None or self._base.sam2_frames.shape[0] == 1):
             inputs.sam2_features = self._sampled_features()
+
+    def _keep_encodings(self, out: Any) -> None:
+        """What a forward (`UniPixelOutput`) computed on this conversation's frames, for later queries to reuse
+        (`_reuse_encodings`): the vision tower's outputs and the first frame's proposals (also the retrieval keys')."""
+        self._vision = self._vision or out.vision
+        self._frame_objects = out.objects
 
     def _sampled_features(self) -> Any:
         if self._sam2_features is None:
