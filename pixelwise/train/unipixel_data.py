@@ -485,6 +485,8 @@ class ExampleBuilder:
         sam2_pos = list(range(t_n))
         if self.sam2_max_frames and t_n > self.sam2_max_frames:  # spread over the clip, first frame kept (prompted)
             sam2_pos = np.linspace(0, t_n - 1, self.sam2_max_frames).round().astype(int).tolist()
+            if refer_mask is not None:  # the pairs' first frames, for models that describe a region on its own pair
+                inputs.region_frames = inputs.sam2_frames[::self.processor.temporal_patch_size]
             inputs.sam2_frames = inputs.sam2_frames[sam2_pos]
         seg_targets, seg_index = None, []
         n_seg = int((inputs.input_ids == self.seg_id).sum())

@@ -18,7 +18,8 @@ DEFAULT = ROOT / "pixelwise" / "checkpoints" / "unipixel-tiny"
 
 
 TINY_OPTIONS = ("vision_abs_pos", "seg_retrieval_dim", "region_prompts_to_sam2", "embed_norm", "seg_key_visual",
-                "seg_key_objects", "llm_object_view", "region_mentions", "option_links", "option_pointer")
+                "seg_key_objects", "llm_object_view", "region_mentions", "option_links", "option_pointer",
+                "region_own_frame")
 
 
 def without(model, *options: str):

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from pixelwise.core.errors import PromptError
+
 from pixelwise.models.unipixel.object_keys import ObjectKeys, cell_centres, silhouettes
 from tests.train.test_grounding import plain, pw_images  # noqa: F401 (fixtures)
 
@@ -195,3 +197,64 @@ def test_seg_key_motion_starts_neutral_and_learns_from_a_clip(tmp_path_factory, 
         model.object_keys.motion.weight.normal_(0, 0.5)
     r = pipe.segment(ex.frames_rgb, "the circle that moves to the left", max_new_tokens=8)
     assert all(o.masks.shape[-2:] == ex.frames_rgb.shape[1:3] for o in r.objects)
+
+
+def test_region_own_frame_describes_a_later_region_as_if_its_pair_came_first(tmp_path_factory):
+    """A `<|mem|>` region that starts on frame pair 1 gets the descriptor the same region gets when its pair is the
+    clip's first (zeros without the option); training's thinned SAM2 frames give it through `region_frames`; the
+    option needs the object view."""
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.data.pixelworld.generate import GenConfig, generate
+    from pixelwise.data.pixelworld.render import render
+    from pixelwise.data.pixelworld.scene import Scene
+    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration, UniPixelProcessor
+    from pixelwise.models.unipixel.processing_unipixel import mem_prefix, video_message
+    from tests.train.test_grounding import DEFAULT, without
+
+    torch.set_num_threads(1)
+    clips = tmp_path_factory.mktemp("pw") / "own"
+    generate(clips, GenConfig(split="test", num=1, seed=3, video=True, tasks=("motion_referring",)))
+    scene = Scene.from_json(json.loads((clips / "samples.jsonl").read_text().splitlines()[0])["scene"])
+    rgb, vis, _ = render(scene, list(range(4)))
+    shipped = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
+    raw = shipped.config.to_dict()
+    with pytest.raises(ConfigError, match="region_own_frame needs"):
+        UniPixelConfig.from_dict({**{k: v for k, v in raw.items() if k != "llm_object_view"}, "region_own_frame": True})
+    own = UniPixelForConditionalGeneration(UniPixelConfig.from_dict({**raw, "region_own_frame": True}))
+    own.load_state_dict(shipped.state_dict())
+    own.eval()
+    processor = UniPixelProcessor.from_pretrained(DEFAULT)
+
+    def inputs(frames, label):  # label: bool [T, O, H, W]
+        _, _, thw = processor.process_frames(frames)
+        _, refer = processor.memory_inputs(torch.from_numpy(label), thw)
+        text = mem_prefix(refer, frames.shape[0], False) + "What shape is [0]?"
+        x = processor(frames, [video_message(text, num_frames=frames.shape[0])], add_generation_prompt=True)
+        x.refer_mask = refer
+        return x
+
+    obj = int(np.argmax(vis[:, 2:4].reshape(vis.shape[0], -1).sum(1)))  # the object most visible on frames 2-3
+    later = np.zeros((4, 1) + vis.shape[-2:], bool)
+    later[2:, 0] = vis[obj, 2:4] > 0
+    full, cut = inputs(rgb, later), inputs(rgb[2:], later[2:])
+    with torch.no_grad():
+        descs = {}
+        for name, model, x in (("off", shipped.eval(), full), ("on", own, full), ("first", own, cut)):
+            _, info = model.embed(x)
+            on_tokens = model.objects_on_tokens(info.objects[1], x.video_grid_thw)
+            mine = model.own_frame_objects(x, info.video_embeds) if model.config.region_own_frame else {}
+            descs[name] = model.region_descriptors(on_tokens, x.refer_mask, mine)
+        assert torch.equal(descs["off"], torch.zeros_like(descs["off"]))
+        assert descs["on"].abs().sum() > 0 and torch.allclose(descs["on"], descs["first"], atol=1e-4)
+        # training thins sam2_frames to a few spread ones and keeps each pair's first frame in region_frames
+        thinned = inputs(rgb, later)
+        thinned.region_frames, thinned.sam2_frames = thinned.sam2_frames[::2], thinned.sam2_frames[[0, 3]]
+        embeds, info = own.embed(full)
+        mem = full.input_ids == own.config.mem_token_id
+        assert not torch.allclose(embeds[0, mem], shipped.embed(full)[0][0, mem])  # the forward reads it
+        assert torch.allclose(own.own_frame_objects(thinned, info.video_embeds)[1],
+                              own.own_frame_objects(full, info.video_embeds)[1], atol=1e-5)
+        thinned.region_frames = None
+        with pytest.raises(PromptError, match="own frame"):
+            own.own_frame_objects(thinned, info.video_embeds)
+    assert without(own, "region_own_frame").config.region_own_frame is False

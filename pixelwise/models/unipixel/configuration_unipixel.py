@@ -136,6 +136,8 @@ class UniPixelConfig:
             raise ConfigError(f"{source}: seg_key_motion needs seg_key_objects (the proposals it tracks)")
         if self.raw.get("llm_object_view") and not self.raw.get("seg_key_objects"):
             raise ConfigError(f"{source}: llm_object_view needs seg_key_objects (the descriptors it shows the LLM)")
+        if self.raw.get("region_own_frame") and not self.raw.get("llm_object_view"):
+            raise ConfigError(f"{source}: region_own_frame needs llm_object_view (the descriptors it gives `<|mem|>`)")
         links = self.raw.get("option_links")
         keys = {"open": list, "letters": list, "close": list, "stops": list, "turn": int, "assistant": int}
         if links is not None and not (isinstance(links, dict) and set(links) == set(keys)
@@ -377,6 +379,15 @@ class UniPixelConfig:
         the descriptors do (0.70), so without this the LLM cannot name, compare or answer about an object's shape.
         Zero-initialised: switching it on leaves a trained model's outputs unchanged."""
         return bool(self.raw.get("llm_object_view", False))
+
+    @property
+    def region_own_frame(self) -> bool:
+        """pixelwise's tiny models only (with `llm_object_view`; False = off): a `<|mem|>` region whose mask starts
+        on a later frame pair gets the mean descriptor under its mask on *that* pair (SAM2 proposals made on the pair's
+        first frame), not zeros. Without it only regions on the first frame pair carry a descriptor, and PixelWorld's
+        video region questions are 91 % on later frames (docs/models/unipixel-tiny.md, session 9). Adds no weights:
+        it feeds the same `object_keys` another frame."""
+        return bool(self.raw.get("region_own_frame", False))
 
     @property
     def region_mentions(self) -> dict[str, Any] | None:

@@ -504,9 +504,10 @@ class UniPixelForConditionalGeneration(nn.Module):
             video_embeds = self.visual_norm(video_embeds)
         return video_embeds
 
-    def retrieval_visual(self, video_embeds: torch.Tensor | None, grid_thw: torch.Tensor | None) -> torch.Tensor | None:
-        """The first frame pair's visual tokens as a grid [gh, gw, D] for `seg_prompts` (None unless
-        `config.seg_key_visual`): the frame the `<|seg|>` prompt is given on is frame 0."""
+    def retrieval_visual(self, video_embeds: torch.Tensor | None, grid_thw: torch.Tensor | None, pair: int = 0
+                         ) -> torch.Tensor | None:
+        """The first frame pair's visual tokens (or frame pair `pair`'s) as a grid [gh, gw, D] for `seg_prompts`
+        (None unless `config.seg_key_visual`): the frame the `<|seg|>` prompt is given on is frame 0."""
         if not (self.config.seg_retrieval_dim and self.config.seg_key_visual):
             return None
         if video_embeds is None or grid_thw is None:
@@ -515,7 +516,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         m = self.config.spatial_merge_size
         _, h, w = (int(v) for v in grid_thw.reshape(-1, 3)[0])
         gh, gw = h // m, w // m
-        return self.llm_visual_tokens(video_embeds, grid_thw)[: gh * gw].reshape(gh, gw, -1)
+        return self.llm_visual_tokens(video_embeds, grid_thw)[pair * gh * gw: (pair + 1) * gh * gw].reshape(gh, gw, -1)
 
     def object_proposals(self, frame: Any, visual: torch.Tensor, later: Sequence[Any] = ()
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -646,8 +647,9 @@ class UniPixelForConditionalGeneration(nn.Module):
                                   "(object, frame pair) masks")
             mem_embeds = self.msk_proj(pooled)
             if cfg.llm_object_view:
+                own = self.own_frame_objects(inputs, info.video_embeds) if cfg.region_own_frame else {}
                 mem_embeds = mem_embeds + self.object_view(
-                    self.region_descriptors(on_tokens, inputs.refer_mask)).to(mem_embeds.dtype)
+                    self.region_descriptors(on_tokens, inputs.refer_mask, own)).to(mem_embeds.dtype)
             if cfg.embed_norm:
                 mem_embeds = self.region_norm(mem_embeds)
             embeds[mem_pos] = mem_embeds.to(embeds.dtype)
@@ -800,16 +802,49 @@ class UniPixelForConditionalGeneration(nn.Module):
             grid = F.interpolate(grid, size=(gh, gw), mode="bilinear", align_corners=False)
         return grid[0].flatten(1).T
 
+    def own_frame_objects(self, inputs: UniPixelInputs, video_embeds: torch.Tensor) -> dict[int, torch.Tensor]:
+        """`config.region_own_frame`: for each later frame pair (t > 0) on which a `<|mem|>` region starts, the
+        descriptors of the proposals made on the pair's first frame, on that pair's visual tokens [gh*gw, W]
+        (`objects_on_tokens`), keyed by t. The frames are `inputs.region_frames` (training thins `sam2_frames`), else
+        `sam2_frames[2t]`; SAM2 features already computed (`inputs.sam2_features`, all frames) are reused."""
+        starts = inputs.refer_mask.flatten(2).any(2)  # [T/2, O]
+        pairs = sorted({int(starts[:, o].nonzero()[0]) for o in range(starts.shape[1]) if starts[:, o].any()} - {0})
+        if not pairs:
+            return {}
+        tp = self.config.temporal_patch_size
+        if inputs.region_frames is not None:
+            frames = inputs.region_frames[pairs]
+        elif inputs.sam2_frames is not None and inputs.sam2_frames.shape[0] == inputs.num_frames:
+            frames = inputs.sam2_frames[[tp * t for t in pairs]]
+        else:
+            raise PromptError("this model describes a region on its own frame: the inputs need every frame pair's "
+                              "first frame (sam2_frames of all frames, or region_frames)")
+        if inputs.sam2_features is not None and inputs.sam2_frames.shape[0] == inputs.num_frames:
+            feats = [inputs.sam2_features[tp * t] for t in pairs]
+        else:
+            feats = self.require_sam2().encode_frames(frames.to(self.device, self.dtype))
+            feats = [feats[i] for i in range(len(pairs))]
+        out = {}
+        for t, feat in zip(pairs, feats):
+            visual = self.retrieval_visual(video_embeds, inputs.video_grid_thw, pair=t)
+            out[t] = self.objects_on_tokens(self.object_proposals(feat, visual)[1], inputs.video_grid_thw)
+        return out
+
     @staticmethod
-    def region_descriptors(on_tokens: torch.Tensor, refer_mask: torch.Tensor) -> torch.Tensor:
+    def region_descriptors(on_tokens: torch.Tensor, refer_mask: torch.Tensor,
+                           own: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """Descriptors on the first frame pair's tokens (`objects_on_tokens`) -> one row [M, W] per `<|mem|>` slot
         (objects outer, non-empty frame pairs inner, as `pool_memory`): the mean descriptor under the object's mask on
-        the first frame pair (zeros where it has none there)."""
+        the first frame pair; for an object absent there, under its mask on the first pair t it is on when `own`
+        (`own_frame_objects`) has that pair's descriptors, else zeros."""
         rows = []
         for o in range(refer_mask.shape[1]):
-            first = refer_mask[0, o].reshape(-1).to(on_tokens.device)
-            row = on_tokens[first].mean(0) if first.any() else on_tokens.new_zeros(on_tokens.shape[-1])
-            rows += [row] * int(refer_mask[:, o].flatten(1).any(1).sum())
+            on = refer_mask[:, o].flatten(1).any(1)
+            t = int(on.nonzero()[0]) if on.any() else 0
+            table = on_tokens if t == 0 else (own or {}).get(t)
+            cells = refer_mask[t, o].reshape(-1).to(on_tokens.device)
+            row = table[cells].mean(0) if table is not None and cells.any() else on_tokens.new_zeros(on_tokens.shape[-1])
+            rows += [row] * int(on.sum())
         return torch.stack(rows) if rows else on_tokens.new_zeros(0, on_tokens.shape[-1])
 
     def _run_llm(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, past_key_values: Any = None,

@@ -260,6 +260,9 @@ class UniPixelInputs:
     # SAM2 features of `sam2_frames` when already encoded (`Sam2...encode_frames`): skip computing them again.
     objects: tuple[torch.Tensor, torch.Tensor] | None = None
     sam2_features: Any = None
+    # With `region_own_frame`, where `sam2_frames` were thinned (training): each frame pair's first frame at SAM2 size,
+    # float32 [T/2, 3, S, S], for the descriptors of regions on later frame pairs.
+    region_frames: torch.Tensor | None = None
 
 
 class UniPixelProcessor:
