@@ -48,6 +48,10 @@ class VitronConfig(JsonConfig):
     rope_theta: float = 10000.0
     # hybrid message: the [SIG] state -> v = [v_p ; v_s] (task-specific ; task-invariant)
     signal_dim: int = 64
+    # a LayerNorm on v before the segmentation query (new models: True; absent from the configs of models trained
+    # before it = False). Without it v grew (|W_s| 39) until every first-layer unit of the query MLP was negative for
+    # every input: the query became its last bias, the same for every expression (session 10, docs/models/vitron-tiny.md)
+    signal_norm: bool = False
     # segmentation back-end
     seg_channels: int = 64
     upsampler_channels: int = 64

@@ -93,6 +93,7 @@ class VitronModel(nn.Module):
         c = config.pixel_stem_channels
         self.pixel_stem = (nn.Sequential(nn.Conv2d(3, c, 3, 2, 1), nn.GELU(), nn.Conv2d(c, c, 3, 2, 1), nn.GELU(),
                                          nn.Conv2d(c, config.seg_channels, 1)) if c else None)
+        self.signal_norm = nn.LayerNorm(2 * s) if config.signal_norm else nn.Identity()
         self.seg_query = nn.Sequential(nn.Linear(2 * s, config.seg_channels), nn.GELU(),
                                        nn.Linear(config.seg_channels, config.seg_channels))
         self.synergy = (nn.Sequential(nn.Linear(s, config.synergy_hidden), nn.GELU(),
@@ -202,7 +203,7 @@ class VitronModel(nn.Module):
             if pix.shape[-2:] != dense.shape[-2:]:
                 pix = F.interpolate(pix, size=dense.shape[-2:], mode="bilinear", align_corners=False)
             dense = dense + pix
-        m = dot_product_masks(self.seg_query(v), dense)
+        m = dot_product_masks(self.seg_query(self.signal_norm(v)), dense)
         if size is not None and tuple(m.shape[-2:]) != tuple(size):
             n = m.shape[0]
             m = F.interpolate(m.reshape(n * T, 1, *m.shape[-2:]), size=size, mode="bilinear",
