@@ -52,6 +52,11 @@ class VitronConfig(JsonConfig):
     # before it = False). Without it v grew (|W_s| 39) until every first-layer unit of the query MLP was negative for
     # every input: the query became its last bias, the same for every expression (session 10, docs/models/vitron-tiny.md)
     signal_norm: bool = False
+    # v from the mean of the answer's states up to and including [SIG] (new models: True; False = the [SIG] state
+    # alone, as the paper). The [SIG] state is trained by the LM loss to predict the same next token for every command
+    # and came out nearly the same for every expression (cosine 0.98-1.00 between queries, session 10); the states of
+    # the command's own words carry the words
+    signal_pool: bool = False
     # segmentation back-end
     seg_channels: int = 64
     upsampler_channels: int = 64

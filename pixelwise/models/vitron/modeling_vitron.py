@@ -185,6 +185,17 @@ class VitronModel(nn.Module):
         """[..., d] hidden states at [SIG] -> v = [v_p ; v_s] [..., 2s]."""
         return torch.cat([self.signal_p(states), self.signal_s(states)], dim=-1)
 
+    def signal_at(self, hidden: torch.Tensor, answer: torch.Tensor, sig: int) -> torch.Tensor:
+        """A sequence's states [L, d], its answer positions (bool [L]) and the [SIG] position -> v [1, 2s]: from the
+        [SIG] state, or with `config.signal_pool` the mean state of the answer's tokens up to and including [SIG]
+        (what `generate` does token by token)."""
+        if not self.config.signal_pool:
+            return self.signal(hidden[sig: sig + 1])
+        span = answer.clone()
+        span[sig + 1:] = False
+        span[sig] = True
+        return self.signal(hidden[span.to(hidden.device)].mean(0, keepdim=True))
+
     def synergy_logits(self, v: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         if self.synergy is None:
             raise RuntimeError("this model has no synergy discriminator (synergy_hidden = 0)")
@@ -222,6 +233,7 @@ class VitronModel(nn.Module):
         logits = self.lm_head(hidden[0, -1])
         out: list[int] = []
         signal = None
+        states = []  # the answer's states so far (`config.signal_pool`)
         for _ in range(max_new_tokens):
             ok = allowed(out) if allowed is not None else None
             if ok is not None:
@@ -235,7 +247,8 @@ class VitronModel(nn.Module):
             h, cache = self.llm(self.embed_tokens(torch.tensor([[tok]], device=dev)),
                                 text_positions(next_pos, 1, device=dev)[:, None], None, cache)
             next_pos += 1
+            states.append(h[0, -1])
             if tok == self.sig_id and signal is None:
-                signal = self.signal(h[0, -1])
+                signal = self.signal(torch.stack(states).mean(0) if self.config.signal_pool else h[0, -1])
             logits = self.lm_head(h[0, -1])
         return VitronGeneration(out, signal, feats)

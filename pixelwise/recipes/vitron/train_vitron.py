@@ -133,7 +133,7 @@ class VitronRecipe:
             sig = ((inp.input_ids == model.sig_id) & inp.labels_mask).nonzero()[:, 0]
             if target is None or len(sig) != 1:
                 continue
-            v = model.signal(out.hidden[b, sig])  # [1, 2s]
+            v = model.signal_at(out.hidden[b, : inp.length], inp.labels_mask, int(sig[0]))  # [1, 2s]
             logits = model.segment(v, out.frame_features[b], inp.grid, patches=inp.patches)[0]  # [T, H', W']
             seg.append(point_sampled_mask_loss(logits, torch.from_numpy(target), cfg["points"])["mask"])
             if model.synergy is not None and op in TASKS:

@@ -31,6 +31,7 @@ from pixelwise.models.vitron.instruction import (
     instruction_from_request,
     parse_instruction,
 )
+from pixelwise.models.vitron.modeling_vitron import VitronModel
 from pixelwise.recipes.vitron.build import new_vitron
 
 CORPUS = ["Remove the blue square.", "Please segment the small red star.", "Describe <region>.", "It is red.",
@@ -210,6 +211,32 @@ def test_front_end_shapes_and_signal(tiny):
     v.grad = None
     model.synergy(v[..., 16:])[0, 0].backward()
     assert torch.allclose(g_rev, -v.grad)
+
+
+def test_signal_pools_the_command_the_same_way_in_training_and_generation(tiny):
+    """New models take v from the mean state of the answer up to [SIG] (`signal_pool`), normalised before the
+    segmentation query (`signal_norm`); teacher forcing and token-by-token generation give the same v; the [SIG] state
+    alone (configs without the keys) is what older models read."""
+    import dataclasses
+
+    model, proc = tiny
+    assert model.config.signal_pool and model.config.signal_norm
+    clip = np.random.default_rng(1).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+    q, ans = "Segment the blue square.", Instruction("segment", "the blue square").to_text()
+    inp = proc.build(clip, q, ans)
+    with torch.no_grad():
+        out = model([inp])
+        sig = int((inp.input_ids == model.sig_id).nonzero()[0, 0])
+        v = model.signal_at(out.hidden[0, : inp.length], inp.labels_mask, sig)
+        prompt = proc.build(clip, q)
+        forced = inp.input_ids[inp.labels_mask].tolist()
+        gen = model.generate(prompt, max_new_tokens=len(forced), allowed=lambda out: [forced[len(out)]])
+        assert gen.ids[: len(forced)] == forced
+        assert torch.allclose(gen.signal, v[0], atol=1e-4)
+        assert not torch.allclose(v, model.signal(out.hidden[0, sig: sig + 1]), atol=1e-3)
+        old = VitronModel(dataclasses.replace(model.config, signal_pool=False, signal_norm=False))
+        assert not hasattr(old.signal_norm, "weight")
+        assert torch.equal(old.signal_at(out.hidden[0], inp.labels_mask, sig), old.signal(out.hidden[0, sig: sig + 1]))
 
 
 def test_region_embedding_replaces_the_region_token(tiny):
