@@ -74,6 +74,22 @@ class VitronGeneration:
     frame_features: torch.Tensor  # [T, h*w, d_v]
 
 
+class SignalNorm(nn.Module):
+    """Batch normalisation without affine parameters (`config.signal_norm`): a training batch of v [N, 2s] is
+    centred and scaled over its N rows (one row: the running statistics), inference uses the running statistics."""
+
+    def __init__(self, n: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(n))
+        self.register_buffer("running_var", torch.ones(n))
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        batch = self.training and v.shape[0] > 1
+        return F.batch_norm(v, self.running_mean, self.running_var, training=batch, momentum=self.momentum,
+                            eps=self.eps)
+
+
 class VitronModel(nn.Module):
     def __init__(self, config: VitronConfig):
         super().__init__()
@@ -93,7 +109,7 @@ class VitronModel(nn.Module):
         c = config.pixel_stem_channels
         self.pixel_stem = (nn.Sequential(nn.Conv2d(3, c, 3, 2, 1), nn.GELU(), nn.Conv2d(c, c, 3, 2, 1), nn.GELU(),
                                          nn.Conv2d(c, config.seg_channels, 1)) if c else None)
-        self.signal_norm = nn.LayerNorm(2 * s) if config.signal_norm else nn.Identity()
+        self.signal_norm = SignalNorm(2 * s) if config.signal_norm else nn.Identity()
         self.seg_query = nn.Sequential(nn.Linear(2 * s, config.seg_channels), nn.GELU(),
                                        nn.Linear(config.seg_channels, config.seg_channels))
         self.synergy = (nn.Sequential(nn.Linear(s, config.synergy_hidden), nn.GELU(),
@@ -201,10 +217,17 @@ class VitronModel(nn.Module):
             raise RuntimeError("this model has no synergy discriminator (synergy_hidden = 0)")
         return self.synergy(grad_reverse(v[..., self.config.signal_dim:], scale))
 
+    def seg_queries(self, v: torch.Tensor) -> torch.Tensor:
+        """v [N, 2s] -> the segmentation queries [N, C]. With `config.signal_norm` a training batch is normalised
+        over its N rows: pass every sample's v at once (`segment(..., queries=...)`)."""
+        return self.seg_query(self.signal_norm(v))
+
     def segment(self, v: torch.Tensor, feats: torch.Tensor, grid: tuple[int, int],
-                size: tuple[int, int] | None = None, patches: torch.Tensor | None = None) -> torch.Tensor:
+                size: tuple[int, int] | None = None, patches: torch.Tensor | None = None,
+                queries: torch.Tensor | None = None) -> torch.Tensor:
         """v [N, 2s], per-frame features [T, h*w, d_v] (+ the frames' raw patches [T, h*w, 3*P*P] for the pixel
-        stem) -> mask logits [N, T, H', W'] (or resized to `size`)."""
+        stem) -> mask logits [N, T, H', W'] (or resized to `size`); `queries` = `seg_queries(v)` when computed
+        already (then `v` is not read)."""
         T = feats.shape[0]
         dense = self.upsampler(feats.transpose(1, 2).reshape(T, -1, *grid))  # [T, C, H', W']
         if self.pixel_stem is not None:
@@ -214,7 +237,7 @@ class VitronModel(nn.Module):
             if pix.shape[-2:] != dense.shape[-2:]:
                 pix = F.interpolate(pix, size=dense.shape[-2:], mode="bilinear", align_corners=False)
             dense = dense + pix
-        m = dot_product_masks(self.seg_query(self.signal_norm(v)), dense)
+        m = dot_product_masks(self.seg_queries(v) if queries is None else queries, dense)
         if size is not None and tuple(m.shape[-2:]) != tuple(size):
             n = m.shape[0]
             m = F.interpolate(m.reshape(n * T, 1, *m.shape[-2:]), size=size, mode="bilinear",

@@ -132,21 +132,27 @@ class VitronRecipe:
         inputs = [proc.build(f, q, a, p) for f, q, a, p, _, _ in batch]
         out = model(inputs)
         ce, seg, loc, syn_logits, syn_labels = [], [], [], [], []
+        masked = []  # (batch row, v, target) of the requests with a [SIG] and a target mask
         for b, ((_, _, _, _, target, op), inp) in enumerate(zip(batch, inputs)):
             ce.append(lm_loss(out.logits[b, : inp.length], inp.input_ids, inp.labels_mask))
             sig = ((inp.input_ids == model.sig_id) & inp.labels_mask).nonzero()[:, 0]
             if target is None or len(sig) != 1:
                 continue
             v = model.signal_at(out.hidden[b, : inp.length], inp.labels_mask, int(sig[0]))  # [1, 2s]
-            logits = model.segment(v, out.frame_features[b], inp.grid, patches=inp.patches)[0]  # [T, H', W']
+            masked.append((b, v, target))
+            if model.synergy is not None and op in TASKS:
+                syn_logits.append(model.synergy_logits(v)[0])
+                syn_labels.append(TASKS.index(op))
+        queries = model.seg_queries(torch.cat([v for _, v, _ in masked])) if masked else None  # normalised together
+        for k, (b, v, target) in enumerate(masked):
+            inp = inputs[b]
+            logits = model.segment(v, out.frame_features[b], inp.grid, patches=inp.patches,
+                                   queries=queries[k: k + 1])[0]  # [T, H', W']
             seg.append(point_sampled_mask_loss(logits, torch.from_numpy(target), cfg["points"])["mask"])
             if cfg["location_weight"]:
                 where = retrieval_loss(logits.flatten(1), torch.from_numpy(target), tuple(logits.shape[-2:]))
                 if where is not None:
                     loc.append(where)
-            if model.synergy is not None and op in TASKS:
-                syn_logits.append(model.synergy_logits(v)[0])
-                syn_labels.append(TASKS.index(op))
         loss_ce = torch.stack(ce).mean()
         loss_seg = torch.stack(seg).mean() if seg else loss_ce * 0
         loss_syn = (F.cross_entropy(torch.stack(syn_logits), torch.tensor(syn_labels)) if syn_logits

@@ -217,6 +217,7 @@ def test_signal_pools_the_command_the_same_way_in_training_and_generation(tiny):
     """New models take v from the mean state of the answer up to [SIG] (`signal_pool`), normalised before the
     segmentation query (`signal_norm`); teacher forcing and token-by-token generation give the same v; the [SIG] state
     alone (configs without the keys) is what older models read."""
+    import copy
     import dataclasses
 
     model, proc = tiny
@@ -234,6 +235,12 @@ def test_signal_pools_the_command_the_same_way_in_training_and_generation(tiny):
         assert gen.ids[: len(forced)] == forced
         assert torch.allclose(gen.signal, v[0], atol=1e-4)
         assert not torch.allclose(v, model.signal(out.hidden[0, sig: sig + 1]), atol=1e-3)
+        # what every expression's v shares does not reach the query: a training batch is centred over its rows
+        trained = copy.deepcopy(model).train()
+        common = torch.randn(1, v.shape[-1]) * 10
+        q = torch.nn.functional.normalize(trained.seg_queries(common + 0.1 * torch.randn(6, v.shape[-1])), dim=-1)
+        assert (q @ q.T)[~torch.eye(6, dtype=torch.bool)].mean() < 0.9
+        assert trained.signal_norm.running_mean.abs().sum() > 0  # inference reads the running statistics
         old = VitronModel(dataclasses.replace(model.config, signal_pool=False, signal_norm=False))
         assert not hasattr(old.signal_norm, "weight")
         assert torch.equal(old.signal_at(out.hidden[0], inp.labels_mask, sig), old.signal(out.hidden[0, sig: sig + 1]))
