@@ -112,6 +112,7 @@ class VitronModel(nn.Module):
         self.signal_norm = SignalNorm(2 * s) if config.signal_norm else nn.Identity()
         self.seg_query = nn.Sequential(nn.Linear(2 * s, config.seg_channels), nn.GELU(),
                                        nn.Linear(config.seg_channels, config.seg_channels))
+        self.backend_words = nn.Embedding(config.vocab_size, config.seg_channels) if config.backend_words else None
         self.synergy = (nn.Sequential(nn.Linear(s, config.synergy_hidden), nn.GELU(),
                                       nn.Linear(config.synergy_hidden, len(TASKS))) if config.synergy_hidden else None)
         self.sig_id = config.token_ids[SIGNAL_TOKEN]
@@ -217,17 +218,24 @@ class VitronModel(nn.Module):
             raise RuntimeError("this model has no synergy discriminator (synergy_hidden = 0)")
         return self.synergy(grad_reverse(v[..., self.config.signal_dim:], scale))
 
-    def seg_queries(self, v: torch.Tensor) -> torch.Tensor:
-        """v [N, 2s] -> the segmentation queries [N, C]. With `config.signal_norm` a training batch is normalised
-        over its N rows: pass every sample's v at once (`segment(..., queries=...)`)."""
-        return self.seg_query(self.signal_norm(v))
+    def seg_queries(self, v: torch.Tensor, words: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """v [N, 2s] (+ with `config.backend_words` each instruction's target token ids) -> the segmentation
+        queries [N, C]. With `config.signal_norm` a training batch is normalised over its N rows: pass every sample's
+        v at once (`segment(..., queries=...)`)."""
+        q = self.seg_query(self.signal_norm(v))
+        if self.backend_words is None:
+            return q
+        if words is None or len(words) != q.shape[0]:
+            raise ValueError("this segmentation back-end reads the instruction's target words: pass one id list per v")
+        read = [self.backend_words(w.to(self.device)).mean(0) if len(w) else q.new_zeros(q.shape[-1]) for w in words]
+        return q + torch.stack(read).to(q.dtype)
 
     def segment(self, v: torch.Tensor, feats: torch.Tensor, grid: tuple[int, int],
                 size: tuple[int, int] | None = None, patches: torch.Tensor | None = None,
-                queries: torch.Tensor | None = None) -> torch.Tensor:
+                queries: torch.Tensor | None = None, words: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """v [N, 2s], per-frame features [T, h*w, d_v] (+ the frames' raw patches [T, h*w, 3*P*P] for the pixel
-        stem) -> mask logits [N, T, H', W'] (or resized to `size`); `queries` = `seg_queries(v)` when computed
-        already (then `v` is not read)."""
+        stem) -> mask logits [N, T, H', W'] (or resized to `size`); `queries` = `seg_queries(v, words)` when
+        computed already (then `v` and `words` are not read)."""
         T = feats.shape[0]
         dense = self.upsampler(feats.transpose(1, 2).reshape(T, -1, *grid))  # [T, C, H', W']
         if self.pixel_stem is not None:
@@ -237,7 +245,7 @@ class VitronModel(nn.Module):
             if pix.shape[-2:] != dense.shape[-2:]:
                 pix = F.interpolate(pix, size=dense.shape[-2:], mode="bilinear", align_corners=False)
             dense = dense + pix
-        m = dot_product_masks(self.seg_queries(v) if queries is None else queries, dense)
+        m = dot_product_masks(self.seg_queries(v, words) if queries is None else queries, dense)
         if size is not None and tuple(m.shape[-2:]) != tuple(size):
             n = m.shape[0]
             m = F.interpolate(m.reshape(n * T, 1, *m.shape[-2:]), size=size, mode="bilinear",

@@ -148,7 +148,7 @@ class VitronPipeline(Pipeline):
                 if gen.signal is None:
                     result.extras["error"] = f"{ins.op}: the router wrote no {SIGNAL_TOKEN} embedding"
                 else:
-                    masks = self._segment(gen.signal, frames)
+                    masks = self._segment(gen.signal, frames, ins.target)
                     i = answer.find(SIGNAL_TOKEN)
                     span = (i, i + len(SIGNAL_TOKEN)) if i >= 0 else None
                     result.objects.append(SegObject(0, masks, span, label=ins.target))
@@ -158,15 +158,17 @@ class VitronPipeline(Pipeline):
         return result
 
     @torch.no_grad()
-    def _segment(self, signal: torch.Tensor, frames: np.ndarray, chunk: int = 16) -> np.ndarray:
-        """The segmentation back-end over every given frame (encoded in chunks): bool [T, H, W]."""
-
+    def _segment(self, signal: torch.Tensor, frames: np.ndarray, target: str, chunk: int = 16) -> np.ndarray:
+        """The segmentation back-end over every given frame (encoded in chunks) for the instruction's `target`
+        words: bool [T, H, W]."""
         cfg = self.model.config
+        words = torch.tensor(self.processor.text.encode(target), dtype=torch.long)
+        queries = self.model.seg_queries(signal[None], [words])
         out = []
         for s in range(0, len(frames), chunk):
             patches, grid = patchify_frames(frames[s: s + chunk], cfg.image_size, cfg.patch_size)
             feats = self.model.encode_frames(patches, grid)
-            logits = self.model.segment(signal[None], feats, grid, frames.shape[1:3], patches)[0]
+            logits = self.model.segment(signal[None], feats, grid, frames.shape[1:3], patches, queries=queries)[0]
             out.append((logits > 0).cpu().numpy())
         return np.concatenate(out)
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from pixelwise.models.vitron.backends import SHAPES, SIZES
 from pixelwise.models.vitron.configuration_vitron import TASKS
-from pixelwise.models.vitron.instruction import COLORS, PLACES, Instruction, instruction_from_request
+from pixelwise.models.vitron.instruction import COLORS, PLACES, Instruction, instruction_from_request, parse_instruction
 from pixelwise.modules.losses import lm_loss
 from pixelwise.modules.point_losses import point_sampled_mask_loss
 from pixelwise.recipes.vitron.build import new_vitron
@@ -139,12 +139,14 @@ class VitronRecipe:
             if target is None or len(sig) != 1:
                 continue
             v = model.signal_at(out.hidden[b, : inp.length], inp.labels_mask, int(sig[0]))  # [1, 2s]
-            masked.append((b, v, target))
+            words = torch.tensor(proc.text.encode(parse_instruction(batch[b][2]).target), dtype=torch.long)
+            masked.append((b, v, target, words))
             if model.synergy is not None and op in TASKS:
                 syn_logits.append(model.synergy_logits(v)[0])
                 syn_labels.append(TASKS.index(op))
-        queries = model.seg_queries(torch.cat([v for _, v, _ in masked])) if masked else None  # normalised together
-        for k, (b, v, target) in enumerate(masked):
+        queries = (model.seg_queries(torch.cat([m[1] for m in masked]), [m[3] for m in masked]) if masked
+                   else None)  # normalised together
+        for k, (b, v, target, _) in enumerate(masked):
             inp = inputs[b]
             logits = model.segment(v, out.frame_features[b], inp.grid, patches=inp.patches,
                                    queries=queries[k: k + 1])[0]  # [T, H', W']

@@ -203,7 +203,12 @@ def test_front_end_shapes_and_signal(tiny):
     sig = (inp.input_ids == model.sig_id).nonzero()[:, 0]
     v = model.signal(out.hidden[0, sig])
     assert v.shape == (1, 32)
-    assert model.segment(v, out.frame_features[0], inp.grid, (64, 64), inp.patches).shape == (1, 3, 64, 64)
+    words = [torch.tensor(proc.text.encode("the blue square"))]
+    assert model.segment(v, out.frame_features[0], inp.grid, (64, 64), inp.patches, words=words).shape == (1, 3, 64, 64)
+    with pytest.raises(ValueError, match="target words"):  # the back-end reads the instruction's words too
+        model.segment(v, out.frame_features[0], inp.grid, (64, 64), inp.patches)
+    other = model.seg_queries(v, [torch.tensor(proc.text.encode("the red circle"))])
+    assert not torch.allclose(model.seg_queries(v, words), other)
     # gradient reversal: the discriminator's loss pushes the router the other way
     v = v.detach().requires_grad_(True)
     model.synergy_logits(v)[0, 0].backward()
@@ -238,7 +243,8 @@ def test_signal_pools_the_command_the_same_way_in_training_and_generation(tiny):
         # what every expression's v shares does not reach the query: a training batch is centred over its rows
         trained = copy.deepcopy(model).train()
         common = torch.randn(1, v.shape[-1]) * 10
-        q = torch.nn.functional.normalize(trained.seg_queries(common + 0.1 * torch.randn(6, v.shape[-1])), dim=-1)
+        same = [torch.tensor(proc.text.encode("the blue square"))] * 6
+        q = torch.nn.functional.normalize(trained.seg_queries(common + 0.1 * torch.randn(6, v.shape[-1]), same), dim=-1)
         assert (q @ q.T)[~torch.eye(6, dtype=torch.bool)].mean() < 0.9
         assert trained.signal_norm.running_mean.abs().sum() > 0  # inference reads the running statistics
         old = VitronModel(dataclasses.replace(model.config, signal_pool=False, signal_norm=False))
