@@ -19,7 +19,7 @@ DEFAULT = ROOT / "pixelwise" / "checkpoints" / "unipixel-tiny"
 
 TINY_OPTIONS = ("vision_abs_pos", "seg_retrieval_dim", "region_prompts_to_sam2", "embed_norm", "seg_key_visual",
                 "seg_key_objects", "llm_object_view", "region_mentions", "option_links", "option_pointer",
-                "region_own_frame")
+                "region_own_frame", "region_motion")
 
 
 def without(model, *options: str):

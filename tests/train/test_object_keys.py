@@ -258,3 +258,28 @@ def test_region_own_frame_describes_a_later_region_as_if_its_pair_came_first(tmp
         with pytest.raises(PromptError, match="own frame"):
             own.own_frame_objects(thinned, info.video_embeds)
     assert without(own, "region_own_frame").config.region_own_frame is False
+
+
+def test_region_motion_says_where_a_prompted_region_went_and_starts_neutral():
+    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+    from pixelwise.models.unipixel.object_keys import REGION_MOTION_FEATURES, region_motion_features
+    from tests.train.test_grounding import DEFAULT
+
+    mask = torch.zeros(4, 3, 8, 8, dtype=torch.bool)
+    for g, x in enumerate([0, 2, 4, 6]):  # object 0 moves right over 4 pairs
+        mask[g, 0, 3:5, x: x + 2] = True
+    for g, x in enumerate([0, 4, 0]):  # object 1 goes right and comes back (pairs 0-2)
+        mask[g, 1, 0:2, x: x + 2] = True
+    mask[1, 2, 5:7, 5:7] = True  # object 2 is given on one pair only
+    f = region_motion_features(mask)
+    assert f.shape == (4 + 3 + 1, REGION_MOTION_FEATURES)
+    assert f[0, 0] > 2.5 and abs(float(f[0, 1])) < 1e-6 and abs(float(f[0, 2])) < 1e-6  # 6/8 of the frame right
+    assert torch.allclose(f[3, 6:], f[3, :2]) and torch.equal(f[0, 6:], torch.zeros(2))  # this pair's offset
+    assert abs(float(f[4, 0])) < 1e-6 and f[4, 3] > 3.9  # back where it started, after travelling 2 x 4/8
+    assert torch.equal(f[7, [0, 1, 2, 3, 4, 6, 7]], torch.zeros(7)) and abs(float(f[7, 5]) - 0.25) < 1e-6
+
+    shipped = UniPixelForConditionalGeneration.from_pretrained(DEFAULT).eval()
+    grown = UniPixelForConditionalGeneration(UniPixelConfig.from_dict({**shipped.config.to_dict(), "region_motion": True}))
+    missing, _ = grown.load_state_dict(shipped.state_dict(), strict=False)
+    assert sorted(missing) == ["region_motion.bias", "region_motion.weight"]
+    assert torch.equal(grown.region_motion.weight, torch.zeros_like(grown.region_motion.weight))  # changes nothing at init

@@ -381,6 +381,16 @@ class UniPixelConfig:
         return bool(self.raw.get("llm_object_view", False))
 
     @property
+    def region_motion(self) -> bool:
+        """pixelwise's tiny models only (False = off): each `<|mem|>` embedding also gets a learned projection
+        (zero at init) of how its region moves over the frame pairs it is given on: displacement first -> last pair,
+        area ratio, distance travelled (more than the displacement when it turned back), the share of pairs, and this
+        pair's offset from the first (`object_keys.region_motion_features`). The official model leaves the LLM to
+        compare the regions' memory tokens across pairs; the tiny LLM answered direction questions below chance
+        (0.14 / 0.19 on the region-QA row, session 9)."""
+        return bool(self.raw.get("region_motion", False))
+
+    @property
     def region_own_frame(self) -> bool:
         """pixelwise's tiny models only (with `llm_object_view`; False = off): a `<|mem|>` region whose mask starts
         on a later frame pair gets the mean descriptor under its mask on *that* pair (SAM2 proposals made on the pair's

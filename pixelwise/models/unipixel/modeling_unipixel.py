@@ -33,7 +33,14 @@ from pixelwise.core.checkpoint import check_model_bytes
 from pixelwise.core.errors import CheckpointError, ConfigError, PixelwiseError, PromptError
 from pixelwise.core.io import atomic_write_text, read_json
 from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
-from pixelwise.models.unipixel.object_keys import ObjectKeys, cell_centres, motion_features, spread_frames
+from pixelwise.models.unipixel.object_keys import (
+    REGION_MOTION_FEATURES,
+    ObjectKeys,
+    cell_centres,
+    motion_features,
+    region_motion_features,
+    spread_frames,
+)
 from pixelwise.models.unipixel.processing_unipixel import RefPrompt, UniPixelInputs
 from pixelwise.models.unipixel.weights_unipixel import (
     load_official_state_dict,
@@ -306,6 +313,11 @@ class UniPixelForConditionalGeneration(nn.Module):
                 self.object_view = nn.Linear(config.seg_key_objects, d)
                 nn.init.zeros_(self.object_view.weight)
                 nn.init.zeros_(self.object_view.bias)
+
+        if config.region_motion:  # tiny models only (configuration_unipixel: region_motion); zero at init
+            self.region_motion = nn.Linear(REGION_MOTION_FEATURES, d)
+            nn.init.zeros_(self.region_motion.weight)
+            nn.init.zeros_(self.region_motion.bias)
 
         if config.region_mentions:  # tiny models only (configuration_unipixel: region_mentions)
             self.mention_gate = nn.Parameter(torch.full((d,), MENTION_GATE_INIT))
@@ -650,6 +662,9 @@ class UniPixelForConditionalGeneration(nn.Module):
                 own = self.own_frame_objects(inputs, info.video_embeds) if cfg.region_own_frame else {}
                 mem_embeds = mem_embeds + self.object_view(
                     self.region_descriptors(on_tokens, inputs.refer_mask, own)).to(mem_embeds.dtype)
+            if cfg.region_motion:
+                motion = region_motion_features(inputs.refer_mask).to(mem_embeds.device, mem_embeds.dtype)
+                mem_embeds = mem_embeds + self.region_motion(motion)
             if cfg.embed_norm:
                 mem_embeds = self.region_norm(mem_embeds)
             embeds[mem_pos] = mem_embeds.to(embeds.dtype)

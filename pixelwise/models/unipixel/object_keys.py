@@ -94,6 +94,35 @@ def motion_features(tracked: list[torch.Tensor], scores: list[torch.Tensor]) -> 
     return out
 
 
+REGION_MOTION_FEATURES = 8  # `region_motion`: how a prompted region moves over the frame pairs it is given on
+
+
+def region_motion_features(refer_mask: torch.Tensor) -> torch.Tensor:
+    """bool [T/2, O, h, w] region masks -> [M, REGION_MOTION_FEATURES], one row per (object, non-empty frame pair)
+    (objects outer, pairs inner, as `pool_memory`): the object's displacement from its first to its last pair (x, y;
+    frame units, x4), the log ratio of its last to its first area (/2), the distance travelled along x and y (x4; more
+    than the displacement when it turned back), the share of pairs it is given on, and this pair's offset from its
+    first pair (x, y; x4). Zeros for an object given on one pair."""
+    t2, num, h, w = refer_mask.shape
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+    rows = []
+    for o in range(num):
+        m = refer_mask[:, o].float().cpu()
+        on = m.flatten(1).sum(1) > 0
+        if not on.any():
+            continue
+        m = m[on]
+        area = m.flatten(1).sum(1)
+        cx, cy = (m.sum(1) * xs).sum(1) / area, (m.sum(2) * ys).sum(1) / area
+        path = torch.stack([cx.diff().abs().sum(), cy.diff().abs().sum()]) * 4
+        whole = torch.cat([torch.stack([cx[-1] - cx[0], cy[-1] - cy[0]]) * 4, (area[-1] / area[0]).log()[None] / 2,
+                           path, on.float().mean()[None]])
+        for k in range(m.shape[0]):
+            rows.append(torch.cat([whole, torch.stack([cx[k] - cx[0], cy[k] - cy[0]]) * 4]))
+    return torch.stack(rows) if rows else torch.zeros(0, REGION_MOTION_FEATURES)
+
+
 def spread_frames(num_frames: int) -> list[int]:
     """The later frames (`MOTION_FRAMES` - 1 at most) whose tracked proposals give the motion features: spread over
     the clip as the training recipe's SAM2 frames are (`sam2_max_frames: 4` keeps frame 0 and 3 spread ones)."""
