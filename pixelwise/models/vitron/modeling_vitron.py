@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelwise.core.errors import PromptError
 from pixelwise.models.vitron.configuration_vitron import IM_END, REGION_TOKEN, SIGNAL_TOKEN, TASKS, VitronConfig
 from pixelwise.models.vitron.processing_vitron import VitronInputs
 from pixelwise.modules.checkpoint_io import build_model, load_weights, save_model_folder
@@ -226,7 +227,7 @@ class VitronModel(nn.Module):
         if self.backend_words is None:
             return q
         if words is None or len(words) != q.shape[0]:
-            raise ValueError("this segmentation back-end reads the instruction's target words: pass one id list per v")
+            raise PromptError("this segmentation back-end reads the instruction's target words: pass one id list per v")
         read = [self.backend_words(w.to(self.device)).mean(0) if len(w) else q.new_zeros(q.shape[-1]) for w in words]
         return q + torch.stack(read).to(q.dtype)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pixelwise.core.errors import ConfigError
+from pixelwise.core.errors import ConfigError, PromptError
 from pixelwise.core.prompts import Box
 from pixelwise.data.pixelworld.generate import GenConfig, generate_in_memory
 from pixelwise.data.pixelworld.native import target_masks
@@ -205,7 +205,7 @@ def test_front_end_shapes_and_signal(tiny):
     assert v.shape == (1, 32)
     words = [torch.tensor(proc.text.encode("the blue square"))]
     assert model.segment(v, out.frame_features[0], inp.grid, (64, 64), inp.patches, words=words).shape == (1, 3, 64, 64)
-    with pytest.raises(ValueError, match="target words"):  # the back-end reads the instruction's words too
+    with pytest.raises(PromptError, match="target words"):  # the back-end reads the instruction's words too
         model.segment(v, out.frame_features[0], inp.grid, (64, 64), inp.patches)
     other = model.seg_queries(v, [torch.tensor(proc.text.encode("the red circle"))])
     assert not torch.allclose(model.seg_queries(v, words), other)
