@@ -38,6 +38,20 @@ def save_weights(model: nn.Module, path: str | Path, exclude_prefixes: tuple[str
     return atomic_write_bytes(Path(path) / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
 
 
+def cast_weights(path: str | Path, dtype: str) -> Path:
+    """Rewrite a folder's `model.safetensors` with its floating-point tensors in `dtype` ("float16" / "bfloat16";
+    a release half the size; `load_weights` casts back to the model's dtype), atomically."""
+    import torch
+    from safetensors.torch import load_file, save
+
+    if dtype not in ("float16", "bfloat16", "float32"):
+        raise ValueError(f"release dtype must be float16, bfloat16 or float32, got {dtype!r}")
+    to = getattr(torch, dtype)
+    file = Path(path) / WEIGHTS_NAME
+    state = {k: v.to(to) if v.is_floating_point() else v for k, v in load_file(str(file)).items()}
+    return atomic_write_bytes(file, save(state, metadata={"format": "pt"}))
+
+
 def save_model_folder(model: nn.Module, path: str | Path, config, processor=None,
                       exclude_prefixes: tuple[str, ...] = ()) -> Path:
     """A family's checkpoint folder: `config.json` (`config.save_pretrained`), `model.safetensors` (atomic, without

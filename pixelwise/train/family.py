@@ -24,6 +24,7 @@ import torch
 from pixelwise.core.errors import ConfigError
 from pixelwise.core.io import atomic_write_text
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
+from pixelwise.modules.checkpoint_io import cast_weights
 from pixelwise.train.config import load_recipe_config, merge
 from pixelwise.train.logging import RunLogger
 from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
@@ -54,6 +55,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "log_every": 20,
     "ckpt_every": 200,
     "model": {},  # family config overrides
+    "release_dtype": "float32",  # the dtype of the weights written to `out` (float16 halves a committed checkpoint)
 }
 
 
@@ -63,6 +65,8 @@ def load_config(path: str | Path | None, defaults: dict[str, Any], overrides: Se
     cfg = load_recipe_config(path, merge(COMMON_DEFAULTS, defaults), overrides, free=("model",))
     if not cfg["out"]:
         raise ConfigError("the recipe needs `out` (the checkpoint folder)")
+    if cfg["release_dtype"] not in ("float32", "float16", "bfloat16"):
+        raise ConfigError(f"release_dtype must be float32, float16 or bfloat16, got {cfg['release_dtype']!r}")
     return cfg
 
 
@@ -120,6 +124,8 @@ def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.
                         metrics)
         model.eval()
         model.save_pretrained(out, processor)  # a usable model at every checkpoint
+        if cfg["release_dtype"] != "float32":
+            cast_weights(out, cfg["release_dtype"])
         model.train()
 
     t0 = time.perf_counter()

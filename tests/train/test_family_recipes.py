@@ -75,10 +75,15 @@ def test_one_loop_trains_refuses_resumes_exactly_and_loads(family, data, tmp_pat
     torch.set_num_threads(1)
     whole = _config(tmp_path, family, data, "whole")
     assert recipe_of(whole) == family
-    out = run_recipe(whole)
+    out = run_recipe(whole, ["release_dtype=float16"] if family == "vitron" else [])
     straight = _losses(tmp_path / "whole")
     assert [s for s, _ in straight] == [1, 2, 3, 4]
     assert pixelwise.load(out).family == family
+    if family == "vitron":  # a half-size release, loaded back in float32
+        from safetensors import safe_open
+
+        with safe_open(str(Path(out) / "model.safetensors"), "pt") as f:
+            assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
     with pytest.raises(ConfigError, match="already holds a run"):
         run_recipe(whole)
 
@@ -93,7 +98,8 @@ def test_strict_configs_and_the_recipe_list(tmp_path, data):
     from pixelwise.recipes.registry import listing, recipe_of, run_recipe
 
     path = _config(tmp_path, "pixellm", data, "bad")
-    for bad, word in (("stepz=3", "stepz"), ("steps=abc", "steps"), ("model=3", "model")):
+    for bad, word in (("stepz=3", "stepz"), ("steps=abc", "steps"), ("model=3", "model"),
+                      ("release_dtype=float8", "release_dtype")):
         with pytest.raises(ConfigError, match=word):
             run_recipe(path, [bad])
     cfg = yaml.safe_load(path.read_text())
