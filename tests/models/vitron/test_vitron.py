@@ -347,10 +347,8 @@ CHECKPOINT = Path(__file__).resolve().parents[3] / "pixelwise" / "checkpoints" /
 @pytest.mark.skipif(not (CHECKPOINT / "config.json").is_file(), reason="vitron-tiny checkpoint not built")
 def test_shipped_vitron_removes_the_blue_square_on_a_clip():
     """The committed model: "Remove the blue square." on a PixelWorld clip -> the router writes a remove command whose
-    target is copied from the request, and the editing back-end returns every frame of the clip.
-
-    Whether the square is actually gone depends on the segmentation back-end's mask; the shipped tiny model's masks
-    are still empty at the threshold (docs/models/vitron-tiny.md), so this test checks routing and execution only.
+    target is copied from the request, the segmentation back-end marks the square (IoU 0.57 over the clip when
+    written), and the editing back-end (pixels: no scene given) changes the square and little else on every frame.
     The back-end's edit given a correct mask is checked exactly in test_scene_edits_reproduce_pixelworld_targets_exactly
     and test_pixel_edits_without_a_scene.
     """
@@ -365,7 +363,9 @@ def test_shipped_vitron_removes_the_blue_square_on_a_clip():
             sample = s
             break
     assert sample is not None
-    frames, _, _ = render(Scene.from_json(sample["scene"]))
+    scene = Scene.from_json(sample["scene"])
+    frames, vis, _ = render(scene)
+    square = vis[next(i for i, o in enumerate(scene.objects) if o.shape == "square" and o.color == "blue")] > 0
     r = pipe.edit(frames, "Remove the blue square.")
     ins = r.extras.get("instruction")
     assert ins is not None and ins["op"] == "remove" and ins["module"] == "editing", r.answer
@@ -374,6 +374,10 @@ def test_shipped_vitron_removes_the_blue_square_on_a_clip():
     assert edited.shape == frames.shape and edited.dtype == np.uint8
     assert r.frame_indices == list(range(frames.shape[0]))
     assert len(r.objects) == 1 and r.objects[0].masks.shape == frames.shape[:3]
+    mask = r.objects[0].masks
+    assert (mask & square).sum() / (mask | square).sum() > 0.3
+    changed = np.abs(edited.astype(int) - frames.astype(int)).sum(-1) > 0
+    assert changed[square].mean() > 0.5 and changed[~square].mean() < 0.02
 
 
 def test_pixel_stem_reads_the_frames_back_from_patches():
