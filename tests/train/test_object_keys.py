@@ -111,7 +111,7 @@ def test_llm_object_view_starts_neutral_and_trains_from_the_answers(pw_images, t
     raw = {k: v for k, v in shipped.config.to_dict().items() if k != "llm_object_view"}
     with pytest.raises(ConfigError, match="llm_object_view needs"):
         UniPixelConfig.from_dict({**{k: v for k, v in raw.items() if k != "seg_key_objects"}, "llm_object_view": True})
-    base = without(shipped, "llm_object_view")  # the default model without the view
+    base = without(shipped, "llm_object_view", "region_own_frame")  # the default model without the view
     base.save_pretrained(tmp_path / "base")
     for f in PROCESSOR_FILES:
         if (DEFAULT / f).is_file():
@@ -216,7 +216,7 @@ def test_region_own_frame_describes_a_later_region_as_if_its_pair_came_first(tmp
     generate(clips, GenConfig(split="test", num=1, seed=3, video=True, tasks=("motion_referring",)))
     scene = Scene.from_json(json.loads((clips / "samples.jsonl").read_text().splitlines()[0])["scene"])
     rgb, vis, _ = render(scene, list(range(4)))
-    shipped = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
+    shipped = without(UniPixelForConditionalGeneration.from_pretrained(DEFAULT), "region_own_frame")
     raw = shipped.config.to_dict()
     with pytest.raises(ConfigError, match="region_own_frame needs"):
         UniPixelConfig.from_dict({**{k: v for k, v in raw.items() if k != "llm_object_view"}, "region_own_frame": True})
