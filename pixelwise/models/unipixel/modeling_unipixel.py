@@ -827,14 +827,15 @@ class UniPixelForConditionalGeneration(nn.Module):
         if not pairs:
             return {}
         tp = self.config.temporal_patch_size
+        every = inputs.sam2_frames is not None and inputs.sam2_frames.shape[0] == inputs.num_frames
         if inputs.region_frames is not None:
             frames = inputs.region_frames[pairs]
-        elif inputs.sam2_frames is not None and inputs.sam2_frames.shape[0] == inputs.num_frames:
+        elif every:
             frames = inputs.sam2_frames[[tp * t for t in pairs]]
         else:
             raise PromptError("this model describes a region on its own frame: the inputs need every frame pair's "
                               "first frame (sam2_frames of all frames, or region_frames)")
-        if inputs.sam2_features is not None and inputs.sam2_frames.shape[0] == inputs.num_frames:
+        if inputs.sam2_features is not None and every:
             feats = [inputs.sam2_features[tp * t] for t in pairs]
         else:
             feats = self.require_sam2().encode_frames(frames.to(self.device, self.dtype))
