@@ -38,14 +38,17 @@ def save_weights(model: nn.Module, path: str | Path, exclude_prefixes: tuple[str
     return atomic_write_bytes(Path(path) / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
 
 
+RELEASE_DTYPES = ("float32", "float16", "bfloat16")  # what `cast_weights` writes
+
+
 def cast_weights(path: str | Path, dtype: str) -> Path:
     """Rewrite a folder's `model.safetensors` with its floating-point tensors in `dtype` ("float16" / "bfloat16";
     a release half the size; `load_weights` casts back to the model's dtype), atomically."""
     import torch
     from safetensors.torch import load_file, save
 
-    if dtype not in ("float16", "bfloat16", "float32"):
-        raise ValueError(f"release dtype must be float16, bfloat16 or float32, got {dtype!r}")
+    if dtype not in RELEASE_DTYPES:
+        raise ValueError(f"release dtype must be one of {', '.join(RELEASE_DTYPES)}, got {dtype!r}")
     to = getattr(torch, dtype)
     file = Path(path) / WEIGHTS_NAME
     state = {k: v.to(to) if v.is_floating_point() else v for k, v in load_file(str(file)).items()}

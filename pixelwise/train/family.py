@@ -24,7 +24,7 @@ import torch
 from pixelwise.core.errors import ConfigError
 from pixelwise.core.io import atomic_write_text
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
-from pixelwise.modules.checkpoint_io import cast_weights
+from pixelwise.modules.checkpoint_io import RELEASE_DTYPES, cast_weights
 from pixelwise.train.config import load_recipe_config, merge
 from pixelwise.train.logging import RunLogger
 from pixelwise.train.optim import OptimConfig, build_optimizer, cosine_with_warmup
@@ -65,8 +65,8 @@ def load_config(path: str | Path | None, defaults: dict[str, Any], overrides: Se
     cfg = load_recipe_config(path, merge(COMMON_DEFAULTS, defaults), overrides, free=("model",))
     if not cfg["out"]:
         raise ConfigError("the recipe needs `out` (the checkpoint folder)")
-    if cfg["release_dtype"] not in ("float32", "float16", "bfloat16"):
-        raise ConfigError(f"release_dtype must be float32, float16 or bfloat16, got {cfg['release_dtype']!r}")
+    if cfg["release_dtype"] not in RELEASE_DTYPES:
+        raise ConfigError(f"release_dtype must be one of {', '.join(RELEASE_DTYPES)}, got {cfg['release_dtype']!r}")
     return cfg
 
 

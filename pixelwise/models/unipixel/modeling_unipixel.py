@@ -516,10 +516,11 @@ class UniPixelForConditionalGeneration(nn.Module):
             video_embeds = self.visual_norm(video_embeds)
         return video_embeds
 
-    def retrieval_visual(self, video_embeds: torch.Tensor | None, grid_thw: torch.Tensor | None, pair: int = 0
-                         ) -> torch.Tensor | None:
-        """The first frame pair's visual tokens (or frame pair `pair`'s) as a grid [gh, gw, D] for `seg_prompts`
-        (None unless `config.seg_key_visual`): the frame the `<|seg|>` prompt is given on is frame 0."""
+    def retrieval_visual(self, video_embeds: torch.Tensor | None, grid_thw: torch.Tensor | None,
+                         every_pair: bool = False) -> torch.Tensor | None:
+        """The first frame pair's visual tokens as a grid [gh, gw, D] for `seg_prompts` (None unless
+        `config.seg_key_visual`): the frame the `<|seg|>` prompt is given on is frame 0. `every_pair`: every frame
+        pair's grid [T/2, gh, gw, D]."""
         if not (self.config.seg_retrieval_dim and self.config.seg_key_visual):
             return None
         if video_embeds is None or grid_thw is None:
@@ -528,7 +529,8 @@ class UniPixelForConditionalGeneration(nn.Module):
         m = self.config.spatial_merge_size
         _, h, w = (int(v) for v in grid_thw.reshape(-1, 3)[0])
         gh, gw = h // m, w // m
-        return self.llm_visual_tokens(video_embeds, grid_thw)[pair * gh * gw: (pair + 1) * gh * gw].reshape(gh, gw, -1)
+        grids = self.llm_visual_tokens(video_embeds, grid_thw).reshape(-1, gh, gw, video_embeds.shape[-1])
+        return grids if every_pair else grids[0]
 
     def object_proposals(self, frame: Any, visual: torch.Tensor, later: Sequence[Any] = ()
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -840,11 +842,9 @@ class UniPixelForConditionalGeneration(nn.Module):
         else:
             feats = self.require_sam2().encode_frames(frames.to(self.device, self.dtype))
             feats = [feats[i] for i in range(len(pairs))]
-        out = {}
-        for t, feat in zip(pairs, feats):
-            visual = self.retrieval_visual(video_embeds, inputs.video_grid_thw, pair=t)
-            out[t] = self.objects_on_tokens(self.object_proposals(feat, visual)[1], inputs.video_grid_thw)
-        return out
+        visual = self.retrieval_visual(video_embeds, inputs.video_grid_thw, every_pair=True)
+        return {t: self.objects_on_tokens(self.object_proposals(feat, visual[t])[1], inputs.video_grid_thw)
+                for t, feat in zip(pairs, feats)}
 
     @staticmethod
     def region_descriptors(on_tokens: torch.Tensor, refer_mask: torch.Tensor,

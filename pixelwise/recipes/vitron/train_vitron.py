@@ -132,7 +132,7 @@ class VitronRecipe:
         inputs = [proc.build(f, q, a, p) for f, q, a, p, _, _ in batch]
         out = model(inputs)
         ce, seg, loc, syn_logits, syn_labels = [], [], [], [], []
-        masked = []  # (batch row, v, target) of the requests with a [SIG] and a target mask
+        masked = []  # (batch row, v, target mask, target word ids) of the requests with a [SIG] and a target mask
         for b, ((_, _, _, _, target, op), inp) in enumerate(zip(batch, inputs)):
             ce.append(lm_loss(out.logits[b, : inp.length], inp.input_ids, inp.labels_mask))
             sig = ((inp.input_ids == model.sig_id) & inp.labels_mask).nonzero()[:, 0]
