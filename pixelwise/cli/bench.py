@@ -76,6 +76,8 @@ def compare(
                              help="Markdown tables written here (the project's own: docs/comparison.md)."),
     json_out: Path = typer.Option(Path("outputs/compare.json"), "--json",
                                   help="Full JSON report (per-task metrics, reasons for '-')."),
+    update: bool = typer.Option(False, "--update", help="Rescore only the --family columns and keep the others of "
+                                "the existing --json report (same --num, --seed, --splits and rows)."),
 ) -> None:
     """Score every family's committed checkpoint on the same PixelWorld rows; write docs/comparison.md tables."""
     import shlex
@@ -93,6 +95,13 @@ def compare(
     bad = [r for r in row or [] if r not in names]
     if bad:
         raise ConfigError(f"--row {bad[0]!r}: choose from {', '.join(names)}")
+    previous = None
+    if update:
+        if not family:
+            raise ConfigError("--update rescores the families named by --family: name at least one")
+        if not json_out.is_file():
+            raise ConfigError(f"--update: no existing report at {json_out} (--json); run every family first")
+        previous = json.loads(json_out.read_text())
     if threads:
         torch.set_num_threads(threads)
     cfg = C.CompareConfig(splits=tuple(s for s in splits.split(",") if s), num=num, seed=seed,
@@ -102,10 +111,12 @@ def compare(
 
     with stage_progress("compare") as progress:
         report = C.run(cfg, log=lambda m: typer.echo(m, err=True), progress=progress)
-    command = "pixelwise bench compare " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    report["command"] = ("pixelwise bench compare " + " ".join(shlex.quote(a) for a in sys.argv[3:])).strip()
+    if previous is not None:
+        report = C.merge(previous, report)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(json_out, json.dumps(report, indent=1))
-    md = C.markdown(report, command.strip())
+    md = C.markdown(report, report.get("command") or "pixelwise bench compare")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, C.with_notes(md, out))
     typer.echo(md)

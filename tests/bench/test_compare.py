@@ -43,6 +43,46 @@ def test_cli_compare_rejects_unknown_family_and_row():
     assert main(["bench", "compare", "--row", "depth"]) == 2
 
 
+def _report(families, num=200, date="d1"):
+    scores = {"test": {"image_referring": {"value": 0.1, "interval": [0.05, 0.15]}}}
+    return {"machine": {"cpu": "cpu", "cpu_count": 2, "torch": "t", "load_average": [1.0, 1.0, 1.0],
+                        "load_average_end": [2.0, 2.0, 2.0]}, "date": date, "command": f"pixelwise bench compare {date}",
+            "config": {"splits": ["test"], "num": num, "seed": 0, "rows": ["image_referring"], "torch_threads": 1},
+            "families": {f: {"parameters": 1e6, "training": None, "latency": {"median_s": 0.01},
+                             "scores": json.loads(json.dumps(scores))} for f in families}, "seconds": 60.0}
+
+
+def test_update_replaces_only_the_rescored_families():
+    old = _report(["UniPixel", "UFO", "VITRON"])
+    new = _report(["UFO"], date="d2")
+    new["families"]["UFO"]["scores"]["test"]["image_referring"]["value"] = 0.5
+    merged = C.merge(old, new)
+    assert list(merged["families"]) == ["UniPixel", "UFO", "VITRON"]  # the column keeps its place
+    assert merged["families"]["UFO"]["scores"]["test"]["image_referring"]["value"] == 0.5
+    assert merged["families"]["VITRON"]["scores"]["test"]["image_referring"]["value"] == 0.1
+    assert old["families"]["UFO"]["scores"]["test"]["image_referring"]["value"] == 0.1  # the input is not changed
+    assert merged["command"] == "pixelwise bench compare d1" and merged["updates"][0]["families"] == ["UFO"]
+    md = C.markdown(merged, merged["command"])
+    assert "| 0.100 (0.05-0.15) | 0.500 (0.05-0.15) | 0.100 (0.05-0.15) |" in md
+    assert "Rescored later on the same data: UFO (d2" in md and "`pixelwise bench compare d2`" in md
+
+
+def test_update_refuses_a_run_on_other_data():
+    import pytest
+
+    from pixelwise.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="num = 200, this run with 24"):
+        C.merge(_report(["UFO"]), _report(["UFO"], num=24))
+
+
+def test_cli_update_needs_a_family_and_an_existing_report(tmp_path):
+    from pixelwise.cli import main
+
+    assert main(["bench", "compare", "--update", "--json", str(tmp_path / "r.json")]) == 2
+    assert main(["bench", "compare", "--update", "--family", "UFO", "--json", str(tmp_path / "r.json")]) == 2
+
+
 def test_generated_rows_are_regenerated_when_num_or_seed_change(tmp_path):
     from pixelwise.data.pixelworld.rows import generate_row
 
