@@ -174,3 +174,11 @@ def test_other_resolutions_and_clip_lengths(resolution, frames):
         assert check_sample(x) == []
     img = generate_in_memory(GenConfig(num=2, seed=2, resolution=resolution))
     assert all(check_sample(x) == [] and x["height"] == resolution for x in img)
+
+
+def test_detection_questions_name_the_shape_in_the_right_number():
+    s = generate_in_memory(GenConfig(num=30, seed=0, tasks=("detection",)))
+    every = [x for x in s if x["question"].startswith("Detect every ")]
+    assert every  # one of the three templates
+    for x in every:  # "Detect every star.", not "Detect every stars."
+        assert x["question"] == f"Detect every {x['expression']['filter']['shape']}."

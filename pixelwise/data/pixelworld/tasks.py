@@ -400,7 +400,7 @@ def task_detection(ctx: Ctx) -> TaskOutput | None:
     if not all(_eligible(ctx, ctx.scene.obj(i)) for i in r.targets):
         return None
     plural = grammar.noun_phrase({"shape": shape}, plural=True)
-    q = str(ctx.choice(("Detect every {p}.", "Detect all {p} in the image.", "Output a box for each {s}."))).format(
+    q = str(ctx.choice(("Detect every {s}.", "Detect all {p} in the image.", "Output a box for each {s}."))).format(
         p=plural, s=shape)
     if not r.targets:
         return TaskOutput(q, f"There is no {shape} in the image.", [], e)
