@@ -6,7 +6,7 @@ from types import ModuleType
 
 # Benchmarks that run a model on a native PixelWorld folder (no public layout) -> their module in `pixelwise.eval`,
 # which has `run` (`pixelwise eval`), `evaluate` and `model_predictor` (`pixelwise bench compare`).
-NATIVE_BENCHMARKS = {"pixelworld-editing": "editing", "pixelworld-region": "region_questions"}
+NATIVE_BENCHMARKS = {"pixelworld-editing": "editing", "pixelworld-region": "region_questions", "pixelworld-boxes": "boxes"}
 
 
 def native_benchmark(name: str) -> ModuleType | None:
