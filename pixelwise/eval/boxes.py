@@ -129,7 +129,7 @@ def _detection(rows: list[dict[str, Any]]) -> dict[str, Any]:
     targets = sum(r["targets"] for r in rows)
     precision = hits / predicted if predicted else (1.0 if not targets else 0.0)
     recall = hits / targets if targets else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    f1 = 2 * hits / (predicted + targets) if predicted + targets else 1.0  # = 2PR / (P + R)
     exact = [r["hits"] == r["targets"] == len(r["boxes"]) for r in rows]
     return {"samples": len(rows), "F1": 100 * f1, "precision": 100 * precision, "recall": 100 * recall,
             "exact": 100 * float(np.mean(exact)), "boxes_predicted": predicted, "boxes_true": targets}

@@ -2,7 +2,7 @@
 
 A score over 50-200 samples moves by several points between seeds; an interval lets a reader tell a difference
 between two models from noise. The samples are resampled with replacement and the score recomputed the way the
-benchmark computes it (cIoU: total intersection over total union; gIoU, J&F, accuracy, masked IoU: means).
+benchmark computes it (cIoU: total intersection over total union; detection F1: 2 x matched boxes over predicted + true boxes; gIoU, J&F, accuracy, masked IoU: means).
 """
 
 from __future__ import annotations
@@ -18,12 +18,17 @@ def per_sample_parts(metric: str, rows: list[dict[str, Any]]) -> tuple[np.ndarra
     try:
         if metric == "cIoU":
             return (np.array([float(r["I"]) for r in rows]), np.array([float(r["U"]) for r in rows]))
+        if metric == "F1":  # micro F1 of matched boxes = 2 hits / (predicted + true boxes)
+            return (np.array([2.0 * float(r["hits"]) for r in rows]),
+                    np.array([float(len(r["boxes"]) + r["targets"]) for r in rows]))
         if metric == "gIoU":
             values = [float(r["IoU"]) for r in rows]
         elif metric == "J&F":
             values = [(float(r["J"]) + float(r["F"])) / 2 for r in rows]
         elif metric == "Acc":
             values = [float(bool(r["correct"])) for r in rows]
+        elif metric == "Acc@0.5":
+            values = [float(float(r["iou"]) >= 0.5) for r in rows]
         elif metric == "masked_iou":
             values = [float(r["masked_iou"]) for r in rows]
         else:

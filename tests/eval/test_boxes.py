@@ -74,3 +74,22 @@ def test_errors(tmp_path, capsys):
     assert main(["eval", "--benchmark", "pixelworld-boxes", "--data", str(tmp_path / "ref"), "--pred",
                  str(tmp_path)]) == 2
     assert "pixelworld-boxes runs a model: give --model" in capsys.readouterr().err
+
+
+def test_bootstrap_intervals_contain_the_reported_scores(folder):
+    from pixelwise.eval.intervals import bootstrap_interval
+
+    rng = np.random.default_rng(0)
+
+    def noisy(item):  # the reference boxes, shifted by a random amount: some hits, some misses
+        h, w = item.frames.shape[1:3]
+        boxes = B.text_boxes(item.answer, (h, w))
+        dx = float(rng.integers(0, 12))
+        return _answer(item, "", [SegObject(id=k, masks=np.zeros((1, 0, 0), bool), box=(x1 + dx, y1, x2 + dx, y2))
+                                  for k, (x1, y1, x2, y2) in enumerate(boxes)])
+
+    report = B.evaluate(folder, noisy)
+    for metric, task in (("Acc@0.5", "grounding"), ("F1", "detection")):
+        rows = [r for r in report["per_sample"] if r["task"] == task]
+        lo, hi = bootstrap_interval(metric, rows)
+        assert lo <= report["metrics"][metric] / 100 <= hi and hi > lo

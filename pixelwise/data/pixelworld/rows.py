@@ -37,6 +37,8 @@ ROWS: tuple[Row, ...] = (
     Row("pixelqa", "PixelQA, box prompt (acc.)", "pixelqa", True, "videorefer", "pixelqa", "Acc"),
     Row("image_region", "image region questions, open (acc.)", "region", False, None, "pixelworld-region", "Acc"),
     Row("editing", "editing (masked IoU of the change)", "editing", False, None, "pixelworld-editing", "masked_iou"),
+    Row("grounding", "grounding, one box (Acc@0.5)", "grounding", False, None, "pixelworld-boxes", "Acc@0.5"),
+    Row("detection", "detection, every box (F1)", "detection", False, None, "pixelworld-boxes", "F1"),
 )
 BY_NAME = {r.name: r for r in ROWS}
 
