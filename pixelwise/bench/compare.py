@@ -168,8 +168,10 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"--update: the existing report was made with {key} = {a}, this run with {b}; "
                               "rerun every family instead (without --update)")
     out = copy.deepcopy(old)
-    for fam, entry in new["families"].items():
-        out["families"][fam] = entry  # an existing column keeps its place, a new family is appended
+    out["families"].update(new["families"])
+    order = list(FAMILIES)  # the columns in the usual order, whatever order they were scored in
+    out["families"] = dict(sorted(out["families"].items(),
+                                  key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     out.setdefault("updates", []).append({
         "families": list(new["families"]), "command": new.get("command"), "date": new.get("date"),
         "seconds": new["seconds"], "torch_threads": new["config"]["torch_threads"],

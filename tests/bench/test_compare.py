@@ -57,7 +57,8 @@ def test_update_replaces_only_the_rescored_families():
     new = _report(["UFO"], date="d2")
     new["families"]["UFO"]["scores"]["test"]["image_referring"]["value"] = 0.5
     merged = C.merge(old, new)
-    assert list(merged["families"]) == ["UniPixel", "UFO", "VITRON"]  # the column keeps its place
+    assert list(merged["families"]) == ["UniPixel", "UFO", "VITRON"]
+    assert list(C.merge(_report(["VITRON"]), _report(["UFO", "UniPixel"]))["families"]) == ["UniPixel", "UFO", "VITRON"]
     assert merged["families"]["UFO"]["scores"]["test"]["image_referring"]["value"] == 0.5
     assert merged["families"]["VITRON"]["scores"]["test"]["image_referring"]["value"] == 0.1
     assert old["families"]["UFO"]["scores"]["test"]["image_referring"]["value"] == 0.1  # the input is not changed
