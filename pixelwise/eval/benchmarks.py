@@ -69,8 +69,14 @@ def _muse_agg(records: list[dict[str, Any]]) -> dict[str, Any]:
     weight = sum(max(a[1], a[2]) for a in per_image.values())
     total_i = sum(r["I"] for r in records)
     total_u = sum(r["U"] for r in records)
-    return {"cIoU": 100 * (total_i / total_u if total_u else 0.0),
-            "gIoU": 100 * (sum(a[0] for a in per_image.values() if max(a[1], a[2])) / weight if weight else 0.0)}
+    out = {"cIoU": 100 * (total_i / total_u if total_u else 0.0),
+           "gIoU": 100 * (sum(a[0] for a in per_image.values() if max(a[1], a[2])) / weight if weight else 0.0)}
+    # pixelwise's addition for data with zero-target questions (real MUSE has none; PixelWorld exports them): the
+    # share answered with no object at all. Absent when there is no such question.
+    empty = [r for r in records if r["n_gt"] == 0]
+    if empty:
+        out["no_target_empty"] = 100 * sum(r["n_pred"] == 0 for r in empty) / len(empty)
+    return out
 
 
 def _qa_agg(records: list[dict[str, Any]]) -> dict[str, Any]:

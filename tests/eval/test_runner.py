@@ -291,3 +291,14 @@ def test_torchrun_shards_evaluation_with_the_same_predictions_and_metrics(tmp_pa
     pngs = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
     assert pngs and all(filecmp.cmp(tmp_path / "one" / p, tmp_path / "two" / p, shallow=False) for p in pngs)
     assert not cmp.left_only and not cmp.right_only
+
+
+def test_muse_reports_how_often_a_question_with_no_target_gets_no_mask():
+    from pixelwise.eval.benchmarks import _muse_agg
+
+    def rec(image, n_pred, n_gt, iou=0.0):
+        return {"image": image, "I": 0, "U": 0, "iou_sum": iou, "n_pred": n_pred, "n_gt": n_gt}
+
+    out = _muse_agg([rec("a", 1, 1, 1.0), rec("b", 0, 0), rec("c", 2, 0), rec("d", 0, 0), rec("e", 0, 0)])
+    assert out["no_target_empty"] == 75.0  # 3 of the 4 zero-target questions answered with no mask
+    assert "no_target_empty" not in _muse_agg([rec("a", 1, 1, 1.0)])  # real MUSE: no such question
