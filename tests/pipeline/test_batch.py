@@ -140,3 +140,26 @@ def test_eval_batch_size_gives_the_same_predictions_and_metrics(tmp_path, capsys
         assert main(args) == 0
         reports.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
     assert reports[0]["metrics"] == reports[1]["metrics"] and reports[1]["predicted"] == 5
+
+
+def test_segment_forces_seg_gives_a_segmentation_request_a_mask_and_leaves_questions_alone(frames):
+    """A model that would stop at once (its stop token's logit raised) answers a segmentation request with no
+    object; with `segment_forces_seg` the stop becomes `<|seg|>` and a mask comes back, one query at a time and in a
+    batch alike; `ask` is never changed."""
+    pipe = pixelwise.load(CHECKPOINT, device="cpu")
+    stop = pipe.model.default_stop_token_ids()[0]
+
+    def stop_now(_module, _args, out):
+        out[..., stop] += 1e4
+        return out
+
+    pipe.model.lm_head.register_forward_hook(stop_now)
+    assert pipe.segment(frames[0], "the red square", max_new_tokens=8).objects == []
+    pipe.model.config.raw["segment_forces_seg"] = True
+    one = pipe.segment(frames[0], "the red square", max_new_tokens=8)
+    assert len(one.objects) == 1 and one.extras.get("generated_tokens", 2) == 2  # <|seg|>, then the stop
+    assert pipe.ask(frames[0], "What is this?", max_new_tokens=8).objects == []
+    batch = pipe.run_batch([Query(frames[0], "the red square", max_new_tokens=8),
+                            Query(frames[1], "What is this?", task="ask", max_new_tokens=8)])
+    assert len(batch[0].objects) == 1 and batch[1].objects == []
+    assert _iou(batch[0].objects[0].masks, one.objects[0].masks) > 0.99

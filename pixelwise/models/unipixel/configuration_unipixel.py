@@ -400,6 +400,16 @@ class UniPixelConfig:
         return bool(self.raw.get("region_own_frame", False))
 
     @property
+    def segment_forces_seg(self) -> bool:
+        """pixelwise's tiny models only (False = off, as the official pipeline): in a segmentation request
+        (`segment`, `segment_many`, a batch's segment queries) a stop token chosen before any `<|seg|>` of the answer
+        is replaced by `<|seg|>`, and decoding goes on, so the user who asked for a mask gets the model's best one. The
+        official model answers such requests with `<|seg|>`; the tiny one sometimes restates the question wrongly and
+        stops without it (session 11: the README's example, "Sure, the red circle that moves to the top one.").
+        Questions (`ask`) are never changed."""
+        return bool(self.raw.get("segment_forces_seg", False))
+
+    @property
     def region_mentions(self) -> dict[str, Any] | None:
         """pixelwise's tiny models only (None = off): where the text names a region ("What color is [1]?", "[0] is a
         red circle"), the region's own embedding (its `<|mem|>` slots averaged, or its `<|ref|>`) is added, through a

@@ -908,12 +908,14 @@ class UniPixelForConditionalGeneration(nn.Module):
 
     @torch.no_grad()
     def generate(self, inputs: UniPixelInputs, max_new_tokens: int = 512,
-                 stop_token_ids: Sequence[int] | None = None, prefix: PrefixCache | None = None) -> GenerationOutput:
+                 stop_token_ids: Sequence[int] | None = None, prefix: PrefixCache | None = None,
+                 require_seg: bool = False) -> GenerationOutput:
         """Greedy decoding (pure argmax, as the official evaluation) with the 4.53.3 decoding positions.
 
         A `<|seg|>` chosen at a step takes the pre-norm state of the position that predicted it. `prefix` (the
         `cache` of the previous turn) skips recomputing the positions the prompt shares with it; teacher-forced
-        `<|seg|>` inside that shared part are then not collected again.
+        `<|seg|>` inside that shared part are then not collected again. `require_seg` (segmentation requests of a
+        model with `segment_forces_seg`): a stop token chosen before the answer has a `<|seg|>` becomes `<|seg|>`.
         """
         if stop_token_ids is None:
             stop_token_ids = self.default_stop_token_ids()
@@ -932,6 +934,8 @@ class UniPixelForConditionalGeneration(nn.Module):
             tok = int(torch.argmax(logits))
             if options is not None and (pick := self.pointed_letter(prev, prenorm, options)) is not None:
                 tok = pick
+            if require_seg and tok in stops and seg_id not in new_ids and step < max_new_tokens - 1:
+                tok = seg_id
             new_ids.append(tok)
             step_logits.append(logits)
             step_prenorm.append(prenorm)
@@ -962,17 +966,22 @@ class UniPixelForConditionalGeneration(nn.Module):
 
     @torch.no_grad()
     def generate_batch(self, batch: Sequence[UniPixelInputs], max_new_tokens: int | Sequence[int] = 512,
-                       stop_token_ids: Sequence[int] | None = None) -> list[GenerationOutput]:
+                       stop_token_ids: Sequence[int] | None = None,
+                       require_seg: bool | Sequence[bool] = False) -> list[GenerationOutput]:
         """`generate` for several prompts at once (different media, different lengths): one left-padded prefill with
         an attention mask and each prompt's own MRoPE positions, then one decoding step per token for all prompts
         that have not stopped. The answers are those of `generate` one by one (the same greedy choices; the
         numbers within float tolerance, since a padded matrix product sums in another order). No prefix reuse.
-        `max_new_tokens` may be one limit per prompt."""
+        `max_new_tokens` and `require_seg` (as in `generate`) may be one value per prompt."""
         limits = [int(max_new_tokens)] * len(batch) if isinstance(max_new_tokens, int) else [int(m) for m in max_new_tokens]
         if len(limits) != len(batch):
             raise PromptError(f"{len(limits)} max_new_tokens limits for {len(batch)} prompts")
+        force = [bool(require_seg)] * len(batch) if isinstance(require_seg, bool) else [bool(r) for r in require_seg]
+        if len(force) != len(batch):
+            raise PromptError(f"{len(force)} require_seg flags for {len(batch)} prompts")
         if len(batch) == 1:
-            return [self.generate(batch[0], max_new_tokens=limits[0], stop_token_ids=stop_token_ids)]
+            return [self.generate(batch[0], max_new_tokens=limits[0], stop_token_ids=stop_token_ids,
+                                  require_seg=force[0])]
         if stop_token_ids is None:
             stop_token_ids = self.default_stop_token_ids()
         stops = {int(s) for s in stop_token_ids}
@@ -1016,6 +1025,8 @@ class UniPixelForConditionalGeneration(nn.Module):
                 pick = None if options[b] is None else self.pointed_letter(prev[b], last_prenorm[b], options[b])
                 if pick is not None:
                     toks[b] = pick
+                if force[b] and toks[b] in stops and seg_id not in new_ids[b] and step < limits[b] - 1:
+                    toks[b] = seg_id
             for b in live:
                 tok = toks[b]
                 new_ids[b].append(tok)

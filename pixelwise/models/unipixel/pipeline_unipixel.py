@@ -117,7 +117,7 @@ class UniPixelPipeline(Pipeline):
         chat = self.chat(media, num_frames=num_frames, frame_indices=frame_indices, propagate=propagate,
                          progress=progress)
         question = templates.segmentation_question(text, chat.media.is_image)
-        return chat.send(question, regions, max_new_tokens=max_new_tokens)
+        return chat.send(question, regions, max_new_tokens=max_new_tokens, segmentation=True)
 
     def segment_many(self, media: MediaLike, texts: Sequence[str], *, num_frames: int = DEFAULT_NUM_FRAMES,
                      frame_indices: Sequence[int] | None = None, propagate: str = "sampled",
@@ -136,7 +136,7 @@ class UniPixelPipeline(Pipeline):
         results = []
         for text in texts:
             question = templates.segmentation_question(text, chat.media.is_image)
-            results.append(chat.send(question, max_new_tokens=max_new_tokens))
+            results.append(chat.send(question, max_new_tokens=max_new_tokens, segmentation=True))
             chat.restart()
         return results
 
@@ -156,7 +156,8 @@ class UniPixelPipeline(Pipeline):
                     text = q.text
                 else:
                     text = templates.segmentation_question(q.text, chat.media.is_image)
-                turns.append((i, chat, chat.begin(text, q.regions, options=q.options), q.max_new_tokens))
+                turns.append((i, chat, chat.begin(text, q.regions, options=q.options, segmentation=q.task != "ask"),
+                              q.max_new_tokens))
             except PixelwiseError as e:
                 if not return_errors:
                     raise
@@ -165,14 +166,16 @@ class UniPixelPipeline(Pipeline):
         stops = self.model.default_stop_token_ids()
         try:
             gens = self.model.generate_batch([t.inputs for _, _, t, _ in turns], max_new_tokens=[m for *_, m in turns],
-                                             stop_token_ids=stops) if turns else []
+                                             stop_token_ids=stops,
+                                             require_seg=[t.require_seg for _, _, t, _ in turns]) if turns else []
         except PixelwiseError:
             if not return_errors:
                 raise
             gens = []  # one prompt failed the batch: answer them one by one, so the error lands on its own query
             for i, _, turn, limit in turns:
                 try:
-                    gens.append(self.model.generate(turn.inputs, max_new_tokens=limit, stop_token_ids=stops))
+                    gens.append(self.model.generate(turn.inputs, max_new_tokens=limit, stop_token_ids=stops,
+                                                    require_seg=turn.require_seg))
                 except PixelwiseError as e:
                     results[i] = e
                     gens.append(None)
@@ -218,6 +221,7 @@ class _Turn:
     messages: list[dict[str, Any]]
     refer_masks: list[torch.Tensor]
     inputs: Any  # UniPixelInputs
+    require_seg: bool = False  # a segmentation request of a `segment_forces_seg` model: its answer gets a <|seg|>
 
 
 @dataclass(eq=False)
@@ -280,17 +284,20 @@ class UniPixelChat:
 
     @torch.no_grad()
     def send(self, text: str, regions: Regions = None, *, options: Sequence[str] | None = None,
-             max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Result:
-        """One turn: the answer, this turn's regions as objects, then one object per `<|seg|>` of the answer."""
-        turn = self.begin(text, regions, options=options)
+             max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, segmentation: bool = False) -> Result:
+        """One turn: the answer, this turn's regions as objects, then one object per `<|seg|>` of the answer.
+        `segmentation`: the turn asks for a mask (a model with `segment_forces_seg` then always answers with one)."""
+        turn = self.begin(text, regions, options=options, segmentation=segmentation)
         t1 = time.perf_counter()
         cached, self._prefix = self._prefix, None  # reusing the cache changes it: gone if this turn fails
         gen = self.model.generate(turn.inputs, max_new_tokens=max_new_tokens,
-                                  stop_token_ids=self.model.default_stop_token_ids(), prefix=cached)
+                                  stop_token_ids=self.model.default_stop_token_ids(), prefix=cached,
+                                  require_seg=turn.require_seg)
         turn.timings["generate"] = time.perf_counter() - t1
         return self.end(turn, gen)
 
-    def begin(self, text: str, regions: Regions = None, *, options: Sequence[str] | None = None) -> _Turn:
+    def begin(self, text: str, regions: Regions = None, *, options: Sequence[str] | None = None,
+              segmentation: bool = False) -> _Turn:
         """The part of a turn before the answer is generated: the regions grounded, the prompt built (`send` is
         `begin`, `model.generate`, `end`; a batch of chats generates their turns together)."""
         if not text or not text.strip():
@@ -312,7 +319,8 @@ class UniPixelChat:
         inputs = self.processor.with_messages(self._base, messages, assistant_prefix=prefix)
         inputs.refer_mask = torch.cat(refer_masks, dim=1) if refer_masks else None
         self._reuse_encodings(inputs)
-        return _Turn(t0 - setup, timings, turn_regions, question, prefix, messages, refer_masks, inputs)
+        force = segmentation and not options and bool(getattr(self.model.config, "segment_forces_seg", False))
+        return _Turn(t0 - setup, timings, turn_regions, question, prefix, messages, refer_masks, inputs, force)
 
     @torch.no_grad()
     def end(self, turn: _Turn, gen: GenerationOutput) -> Result:
