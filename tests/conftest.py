@@ -50,3 +50,25 @@ def media_dir(tmp_path_factory) -> Path:
     (d / "huge.png").write_bytes(png_header_only(100_000, 100_000))
     (d / "empty_folder").mkdir()
     return d
+
+
+def pixelworld_referring_ciou(path, num: int = 30) -> float:
+    """cIoU of a checkpoint's `segment` on the first `num` PixelWorld test referring images (shipped-model tests)."""
+    import pixelwise
+    from pixelwise.core.masks import rle_decode
+    from pixelwise.data.pixelworld.generate import GenConfig, generate_in_memory
+    from pixelwise.data.pixelworld.render import render
+    from pixelwise.data.pixelworld.scene import Scene
+
+    pipe = pixelwise.load(path)
+    inter = union = 0
+    for s in generate_in_memory(GenConfig(split="test", num=num, tasks=("referring",))):
+        frames, _, _ = render(Scene.from_json(s["scene"]))
+        truth = rle_decode(s["targets"][0]["masks"][0]).astype(bool)
+        r = pipe.segment(frames[0], s["question"])
+        pred = np.zeros_like(truth)
+        for o in r.objects:
+            pred |= np.asarray(o.masks[0], bool)
+        inter += int((pred & truth).sum())
+        union += int((pred | truth).sum())
+    return inter / union

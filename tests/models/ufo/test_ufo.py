@@ -14,6 +14,7 @@ from pixelwise.models.ufo import (
     is_parallel_query,
     mask_groups,
 )
+from tests.conftest import pixelworld_referring_ciou
 
 from .conftest import tiny_config
 
@@ -194,27 +195,6 @@ def test_save_load_pipeline_and_detect(model_and_processor, tmp_path):
     assert result.answer[slice(*result.objects[1].span)] == "<box>100,500,300,700</box>"
 
 
-def _referring_ciou(path, num: int = 30) -> float:
-    import pixelwise
-    from pixelwise.core.masks import rle_decode
-    from pixelwise.data.pixelworld.generate import GenConfig, generate_in_memory
-    from pixelwise.data.pixelworld.render import render
-    from pixelwise.data.pixelworld.scene import Scene
-
-    pipe = pixelwise.load(path)
-    inter = union = 0
-    for s in generate_in_memory(GenConfig(split="test", num=num, tasks=("referring",))):
-        frames, _, _ = render(Scene.from_json(s["scene"]))
-        truth = rle_decode(s["targets"][0]["masks"][0]).astype(bool)
-        r = pipe.segment(frames[0], s["question"])
-        pred = np.zeros_like(truth)
-        for o in r.objects:
-            pred |= np.asarray(o.masks[0], bool)
-        inter += int((pred & truth).sum())
-        union += int((pred | truth).sum())
-    return inter / union
-
-
 def test_shipped_ufo_segments_pixelworld_referring_targets():
     """The committed model (session 11: 12,000 steps; refcoco:test cIoU 0.240 on 200 samples) on the first 30 test
     referring images: cIoU 0.219 when written; the session-2 model (400 steps) scored 0.134 on the same 30."""
@@ -223,4 +203,4 @@ def test_shipped_ufo_segments_pixelworld_referring_targets():
     import pixelwise
 
     path = Path(pixelwise.__file__).parent / "checkpoints" / "ufo-tiny"
-    assert _referring_ciou(path) > 0.15
+    assert pixelworld_referring_ciou(path) > 0.15
