@@ -26,7 +26,8 @@ def teacher_forced(pipe: Any, answer: str) -> Iterator[None]:
     model, proc = pipe.model, pipe.processor
     new = proc.encode(answer) + [proc.token_id("<|im_end|>")]
 
-    def generate(inputs: Any, max_new_tokens: int = 512, stop_token_ids: Any = None, prefix: Any = None) -> Any:
+    def generate(inputs: Any, max_new_tokens: int = 512, stop_token_ids: Any = None, prefix: Any = None,
+                 require_seg: bool = False) -> Any:  # the answer is given: nothing to force
         n = inputs.input_ids.numel()
         out = model(replace(inputs, input_ids=torch.cat([inputs.input_ids, torch.tensor(new[:-1])])))
         prompt_segs = [i for i in out.seg_positions if i + 1 < n]

@@ -32,7 +32,7 @@ def scripted(pipe, monkeypatch):
     calls: list = []
 
     def install(*answers: str):
-        def generate(inputs, max_new_tokens=512, stop_token_ids=None, prefix=None):
+        def generate(inputs, max_new_tokens=512, stop_token_ids=None, prefix=None, require_seg=False):
             calls.append(inputs)
             answer = answers[min(len(calls), len(answers)) - 1]
             new = proc.encode(answer) + [proc.token_id("<|im_end|>")]
