@@ -71,4 +71,5 @@ def pixelworld_referring_ciou(path, num: int = 30) -> float:
             pred |= np.asarray(o.masks[0], bool)
         inter += int((pred & truth).sum())
         union += int((pred | truth).sum())
+    assert union > 0, f"no target pixels in {num} PixelWorld samples"
     return inter / union

@@ -156,17 +156,24 @@ def _rows_of(report: dict[str, Any]) -> list[str]:
     return sorted({r for split in scores.values() for r in split})
 
 
+def check_same_data(old: dict[str, Any], splits: list[str], num: int, seed: int, rows: list[str]) -> None:
+    """`ConfigError` naming the difference unless a run with these settings scores the data of report `old`
+    (checked before an `--update` run scores anything)."""
+    try:
+        have = (list(old["config"]["splits"]), old["config"]["num"], old["config"]["seed"], sorted(_rows_of(old)))
+    except (KeyError, TypeError, StopIteration) as e:
+        raise ConfigError(f"--update: the existing report is not a bench compare report (missing {e})") from None
+    for key, a, b in zip(("splits", "num", "seed", "rows"), have, (list(splits), num, seed, sorted(rows))):
+        if a != b:
+            raise ConfigError(f"--update: the existing report was made with {key} = {a}, this run with {b}; "
+                              "rerun every family instead (without --update)")
+
+
 def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """`old` (an earlier whole report) with the families of `new` (a run of some families on the same data)
     replaced or added; the run that scored them is listed under "updates". The two must share splits, samples per
     row, seed and rows, or the columns would not be comparable (`ConfigError` names the difference)."""
-    for key, a, b in (("splits", old["config"]["splits"], new["config"]["splits"]),
-                      ("num", old["config"]["num"], new["config"]["num"]),
-                      ("seed", old["config"]["seed"], new["config"]["seed"]),
-                      ("rows", sorted(_rows_of(old)), sorted(_rows_of(new)))):
-        if a != b:
-            raise ConfigError(f"--update: the existing report was made with {key} = {a}, this run with {b}; "
-                              "rerun every family instead (without --update)")
+    check_same_data(old, new["config"]["splits"], new["config"]["num"], new["config"]["seed"], _rows_of(new))
     out = copy.deepcopy(old)
     out["families"].update(new["families"])
     order = list(FAMILIES)  # the columns in the usual order, whatever order they were scored in
@@ -239,4 +246,5 @@ def with_notes(tables: str, existing: Path) -> str:
     return tables.rstrip("\n") + "\n\n" + (notes or NOTES_MARKER + "\n")
 
 
-__all__ = ["FAMILIES", "NOTES_MARKER", "ROWS", "CompareConfig", "markdown", "merge", "run", "with_notes"]
+__all__ = ["FAMILIES", "NOTES_MARKER", "ROWS", "CompareConfig", "check_same_data", "markdown", "merge", "run",
+           "with_notes"]

@@ -101,12 +101,17 @@ def compare(
             raise ConfigError("--update rescores the families named by --family: name at least one")
         if not json_out.is_file():
             raise ConfigError(f"--update: no existing report at {json_out} (--json); run every family first")
-        previous = json.loads(json_out.read_text())
+        try:
+            previous = json.loads(json_out.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--update: cannot read the existing report {json_out}: {e}") from None
     if threads:
         torch.set_num_threads(threads)
     cfg = C.CompareConfig(splits=tuple(s for s in splits.split(",") if s), num=num, seed=seed,
                           families=tuple(family) if family else tuple(C.FAMILIES),
                           rows=tuple(row) if row else tuple(names), workdir=workdir)
+    if previous is not None:  # before an hour of scoring, not after
+        C.check_same_data(previous, list(cfg.splits), cfg.num, cfg.seed, list(cfg.rows))
     from pixelwise.cli.progress import stage_progress  # lazy: `pixelwise --help` and other commands stay fast
 
     with stage_progress("compare") as progress:

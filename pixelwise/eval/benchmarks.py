@@ -72,10 +72,11 @@ def _muse_agg(records: list[dict[str, Any]]) -> dict[str, Any]:
     out = {"cIoU": 100 * (total_i / total_u if total_u else 0.0),
            "gIoU": 100 * (sum(a[0] for a in per_image.values() if max(a[1], a[2])) / weight if weight else 0.0)}
     # pixelwise's addition for data with zero-target questions (real MUSE has none; PixelWorld exports them): the
-    # share answered with no object at all. Absent when there is no such question.
-    empty = [r for r in records if r["n_gt"] == 0]
+    # share answered with no mask (no object, or only empty masks); questions without a prediction are left out.
+    # Absent when there is no such question.
+    empty = [r for r in records if r["n_gt"] == 0 and not r.get("missing")]
     if empty:
-        out["no_target_empty"] = 100 * sum(r["n_pred"] == 0 for r in empty) / len(empty)
+        out["no_target_empty"] = 100 * sum(r.get("n_pred_nonempty", r["n_pred"]) == 0 for r in empty) / len(empty)
     return out
 
 

@@ -18,7 +18,8 @@ def per_sample_parts(metric: str, rows: list[dict[str, Any]]) -> tuple[np.ndarra
     try:
         if metric == "cIoU":
             return (np.array([float(r["I"]) for r in rows]), np.array([float(r["U"]) for r in rows]))
-        if metric == "F1":  # micro F1 of matched boxes = 2 hits / (predicted + true boxes)
+        if metric == "F1":  # micro F1 of matched boxes = 2 hits / (predicted + true boxes); detection rows only
+            rows = [r for r in rows if "hits" in r]
             return (np.array([2.0 * float(r["hits"]) for r in rows]),
                     np.array([float(len(r["boxes"]) + r["targets"]) for r in rows]))
         if metric == "gIoU":
@@ -27,8 +28,8 @@ def per_sample_parts(metric: str, rows: list[dict[str, Any]]) -> tuple[np.ndarra
             values = [(float(r["J"]) + float(r["F"])) / 2 for r in rows]
         elif metric == "Acc":
             values = [float(bool(r["correct"])) for r in rows]
-        elif metric == "Acc@0.5":
-            values = [float(float(r["iou"]) >= 0.5) for r in rows]
+        elif metric == "Acc@0.5":  # grounding rows only
+            values = [float(float(r["iou"]) >= 0.5) for r in rows if "iou" in r]
         elif metric == "masked_iou":
             values = [float(r["masked_iou"]) for r in rows]
         else:
@@ -47,6 +48,7 @@ def bootstrap_interval(metric: str, rows: list[dict[str, Any]], resamples: int =
     num, den = parts
     idx = np.random.default_rng(seed).integers(0, len(num), size=(resamples, len(num)))
     dens = den[idx].sum(1)
-    stats = np.divide(num[idx].sum(1), dens, out=np.zeros(resamples), where=dens > 0)
+    empty = 1.0 if metric == "F1" else 0.0  # F1 with nothing predicted and nothing to find is perfect (boxes.py)
+    stats = np.divide(num[idx].sum(1), dens, out=np.full(resamples, empty), where=dens > 0)
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)

@@ -92,7 +92,8 @@ def _score_multi(sample: Sample, pred: str, _: Any) -> dict[str, Any]:
         raise FormatError(f"{sample.key}: predicted masks are {preds.shape[1:]}, the image {gts.shape[1:]}")
     scores = M.muse_ciou_giou([[(preds, gts)]])
     return {"key": sample.key, "image": sample.meta["image"], "I": scores["intersection"], "U": scores["union"],
-            "iou_sum": scores["iou_sum"], "n_pred": len(preds), "n_gt": len(gts), "missing": result is None}
+            "iou_sum": scores["iou_sum"], "n_pred": len(preds), "n_gt": len(gts), "missing": result is None,
+            "n_pred_nonempty": int(preds.any(axis=(1, 2)).sum())}
 
 
 def _score_qa(sample: Sample, pred: str, pixelqa: bool) -> dict[str, Any]:

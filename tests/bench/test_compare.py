@@ -75,13 +75,31 @@ def test_update_refuses_a_run_on_other_data():
 
     with pytest.raises(ConfigError, match="num = 200, this run with 24"):
         C.merge(_report(["UFO"]), _report(["UFO"], num=24))
+    for key, value in (("splits", ["holdout"]), ("seed", 3), ("rows", ["editing"])):
+        other = _report(["UFO"])
+        other["config"][key] = value
+        with pytest.raises(ConfigError, match=f"{key} = "):
+            C.merge(_report(["UFO"]), other)
+    with pytest.raises(ConfigError, match="not a bench compare report"):
+        C.check_same_data({"families": {}}, ["test"], 200, 0, ["image_referring"])
 
 
-def test_cli_update_needs_a_family_and_an_existing_report(tmp_path):
+def test_cli_update_needs_a_family_an_existing_report_and_the_same_data(tmp_path, capsys):
     from pixelwise.cli import main
 
-    assert main(["bench", "compare", "--update", "--json", str(tmp_path / "r.json")]) == 2
-    assert main(["bench", "compare", "--update", "--family", "UFO", "--json", str(tmp_path / "r.json")]) == 2
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps(_report(["UFO"])))
+    assert main(["bench", "compare", "--update", "--json", str(report)]) == 2
+    assert "name at least one" in capsys.readouterr().err
+    assert main(["bench", "compare", "--update", "--family", "UFO", "--json", str(tmp_path / "none.json")]) == 2
+    assert "no existing report" in capsys.readouterr().err
+    # checked before any scoring: a run on other data stops at once
+    assert main(["bench", "compare", "--update", "--family", "UFO", "--num", "24", "--splits", "test",
+                 "--row", "image_referring", "--json", str(report), "--workdir", str(tmp_path / "w")]) == 2
+    assert "num = 200, this run with 24" in capsys.readouterr().err and not (tmp_path / "w").exists()
+    report.write_text("{not json")
+    assert main(["bench", "compare", "--update", "--family", "UFO", "--json", str(report)]) == 2
+    assert "cannot read the existing report" in capsys.readouterr().err
 
 
 def test_generated_rows_are_regenerated_when_num_or_seed_change(tmp_path):

@@ -37,6 +37,14 @@ def test_match_takes_each_target_once_in_order():
     assert B.match([], targets) == 0 and B.match([(0, 0, 1, 1)], []) == 0
 
 
+def test_detection_is_micro_averaged_over_boxes():
+    rows = [{"hits": 1, "boxes": [(0, 0, 1, 1)] * 2, "targets": 1}, {"hits": 0, "boxes": [], "targets": 2}]
+    d = B._detection(rows)  # 1 hit of 2 predicted, 3 true boxes: P 1/2, R 1/3, F1 = 2 * 1 / (2 + 3)
+    assert d["F1"] == pytest.approx(40.0) and d["precision"] == pytest.approx(50.0)
+    assert d["recall"] == pytest.approx(100 / 3) and d["exact"] == 0.0
+    assert B._detection([{"hits": 0, "boxes": [], "targets": 0}])["F1"] == 100.0  # nothing to find, nothing found
+
+
 def test_the_reference_answers_score_100_and_no_answer_scores_0(folder):
     truth = B.evaluate(folder, lambda item: _answer(item, item.answer))
     m = truth["metrics"]

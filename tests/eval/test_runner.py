@@ -296,9 +296,24 @@ def test_torchrun_shards_evaluation_with_the_same_predictions_and_metrics(tmp_pa
 def test_muse_reports_how_often_a_question_with_no_target_gets_no_mask():
     from pixelwise.eval.benchmarks import _muse_agg
 
-    def rec(image, n_pred, n_gt, iou=0.0):
-        return {"image": image, "I": 0, "U": 0, "iou_sum": iou, "n_pred": n_pred, "n_gt": n_gt}
+    def rec(image, n_pred, n_gt, iou=0.0, nonempty=None, missing=False):
+        return {"image": image, "I": 0, "U": 0, "iou_sum": iou, "n_pred": n_pred, "n_gt": n_gt, "missing": missing,
+                "n_pred_nonempty": n_pred if nonempty is None else nonempty}
 
-    out = _muse_agg([rec("a", 1, 1, 1.0), rec("b", 0, 0), rec("c", 2, 0), rec("d", 0, 0), rec("e", 0, 0)])
-    assert out["no_target_empty"] == 75.0  # 3 of the 4 zero-target questions answered with no mask
+    out = _muse_agg([rec("a", 1, 1, 1.0), rec("b", 0, 0), rec("c", 2, 0), rec("d", 0, 0), rec("e", 0, 0),
+                     rec("f", 1, 0, nonempty=0), rec("g", 0, 0, missing=True)])
+    # 4 of the 5 answered zero-target questions have no mask (f: one object, its mask empty); g has no prediction
+    assert out["no_target_empty"] == 80.0
     assert "no_target_empty" not in _muse_agg([rec("a", 1, 1, 1.0)])  # real MUSE: no such question
+
+
+def test_muse_scores_an_answer_with_no_object(tmp_path):
+    class Nothing(OraclePredictor):
+        def predict(self, sample):
+            r = super().predict(sample)
+            r.objects = []
+            return r
+
+    d = B.build_muse(tmp_path / "data")
+    out = run("muse", d["root"], tmp_path, Nothing(), "nothing")
+    assert out["metrics"]["gIoU"] == 0.0 and out["samples"] > 0

@@ -157,7 +157,7 @@ def test_segment_forces_seg_gives_a_segmentation_request_a_mask_and_leaves_quest
     assert pipe.segment(frames[0], "the red square", max_new_tokens=8).objects == []
     pipe.model.config.raw["segment_forces_seg"] = True
     one = pipe.segment(frames[0], "the red square", max_new_tokens=8)
-    assert len(one.objects) == 1 and one.extras.get("generated_tokens", 2) == 2  # <|seg|>, then the stop
+    assert len(one.objects) == 1 and one.extras["generated_tokens"] == 2  # <|seg|>, then the stop
     assert pipe.ask(frames[0], "What is this?", max_new_tokens=8).objects == []
     batch = pipe.run_batch([Query(frames[0], "the red square", max_new_tokens=8),
                             Query(frames[1], "What is this?", task="ask", max_new_tokens=8)])
