@@ -161,7 +161,7 @@ def check_same_data(old: dict[str, Any], splits: list[str], num: int, seed: int,
     (checked before an `--update` run scores anything)."""
     try:
         have = (list(old["config"]["splits"]), old["config"]["num"], old["config"]["seed"], sorted(_rows_of(old)))
-    except (KeyError, TypeError, StopIteration) as e:
+    except (KeyError, TypeError) as e:
         raise ConfigError(f"--update: the existing report is not a bench compare report (missing {e})") from None
     for key, a, b in zip(("splits", "num", "seed", "rows"), have, (list(splits), num, seed, sorted(rows))):
         if a != b:

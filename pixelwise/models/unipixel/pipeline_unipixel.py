@@ -319,7 +319,7 @@ class UniPixelChat:
         inputs = self.processor.with_messages(self._base, messages, assistant_prefix=prefix)
         inputs.refer_mask = torch.cat(refer_masks, dim=1) if refer_masks else None
         self._reuse_encodings(inputs)
-        force = segmentation and not options and bool(getattr(self.model.config, "segment_forces_seg", False))
+        force = segmentation and not options and self.model.config.segment_forces_seg
         return _Turn(t0 - setup, timings, turn_regions, question, prefix, messages, refer_masks, inputs, force)
 
     @torch.no_grad()
