@@ -64,6 +64,11 @@ class VitronConfig(JsonConfig):
     # instruction of the hybrid message with its own text encoder. The signal alone carried the target's colour
     # poorly (a linear probe: 0.37, majority 0.19) and the masks never left "every object" (session 10)
     backend_words: bool = False
+    # the region (sketch) embedding passes an RMSNorm (gain 1: the scale of a word embedding) before it replaces
+    # `<region>` (new models: True). Without it, 8,000 steps made every region one vector (norm 573, cosine 0.99
+    # between prompts): the LLM's own pre-norm then shrank what differs between regions to 1 %, and every region
+    # question got one answer (session 11, docs/models/vitron-tiny.md)
+    region_norm: bool = False
     # segmentation back-end
     seg_channels: int = 64
     upsampler_channels: int = 64

@@ -101,6 +101,7 @@ class VitronModel(nn.Module):
         self.projector = nn.Sequential(nn.Linear(dv, d), nn.GELU(), nn.Linear(d, d))
         self.region_feat = nn.Sequential(nn.Linear(dv, d), nn.GELU(), nn.Linear(d, d))
         self.region_loc = nn.Sequential(nn.Linear(4, d // 2), nn.GELU(), nn.Linear(d // 2, d))
+        self.region_norm = nn.RMSNorm(d, eps=1e-6) if config.region_norm else nn.Identity()
         self.embed_tokens = nn.Embedding(config.vocab_size, d)
         self.llm = Decoder(config.llm_config())
         self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
@@ -170,7 +171,7 @@ class VitronModel(nn.Module):
             rows.append((w[:, None] * feats[min(t, feats.shape[0] - 1)]).sum(0) / w.sum())
         pooled = torch.stack(rows)
         loc = self.region_loc(inp.region_boxes.to(feats.device, feats.dtype))
-        return self.region_feat(pooled) + loc
+        return self.region_norm(self.region_feat(pooled) + loc)
 
     def embed_one(self, inp: VitronInputs) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.encode_frames(inp.patches, inp.grid)

@@ -42,6 +42,7 @@ def new_vitron(corpus: Iterable[str], seed: int = 0, vocab_size: int = 1024, **s
     sizes.setdefault("signal_norm", True)
     sizes.setdefault("signal_pool", True)
     sizes.setdefault("backend_words", True)
+    sizes.setdefault("region_norm", True)
     tok = build_tokenizer(corpus, vocab_size)
     needed = [VISION_START, VISION_PAD, VISION_END, IM_START, IM_END, *VITRON_TOKENS]
     world = f"{PixelWorldRenderer.__module__}:{PixelWorldRenderer.__name__}"  # what it is trained to edit and draw

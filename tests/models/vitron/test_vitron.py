@@ -265,6 +265,25 @@ def test_region_embedding_replaces_the_region_token(tiny):
     assert diff.nonzero()[:, 0].tolist() == where.tolist()
 
 
+def test_region_embedding_is_normalised_in_new_models_only(tiny):
+    """New models put the sketch embedding through an RMSNorm (`region_norm`): RMS 1 whatever the scale of the region
+    encoder's output, as a word embedding; models trained before the key have no norm and load unchanged."""
+    import dataclasses
+
+    model, proc = tiny
+    assert model.config.region_norm
+    img = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    inp = proc.build(img, "Describe <region>.", prompts=[Box(4, 4, 30, 30)])
+    with torch.no_grad():
+        model.region_feat[-1].weight.mul_(1000.0)  # an encoder that has grown, as the 8,000-step run's did
+        e = model.region_embeddings(inp, model.encode_frames(inp.patches, inp.grid))
+        assert torch.allclose(e.pow(2).mean(-1).sqrt(), torch.ones(1), atol=1e-3)
+        model.region_feat[-1].weight.div_(1000.0)
+    old = VitronModel(dataclasses.replace(model.config, region_norm=False))
+    assert isinstance(old.region_norm, torch.nn.Identity)
+    assert not any(k.startswith("region_norm") for k in old.state_dict())
+
+
 def test_constrained_decoding_grammar(tiny):
     model, proc = tiny
     q = proc.text.encode("\nRemove the blue square.")
