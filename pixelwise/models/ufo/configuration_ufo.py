@@ -36,6 +36,11 @@ class UFOConfig(JsonConfig):
     grid_score_threshold: float = 0.5
     grid_nms_iou: float = 0.5
     grid_max_steps: int = 40
+    # pixelwise's tiny models only (0 = off, the paper's trunk): learned row + column embeddings, up to this many
+    # merged tokens per side, added to the visual tokens (and so to the grid-point local tokens sampled from them).
+    # The trunk's positions are all rotary, so a from-scratch LLM cannot read where a token it attends to lies: the
+    # session-11 model wrote every box at the same place (x1 = 398 in most answers; docs/models/ufo-tiny.md)
+    vision_abs_pos: int = 0
     loss_text: float = 1.0
     loss_focal: float = 1.0
     loss_dice: float = 1.0
@@ -56,6 +61,8 @@ class UFOConfig(JsonConfig):
                               f"got {self.num_mask_tokens}")
         if self.box_bins < 1 or self.grid_size < 1 or self.grid_repeat < 1 or self.grid_train_points < 1:
             raise ConfigError(f"{source}: box_bins, grid_size, grid_repeat and grid_train_points must be >= 1")
+        if self.vision_abs_pos < 0:
+            raise ConfigError(f"{source}: vision_abs_pos must be >= 0 (0 = off), got {self.vision_abs_pos}")
         head_dim = int(self.text["hidden_size"]) // int(self.text["num_attention_heads"])
         if 2 * sum(self.text["mrope_section"]) != head_dim:
             raise ConfigError(f"{source}: mrope_section {self.text['mrope_section']} must sum to head_dim/2 = "

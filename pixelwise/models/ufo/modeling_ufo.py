@@ -16,6 +16,7 @@ Data flow of one query:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from pixelwise.models.ufo.configuration_ufo import UFOConfig
 from pixelwise.models.ufo.processing_ufo import UFOProcessor, grid_points
 from pixelwise.modules.checkpoint_io import build_model, load_weights, save_model_folder
 from pixelwise.modules.losses import dice_loss, sigmoid_focal_loss
+from pixelwise.modules.positions import GridPositions
 from pixelwise.modules.vl_processing import Batch, Encoded
 from pixelwise.modules.vlm import QwenVL
 
@@ -84,6 +86,8 @@ class UFOForConditionalGeneration(nn.Module):
         self.config = config
         self.token_ids = {k: int(v) for k, v in token_ids.items()}  # video, mask, local, im_end, box_start
         self.backbone = QwenVL(config.text, config.vision, config.vocab_size)
+        self.visual_pos = (GridPositions(config.vision_abs_pos, self.backbone.hidden_size) if config.vision_abs_pos
+                           else None)
 
     @property
     def device(self) -> torch.device:
@@ -115,6 +119,9 @@ class UFOForConditionalGeneration(nn.Module):
         """Token embeddings with the visual tokens and the local tokens (grid samples of the image embeddings)."""
         if feats is None:
             feats = self.backbone.encode(batch.pixel_values.to(self.device), batch.grid_thw.to(self.device))
+        if self.visual_pos is not None:
+            pos = torch.cat([self.visual_pos(h, w).repeat(t, 1) for t, h, w in feats.grids])
+            feats = dataclasses.replace(feats, embeds=feats.embeds + pos.to(feats.embeds.dtype))
         ids = batch.input_ids.to(self.device)
         embeds = self.backbone.embed_tokens(ids).clone()
         embeds[ids == self.token_ids["video"]] = feats.embeds.to(embeds.dtype)

@@ -50,6 +50,7 @@ from pixelwise.models.unipixel.weights_unipixel import (
     weight_files,
 )
 from pixelwise.modules.mrope import decode_position_ids, mrope_position_ids
+from pixelwise.modules.positions import positions_along
 from pixelwise.modules.sam2.common import LayerNorm2d
 
 # ----------------------------------------------------------------------------------------------- adapters
@@ -444,8 +445,8 @@ class UniPixelForConditionalGeneration(nn.Module):
         m = self.config.spatial_merge_size
         t, h, w = (int(v) for v in grid_thw.reshape(-1, 3)[0])
         gh, gw = h // m, w // m
-        rows = _positions_along(self.visual_pos_rows.weight, gh)[:, None]
-        cols = _positions_along(self.visual_pos_cols.weight, gw)[None]
+        rows = positions_along(self.visual_pos_rows.weight, gh)[:, None]
+        cols = positions_along(self.visual_pos_cols.weight, gw)[None]
         return (rows + cols).reshape(1, gh * gw, -1).expand(t, -1, -1).reshape(t * gh * gw, -1)
 
     def temporal_code(self, frames: torch.Tensor, num_llm_frames: int) -> torch.Tensor:
@@ -1195,13 +1196,6 @@ def _generation_stop_ids(path: Path) -> list[int] | None:
     if ids is None:
         return None
     return [int(i) for i in (ids if isinstance(ids, list) else [ids])]
-
-
-def _positions_along(table: torch.Tensor, n: int) -> torch.Tensor:
-    """The first n rows of a position table [L, D], or for n > L the table linearly resampled to n rows."""
-    if n <= table.shape[0]:
-        return table[:n]
-    return F.interpolate(table.T[None], size=n, mode="linear", align_corners=True)[0].T
 
 
 def _local_soft_argmax(logits: torch.Tensor, h: int, w: int, image_size: int, radius: int = 1) -> torch.Tensor:

@@ -9,10 +9,12 @@ import torch
 from pixelwise.core.errors import ConfigError
 from pixelwise.models.ufo import (
     UFOForConditionalGeneration,
+    UFOProcessor,
     assign_to_grid,
     grid_points,
     is_parallel_query,
     mask_groups,
+    token_ids_of,
 )
 from tests.conftest import pixelworld_referring_ciou
 
@@ -115,6 +117,39 @@ def test_reinjection_changes_only_local_tokens(model_and_processor):
     p = len(prefix.input_ids)
     torch.testing.assert_close(on[:p], off[:p])  # the prompt never sees the grid
     assert not torch.allclose(on[p:], off[p:])
+
+
+def test_absolute_positions_reach_visual_and_local_tokens(tokenizer, tmp_path):
+    """`vision_abs_pos` (tiny models only): zero at init, so the model computes what it did without the tables; once
+    trained, each visual token gains its row + column embedding, the grid-point local tokens (sampled from the visual
+    tokens) gain theirs, and the tables survive save/load."""
+    cfg = tiny_config(vocab_size=(tokenizer.get_vocab_size() + 63) // 64 * 64)
+    proc = UFOProcessor(tokenizer, frame_pixels=64 * 64, patch_size=8)
+    torch.manual_seed(0)
+    plain = UFOForConditionalGeneration(cfg, token_ids_of(proc)).eval()
+    torch.manual_seed(0)
+    pos = UFOForConditionalGeneration(tiny_config(vocab_size=cfg.vocab_size, vision_abs_pos=8), token_ids_of(proc)).eval()
+    pos.load_state_dict(plain.state_dict(), strict=False)
+    packed = proc.pack(proc.encode(_image(6), "Detect every star."), [proc.encode_text("<box>1")],
+                       torch.tensor([[0.25, 0.75]]))
+    batch = proc.collate([packed])
+    with torch.no_grad():
+        torch.testing.assert_close(pos._embed(batch, [packed]), plain._embed(batch, [packed]))
+        pos.visual_pos.rows.weight.copy_(torch.randn_like(pos.visual_pos.rows.weight))
+        pos.visual_pos.cols.weight.copy_(torch.randn_like(pos.visual_pos.cols.weight))
+        delta = (pos._embed(batch, [packed]) - plain._embed(batch, [packed]))[0]
+    s, e = packed.image_span
+    h, w = packed.merged_grid
+    expect = pos.visual_pos.rows.weight[:h, None] + pos.visual_pos.cols.weight[None, :w]
+    torch.testing.assert_close(delta[s:e], expect.reshape(h * w, -1))
+    local = packed.local_positions[0]  # the point (0.25, 0.75) of a 4 x 4 grid: between rows 2-3, columns 0-1
+    assert delta[local].abs().sum() > 0
+    torch.testing.assert_close(delta[local], expect[2:4, 0:2].mean((0, 1)))
+    assert not delta[:s].any() and not delta[e:local].any()
+    pos.save_pretrained(tmp_path, proc)
+    loaded = UFOForConditionalGeneration.from_pretrained(tmp_path)
+    assert loaded.config.vision_abs_pos == 8
+    torch.testing.assert_close(loaded.visual_pos.rows.weight, pos.visual_pos.rows.weight)
 
 
 def test_training_loss_with_packed_detection_and_text(model_and_processor):
