@@ -55,6 +55,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "log_every": 20,
     "ckpt_every": 200,
     "model": {},  # family config overrides
+    "init": None,  # a checkpoint folder to continue from (its weights, tokenizer and model config: fine-tuning)
     "release_dtype": "float32",  # the dtype of the weights written to `out` (float16 halves a committed checkpoint)
 }
 
@@ -62,9 +63,14 @@ COMMON_DEFAULTS: dict[str, Any] = {
 def load_config(path: str | Path | None, defaults: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
     """COMMON_DEFAULTS <- the family's defaults <- YAML file <- `key=value` overrides, strict
     (`pixelwise.train.config`; the family's `model` section is checked by its config class)."""
-    cfg = load_recipe_config(path, merge(COMMON_DEFAULTS, defaults), overrides, free=("model",))
+    base = merge(COMMON_DEFAULTS, defaults)
+    cfg = load_recipe_config(path, base, overrides, free=("model",))
     if not cfg["out"]:
         raise ConfigError("the recipe needs `out` (the checkpoint folder)")
+    if cfg["init"] and cfg["model"] != base["model"]:
+        changed = sorted(k for k in cfg["model"] if cfg["model"][k] != base["model"].get(k))
+        raise ConfigError(f"init {cfg['init']!r} brings its own model config; drop the `model` overrides "
+                          f"({', '.join(changed)})")
     if cfg["release_dtype"] not in RELEASE_DTYPES:
         raise ConfigError(f"release_dtype must be one of {', '.join(RELEASE_DTYPES)}, got {cfg['release_dtype']!r}")
     return cfg
@@ -91,9 +97,11 @@ def build_tokenizer(data: str | Path, tasks: Sequence[str], vocab_size: int, ext
 
 def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.Module, Any]],
           step_loss: Callable[[torch.nn.Module, Any, list, np.random.Generator], tuple[torch.Tensor, dict]],
-          tasks: Sequence[str], resume: bool = False, overwrite: bool = False) -> Path:
+          tasks: Sequence[str], resume: bool = False, overwrite: bool = False,
+          load: Callable[[Path], tuple[torch.nn.Module, Any]] | None = None) -> Path:
     """Run the loop; returns the checkpoint folder. `resume` continues exactly from the run's latest checkpoint
-    (weights, optimizer, schedule, data position, random state)."""
+    (weights, optimizer, schedule, data position, random state). With `cfg["init"]`, the model and processor are the
+    recipe's `load` of that checkpoint folder (a new optimizer and schedule) instead of a new `build`."""
 
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
@@ -104,7 +112,7 @@ def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.
     rng = np.random.default_rng(cfg["seed"])
 
     dataset = datasets(cfg["data"], tasks)  # first: a missing folder is named before anything is built
-    model, processor = build(cfg)
+    model, processor = build(cfg) if not cfg["init"] else load_init(cfg["init"], load, cfg["recipe"])
     sampler = ResumableSampler(len(dataset), seed=cfg["seed"])
     opt = build_optimizer(model, OptimConfig(lr=cfg["lr"], weight_decay=cfg["weight_decay"], betas=tuple(cfg["betas"])))
     sched = cosine_with_warmup(opt, cfg["steps"], cfg["warmup"], min_lr_ratio=0.05)
@@ -178,13 +186,27 @@ def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.
     return out
 
 
-def recipe_runner(defaults: dict[str, Any], build: Callable, step_loss: Callable) -> Callable[..., Path]:
-    """A recipe module's `run(config, overrides, resume, overwrite)` from its defaults, `build` and `step_loss`."""
+def load_init(path: str | Path, load: Callable[[Path], tuple[torch.nn.Module, Any]] | None,
+              recipe: str) -> tuple[torch.nn.Module, Any]:
+    """The model and processor of `init`, in float32 (a checkpoint released in float16 trains in float32)."""
+    if load is None:
+        raise ConfigError(f"the {recipe} recipe cannot start from a checkpoint (`init`); train it from scratch")
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"init {str(path)!r} is not a checkpoint folder (no config.json)")
+    model, processor = load(path)
+    return model.float(), processor
+
+
+def recipe_runner(defaults: dict[str, Any], build: Callable, step_loss: Callable,
+                  load: Callable[[Path], tuple[torch.nn.Module, Any]] | None = None) -> Callable[..., Path]:
+    """A recipe module's `run(config, overrides, resume, overwrite)` from its defaults, `build`, `step_loss` and
+    (for `init`) `load`: checkpoint folder -> (model, processor)."""
 
     def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
             overwrite: bool = False) -> Path:
         cfg = load_config(config, defaults, overrides)
-        return train(cfg, build, step_loss, cfg["tasks"], resume=resume, overwrite=overwrite)
+        return train(cfg, build, step_loss, cfg["tasks"], resume=resume, overwrite=overwrite, load=load)
 
     return run
 

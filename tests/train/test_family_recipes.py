@@ -94,6 +94,45 @@ def test_one_loop_trains_refuses_resumes_exactly_and_loads(family, data, tmp_pat
     assert _losses(tmp_path / "parts") == straight  # each step once, the same losses
 
 
+@pytest.mark.parametrize("family", ["pixellm", "ufo", "vitron"])
+def test_init_continues_from_a_released_checkpoint(family, data, tmp_path):
+    """`init`: the run starts from a checkpoint folder's weights, tokenizer and config (a half-size release trains in
+    float32); at learning rate 0 the new release equals the one it started from."""
+    from safetensors.torch import load_file
+
+    from pixelwise.recipes.registry import run_recipe
+
+    torch.set_num_threads(1)
+    first = run_recipe(_config(tmp_path, family, data, "first"), ["release_dtype=float16"] if family == "vitron" else [])
+    path = tmp_path / "again.yaml"
+    cfg = yaml.safe_load(_config(tmp_path, family, data, "again").read_text())
+    with pytest.raises(ConfigError, match="own model config"):
+        path.write_text(yaml.safe_dump({**cfg, "init": str(first)}))
+        run_recipe(path)
+    with pytest.raises(ConfigError, match="not a checkpoint folder"):
+        path.write_text(yaml.safe_dump({**{k: v for k, v in cfg.items() if k != "model"}, "init": str(tmp_path)}))
+        run_recipe(path)
+    cfg = {k: v for k, v in cfg.items() if k != "model"}
+    path.write_text(yaml.safe_dump({**cfg, "init": str(first), "lr": 0.0, "steps": 2, "run_dir": str(tmp_path / "a2"),
+                                    "release_dtype": "float32"}))
+    again = run_recipe(path)
+    before, after = load_file(str(Path(first) / "model.safetensors")), load_file(str(Path(again) / "model.safetensors"))
+    assert before.keys() == after.keys()
+    for k in (k for k in before if "running_" not in k):  # batch statistics move in training even at lr 0
+        assert torch.equal(before[k].float(), after[k]), k
+    assert (Path(again) / "tokenizer.json").read_text() == (Path(first) / "tokenizer.json").read_text()
+
+
+def test_pixelsail_cannot_start_from_a_checkpoint(data, tmp_path):
+    from pixelwise.recipes.registry import run_recipe
+
+    path = _config(tmp_path, "pixelsail", data, "sail")
+    cfg = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**{k: v for k, v in cfg.items() if k != "model"}, "init": str(tmp_path)}))
+    with pytest.raises(ConfigError, match="pixelsail recipe cannot start from a checkpoint"):
+        run_recipe(path)
+
+
 def test_strict_configs_and_the_recipe_list(tmp_path, data):
     from pixelwise.recipes.registry import listing, recipe_of, run_recipe
 

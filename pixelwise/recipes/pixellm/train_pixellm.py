@@ -48,7 +48,12 @@ def step_loss(model: PixelLMForSegmentation, proc: PixelLMProcessor, items: list
     return out.loss, out.parts
 
 
-run = family.recipe_runner(DEFAULTS, build, step_loss)
+def load(path) -> tuple[PixelLMForSegmentation, PixelLMProcessor]:
+    proc = PixelLMProcessor.from_pretrained(path)
+    return PixelLMForSegmentation.from_pretrained(path, proc), proc
+
+
+run = family.recipe_runner(DEFAULTS, build, step_loss, load)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -62,7 +62,12 @@ def step_loss(model: UFOForConditionalGeneration, proc: UFOProcessor, items: lis
     return out.loss, out.parts
 
 
-run = family.recipe_runner(DEFAULTS, build, step_loss)
+def load(path) -> tuple[UFOForConditionalGeneration, UFOProcessor]:
+    proc = UFOProcessor.from_pretrained(path)
+    return UFOForConditionalGeneration.from_pretrained(path, proc), proc
+
+
+run = family.recipe_runner(DEFAULTS, build, step_loss, load)
 
 
 def main(argv: list[str] | None = None) -> None:

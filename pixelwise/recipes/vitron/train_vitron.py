@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from pixelwise.models.vitron.backends import SHAPES, SIZES
 from pixelwise.models.vitron.configuration_vitron import TASKS
 from pixelwise.models.vitron.instruction import COLORS, PLACES, Instruction, instruction_from_request, parse_instruction
+from pixelwise.models.vitron.modeling_vitron import VitronModel
+from pixelwise.models.vitron.processing_vitron import VitronProcessor
 from pixelwise.modules.losses import lm_loss
 from pixelwise.modules.point_losses import point_sampled_mask_loss
 from pixelwise.recipes.vitron.build import new_vitron
@@ -169,7 +171,14 @@ def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume:
         overwrite: bool = False) -> Path:
     cfg = family.load_config(config, DEFAULTS, overrides)
     recipe = VitronRecipe(cfg)
-    return family.train(cfg, recipe.build, recipe.step_loss, cfg["tasks"], resume=resume, overwrite=overwrite)
+    return family.train(cfg, recipe.build, recipe.step_loss, cfg["tasks"], resume=resume, overwrite=overwrite,
+                        load=load)
+
+
+def load(path: Path) -> tuple[VitronModel, VitronProcessor]:
+    """A released VITRON to continue from (`init`); releases drop the synergy head, so it trains without that term."""
+    model = VitronModel.from_pretrained(path)
+    return model, VitronProcessor.from_pretrained(path, model.config)
 
 
 def main(argv: list[str] | None = None) -> None:
