@@ -25,6 +25,7 @@ from pixelwise.modules.vl_processing import IM_END, Encoded, VLProcessor
 MASK_TOKEN, BOX_START, BOX_END, LOCAL_TOKEN = "<MASK>", "<box>", "</box>", "<|local|>"
 UFO_TOKENS = (MASK_TOKEN, BOX_START, BOX_END, LOCAL_TOKEN)
 DATASET_SEG = "[SEG]"
+DATASET_BOX_GRID = 1000  # the grid of the datasets' text boxes (PixelWorld's `BOX_GRID`; a test keeps them equal)
 _BOX = re.compile(r"<box>\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*</box>")
 _PARALLEL = re.compile(r"^\s*(please\s+)?(detect|output a box for each|locate (all|every)|box (all|every))\b",
                        re.IGNORECASE)
@@ -89,7 +90,14 @@ class UFOProcessor(VLProcessor):
         return MASK_TOKEN * self.num_mask_tokens
 
     def format_answer(self, answer: str) -> str:
-        return answer.replace(DATASET_SEG, self.mask_group)
+        """A dataset answer -> this model's: `[SEG]` -> the `<MASK>` group, text boxes from the dataset's grid
+        (`DATASET_BOX_GRID`) to `box_bins`."""
+        answer = answer.replace(DATASET_SEG, self.mask_group)
+        if self.box_bins == DATASET_BOX_GRID:
+            return answer
+        scale = self.box_bins / DATASET_BOX_GRID
+        return _BOX.sub(lambda m: "{}{},{},{},{}{}".format(BOX_START, *(round(int(v) * scale) for v in m.groups()),
+                                                           BOX_END), answer)
 
     def box_text(self, box: Sequence[float], size: tuple[int, int]) -> str:
         """Pixel xyxy -> `<box>x1,y1,x2,y2</box>` on the integer grid."""

@@ -68,6 +68,22 @@ def test_boxes_are_text_on_the_integer_grid(model_and_processor):
     assert not result.objects[0].masks.any() and result.objects[0].span == span
 
 
+def test_dataset_boxes_are_rewritten_on_the_models_grid(tokenizer):
+    """Training answers come with PixelWorld's 0-1000 text boxes; a model on another grid learns its own numbers."""
+    from pixelwise.data.pixelworld.tasks import BOX_GRID
+    from pixelwise.models.ufo.processing_ufo import DATASET_BOX_GRID
+
+    assert DATASET_BOX_GRID == BOX_GRID
+    coarse = UFOProcessor(tokenizer, frame_pixels=64 * 64, patch_size=8, box_bins=32)
+    answer = "A star <box>500,250,1000,0</box>, a ring <box>31,969,16,47</box> [SEG]."
+    assert coarse.format_answer(answer) == ("A star <box>16,8,32,0</box>, a ring <box>1,31,1,2</box> "
+                                            + coarse.mask_group + ".")
+    (box, _), _ = coarse.parse_boxes(coarse.format_answer(answer), (64, 64))
+    assert box == (32.0, 0.0, 64.0, 16.0)
+    fine = UFOProcessor(tokenizer, frame_pixels=64 * 64, patch_size=8)
+    assert fine.format_answer(answer) == answer.replace("[SEG]", fine.mask_group)
+
+
 def test_parallel_queries_are_detection_questions():
     assert is_parallel_query("Detect every star.") and is_parallel_query("Output a box for each circle.")
     assert not is_parallel_query("Segment all green objects.") and not is_parallel_query("Please segment the star.")
