@@ -255,3 +255,20 @@ def test_shipped_ufo_segments_pixelworld_referring_targets():
 
     path = Path(pixelwise.__file__).parent / "checkpoints" / "ufo-tiny"
     assert pixelworld_referring_ciou(path) > 0.18
+
+
+def test_mask_boxes_instrument_scores_boxes_read_off_masks(tmp_path):
+    """`python -m pixelwise.recipes.ufo.mask_boxes`: the shipped model on a few generated grounding and detection
+    images; every count adds up and the scores are fractions (its full-test figures are in docs/models/ufo-tiny.md)."""
+    from pathlib import Path
+
+    import pixelwise
+    from pixelwise.data.pixelworld.generate import GenConfig, generate
+    from pixelwise.recipes.ufo.mask_boxes import mask_box_scores
+
+    data = tmp_path / "boxes"
+    generate(data, GenConfig(split="test", num=6, seed=3, tasks=("grounding", "detection")))
+    r = mask_box_scores(Path(pixelwise.__file__).parent / "checkpoints" / "ufo-tiny", data)
+    assert r["grounding_samples"] > 0 and r["detection_targets"] > 0
+    assert all(0.0 <= r[k] <= 1.0 for k in ("grounding_acc50", "detection_precision", "detection_recall",
+                                            "detection_f1"))
