@@ -67,10 +67,10 @@ def load_config(path: str | Path | None, defaults: dict[str, Any], overrides: Se
     cfg = load_recipe_config(path, base, overrides, free=("model",))
     if not cfg["out"]:
         raise ConfigError("the recipe needs `out` (the checkpoint folder)")
-    if cfg["init"] and cfg["model"] != base["model"]:
-        changed = sorted(k for k in cfg["model"] if cfg["model"][k] != base["model"].get(k))
-        raise ConfigError(f"init {cfg['init']!r} brings its own model config; drop the `model` overrides "
-                          f"({', '.join(changed)})")
+    if not isinstance(cfg["model"], dict):
+        raise ConfigError(f"`model` must be a mapping of the family's config keys, got {cfg['model']!r}")
+    if cfg["init"]:
+        check_init(cfg, base)
     if cfg["release_dtype"] not in RELEASE_DTYPES:
         raise ConfigError(f"release_dtype must be one of {', '.join(RELEASE_DTYPES)}, got {cfg['release_dtype']!r}")
     return cfg
@@ -95,6 +95,24 @@ def build_tokenizer(data: str | Path, tasks: Sequence[str], vocab_size: int, ext
     return tok
 
 
+BUILD_ONLY = ("model", "vocab_size", "corpus_samples", "frame_pixels")  # what a new model is built from
+
+
+def check_init(cfg: dict[str, Any], base: dict[str, Any]) -> None:
+    """`init` continues a released model: the keys that would build a new one must stay at their defaults, the
+    folder must be a checkpoint, and the run must not write into it."""
+    init = Path(cfg["init"])
+    changed = [k for k in BUILD_ONLY if cfg[k] != base[k]]
+    if changed:
+        raise ConfigError(f"init {str(init)!r} brings its own model, tokenizer and processor; drop "
+                          f"{', '.join(changed)} (they only build a new model)")
+    if not (init / "config.json").is_file():
+        raise ConfigError(f"init {str(init)!r} is not a checkpoint folder (no config.json)")
+    if init.resolve() == Path(cfg["out"]).resolve():
+        raise ConfigError(f"out {cfg['out']!r} is the init folder: the first checkpoint would overwrite the model "
+                          "it starts from; choose another out")
+
+
 def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.Module, Any]],
           step_loss: Callable[[torch.nn.Module, Any, list, np.random.Generator], tuple[torch.Tensor, dict]],
           tasks: Sequence[str], resume: bool = False, overwrite: bool = False,
@@ -103,6 +121,8 @@ def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.
     (weights, optimizer, schedule, data position, random state). With `cfg["init"]`, the model and processor are the
     recipe's `load` of that checkpoint folder (a new optimizer and schedule) instead of a new `build`."""
 
+    if cfg["init"] and load is None:  # before the run folder is claimed (--overwrite would empty it)
+        raise ConfigError(f"the {cfg['recipe']} recipe cannot start from a checkpoint (`init`); train it from scratch")
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     out = Path(cfg["out"])
@@ -112,7 +132,7 @@ def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.
     rng = np.random.default_rng(cfg["seed"])
 
     dataset = datasets(cfg["data"], tasks)  # first: a missing folder is named before anything is built
-    model, processor = build(cfg) if not cfg["init"] else load_init(cfg["init"], load, cfg["recipe"])
+    model, processor = build(cfg) if not cfg["init"] else load_init(cfg, load)
     sampler = ResumableSampler(len(dataset), seed=cfg["seed"])
     opt = build_optimizer(model, OptimConfig(lr=cfg["lr"], weight_decay=cfg["weight_decay"], betas=tuple(cfg["betas"])))
     sched = cosine_with_warmup(opt, cfg["steps"], cfg["warmup"], min_lr_ratio=0.05)
@@ -186,15 +206,15 @@ def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.
     return out
 
 
-def load_init(path: str | Path, load: Callable[[Path], tuple[torch.nn.Module, Any]] | None,
-              recipe: str) -> tuple[torch.nn.Module, Any]:
-    """The model and processor of `init`, in float32 (a checkpoint released in float16 trains in float32)."""
-    if load is None:
-        raise ConfigError(f"the {recipe} recipe cannot start from a checkpoint (`init`); train it from scratch")
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"init {str(path)!r} is not a checkpoint folder (no config.json)")
-    model, processor = load(path)
+def load_init(cfg: dict[str, Any], load: Callable[[Path], tuple[torch.nn.Module, Any]]
+              ) -> tuple[torch.nn.Module, Any]:
+    """The model and processor of `init` (`check_init` passed), in float32 (a release in float16 trains in
+    float32); a config that keeps training notes records where this run started."""
+    model, processor = load(Path(cfg["init"]))
+    notes = getattr(model.config, "notes", None)
+    if isinstance(notes, dict):
+        model.config.notes = {"init": str(cfg["init"]), "init_notes": notes, "data": cfg["data"],
+                              "tasks": list(cfg["tasks"]), "steps": cfg["steps"], "batch": cfg["batch_size"]}
     return model.float(), processor
 
 

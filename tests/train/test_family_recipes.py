@@ -106,13 +106,16 @@ def test_init_continues_from_a_released_checkpoint(family, data, tmp_path):
     first = run_recipe(_config(tmp_path, family, data, "first"), ["release_dtype=float16"] if family == "vitron" else [])
     path = tmp_path / "again.yaml"
     cfg = yaml.safe_load(_config(tmp_path, family, data, "again").read_text())
-    with pytest.raises(ConfigError, match="own model config"):
-        path.write_text(yaml.safe_dump({**cfg, "init": str(first)}))
+    path.write_text(yaml.safe_dump({**cfg, "init": str(first)}))
+    with pytest.raises(ConfigError, match="brings its own model.*drop model, vocab_size"):
         run_recipe(path)
+    cfg = {k: v for k, v in cfg.items() if k not in ("model", "vocab_size", "frame_pixels")}
+    path.write_text(yaml.safe_dump({**cfg, "init": str(tmp_path)}))
     with pytest.raises(ConfigError, match="not a checkpoint folder"):
-        path.write_text(yaml.safe_dump({**{k: v for k, v in cfg.items() if k != "model"}, "init": str(tmp_path)}))
         run_recipe(path)
-    cfg = {k: v for k, v in cfg.items() if k != "model"}
+    path.write_text(yaml.safe_dump({**cfg, "init": str(first), "out": str(first)}))
+    with pytest.raises(ConfigError, match="is the init folder"):
+        run_recipe(path)
     path.write_text(yaml.safe_dump({**cfg, "init": str(first), "lr": 0.0, "steps": 2, "run_dir": str(tmp_path / "a2"),
                                     "release_dtype": "float32"}))
     again = run_recipe(path)
@@ -128,9 +131,15 @@ def test_pixelsail_cannot_start_from_a_checkpoint(data, tmp_path):
 
     path = _config(tmp_path, "pixelsail", data, "sail")
     cfg = yaml.safe_load(path.read_text())
-    path.write_text(yaml.safe_dump({**{k: v for k, v in cfg.items() if k != "model"}, "init": str(tmp_path)}))
+    (tmp_path / "released").mkdir()
+    (tmp_path / "released" / "config.json").write_text("{}")
+    path.write_text(yaml.safe_dump({**{k: v for k, v in cfg.items() if k not in ("model", "vocab_size")},
+                                    "init": str(tmp_path / "released")}))
+    (tmp_path / "sail").mkdir()
+    (tmp_path / "sail" / "metrics.jsonl").write_text("kept\n")  # an earlier run: --overwrite must not empty it first
     with pytest.raises(ConfigError, match="pixelsail recipe cannot start from a checkpoint"):
-        run_recipe(path)
+        run_recipe(path, overwrite=True)
+    assert (tmp_path / "sail" / "metrics.jsonl").read_text() == "kept\n"
 
 
 def test_strict_configs_and_the_recipe_list(tmp_path, data):

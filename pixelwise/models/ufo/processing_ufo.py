@@ -91,13 +91,13 @@ class UFOProcessor(VLProcessor):
 
     def format_answer(self, answer: str) -> str:
         """A dataset answer -> this model's: `[SEG]` -> the `<MASK>` group, text boxes from the dataset's grid
-        (`DATASET_BOX_GRID`) to `box_bins`."""
+        (`DATASET_BOX_GRID`) to `box_bins` (within one bin of `box_text` of the same pixels: the dataset's numbers
+        are rounded already)."""
         answer = answer.replace(DATASET_SEG, self.mask_group)
         if self.box_bins == DATASET_BOX_GRID:
             return answer
-        scale = self.box_bins / DATASET_BOX_GRID
-        return _BOX.sub(lambda m: "{}{},{},{},{}{}".format(BOX_START, *(round(int(v) * scale) for v in m.groups()),
-                                                           BOX_END), answer)
+        return _BOX.sub(lambda m: "{}{},{},{},{}{}".format(
+            BOX_START, *(round(int(v) * self.box_bins / DATASET_BOX_GRID) for v in m.groups()), BOX_END), answer)
 
     def box_text(self, box: Sequence[float], size: tuple[int, int]) -> str:
         """Pixel xyxy -> `<box>x1,y1,x2,y2</box>` on the integer grid."""

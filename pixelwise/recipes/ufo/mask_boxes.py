@@ -3,51 +3,40 @@
     python -m pixelwise.recipes.ufo.mask_boxes MODEL DATA [--limit N]
 
 Grounding asks "Please segment <phrase>." and takes the tight box of the mask; detection takes each grid answer's
-mask as its box. Scored as `pixelwise eval --benchmark pixelworld-boxes` scores text boxes (Acc@0.5; micro F1 at IoU
-0.5), so the two tell apart a model that cannot write where the object is from one that cannot find it.
+mask as its box. Scored by the benchmark's own scorer (`pixelwise.eval.boxes.evaluate`: Acc@0.5; micro F1 at IoU
+0.5) with the text boxes removed from the answers, so the two reports tell apart a model that cannot write where the
+object is from one that cannot find it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 import pixelwise
-from pixelwise.core.masks import box_iou, mask_to_box
-from pixelwise.data.pixelworld.dataset import PixelWorldDataset
-from pixelwise.eval.boxes import IOU, match
+from pixelwise.core.results import Result
+from pixelwise.eval.boxes import evaluate
 
 
-def _mask_boxes(objects) -> list[tuple[float, ...]]:
-    ranked = sorted(objects, key=lambda o: -(o.score if o.score is not None else 0.0))
-    return [tuple(float(v) for v in mask_to_box(np.asarray(o.masks).any(0))) for o in ranked
-            if np.asarray(o.masks).any()]
+def masks_only(result: Result) -> Result:
+    """The result without its boxes (object boxes and `<box>` text), so the scorer falls back to the masks."""
+    return dataclasses.replace(result, answer="", objects=[dataclasses.replace(o, box=None) for o in result.objects])
 
 
-def mask_box_scores(model: str | Path, data: str | Path, limit: int | None = None) -> dict[str, float]:
-    pipe = pixelwise.load(model)
-    ds = PixelWorldDataset(data, tasks=["grounding", "detection"])
-    hits = grounded = tp = predicted = true = 0
-    for i in range(len(ds) if limit is None else min(limit, len(ds))):
-        it = ds[i]
-        s = it.sample
-        truth = [tuple(t["boxes"][0]) for t in s["targets"]]
-        if s["task"] == "grounding":
-            boxes = _mask_boxes(pipe.segment(it.frames[0], f"Please segment {s['phrase']}.").objects)
-            grounded += 1
-            hits += int(bool(boxes) and box_iou(boxes[0], truth[0]) >= IOU)
-        else:
-            boxes = _mask_boxes(pipe.segment(it.frames[0], s["question"]).objects)
-            tp += match(boxes, truth)
-            predicted += len(boxes)
-            true += len(truth)
-    p, r = tp / max(predicted, 1), tp / max(true, 1)
-    return {"grounding_samples": grounded, "grounding_acc50": hits / max(grounded, 1), "detection_precision": p,
-            "detection_recall": r, "detection_f1": 2 * p * r / max(p + r, 1e-9), "detection_boxes": predicted,
-            "detection_targets": true}
+def mask_box_report(model: str | Path, data: str | Path, limit: int | None = None) -> dict[str, Any]:
+    pipe = pixelwise.load(model, device="cpu")
+
+    def predict(item) -> Result:
+        s = item.sample
+        question = f"Please segment {s['phrase']}." if s["task"] == "grounding" else item.question
+        return masks_only(pipe.segment(item.frames[0], question))
+
+    report = evaluate(data, predict, limit=limit)
+    report["benchmark"] = "pixelworld-boxes (boxes read off the masks)"
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("data")
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args(argv)
-    print(json.dumps(mask_box_scores(args.model, args.data, args.limit), indent=2))
+    report = mask_box_report(args.model, args.data, args.limit)
+    print(json.dumps(report["metrics"], indent=2))
 
 
 if __name__ == "__main__":

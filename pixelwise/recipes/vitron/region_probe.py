@@ -32,7 +32,7 @@ def _stats(rows: list[torch.Tensor]) -> dict[str, float]:
 
 @torch.no_grad()
 def region_probe(model: str, data: str, num: int = 40) -> dict[str, dict[str, float]]:
-    pipe = pixelwise.load(model)
+    pipe = pixelwise.load(model, device="cpu")
     net, proc = pipe.model, pipe.processor
     ds = PixelWorldDataset(data, tasks=["region"])
     stages: dict[str, list[torch.Tensor]] = {k: [] for k in ("pooled", "frame_mean", "region_feat", "region_loc",
@@ -44,8 +44,9 @@ def region_probe(model: str, data: str, num: int = 40) -> dict[str, dict[str, fl
         gh, gw = inp.grid
         w = F.interpolate(torch.from_numpy(inp.region_masks[0]).float()[None, None], size=(gh, gw), mode="area")
         w = w[0, 0].flatten()
+        w = w if float(w.sum()) > 0 else torch.ones_like(w)  # as the region encoder treats an empty mask
         t = min(inp.region_frames[0], feats.shape[0] - 1)
-        pooled = (w[:, None] * feats[t]).sum(0) / w.sum().clamp_min(1e-6)
+        pooled = (w[:, None] * feats[t]).sum(0) / w.sum()
         stages["pooled"].append(pooled)
         stages["frame_mean"].append(feats[t].mean(0))
         stages["region_feat"].append(net.region_feat(pooled[None])[0])

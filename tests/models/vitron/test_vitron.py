@@ -274,11 +274,15 @@ def test_region_embedding_is_normalised_in_new_models_only(tiny):
     assert model.config.region_norm
     img = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     inp = proc.build(img, "Describe <region>.", prompts=[Box(4, 4, 30, 30)])
-    with torch.no_grad():
-        model.region_feat[-1].weight.mul_(1000.0)  # an encoder that has grown, as the 8,000-step run's did
-        e = model.region_embeddings(inp, model.encode_frames(inp.patches, inp.grid))
+    kept = model.region_feat[-1].weight.detach().clone()
+    try:
+        with torch.no_grad():
+            model.region_feat[-1].weight.mul_(1000.0)  # an encoder that has grown, as the 8,000-step run's did
+            e = model.region_embeddings(inp, model.encode_frames(inp.patches, inp.grid))
         assert torch.allclose(e.pow(2).mean(-1).sqrt(), torch.ones(1), atol=1e-3)
-        model.region_feat[-1].weight.div_(1000.0)
+    finally:
+        with torch.no_grad():
+            model.region_feat[-1].weight.copy_(kept)  # the fixture is shared by the module's tests
     old = VitronModel(dataclasses.replace(model.config, region_norm=False))
     assert isinstance(old.region_norm, torch.nn.Identity)
     assert not any(k.startswith("region_norm") for k in old.state_dict())
@@ -424,4 +428,4 @@ def test_region_probe_measures_each_stage_of_the_region_encoder(tmp_path):
     r = region_probe(str(Path(pixelwise.__file__).parent / "checkpoints" / "vitron-tiny"), str(data), num=8)
     assert set(r) == {"pooled", "frame_mean", "region_feat", "region_loc", "embedding"}
     assert r["pooled"]["cosine"] < 0.9 and r["pooled"]["spread"] > 1.0
-    assert all(-1.0 <= s["cosine"] <= 1.0 and s["norm"] > 0 for s in r.values())
+    assert r["embedding"]["norm"] > 50  # no region_norm in this model: the encoder's own scale (183 over 40 prompts)
