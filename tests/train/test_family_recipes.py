@@ -126,6 +126,28 @@ def test_init_continues_from_a_released_checkpoint(family, data, tmp_path):
     assert (Path(again) / "tokenizer.json").read_text() == (Path(first) / "tokenizer.json").read_text()
 
 
+def test_a_run_from_init_resumes_exactly(data, tmp_path):
+    """Ctrl-C / a wall-clock stop in a run that started from `init`, then `--resume`: the same losses as one
+    uninterrupted run from the same checkpoint, each step logged once."""
+    from pixelwise.recipes.registry import run_recipe
+
+    torch.set_num_threads(1)
+    first = run_recipe(_config(tmp_path, "pixellm", data, "first"))
+    cfg = {k: v for k, v in yaml.safe_load(_config(tmp_path, "pixellm", data, "x").read_text()).items()
+           if k not in ("model", "vocab_size", "frame_pixels")}
+    runs = {}
+    for name in ("whole", "parts"):
+        path = tmp_path / f"{name}-init.yaml"
+        path.write_text(yaml.safe_dump({**cfg, "init": str(first), "run_dir": str(tmp_path / f"{name}-init"),
+                                        "out": str(tmp_path / f"{name}-init" / "final")}))
+        runs[name] = path
+    run_recipe(runs["whole"])
+    run_recipe(runs["parts"], ["max_seconds=0"])
+    assert [s for s, _ in _losses(tmp_path / "parts-init")] == [1]
+    run_recipe(runs["parts"], resume=True)
+    assert _losses(tmp_path / "parts-init") == _losses(tmp_path / "whole-init")
+
+
 def test_pixelsail_cannot_start_from_a_checkpoint(data, tmp_path):
     from pixelwise.recipes.registry import run_recipe
 
