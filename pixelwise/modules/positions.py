@@ -22,6 +22,12 @@ def positions_along(table: torch.Tensor, n: int) -> torch.Tensor:
     return F.interpolate(table.T[None], size=n, mode="linear", align_corners=True)[0].T
 
 
+def grid_positions(rows: torch.Tensor, cols: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Row table [L, D] + column table [L, D] -> the embedding of every cell of an h x w grid, [h * w, D] in raster
+    order (`positions_along` each side)."""
+    return (positions_along(rows, h)[:, None] + positions_along(cols, w)[None]).reshape(h * w, -1)
+
+
 class GridPositions(nn.Module):
     """Row + column embeddings (`size` per side, width `dim`, zero at init) of an h x w token grid."""
 
@@ -34,5 +40,4 @@ class GridPositions(nn.Module):
 
     def forward(self, h: int, w: int) -> torch.Tensor:
         """-> [h * w, dim] in raster order."""
-        grid = positions_along(self.rows.weight, h)[:, None] + positions_along(self.cols.weight, w)[None]
-        return grid.reshape(h * w, -1)
+        return grid_positions(self.rows.weight, self.cols.weight, h, w)

@@ -50,7 +50,7 @@ from pixelwise.models.unipixel.weights_unipixel import (
     weight_files,
 )
 from pixelwise.modules.mrope import decode_position_ids, mrope_position_ids
-from pixelwise.modules.positions import positions_along
+from pixelwise.modules.positions import grid_positions
 from pixelwise.modules.sam2.common import LayerNorm2d
 
 # ----------------------------------------------------------------------------------------------- adapters
@@ -445,9 +445,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         m = self.config.spatial_merge_size
         t, h, w = (int(v) for v in grid_thw.reshape(-1, 3)[0])
         gh, gw = h // m, w // m
-        rows = positions_along(self.visual_pos_rows.weight, gh)[:, None]
-        cols = positions_along(self.visual_pos_cols.weight, gw)[None]
-        return (rows + cols).reshape(1, gh * gw, -1).expand(t, -1, -1).reshape(t * gh * gw, -1)
+        return grid_positions(self.visual_pos_rows.weight, self.visual_pos_cols.weight, gh, gw).repeat(t, 1)
 
     def temporal_code(self, frames: torch.Tensor, num_llm_frames: int) -> torch.Tensor:
         """Prompt frame indices [R] -> [R, 3C]; frames are normalised by (2*grid_t - 1) as in the official model."""
@@ -932,11 +930,8 @@ class UniPixelForConditionalGeneration(nn.Module):
         new_ids, step_logits, step_prenorm = [], [], []
         seg_id = self.config.seg_token_id
         for step in range(max_new_tokens):
-            tok = int(torch.argmax(logits))
-            if options is not None and (pick := self.pointed_letter(prev, prenorm, options)) is not None:
-                tok = pick
-            if require_seg and tok in stops and seg_id not in new_ids and step < max_new_tokens - 1:
-                tok = seg_id
+            tok = self.next_token(int(torch.argmax(logits)), prev, prenorm, options, new_ids, stops,
+                                  require_seg and step < max_new_tokens - 1)
             new_ids.append(tok)
             step_logits.append(logits)
             step_prenorm.append(prenorm)
@@ -964,6 +959,17 @@ class UniPixelForConditionalGeneration(nn.Module):
             cache=PrefixCache(torch.cat([inputs.input_ids.reshape(-1).cpu(), torch.tensor(new_ids[:-1],
                                                                                           dtype=torch.int64)]), cache),
         )
+
+    def next_token(self, greedy: int, prev: int, prenorm: torch.Tensor, options: Any, ids: Sequence[int],
+                   stops: set[int], require_seg: bool) -> int:
+        """The token a decoding step emits: the greedy choice, unless the option pointer picks a letter
+        (`pointed_letter`), or `require_seg` turns a stop chosen before any `<|seg|>` of the answer `ids` into one."""
+        tok = greedy
+        if options is not None and (pick := self.pointed_letter(prev, prenorm, options)) is not None:
+            tok = pick
+        if require_seg and tok in stops and self.config.seg_token_id not in ids:
+            tok = self.config.seg_token_id
+        return tok
 
     @torch.no_grad()
     def generate_batch(self, batch: Sequence[UniPixelInputs], max_new_tokens: int | Sequence[int] = 512,
@@ -1023,11 +1029,8 @@ class UniPixelForConditionalGeneration(nn.Module):
         for step in range(max(limits)):
             toks = last_logits.argmax(-1).tolist()
             for b in live:
-                pick = None if options[b] is None else self.pointed_letter(prev[b], last_prenorm[b], options[b])
-                if pick is not None:
-                    toks[b] = pick
-                if force[b] and toks[b] in stops and seg_id not in new_ids[b] and step < limits[b] - 1:
-                    toks[b] = seg_id
+                toks[b] = self.next_token(toks[b], prev[b], last_prenorm[b], options[b], new_ids[b], stops,
+                                          force[b] and step < limits[b] - 1)
             for b in live:
                 tok = toks[b]
                 new_ids[b].append(tok)

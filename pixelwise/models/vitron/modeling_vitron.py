@@ -161,6 +161,12 @@ class VitronModel(nn.Module):
 
     def region_embeddings(self, inp: VitronInputs, feats: torch.Tensor) -> torch.Tensor:
         """[K, d] sketch embeddings of the region prompts."""
+        loc = self.region_loc(inp.region_boxes.to(feats.device, feats.dtype))
+        return self.region_norm(self.region_feat(self.region_pooled(inp, feats)) + loc)
+
+    def region_pooled(self, inp: VitronInputs, feats: torch.Tensor) -> torch.Tensor:
+        """[K, d_v] front-end features [T, h*w, d_v] averaged under each region's mask on its frame (an empty mask:
+        the whole frame)."""
         gh, gw = inp.grid
         rows = []
         for m, t in zip(inp.region_masks, inp.region_frames):
@@ -169,9 +175,7 @@ class VitronModel(nn.Module):
             if float(w.sum()) <= 0:
                 w = torch.ones_like(w)
             rows.append((w[:, None] * feats[min(t, feats.shape[0] - 1)]).sum(0) / w.sum())
-        pooled = torch.stack(rows)
-        loc = self.region_loc(inp.region_boxes.to(feats.device, feats.dtype))
-        return self.region_norm(self.region_feat(pooled) + loc)
+        return torch.stack(rows)
 
     def embed_one(self, inp: VitronInputs) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.encode_frames(inp.patches, inp.grid)

@@ -41,12 +41,8 @@ def region_probe(model: str, data: str, num: int = 40) -> dict[str, dict[str, fl
         it = ds[i]
         inp = proc.build(it.frames[0], it.question, prompts=it.prompts)
         feats = net.encode_frames(inp.patches, inp.grid)
-        gh, gw = inp.grid
-        w = F.interpolate(torch.from_numpy(inp.region_masks[0]).float()[None, None], size=(gh, gw), mode="area")
-        w = w[0, 0].flatten()
-        w = w if float(w.sum()) > 0 else torch.ones_like(w)  # as the region encoder treats an empty mask
+        pooled = net.region_pooled(inp, feats)[0]
         t = min(inp.region_frames[0], feats.shape[0] - 1)
-        pooled = (w[:, None] * feats[t]).sum(0) / w.sum()
         stages["pooled"].append(pooled)
         stages["frame_mean"].append(feats[t].mean(0))
         stages["region_feat"].append(net.region_feat(pooled[None])[0])
