@@ -385,7 +385,8 @@ def train(cfg: dict, resume: bool = False, overwrite: bool = False) -> Path:
                                        video_frames=tuple(cfg["data"]["video_frames"]),
                                        sample_objects=int(cfg["data"]["sample_objects"]),
                                        sam2_max_frames=cfg["data"].get("sam2_max_frames"),
-                                       visual_words=loss_cfg.visual_words_weight > 0)
+                                       visual_words=(tuple(loss_cfg.visual_word_kinds)
+                                                     if loss_cfg.visual_words_weight > 0 else False))
         module = UniPixelTrainModule(model, loss_cfg).to(info.device)
     else:
         raise ConfigError(f"objective {objective!r}: use unipixel, sam2_prompts or text_lm")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,12 +62,13 @@ class Example:
     seg_index: list[int] = field(default_factory=list)  # which <|seg|> tokens (text order) are supervised
     frames_rgb: np.ndarray | None = None  # uint8 [T, H, W, 3] (for logging predicted masks)
     key: str = ""
-    # per visual token (raster order over frame pairs) the class of the object covering it: [N, 2] (colour, shape;
-    # -1 = no object), with the token ids of the classes' words [2, C] (`visual_words`, when the scene is known)
+    # per visual token (raster order over frame pairs) the class of the object covering it: [N, K] (one column per
+    # label kind, colour and shape by default; -1 = no object), with the token ids of each kind's class words
+    # (`visual_words`, when the scene is known)
     visual_words: torch.Tensor | None = None
-    visual_word_ids: torch.Tensor | None = None
-    mem_words: torch.Tensor | None = None  # the same per `<|mem|>` token ([M, 2], in the model's memory order)
-    # the same per retrieval cell of the first SAM2 frame ([h*w, 2]): the object under the cell's centre, which is
+    visual_word_ids: list[torch.Tensor] | None = None
+    mem_words: torch.Tensor | None = None  # the same per `<|mem|>` token ([M, K], in the model's memory order)
+    # the same per retrieval cell of the first SAM2 frame ([h*w, K]): the object under the cell's centre, which is
     # what SAM2 segments when clicked there (the object keys' proposals)
     cell_words: torch.Tensor | None = None
 
@@ -423,10 +425,12 @@ class ExampleBuilder:
     """Conversation + frames -> `Example` (processor inputs, label mask, SAM2 targets at S x S)."""
 
     def __init__(self, processor, video_frames: tuple[int, ...] = (8, 16), sample_objects: int = 5,
-                 sam2_max_frames: int | None = None, visual_words: bool = False):
+                 sam2_max_frames: int | None = None, visual_words: bool | Sequence[str] = False):
         self.processor = processor
-        # the token ids of " red", " circle", ...: the classes of the visual-word labels (one token each)
-        self.word_ids = word_classes(processor) if visual_words else None
+        # the token ids of " red", " circle", ...: the classes of the visual-word labels (one token each); True =
+        # colour and shape, or the kinds named (`WORD_KINDS`)
+        kinds = DEFAULT_WORD_KINDS if visual_words is True else tuple(visual_words or ())
+        self.word_ids = word_classes(processor, kinds) if kinds else None
         self.video_frames = video_frames
         self.sample_objects = sample_objects
         self.sam2_max_frames = sam2_max_frames  # SAM2 is supervised on at most this many of the LLM's frames
@@ -519,7 +523,7 @@ class UniPixelTrainDataset:
 
     def __init__(self, source: TrainSource, processor, seed: int = 0, video_frames: tuple[int, ...] = (8, 16),
                  sample_objects: int = 5, augment: bool = True, sam2_max_frames: int | None = None,
-                 visual_words: bool = False):
+                 visual_words: bool | Sequence[str] = False):
         self.source = source
         self.builder = ExampleBuilder(processor, video_frames, sample_objects, sam2_max_frames, visual_words)
         self.seed = seed
@@ -542,22 +546,44 @@ class UniPixelTrainDataset:
         return self.builder(frames, conv, rng if self.augment else None, key, scene)
 
 
-WORD_CLASSES = (tuple(vocab.COLORS), tuple(vocab.SHAPES))  # what each visual token is labelled with
+# What the visual-word labels name, per kind: the scene's value -> the word PixelWorld's phrases use for it ("plain"
+# for a solid texture). `visual_words` picks the kinds; colour and shape were the only ones until session 13.
+WORD_KINDS: dict[str, dict[str, str]] = {
+    "color": {c: c for c in vocab.COLORS},
+    "shape": {s: s for s in vocab.SHAPES},
+    "texture": {"solid": "plain", "striped": "striped", "dotted": "dotted"},
+    "size": {s: s for s in vocab.SIZES},
+}
+DEFAULT_WORD_KINDS = ("color", "shape")
+_KIND_OF_CLASSES = {tuple(classes): kind for kind, classes in WORD_KINDS.items()}  # the class sets are disjoint
 SAM2_STRIDE = 16  # SAM2's image embedding (the retrieval grid) is the frame at 1/16
 
 
-def word_classes(processor) -> tuple[list[tuple[str, ...]], torch.Tensor]:
-    """(class names per label kind, their token ids [2, C]): " red" ... and " circle" ..., one token each."""
-    ids = []
-    for names in WORD_CLASSES:
+def word_classes(processor, kinds: Sequence[str] = DEFAULT_WORD_KINDS) -> tuple[list[list[str]], list[torch.Tensor]]:
+    """(the classes (scene values) per label kind, the token ids of their words per kind): " red" ..., " circle" ...,
+    " plain" ..., one token each."""
+    names, ids = [], []
+    for kind in kinds:
+        if kind not in WORD_KINDS:
+            raise ConfigError(f"visual words: unknown kind {kind!r}; use {', '.join(WORD_KINDS)}")
         row = []
-        for w in names:
+        for w in WORD_KINDS[kind].values():
             t = processor.encode(" " + w)
             if len(t) != 1:
                 raise ValueError(f"visual words: {w!r} is {len(t)} tokens in this tokenizer, not one")
             row.append(t[0])
-        ids.append(row)
-    return [list(n) for n in WORD_CLASSES], torch.tensor(ids)
+        names.append(list(WORD_KINDS[kind]))
+        ids.append(torch.tensor(row))
+    return names, ids
+
+
+def object_labels(obj, frame: int, names: list[list[str]], width: int) -> list[int]:
+    """The class index of each label kind of `names` (`word_classes`, in its order) for one scene object on a frame
+    (its size: the category nearest its radius on that frame, so a growing object changes class)."""
+    r = float(obj.r[min(frame, len(obj.r) - 1)])
+    size = min(vocab.SIZES, key=lambda c: abs(vocab.radius_for(c, width) - r))
+    values = {"color": obj.color_at(frame), "shape": obj.shape, "texture": obj.texture, "size": size}
+    return [classes.index(values[_KIND_OF_CLASSES[tuple(classes)]]) for classes in names]
 
 
 def visual_word_labels(scene: Scene, frame_idx: list[int], grid_thw: torch.Tensor, classes, min_cover: float = 0.25
@@ -572,12 +598,12 @@ def visual_word_labels(scene: Scene, frame_idx: list[int], grid_thw: torch.Tenso
     _, vis, _ = render(scene, firsts)  # bool [O, t, H, W]
     cover = F.adaptive_avg_pool2d(torch.from_numpy(vis).float().flatten(0, 1), (gh, gw)).view(vis.shape[0], t, gh, gw)
     best, who = cover.max(0) if vis.shape[0] else (torch.zeros(t, gh, gw), torch.zeros(t, gh, gw, dtype=torch.long))
-    labels = torch.full((t, gh, gw, 2), -1, dtype=torch.long)
+    labels = torch.full((t, gh, gw, len(names)), -1, dtype=torch.long)
     for g in range(t):
         for o, obj in enumerate(scene.objects):
             cells = (who[g] == o) & (best[g] >= min_cover)
-            labels[g][cells] = torch.tensor([names[0].index(obj.color_at(firsts[g])), names[1].index(obj.shape)])
-    return labels.view(-1, 2)
+            labels[g][cells] = torch.tensor(object_labels(obj, firsts[g], names, scene.width))
+    return labels.view(-1, len(names))
 
 
 def click_word_labels(scene: Scene, frame: int, grid: tuple[int, int], classes) -> torch.Tensor:
@@ -590,10 +616,10 @@ def click_word_labels(scene: Scene, frame: int, grid: tuple[int, int], classes) 
     ys = ((np.arange(gh) + 0.5) * height / gh).astype(int)
     xs = ((np.arange(gw) + 0.5) * width / gw).astype(int)
     under = vis[:, 0][:, ys][:, :, xs]  # [O, gh, gw]
-    labels = torch.full((gh * gw, 2), -1, dtype=torch.long)
+    labels = torch.full((gh * gw, len(names)), -1, dtype=torch.long)
     for o, obj in enumerate(scene.objects):
         cells = torch.from_numpy(under[o].reshape(-1))
-        labels[cells] = torch.tensor([names[0].index(obj.color_at(frame)), names[1].index(obj.shape)])
+        labels[cells] = torch.tensor(object_labels(obj, frame, names, scene.width))
     return labels
 
 
@@ -609,9 +635,9 @@ def memory_word_labels(scene: Scene, mem_masks, refer_mask: torch.Tensor, classe
             visible[first.frame] = render(scene, [first.frame])[1][:, 0]
         overlap = (visible[first.frame] & np.asarray(first.mask, bool)[None]).sum((1, 2))
         obj = scene.objects[int(overlap.argmax())]
-        label = [names[0].index(obj.color_at(first.frame)), names[1].index(obj.shape)] if overlap.max() else [-1, -1]
+        label = object_labels(obj, first.frame, names, scene.width) if overlap.max() else [-1] * len(names)
         out += [label] * int(refer_mask[:, o].flatten(1).any(1).sum())
-    return torch.tensor(out, dtype=torch.long).view(-1, 2)
+    return torch.tensor(out, dtype=torch.long).view(-1, len(names))
 
 
 def collate_examples(batch: list[Example | None]) -> list[Example]:

@@ -34,6 +34,9 @@ class LossConfig:
     # embedding (a region's pooled features) and the object the region is. Needs PixelWorld scene graphs.
     visual_words_weight: float = 0.0
     visual_words_temperature: float = 0.1
+    # which words name an object (`unipixel_data.WORD_KINDS`): colour and shape until session 13, which measured that
+    # a wrong pick mostly misses the texture or size the phrase asks for, the two kinds nothing was taught to name
+    visual_word_kinds: tuple[str, ...] = ("color", "shape")
     # models with `option_pointer` (tiny only): cross-entropy of the pointer over a question's options at each
     # answer letter (`option_loss`); no effect on other models
     option_weight: float = 1.0
@@ -136,7 +139,7 @@ def option_loss(core, out, ids: torch.Tensor, labels_mask: torch.Tensor) -> torc
 
 def visual_words_loss(tokens: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor, word_ids: torch.Tensor,
                       temperature: float) -> torch.Tensor | None:
-    """Mean over label kinds (colour, shape) of the cross-entropy of each labelled token [N, D] over the cosine
+    """Mean over label kinds (columns of `labels`: colour, shape, ...) of the cross-entropy of each labelled token [N, D] over the cosine
     similarities to its kind's class words (the LLM's embeddings, not trained by this term); None if none labelled."""
     feats = F.normalize(tokens.float(), dim=-1)
     terms = []

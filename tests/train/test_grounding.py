@@ -334,7 +334,7 @@ def test_visual_words_label_each_token_with_its_object_and_reward_naming_it(plai
     assert {tuple(v) for v in labels[labels[:, 0] >= 0].tolist()} <= expected
 
     ex = UniPixelTrainDataset(source, processor, visual_words=True)[0]
-    assert ex.visual_words is not None and torch.equal(ex.visual_word_ids, ids)
+    assert ex.visual_words is not None and all(torch.equal(a, b) for a, b in zip(ex.visual_word_ids, ids))
     emb = UniPixelForConditionalGeneration.from_pretrained(plain).language_model.embed_tokens.weight
     keep = ex.visual_words[:, 0] >= 0
     naming = emb[ids[0][ex.visual_words[:, 0].clamp(min=0)]] + emb[ids[1][ex.visual_words[:, 1].clamp(min=0)]]
