@@ -115,14 +115,12 @@ def check_init(cfg: dict[str, Any], base: dict[str, Any]) -> None:
 
 def train(cfg: dict[str, Any], build: Callable[[dict[str, Any]], tuple[torch.nn.Module, Any]],
           step_loss: Callable[[torch.nn.Module, Any, list, np.random.Generator], tuple[torch.Tensor, dict]],
-          tasks: Sequence[str], resume: bool = False, overwrite: bool = False,
-          load: Callable[[Path], tuple[torch.nn.Module, Any]] | None = None) -> Path:
+          tasks: Sequence[str], load: Callable[[Path], tuple[torch.nn.Module, Any]], resume: bool = False,
+          overwrite: bool = False) -> Path:
     """Run the loop; returns the checkpoint folder. `resume` continues exactly from the run's latest checkpoint
     (weights, optimizer, schedule, data position, random state). With `cfg["init"]`, the model and processor are the
     recipe's `load` of that checkpoint folder (a new optimizer and schedule) instead of a new `build`."""
 
-    if cfg["init"] and load is None:  # before the run folder is claimed (--overwrite would empty it)
-        raise ConfigError(f"the {cfg['recipe']} recipe cannot start from a checkpoint (`init`); train it from scratch")
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     out = Path(cfg["out"])
@@ -219,14 +217,14 @@ def load_init(cfg: dict[str, Any], load: Callable[[Path], tuple[torch.nn.Module,
 
 
 def recipe_runner(defaults: dict[str, Any], build: Callable, step_loss: Callable,
-                  load: Callable[[Path], tuple[torch.nn.Module, Any]] | None = None) -> Callable[..., Path]:
+                  load: Callable[[Path], tuple[torch.nn.Module, Any]]) -> Callable[..., Path]:
     """A recipe module's `run(config, overrides, resume, overwrite)` from its defaults, `build`, `step_loss` and
     (for `init`) `load`: checkpoint folder -> (model, processor)."""
 
     def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
             overwrite: bool = False) -> Path:
         cfg = load_config(config, defaults, overrides)
-        return train(cfg, build, step_loss, cfg["tasks"], resume=resume, overwrite=overwrite, load=load)
+        return train(cfg, build, step_loss, cfg["tasks"], load, resume=resume, overwrite=overwrite)
 
     return run
 

@@ -94,7 +94,7 @@ def test_one_loop_trains_refuses_resumes_exactly_and_loads(family, data, tmp_pat
     assert _losses(tmp_path / "parts") == straight  # each step once, the same losses
 
 
-@pytest.mark.parametrize("family", ["pixellm", "ufo", "vitron"])
+@pytest.mark.parametrize("family", ["pixellm", "ufo", "pixelsail", "vitron"])
 def test_init_continues_from_a_released_checkpoint(family, data, tmp_path):
     """`init`: the run starts from a checkpoint folder's weights, tokenizer and config (a half-size release trains in
     float32); at learning rate 0 the new release equals the one it started from."""
@@ -146,22 +146,6 @@ def test_a_run_from_init_resumes_exactly(data, tmp_path):
     assert [s for s, _ in _losses(tmp_path / "parts-init")] == [1]
     run_recipe(runs["parts"], resume=True)
     assert _losses(tmp_path / "parts-init") == _losses(tmp_path / "whole-init")
-
-
-def test_pixelsail_cannot_start_from_a_checkpoint(data, tmp_path):
-    from pixelwise.recipes.registry import run_recipe
-
-    path = _config(tmp_path, "pixelsail", data, "sail")
-    cfg = yaml.safe_load(path.read_text())
-    (tmp_path / "released").mkdir()
-    (tmp_path / "released" / "config.json").write_text("{}")
-    path.write_text(yaml.safe_dump({**{k: v for k, v in cfg.items() if k not in ("model", "vocab_size")},
-                                    "init": str(tmp_path / "released")}))
-    (tmp_path / "sail").mkdir()
-    (tmp_path / "sail" / "metrics.jsonl").write_text("kept\n")  # an earlier run: --overwrite must not empty it first
-    with pytest.raises(ConfigError, match="pixelsail recipe cannot start from a checkpoint"):
-        run_recipe(path, overwrite=True)
-    assert (tmp_path / "sail" / "metrics.jsonl").read_text() == "kept\n"
 
 
 def test_strict_configs_and_the_recipe_list(tmp_path, data):

@@ -19,8 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pixelwise.core.errors import ConfigError
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
 from pixelwise.models.pixelsail.distill import distillation_loss, load_sam2_teacher, teacher_features
+from pixelwise.models.pixelsail.modeling_pixelsail import PixelSailModel
+from pixelwise.models.pixelsail.processing_pixelsail import PixelSailProcessor
 from pixelwise.modules.losses import lm_loss
 from pixelwise.modules.point_losses import point_sampled_mask_loss
 from pixelwise.recipes.pixelsail.build import new_pixelsail
@@ -60,17 +63,17 @@ def corpus(ds: PixelWorldDataset) -> list[str]:
 
 class PixelSailRecipe:
     """What the shared loop (`pixelwise.train.family.train`) needs: `build` (tokenizer + model; the SAM2 teacher
-    when the config names one) and `step_loss`."""
+    when the config names one), `load` (a released model to continue, `init`) and `step_loss`."""
 
-    def __init__(self) -> None:
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
         self.teacher = None
-        self.points = 2048
+        self.points = cfg["points"]
 
     def build(self, cfg: dict[str, Any]):
         ds = family.datasets(cfg["data"], cfg["tasks"])
         texts = [t for part in getattr(ds, "datasets", [ds]) for t in corpus(part)]
         self.teacher = load_sam2_teacher(cfg["teacher"], cfg["teacher_config"]) if cfg["teacher"] else None
-        self.points = cfg["points"]
         sizes = dict(cfg["model"])
         if self.teacher is not None:
             sizes["distill_dim"] = self.teacher.hidden_dim
@@ -79,6 +82,18 @@ class PixelSailRecipe:
         model.config.notes = {"teacher": str(cfg["teacher"]), "data": cfg["data"], "tasks": list(cfg["tasks"]),
                               "steps": cfg["steps"], "batch": cfg["batch_size"]}
         return model, proc
+
+    def load(self, path: Path) -> tuple[PixelSailModel, PixelSailProcessor]:
+        """A released Pixel-SAIL folder to continue (`init`); a teacher needs the distillation heads it was built
+        with (`distill_dim` in its config.json)."""
+        model = PixelSailModel.from_pretrained(path)
+        if self.cfg["teacher"]:
+            self.teacher = load_sam2_teacher(self.cfg["teacher"], self.cfg["teacher_config"])
+            if model.config.distill_dim != self.teacher.hidden_dim:
+                raise ConfigError(f"init {str(path)!r} has no distillation heads for the teacher "
+                                  f"{str(self.cfg['teacher'])!r} (distill_dim {model.config.distill_dim}, the teacher's "
+                                  f"width {self.teacher.hidden_dim}): continue it without `teacher`")
+        return model, PixelSailProcessor.from_pretrained(path, model.config)
 
     def step_loss(self, model, proc, items: list, rng: np.random.Generator):
         r = random.Random(int(rng.integers(1 << 62)))
@@ -115,8 +130,9 @@ class PixelSailRecipe:
 def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
         overwrite: bool = False) -> Path:
     cfg = family.load_config(config, DEFAULTS, overrides)
-    recipe = PixelSailRecipe()
-    return family.train(cfg, recipe.build, recipe.step_loss, cfg["tasks"], resume=resume, overwrite=overwrite)
+    recipe = PixelSailRecipe(cfg)
+    return family.train(cfg, recipe.build, recipe.step_loss, cfg["tasks"], recipe.load, resume=resume,
+                        overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -171,8 +171,8 @@ def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume:
         overwrite: bool = False) -> Path:
     cfg = family.load_config(config, DEFAULTS, overrides)
     recipe = VitronRecipe(cfg)
-    return family.train(cfg, recipe.build, recipe.step_loss, cfg["tasks"], resume=resume, overwrite=overwrite,
-                        load=load)
+    return family.train(cfg, recipe.build, recipe.step_loss, cfg["tasks"], load, resume=resume,
+                        overwrite=overwrite)
 
 
 def load(path: Path) -> tuple[VitronModel, VitronProcessor]:
