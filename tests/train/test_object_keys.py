@@ -283,3 +283,80 @@ def test_region_motion_says_where_a_prompted_region_went_and_starts_neutral():
     missing, _ = grown.load_state_dict(shipped.state_dict(), strict=False)
     assert sorted(missing) == ["region_motion.bias", "region_motion.weight"]
     assert torch.equal(grown.region_motion.weight, torch.zeros_like(grown.region_motion.weight))  # changes nothing at init
+
+
+def test_retrieval_rerank_learns_an_ordinal_that_a_query_key_product_cannot():
+    """Cells of four colours at random x; the query asks a colour and the target is the leftmost cell of it. A query-key
+    product scores every cell of the asked colour alike (about one in three right); the rerank, zero at init, starts
+    there and learns the rule from the cross-entropy alone."""
+    import torch.nn.functional as F
+
+    from pixelwise.models.unipixel.object_keys import RetrievalRerank
+
+    torch.manual_seed(0)
+    k, n = 32, 16
+
+    def batch(size):
+        colour, x = torch.randint(0, 4, (size, n)), torch.rand(size, n)
+        keys = torch.zeros(size, n, k)
+        keys[torch.arange(size)[:, None], torch.arange(n)[None], colour] = 1.0
+        keys[..., 4], keys[..., 5] = x, 1.0
+        want = torch.randint(0, 4, (size,))
+        query = torch.zeros(size, k)
+        query[torch.arange(size), want] = 4.0
+        match = colour == want[:, None]
+        keep = match.any(1)
+        target = torch.where(match, x, torch.full_like(x, 9.0)).argmin(1)
+        return query[keep], keys[keep], target[keep]
+
+    rerank = RetrievalRerank(k, 2)
+
+    def accuracy(q, keys, target, model):
+        logits = torch.einsum("bk,bnk->bn", q, keys)
+        with torch.no_grad():
+            picks = [int(model(q[i: i + 1], keys[i], logits[i: i + 1]).argmax()) for i in range(len(q))]
+        return float(np.mean([int(logits[i].argmax()) == int(target[i]) for i in range(len(q))])), \
+            float(np.mean([p == int(t) for p, t in zip(picks, target)]))
+
+    test = batch(256)
+    plain, before = accuracy(*test, rerank)
+    assert before == plain < 0.5  # zero at init: the same picks as the product
+    opt = torch.optim.Adam(rerank.parameters(), 1e-3)
+    for _ in range(300):
+        q, keys, target = batch(16)
+        logits = torch.einsum("bk,bnk->bn", q, keys)
+        loss = sum(F.cross_entropy(rerank(q[i: i + 1], keys[i], logits[i: i + 1]), target[i: i + 1])
+                   for i in range(len(q))) / len(q)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert accuracy(*test, rerank)[1] > 0.9
+
+
+def test_seg_rerank_grows_onto_a_trained_model_without_changing_its_clicks(pw_images, tmp_path):  # noqa: F811
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+    from pixelwise.recipes.train_unipixel import build_model, load_config
+    from pixelwise.train import distributed as D
+    from pixelwise.train.unipixel_data import PixelWorldSource, UniPixelTrainDataset
+    from pixelwise.train.unipixel_loss import LossConfig, example_loss
+    from tests.train.test_grounding import DEFAULT
+
+    torch.set_num_threads(1)
+    shipped = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
+    raw = shipped.config.to_dict()
+    with pytest.raises(ConfigError, match="seg_rerank needs seg_retrieval_dim"):
+        UniPixelConfig.from_dict({**raw, "seg_retrieval_dim": 0, "seg_key_objects": 0, "seg_key_visual": False,
+                                  "llm_object_view": False, "region_own_frame": False, "seg_rerank": 2})
+    cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={seg_rerank: 2}"])
+    model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
+    data = UniPixelTrainDataset(PixelWorldSource(pw_images), processor, seed=0, video_frames=(1,))
+    ex = next(e for e in (data[i] for i in range(len(data))) if e is not None and e.seg_targets is not None)
+    loss = LossConfig(retrieval_weight=1.0)
+    with torch.no_grad():
+        before, m0, _ = example_loss(shipped.eval(), ex, loss)
+        after, m1, _ = example_loss(model.eval(), ex, loss)
+    assert m0["loss_retrieval"] == pytest.approx(m1["loss_retrieval"], abs=1e-5)
+    total, _, _ = example_loss(model.train(), ex, loss)
+    total.backward()
+    assert model.seg_rerank.out.weight.grad.abs().sum() > 0  # the zero output layer learns from the retrieval term

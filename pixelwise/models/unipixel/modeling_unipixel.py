@@ -36,6 +36,7 @@ from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
 from pixelwise.models.unipixel.object_keys import (
     REGION_MOTION_FEATURES,
     ObjectKeys,
+    RetrievalRerank,
     cell_centres,
     motion_features,
     region_motion_features,
@@ -310,6 +311,8 @@ class UniPixelForConditionalGeneration(nn.Module):
             if config.seg_key_objects:  # what SAM2 segments when clicked at each cell, described
                 self.object_keys = ObjectKeys(d, c // 8 + c // 4, k, config.seg_key_objects, d,
                                               motion=config.seg_key_motion)
+            if config.seg_rerank:  # the scores refined with every cell in view; zero at init
+                self.seg_rerank = RetrievalRerank(k, config.seg_rerank)
             if config.llm_object_view:  # the descriptors shown to the LLM (visual tokens, `<|mem|>`); zero at init
                 self.object_view = nn.Linear(config.seg_key_objects, d)
                 nn.init.zeros_(self.object_view.weight)
@@ -602,6 +605,8 @@ class UniPixelForConditionalGeneration(nn.Module):
             keys, _ = self.retrieval_keys(frame, visual, objects, later)
         query = self.seg_query(states)  # [O, k]
         logits = query @ keys.T / keys.shape[-1] ** 0.5
+        if self.config.seg_rerank:
+            logits = self.seg_rerank(query, keys, logits)
         click = _local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels
         coords = torch.stack([click, torch.zeros_like(click)], 1)
         labels = torch.tensor([1, -1], device=click.device).expand(click.shape[0], 2)

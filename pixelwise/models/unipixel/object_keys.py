@@ -80,6 +80,31 @@ class ObjectKeys(nn.Module):
         return self.to_key(desc), desc
 
 
+class RetrievalRerank(nn.Module):
+    """`config.seg_rerank`: retrieval logits [O, N] refined by a small transformer over [query, cell 1 .. cell N] per
+    `<|seg|>` query, each cell its key, its key times the query (which dimensions match) and its score. Zero at init:
+    the refined logits equal the given ones until training moves the output layer."""
+
+    def __init__(self, dim: int, layers: int, heads: int = 4):
+        super().__init__()
+        self.score = nn.Linear(1, dim)
+        self.match = nn.Linear(dim, dim)
+        self.query = nn.Linear(dim, dim)
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """query [O, k], keys [N, k], logits [O, N] -> refined logits [O, N]."""
+        cells = keys[None] + self.match(query[:, None] * keys[None]) + self.score(logits[..., None])  # [O, N, k]
+        seq = torch.cat([self.query(query)[:, None], cells], 1)
+        return logits + self.out(self.norm(self.blocks(seq)[:, 1:]))[..., 0]
+
+
 def motion_features(tracked: list[torch.Tensor], scores: list[torch.Tensor]) -> torch.Tensor:
     """Mask logits [N, s, s] of the same N proposals on the first frame and on up to `MOTION_FRAMES - 1` later frames
     (SAM2's tracking), with their object score logits [N] -> [N, MOTION_FEATURES]: per later frame the centroid's
