@@ -319,8 +319,8 @@ def test_retrieval_rerank_learns_an_ordinal_that_a_query_key_product_cannot():
             float(np.mean([p == int(t) for p, t in zip(picks, target)]))
 
     test = batch(256)
-    plain, before = accuracy(*test, rerank)
-    assert before == plain < 0.5  # zero at init: the same picks as the product
+    product, before = accuracy(*test, rerank)
+    assert before == product < 0.5  # zero at init: the same picks as the product
     opt = torch.optim.Adam(rerank.parameters(), 1e-3)
     for _ in range(300):
         q, keys, target = batch(16)
@@ -354,8 +354,8 @@ def test_seg_rerank_grows_onto_a_trained_model_without_changing_its_clicks(pw_im
     ex = next(e for e in (data[i] for i in range(len(data))) if e is not None and e.seg_targets is not None)
     loss = LossConfig(retrieval_weight=1.0)
     with torch.no_grad():
-        before, m0, _ = example_loss(shipped.eval(), ex, loss)
-        after, m1, _ = example_loss(model.eval(), ex, loss)
+        _, m0, _ = example_loss(shipped.eval(), ex, loss)
+        _, m1, _ = example_loss(model.eval(), ex, loss)
     assert m0["loss_retrieval"] == pytest.approx(m1["loss_retrieval"], abs=1e-5)
     total, _, _ = example_loss(model.train(), ex, loss)
     total.backward()
