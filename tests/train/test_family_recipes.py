@@ -79,6 +79,9 @@ def test_one_loop_trains_refuses_resumes_exactly_and_loads(family, data, tmp_pat
     straight = _losses(tmp_path / "whole")
     assert [s for s, _ in straight] == [1, 2, 3, 4]
     assert pixelwise.load(out).family == family
+    if family == "vitron":  # the front end's health is logged each step (1.0 = one vector everywhere)
+        first = json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[0])
+        assert 0.0 < first["frontend_cos"] < 1.0
     if family == "vitron":  # a half-size release, loaded back in float32
         from safetensors import safe_open
 

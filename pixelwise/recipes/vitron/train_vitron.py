@@ -163,8 +163,17 @@ class VitronRecipe:
                     else loss_ce * 0)
         loss_loc = torch.stack(loc).mean() if loc else loss_ce * 0
         parts = {"ce": float(loss_ce.detach()), "mask": float(loss_seg.detach()), "synergy": float(loss_syn.detach()),
-                 "location": float(loss_loc.detach())}
+                 "location": float(loss_loc.detach()), "frontend_cos": token_similarity(out.frame_features[0][0])}
         return loss_ce + loss_seg + cfg["synergy_weight"] * loss_syn + cfg["location_weight"] * loss_loc, parts
+
+
+def token_similarity(tokens: torch.Tensor) -> float:
+    """The mean cosine between the front end's tokens of one frame [N, d]: a health signal logged every step. Long
+    from-scratch runs collapsed the front end to one vector for every place (`region_probe`: pooled cosine 1.000
+    against 0.45-0.49 in healthy models), which then reads as a stuck region-question score long after it began."""
+    n = F.normalize(tokens.detach().float(), dim=-1)
+    c = n @ n.T
+    return float((c.sum() - c.diagonal().sum()) / max(1, c.numel() - len(c)))
 
 
 def run(config: str | Path | None = None, overrides: Sequence[str] = (), resume: bool = False,
