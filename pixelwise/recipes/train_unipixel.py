@@ -56,6 +56,7 @@ from pixelwise.train.unipixel_data import (
     MixedSource,
     PixelWorldSource,
     RegionChoiceSource,
+    RegionMotionSource,
     SceneQuestionSource,
     UniPixelTrainDataset,
     collate_examples,
@@ -156,9 +157,11 @@ def build_sources(cfg: dict) -> Any:
             src = RegionChoiceSource(s["root"], turns=int(s.get("turns", 4)), open_rate=float(s.get("open_rate", 0.0)),
                                      hint_rate=float(s.get("hint_rate", 0.0)),
                                      open_answer=str(s.get("open_answer", "region")))
+        elif kind == "pixelworld_region_motion":  # option questions about regions across a clip (RegionMotionSource)
+            src = RegionMotionSource(s["root"], turns=int(s.get("turns", 4)), frames=int(s.get("frames", 4)))
         else:
             raise ConfigError(f"data source type {kind!r}: use pixelworld, pixelworld_dense, pixelworld_questions, "
-                              "pixelworld_region_choice or benchmark")
+                              "pixelworld_region_choice, pixelworld_region_motion or benchmark")
         sources.append((src, float(s.get("rate", 1.0))))
     if not sources:
         raise ConfigError("data.sources is empty")

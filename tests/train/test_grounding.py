@@ -550,3 +550,61 @@ def test_seg_key_visual_starts_neutral_then_keys_read_the_visual_tokens(plain, p
     pipe.model = models[True].eval()
     result = pipe.segment(frames[0], "the red circle")
     assert all(o.masks.shape[-2:] == frames.shape[1:3] for o in result.objects)
+
+
+def test_region_motion_questions_span_the_clip_and_are_true_of_their_regions(tmp_path_factory):
+    """Questions across a clip about regions given on frames spread over it: each region's masks are one object's,
+    the answer is in the benchmark's form and true of that object (its direction from the trajectory); an image folder
+    is refused."""
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.data.pixelworld.generate import GenConfig, generate
+    from pixelwise.data.pixelworld.grammar import motion_facts
+    from pixelwise.data.pixelworld.render import render
+    from pixelwise.data.pixelworld.scene import Scene
+    from pixelwise.data.pixelworld.tasks import DIRECTION_WORDS
+    from pixelwise.data.templates import MC_PRIME
+    from pixelwise.train.unipixel_data import RegionMotionSource
+
+    clips = tmp_path_factory.mktemp("clips")
+    generate(clips, GenConfig(split="train", num=6, seed=0, video=True, tasks=("region",)))
+    source = RegionMotionSource(clips, turns=6)
+    kinds, checked = set(), 0
+    for i in range(len(source)):
+        scene = Scene.from_json(source.scene(i))
+        _, vis, _ = render(scene)
+        frames, convs, _ = source.conversations(i, random.Random(i))
+        assert frames.shape[0] == scene.num_frames
+        for conv in convs:
+            owner = []
+            for masks in conv.mem_masks:
+                assert len({m.frame for m in masks}) >= 2  # the memory spans the clip
+                (k,) = {k for k in range(len(scene.objects)) if np.array_equal(vis[k, masks[0].frame], masks[0].mask)}
+                assert all(np.array_equal(vis[k, m.frame], m.mask) for m in masks)
+                owner.append(k)
+            for q, a in conv.turns:
+                head, opts = q.split("\nOptions:\n")
+                options = dict(re.findall(r"\(([ABCD])\) ([^\n]+)", opts))
+                letter, word = re.fullmatch(re.escape(MC_PRIME) + r"([ABCD])\) (.+)\.", a).groups()
+                assert len(options) == 4 and options[letter] == word
+                o = scene.objects[owner[int(re.search(r"\[(\d+)\]", head)[1])]]
+                if head.startswith("In which direction"):
+                    kinds.add("direction")
+                    facts = motion_facts(scene)[o.id]
+                    assert facts[next(f for f, w in DIRECTION_WORDS.items() if w == word)] is True
+                    checked += 1
+                elif head.startswith("What shape"):
+                    kinds.add("shape")
+                    assert word == o.shape
+                else:
+                    kinds.add(head.split()[0])
+    assert checked and len(kinds) >= 3
+    with pytest.raises(ConfigError, match="needs video scenes"):
+        RegionMotionSource(_image_folder(tmp_path_factory)).conversations(0, random.Random(0))
+
+
+def _image_folder(tmp_path_factory):
+    from pixelwise.data.pixelworld.generate import GenConfig, generate
+
+    root = tmp_path_factory.mktemp("images")
+    generate(root, GenConfig(split="train", num=2, seed=0, tasks=("region",)))
+    return root

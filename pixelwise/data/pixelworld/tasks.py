@@ -448,7 +448,7 @@ EVENT_WORDS = {"stops": "It stops halfway", "accelerates": "It speeds up", "turn
                "static": "It stays still"}
 
 
-def _video_mc(ctx: Ctx, o: Obj, region: str) -> tuple[str, str, list[str], str] | None:
+def video_choice_question(ctx: Ctx, o: Obj, region: str) -> tuple[str, str, list[str], str] | None:
     """A multiple-choice question about an object across the video: (question, qtype, options, correct letter)."""
     facts = grammar.motion_facts(ctx.scene)[o.id]
     kinds = ["color", "shape"]
@@ -521,7 +521,7 @@ def task_region(ctx: Ctx) -> TaskOutput | None:
         prompts = [make_prompt(ctx, o.id, int(t), kind) for t in chosen]
         if kind == "box" and not all(_box_is_clear(ctx, o.id, p) for p in prompts):
             prompts = [make_prompt(ctx, o.id, int(t), "mask") for t in chosen]
-        mc = _video_mc(ctx, o, "<region>")
+        mc = video_choice_question(ctx, o, "<region>")
         if mc is None:
             continue
         q, qtype, opts, letter = mc
@@ -552,7 +552,7 @@ def task_pixelqa(ctx: Ctx) -> TaskOutput | None:
         p = make_prompt(ctx, o.id, t, kind)
         if kind == "box" and not _box_is_clear(ctx, o.id, p):
             p = make_prompt(ctx, o.id, t, "point")
-        mc = _video_mc(ctx, o, "<region>")
+        mc = video_choice_question(ctx, o, "<region>")
         if mc is None:
             continue
         q, qtype, opts, letter = mc
