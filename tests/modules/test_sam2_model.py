@@ -84,6 +84,24 @@ def test_later_conditioning_frame_leaves_earlier_frames_untracked(sam2_model: Sa
     assert (out.lowres_mask_logits[:, :2] == -1024.0).all()
 
 
+def test_reverse_tracking_is_forward_tracking_of_the_reversed_clip(sam2_model: Sam2Model, video) -> None:
+    """`reverse=True` from frame 3 visits 3, 2, 1, 0 and gives what forward tracking of the reversed clip gives from
+    its frame 2, each output named by its frame in the original clip."""
+    frames, prompts, size = video
+    with torch.no_grad():
+        feats = sam2_model.encode_frames(frames)
+        back = list(sam2_model.track_frames(feats, prompts, frame_size=size, cond_frame=3, reverse=True))
+        flipped = sam2_model.encode_frames(frames.flip(0))
+        n = frames.shape[0]
+        ahead = list(sam2_model.track_frames(flipped, prompts, frame_size=size, cond_frame=n - 1 - 3))
+    assert [o.frame_idx for o in back] == [3, 2, 1, 0]
+    assert [n - 1 - o.frame_idx for o in ahead] == [3, 2, 1, 0]
+    for b, a in zip(back, ahead):
+        for name in FIELDS:
+            x, y = getattr(b, name), getattr(a, name)
+            assert (x is None and y is None) or torch.allclose(x, y, atol=1e-5, rtol=0), (b.frame_idx, name)
+
+
 def test_gradients_flow_through_video_memory(sam2_model: Sam2Model, video) -> None:
     frames, prompts, size = video
     model = sam2_model

@@ -229,6 +229,23 @@ def test_region_prompts_to_sam2_segments_the_region_with_sam2_itself(plain, pw_i
         assert official.objects[0].masks.shape == r.objects[0].masks.shape
 
 
+def test_a_region_on_a_later_frame_is_tracked_over_the_whole_clip(plain):
+    """SAM2 prompted by a region on frame 2 of 4 tracks it forward, then back to frame 0: every frame once."""
+    import pixelwise
+    from pixelwise.core.prompts import Point
+    from pixelwise.models.unipixel.processing_unipixel import ref_prompt
+
+    pipe = pixelwise.load(plain)
+    model, processor = pipe.model, pipe.processor
+    frames = np.random.default_rng(0).integers(0, 255, (4, 128, 128, 3), dtype=np.uint8)
+    sam2 = model.require_sam2()
+    with torch.no_grad():
+        feats = sam2.encode_frames(processor.sam2_frames(frames))
+        prompt = ref_prompt(Point(50, 40, 2), (128, 128), sam2.image_size, 4)
+        seen = [out.frame_idx for _, out in model.region_frames([prompt], feats, (128, 128), 4)]
+    assert seen == [2, 3, 1, 0]
+
+
 def test_seg_retrieval_clicks_where_the_query_matches(plain):
     from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
     from pixelwise.models.unipixel.modeling_unipixel import _local_soft_argmax

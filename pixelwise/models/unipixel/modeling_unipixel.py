@@ -1138,7 +1138,9 @@ class UniPixelForConditionalGeneration(nn.Module):
     def region_frames(self, prompts: Sequence[RefPrompt], features: Any, frame_size: tuple[int, int] | None,
                       num_frames: int) -> Iterator[tuple[int, Any]]:
         """SAM2 prompted directly by point/box regions (`config.region_prompts_to_sam2`): yields (region index, frame
-        output) as each region is tracked forward from its own frame (frames before it stay empty)."""
+        output) as each region is tracked forward from its own frame, then back from it to frame 0 (SAM2's reverse
+        propagation), so a region given on a later frame has masks on the whole clip, as the official `<|seg|>`
+        prompt on frame 0 does. Until session 13 the frames before it stayed empty."""
         sam2 = self.require_sam2()
         size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
         for k, p in enumerate(prompts):
@@ -1149,6 +1151,12 @@ class UniPixelForConditionalGeneration(nn.Module):
             tokens = sam2.sam_prompt_encoder.embed_points(coords, labels, pad=False)
             for out in sam2.track_frames(features, tokens, size, cond_frame=int(p.frame), num_frames=num_frames):
                 yield k, out
+            if p.frame > 0:
+                back = sam2.track_frames(features, tokens, size, cond_frame=int(p.frame), num_frames=num_frames,
+                                         reverse=True)
+                next(back)  # the prompted frame again
+                for out in back:
+                    yield k, out
 
     @torch.no_grad()
     def predict(self, inputs: UniPixelInputs, max_new_tokens: int = 512,

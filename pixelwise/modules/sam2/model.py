@@ -174,8 +174,11 @@ class Sam2Model(nn.Module):
 
     def track_frames(self, feats: FrameSource, hidden_prompts: torch.Tensor,
                      frame_size: tuple[int, int] | Sequence[int] | None, cond_frame: int = 0,
-                     num_frames: int | None = None, no_obj_masking: bool | None = None) -> Iterator[Sam2FrameOutput]:
-        """Per-frame generator behind `track`: yields frame `cond_frame`, then each later frame, as computed.
+                     num_frames: int | None = None, no_obj_masking: bool | None = None,
+                     reverse: bool = False) -> Iterator[Sam2FrameOutput]:
+        """Per-frame generator behind `track`: yields frame `cond_frame`, then each later frame, as computed
+        (`reverse`: each earlier frame, back to frame 0, as SAM2's reverse propagation; memory distances count in
+        the order the frames are visited).
 
         Args:
             feats: `encode_frames` output, a sequence of per-frame features, or a callable `t -> Sam2FrameFeatures`
@@ -183,7 +186,7 @@ class Sam2Model(nn.Module):
                 may encode on demand and drop old frames. The memory bank only keeps what later frames can read.
             hidden_prompts: `[O, n_hidden, C]` LLM prompt tokens, one row per object (objects are tracked as a batch).
             frame_size: original `(H, W)` for `mask_logits` (None: low-res outputs only).
-            cond_frame: the prompted frame; earlier frames are not processed.
+            cond_frame: the prompted frame; earlier frames are not processed (later ones with `reverse`).
             num_frames: clip length (defaults to `len(feats)`).
             no_obj_masking: replace logits of absent objects by -1024 (default: `not self.training`, as upstream).
         """
@@ -202,28 +205,30 @@ class Sam2Model(nn.Module):
         def share(x: torch.Tensor) -> torch.Tensor:
             return x.expand(n_obj, *x.shape[1:])  # one frame's features viewed by every object, no copy
 
-        for t in range(cond_frame, num_frames):
-            frame = get_frame(t)
+        real = (lambda v: num_frames - 1 - v) if reverse else (lambda v: v)  # visiting order -> frame index
+        start = real(cond_frame)
+        for t in range(start, num_frames):
+            frame = get_frame(real(t))
             embed, s0, s1 = share(frame.embed), share(frame.high_res_s0), share(frame.high_res_s1)
-            if t == cond_frame:
+            if t == start:
                 pix = embed + self.no_mem_embed.view(1, -1, 1, 1)
                 heads = self._forward_heads(pix, (s0, s1), hidden_prompts, mask_nonobj)
             else:
-                pix = self._condition_on_memory(t, cond_frame, embed, frame.pos, memories, num_frames)
+                pix = self._condition_on_memory(t, start, embed, frame.pos, memories, num_frames)
                 heads = self._forward_heads(pix, (s0, s1), None, mask_nonobj)
             memories[t] = self._encode_memory(embed, heads)
             stale = t - keep - 1  # no later frame reads this memory again: keep the bank bounded
-            if stale != cond_frame:
+            if stale != start:
                 memories.pop(stale, None)
             yield Sam2FrameOutput(
-                frame_idx=t,
+                frame_idx=real(t),
                 mask_logits=None if size is None else resize_logits(heads.lowres_logits, size)[:, 0],
                 lowres_mask_logits=heads.lowres_logits[:, 0],
                 object_score_logits=heads.object_score_logits[:, 0],
                 obj_ptr=heads.obj_ptr,
                 decoder_iou_pred=heads.iou_pred,
                 decoder_multimask_logits=heads.multimask_logits,
-                sparse_prompt=heads.sparse_prompt if t == cond_frame else None,
+                sparse_prompt=heads.sparse_prompt if t == start else None,
                 decoder_iou_logits=heads.iou_logits,
             )
 
