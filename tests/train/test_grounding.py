@@ -625,3 +625,34 @@ def _image_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("images")
     generate(root, GenConfig(split="train", num=2, seed=0, tasks=("region",)))
     return root
+
+
+def test_over_every_frame_a_prompted_region_is_tracked_from_its_own_prompt():
+    """`propagate="all"` with a box on a later frame read: the region's masks are SAM2's track from that box over
+    every frame of the media, back to frame 0 (not a re-track from the localization state on frame 0)."""
+    import pixelwise
+    from pixelwise.core.masks import mask_to_box
+    from pixelwise.core.media import load_media
+    from pixelwise.core.prompts import Box
+    from pixelwise.models.unipixel.processing_unipixel import ref_prompt
+
+    pipe = pixelwise.load(DEFAULT)
+    clip = Path(__file__).resolve().parents[2] / "examples" / "pixelworld_clip.mp4"
+    found = pipe.segment(str(clip), "the red circle", num_frames=8)
+    k = 5  # the sixth frame read
+    x1, y1, x2, y2 = mask_to_box(np.asarray(found.objects[0].masks[k]))
+    r = pipe.ask(str(clip), "What color is [0]?", regions=[Box(x1, y1, x2, y2, k)], num_frames=8, propagate="all",
+                 max_new_tokens=4)
+    media = load_media(str(clip))
+    assert r.frame_indices == list(range(media.num_frames))
+    region = np.asarray(r.objects[0].masks)
+    at = found.extras["frames_read"][k]
+    assert region[:at].any(axis=(1, 2)).all()  # every frame before the prompt's has the object
+    sam2 = pipe.model.require_sam2()
+    with torch.no_grad():
+        feats = [sam2.encode_frames(pipe.processor.sam2_frames(media.frames[t: t + 1]))[0]
+                 for t in range(media.num_frames)]
+        prompt = ref_prompt(Box(x1, y1, x2, y2, at), region.shape[1:], sam2.image_size, media.num_frames)
+        alone = {out.frame_idx: (out.mask_logits[0] > 0).numpy()
+                 for _, out in pipe.model.region_frames([prompt], feats, region.shape[1:], media.num_frames)}
+    assert all(np.array_equal(region[t], alone[t]) for t in range(media.num_frames))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +235,7 @@ class _Region:
     masks: np.ndarray | None = None
     score: float | None = None
     memory_from: int = 0  # the first frame whose mask enters the `<|mem|>` memory
+    ref: Any = None  # `region_prompts_to_sam2` models: the SAM2 prompt (frames read) the region is tracked from
 
     @property
     def is_mask(self) -> bool:
@@ -408,6 +409,8 @@ class UniPixelChat:
             for j, r in enumerate(located):
                 r.state, r.masks, r.score = states[j], masks[j], float(scores[j])
                 r.memory_from = memory_from[j]
+                if self.model.config.region_prompts_to_sam2:
+                    r.ref = prompts[j]
         for o, r in enumerate(regions):
             if r.is_mask:
                 r.masks = label[:, o].numpy()
@@ -426,13 +429,21 @@ class UniPixelChat:
         """This turn's regions, then one object per `<|seg|>` of the answer, over the propagated frames."""
         media = self.media
         over_all = self._over_all_frames()
-        # Over every frame, the point/box regions are tracked again, in one batch with the answer's objects.
-        retrack = [r for r in regions if r.state is not None] if over_all else []
+        # Over every frame, the point/box regions are tracked again: from their own prompt on its frame, forward and
+        # back (`region_prompts_to_sam2` models, as over the frames read), else by their localization state in one
+        # batch with the answer's objects.
+        prompted = [r for r in regions if r.ref is not None] if over_all else []
+        retrack = [r for r in regions if r.state is not None and r not in prompted] if over_all else []
         states = torch.cat([torch.stack([r.state for r in retrack]), answer_states]) if retrack else answer_states
-        masks, scores = self._track(states, over_all)
+        every = self._every_frame_features() if prompted else None  # encoded once for both passes
+        masks, scores = self._track(states, over_all, every)
+        region_tracks = self._track_regions_all([r.ref for r in prompted], every) if prompted else ([], [])
         objects: list[SegObject] = []
         for r in regions:
-            if r in retrack:
+            if r in prompted:
+                j = prompted.index(r)
+                m, score = region_tracks[0][j], float(region_tracks[1][j])
+            elif r in retrack:
                 j = retrack.index(r)
                 m, score = masks[j], float(scores[j])
             elif over_all:  # a mask region: its own mask, on its frame of the media
@@ -457,7 +468,8 @@ class UniPixelChat:
     def _over_all_frames(self) -> bool:
         return self.propagate == "all" and self.media.num_frames > self.media.sampled.num_frames
 
-    def _track(self, states: torch.Tensor, over_all: bool) -> tuple[Sequence[Any], np.ndarray]:
+    def _track(self, states: torch.Tensor, over_all: bool, every: list | None = None
+               ) -> tuple[Sequence[Any], np.ndarray]:
         """Masks per object and object scores [O] (sigmoid of the best frame's object score).
 
         Over the frames read, masks are bool ndarrays [O, T, H, W]; over every frame (`propagate="all"`) each
@@ -472,7 +484,7 @@ class UniPixelChat:
                       else np.zeros((states.shape[0], num, h, w), bool))
         if states.shape[0] == 0:
             return masks, np.zeros(0)
-        features = self._lazy_features() if over_all else self._sampled_features()
+        features = (every or self._lazy_features()) if over_all else self._sampled_features()
         best = torch.full((states.shape[0],), -torch.inf)
         for out in self.model.segment_frames(states, features, (h, w), num_frames=num, visual=self._retrieval_visual(),
                                              later=self._later_frames(), objects=self._frame_objects):
@@ -483,6 +495,26 @@ class UniPixelChat:
             if self.progress is not None:
                 self.progress(out.frame_idx + 1, num)
         return masks, torch.sigmoid(best).numpy()
+
+    def _every_frame_features(self) -> list:
+        """Every frame's SAM2 features, kept: the backward pass of `_track_regions_all` visits them in reverse (the
+        models that prompt SAM2 with their regions are the tiny ones, whose 128-px SAM2 features take tens of KB a
+        frame)."""
+        lazy = self._lazy_features()
+        return [lazy(t) for t in range(self.media.num_frames)]
+
+    def _track_regions_all(self, prompts: list, features: list) -> tuple[list[MaskTrack], np.ndarray]:
+        """`_track_regions` over every frame of the media (`propagate="all"`, `features` from
+        `_every_frame_features`): each prompt moved to its frame's position in the media."""
+        media = self.media
+        num, size = media.num_frames, media.size
+        moved = [replace(p, frame=int(media.positions[int(p.frame)])) for p in prompts]
+        tracks = [MaskTrack(num, size) for _ in prompts]
+        best = torch.full((len(prompts),), -torch.inf)
+        for k, out in self.model.region_frames(moved, features, size, num):
+            tracks[k][out.frame_idx] = (out.mask_logits[0] > 0).cpu().numpy()
+            best[k] = torch.maximum(best[k], out.object_score_logits[0].float().cpu())
+        return tracks, torch.sigmoid(best).numpy()
 
     def _retrieval_visual(self) -> torch.Tensor | None:
         """The first frame pair's visual tokens for models whose retrieval keys read them (else None)."""
