@@ -1,0 +1,141 @@
+"""Instrument: what the two sides of UniPixel-tiny's retrieval carry (session 13).
+
+    python -m pixelwise.recipes.retrieval_probe [--model M] --train runs/data/pw-train-img --test DIR [DIR ...]
+
+Query side: for attribute expressions, the `<|seg|>` state and its retrieval query after a teacher-forced restating
+answer ("Sure, {phrase} <|seg|>."); a linear probe per attribute the phrase names (colour, shape, texture, size).
+Key side: for every retrieval cell whose centre is on an object, the retrieval key and the object descriptor behind
+it; a linear probe per attribute of that object. Probes are fit on the training folder and scored on the test
+folders; each line gives the majority-class share beside the accuracy. A side that tells an attribute no better
+than the majority cannot match on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import pixelwise
+from pixelwise.data.pixelworld.dataset import PixelWorldDataset
+from pixelwise.data.templates import Conversation, official_seg_question
+from pixelwise.train.unipixel_data import ExampleBuilder, PixelWorldSource, UniPixelTrainDataset
+
+KINDS = ("color", "shape", "texture", "size")
+
+
+def linear_probe(x_train: np.ndarray, y_train: list, x_test: np.ndarray, y_test: list, steps: int = 1000
+                 ) -> dict[str, float]:
+    """Standardised features -> softmax regression (Adam, light L2) -> test accuracy, and the test share of the
+    training set's most frequent class (what a probe that reads nothing scores)."""
+    classes = sorted(set(y_train))
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    a = torch.tensor((x_train - mu) / sd, dtype=torch.float32)
+    b = torch.tensor((x_test - mu) / sd, dtype=torch.float32)
+    ya = torch.tensor([classes.index(y) for y in y_train])
+    w = torch.zeros(a.shape[1], len(classes), requires_grad=True)
+    bias = torch.zeros(len(classes), requires_grad=True)
+    opt = torch.optim.Adam([w, bias], 0.01)
+    for _ in range(steps):
+        loss = F.cross_entropy(a @ w + bias, ya) + 1e-3 * (w ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        picks = (b @ w + bias).argmax(1).tolist()
+    top = max(classes, key=list(y_train).count)
+    return {"acc": float(np.mean([classes[p] == y for p, y in zip(picks, y_test)])),
+            "majority": float(np.mean([y == top for y in y_test])), "n": len(y_test)}
+
+
+@torch.no_grad()
+def query_features(model, processor, root, limit: int) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """Attribute expressions of a referring folder -> ({"state", "query"} features [N, *], the attributes named)."""
+    builder = ExampleBuilder(processor, video_frames=(1,))
+    ds = PixelWorldDataset(root, tasks=["referring"])
+    feats: dict[str, list] = {"state": [], "query": []}
+    named = []
+    for i in range(len(ds)):
+        if len(named) >= limit:
+            break
+        record = ds.record(i)
+        expression = record.get("expression") or {}
+        if expression.get("kind") != "attr" or not record.get("phrase"):
+            continue
+        item = ds[i]
+        phrase = record["phrase"]
+        conv = Conversation("seg_image", [(official_seg_question(phrase, True), f"Sure, {phrase} <|seg|>.")],
+                            seg_masks=item.masks)
+        out = model(builder(item.frames, conv, None, record["id"]).inputs)
+        state = out.prenorm_hidden[out.seg_positions[-1]]
+        feats["state"].append(state.float().numpy())
+        feats["query"].append(model.seg_query(state[None])[0].float().numpy())
+        named.append({k: expression["filter"].get(k) for k in KINDS})
+    return {k: np.stack(v) for k, v in feats.items()}, named
+
+
+@torch.no_grad()
+def key_features(model, processor, root, limit: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Scenes of a referring folder -> ({"key", "desc"} per cell on an object, [N, *]; labels [N, 4] in `KINDS`)."""
+    data = UniPixelTrainDataset(PixelWorldSource(root, tasks=["referring"]), processor, seed=0, video_frames=(1,),
+                                augment=False, visual_words=KINDS)
+    sam2 = model.require_sam2()
+    feats: dict[str, list] = {"key": [], "desc": []}
+    labels = []
+    for i in range(min(limit, len(data))):
+        ex = data[i]
+        if ex is None or ex.cell_words is None:
+            continue
+        out = model(ex.inputs)
+        frames = sam2.encode_frames(ex.inputs.sam2_frames.to(model.dtype))
+        visual = model.retrieval_visual(out.video_embeds, ex.inputs.video_grid_thw)
+        keys, desc = model.retrieval_keys(frames[0], visual, out.objects)
+        on = ex.cell_words[:, 0] >= 0
+        feats["key"].append(keys[on].float().numpy())
+        feats["desc"].append(desc[on].float().numpy())
+        labels.append(ex.cell_words[on].numpy())
+    return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(labels)
+
+
+def retrieval_probe(model, processor, train, tests, queries: int = 1500, scenes: int = 300) -> dict:
+    q_train, n_train = query_features(model, processor, train, queries)
+    parts = [query_features(model, processor, t, queries) for t in tests]
+    q_test = {k: np.concatenate([p[0][k] for p in parts]) for k in q_train}
+    n_test = [n for p in parts for n in p[1]]
+    k_train, y_train = key_features(model, processor, train, scenes)
+    kparts = [key_features(model, processor, t, scenes // 3) for t in tests]
+    k_test = {k: np.concatenate([p[0][k] for p in kparts]) for k in k_train}
+    y_test = np.concatenate([p[1] for p in kparts])
+    result: dict = {"query": {}, "key": {}}
+    for j, kind in enumerate(KINDS):
+        tr = [i for i, n in enumerate(n_train) if n[kind]]
+        te = [i for i, n in enumerate(n_test) if n[kind]]
+        for space in ("state", "query"):
+            result["query"][f"{kind}/{space}"] = linear_probe(
+                q_train[space][tr], [n_train[i][kind] for i in tr], q_test[space][te], [n_test[i][kind] for i in te])
+        for space in ("key", "desc"):
+            result["key"][f"{kind}/{space}"] = linear_probe(
+                k_train[space], [int(v) for v in y_train[:, j]], k_test[space], [int(v) for v in y_test[:, j]])
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None, help="checkpoint folder (default: the shipped default model)")
+    ap.add_argument("--train", required=True, help="a PixelWorld referring folder to fit the probes on")
+    ap.add_argument("--test", nargs="+", required=True, help="PixelWorld referring folders to score them on")
+    ap.add_argument("--queries", type=int, default=1500, help="attribute expressions per folder")
+    ap.add_argument("--scenes", type=int, default=300, help="training scenes for the key probes (a third per test folder)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    pipe = pixelwise.load(args.model) if args.model else pixelwise.load()
+    result = retrieval_probe(pipe.model.eval(), pipe.processor, args.train, args.test, args.queries, args.scenes)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
