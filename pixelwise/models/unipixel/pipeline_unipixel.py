@@ -234,7 +234,6 @@ class _Region:
     state: torch.Tensor | None = None
     masks: np.ndarray | None = None
     score: float | None = None
-    memory_from: int = 0  # the first frame whose mask enters the `<|mem|>` memory
     ref: Any = None  # `region_prompts_to_sam2` models: the SAM2 prompt (frames read) the region is tracked from
 
     @property
@@ -396,26 +395,23 @@ class UniPixelChat:
             out = self.model(inputs)
             self._keep_encodings(out)
             states = out.prenorm_hidden[out.seg_positions]  # one per `[k] <|seg|>`, in region order
-            memory_from = [0] * len(located)  # the first frame whose mask enters the memory
             if self.model.config.region_prompts_to_sam2:  # tiny models: SAM2 takes the point/box itself
-                prompts = [inputs.ref_prompts[order.index(r.id)] for r in located]
-                masks, scores = self._track_regions(prompts)
-                # the masks cover the clip (tracked back too); the memory keeps the prompted frame and later ones,
-                # as the tiny models were trained and scored (session 13: the back-tracked masks in the memory cost
-                # PixelQA 0.575 -> 0.53 over four test seeds)
-                memory_from = [int(p.frame) for p in prompts]
+                for r in located:
+                    r.ref = inputs.ref_prompts[order.index(r.id)]
+                masks, scores = self._track_regions([r.ref for r in located])
             else:
                 masks, scores = self._track(states, over_all=False)
             for j, r in enumerate(located):
                 r.state, r.masks, r.score = states[j], masks[j], float(scores[j])
-                r.memory_from = memory_from[j]
-                if self.model.config.region_prompts_to_sam2:
-                    r.ref = prompts[j]
         for o, r in enumerate(regions):
+            # a prompted region's masks cover the clip (tracked back too); its memory starts at the prompted frame, as
+            # the tiny models were trained and scored (session 13: the back-tracked frames in it cost PixelQA 0.575 ->
+            # 0.53 over four test seeds)
+            start = int(r.ref.frame) if r.ref is not None else 0
             if r.is_mask:
                 r.masks = label[:, o].numpy()
-            elif r.masks[r.memory_from:].any():
-                label[r.memory_from:, o] = torch.from_numpy(r.masks[r.memory_from:])
+            elif r.masks[start:].any():
+                label[start:, o] = torch.from_numpy(r.masks[start:])
             else:  # missed by the localization: remembered as the whole frame (official PixelQA)
                 label[:, o] = True
         _, refer = self.processor.memory_inputs(label, self._base.video_grid_thw)
@@ -437,7 +433,7 @@ class UniPixelChat:
         states = torch.cat([torch.stack([r.state for r in retrack]), answer_states]) if retrack else answer_states
         every = self._every_frame_features() if prompted else None  # encoded once for both passes
         masks, scores = self._track(states, over_all, every)
-        region_tracks = self._track_regions_all([r.ref for r in prompted], every) if prompted else ([], [])
+        region_tracks = self._track_regions([r.ref for r in prompted], every) if prompted else ([], [])
         objects: list[SegObject] = []
         for r in regions:
             if r in prompted:
@@ -497,24 +493,11 @@ class UniPixelChat:
         return masks, torch.sigmoid(best).numpy()
 
     def _every_frame_features(self) -> list:
-        """Every frame's SAM2 features, kept: the backward pass of `_track_regions_all` visits them in reverse (the
+        """Every frame's SAM2 features, kept: the backward pass of `_track_regions` visits them in reverse (the
         models that prompt SAM2 with their regions are the tiny ones, whose 128-px SAM2 features take tens of KB a
         frame)."""
         lazy = self._lazy_features()
         return [lazy(t) for t in range(self.media.num_frames)]
-
-    def _track_regions_all(self, prompts: list, features: list) -> tuple[list[MaskTrack], np.ndarray]:
-        """`_track_regions` over every frame of the media (`propagate="all"`, `features` from
-        `_every_frame_features`): each prompt moved to its frame's position in the media."""
-        media = self.media
-        num, size = media.num_frames, media.size
-        moved = [replace(p, frame=int(media.positions[int(p.frame)])) for p in prompts]
-        tracks = [MaskTrack(num, size) for _ in prompts]
-        best = torch.full((len(prompts),), -torch.inf)
-        for k, out in self.model.region_frames(moved, features, size, num):
-            tracks[k][out.frame_idx] = (out.mask_logits[0] > 0).cpu().numpy()
-            best[k] = torch.maximum(best[k], out.object_score_logits[0].float().cpu())
-        return tracks, torch.sigmoid(best).numpy()
 
     def _retrieval_visual(self) -> torch.Tensor | None:
         """The first frame pair's visual tokens for models whose retrieval keys read them (else None)."""
@@ -525,13 +508,21 @@ class UniPixelChat:
         """The sampled frames' SAM2 features the proposals are tracked to (models with `seg_key_motion`)."""
         return self.model.later_frames(self._sampled_features()) if self.model.config.seg_key_motion else []
 
-    def _track_regions(self, prompts: list) -> tuple[np.ndarray, np.ndarray]:
-        """Masks [O, T, H, W] over the frames read and object scores [O] of point/box regions prompting SAM2."""
-        num, (h, w) = self.media.sampled.num_frames, self.media.size
-        masks = np.zeros((len(prompts), num, h, w), bool)
+    def _track_regions(self, prompts: list, every: list | None = None) -> tuple[Any, np.ndarray]:
+        """Masks and object scores [O] of point/box regions prompting SAM2 (`region_frames`): over the frames read
+        (masks [O, T, H, W]), or with `every` (`_every_frame_features`) over every frame of the media (a `MaskTrack`
+        each, the prompts moved to their frames' positions in the media)."""
+        media = self.media
+        if every is None:
+            features, num = self._sampled_features(), media.sampled.num_frames
+            masks: Any = np.zeros((len(prompts), num, *media.size), bool)
+        else:
+            features, num = every, media.num_frames
+            prompts = [replace(p, frame=int(media.positions[int(p.frame)])) for p in prompts]
+            masks = [MaskTrack(num, media.size) for _ in prompts]
         best = torch.full((len(prompts),), -torch.inf)
-        for k, out in self.model.region_frames(prompts, self._sampled_features(), (h, w), num):
-            masks[k, out.frame_idx] = (out.mask_logits[0] > 0).cpu().numpy()
+        for k, out in self.model.region_frames(prompts, features, media.size, num):
+            masks[k][out.frame_idx] = (out.mask_logits[0] > 0).cpu().numpy()
             best[k] = torch.maximum(best[k], out.object_score_logits[0].float().cpu())
         return masks, torch.sigmoid(best).numpy()
 
