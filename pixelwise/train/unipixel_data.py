@@ -374,11 +374,12 @@ class RegionMotionSource(SceneQuestionSource):
 
     def conversations(self, index, rng):
         scene = Scene.from_json(self.scenes[int(index)])
-        rgb, vis, area = render(scene)
         if scene.num_frames < 2:
             raise ConfigError(f"pixelworld_region_motion needs video scenes; scene {index} is an image")
+        rgb, vis, area = render(scene)
         picks = np.linspace(0, scene.num_frames - 1, self.frames).round().astype(int)
-        seen = [k for k in range(len(scene.objects)) if sum(vis[k, t].sum() >= 12 for t in picks) >= 2]
+        shown = vis[:, picks].sum((2, 3)) >= 12  # [objects, picks]: covers at least 12 pixels there
+        seen = [k for k in range(len(scene.objects)) if shown[k].sum() >= 2]
         if not seen:
             return rgb, [], f"scene-{index}"
         rng.shuffle(seen)  # region ids in random order: the answer must come from the memory, not the position
@@ -392,7 +393,7 @@ class RegionMotionSource(SceneQuestionSource):
             q, _, options, letter = asked
             correct = options[OPTION_LETTERS.index(letter)].split(") ", 1)[1]
             turns.append((mcq_text(q, options), f"{MC_PRIME}{letter}) {correct}."))
-        mem = [[MaskPrompt(vis[k, t], int(t)) for t in picks if vis[k, t].sum() >= 12] for k in seen]
+        mem = [[MaskPrompt(vis[k, t], int(t)) for t, on in zip(picks, shown[k]) if on] for k in seen]
         return rgb, [Conversation("region_motion", turns, mem_masks=mem)] if turns else [], f"scene-{index}"
 
 
