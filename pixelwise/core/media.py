@@ -77,7 +77,7 @@ def open_image_checked(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -
         raise MediaError(f"{path}: not a readable image") from None
     except Image.DecompressionBombError as e:
         raise MediaTooLargeError(f"{path}: {e}") from None
-    except OSError as e:
+    except (OSError, SyntaxError, ValueError) as e:  # corrupt headers (a truncated IHDR chunk) surface here
         raise MediaError(f"{path}: cannot open image ({e})") from None
     try:
         _check_size(path, im.width, im.height, limits)
