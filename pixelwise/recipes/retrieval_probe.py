@@ -22,6 +22,7 @@ import torch.nn.functional as F
 import pixelwise
 from pixelwise.data.pixelworld.dataset import PixelWorldDataset
 from pixelwise.data.templates import Conversation, official_seg_question
+from pixelwise.models.unipixel.object_keys import pixel_statistics
 from pixelwise.train.unipixel_data import ExampleBuilder, PixelWorldSource, UniPixelTrainDataset
 
 KINDS = ("color", "shape", "texture", "size")
@@ -77,46 +78,86 @@ def query_features(model, processor, root, limit: int) -> tuple[dict[str, np.nda
     return {k: np.stack(v) for k, v in feats.items()}, named
 
 
+INPUTS = ("fine_mean", "fine_std", "pixel_stats")  # candidate descriptor inputs (`key_features(inputs=True)`)
+
+
+def descriptor_inputs(mask_logits: torch.Tensor, high_res: torch.Tensor, frame: torch.Tensor
+                      ) -> dict[str, torch.Tensor]:
+    """Proposal masks [N, S, S] (logits), SAM2's fine features [Dh, S', S'] and the SAM2 frame [3, F, F] -> per
+    proposal what could be pooled inside it: the fine features' mean (the descriptor's texture input until session
+    14) and standard deviation over the mask, and the frame's own pixel statistics (`pixel_statistics`, the input of
+    `seg_key_pixels`)."""
+    p = torch.sigmoid(mask_logits.float())
+    fine = high_res.float()
+    if fine.shape[-2:] != p.shape[-2:]:
+        fine = F.interpolate(fine[None], size=p.shape[-2:], mode="bilinear", align_corners=False)[0]
+    w = p / p.flatten(1).sum(1).clamp_min(1e-6)[:, None, None]
+    mean = torch.einsum("nhw,dhw->nd", w, fine)
+    std = (torch.einsum("nhw,dhw->nd", w, fine * fine) - mean ** 2).clamp_min(0).sqrt()
+    return {"fine_mean": mean, "fine_std": std, "pixel_stats": pixel_statistics(p, frame)}
+
+
 @torch.no_grad()
-def key_features(model, processor, root, limit: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Scenes of a referring folder -> ({"key", "desc"} per cell on an object, [N, *]; labels [N, 4] in `KINDS`)."""
+def key_features(model, processor, root, limit: int, inputs: bool = False
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Scenes of a referring folder -> ({"key", "desc"} per cell on an object, [N, *]; labels [N, 4] in `KINDS`).
+    With `inputs`, also candidate inputs of the descriptor pooled inside each cell's proposal (`descriptor_inputs`)."""
     data = UniPixelTrainDataset(PixelWorldSource(root, tasks=["referring"]), processor, seed=0, video_frames=(1,),
                                 augment=False, visual_words=KINDS)
     sam2 = model.require_sam2()
     feats: dict[str, list] = {"key": [], "desc": []}
+    if inputs:
+        feats.update({name: [] for name in INPUTS})
+    seen: list = []
+    hook = model.object_keys.register_forward_pre_hook(lambda _, args: seen.append(args))
     labels = []
-    for i in range(min(limit, len(data))):
-        ex = data[i]
-        if ex is None or ex.cell_words is None:
-            continue
-        out = model(ex.inputs)
-        frames = sam2.encode_frames(ex.inputs.sam2_frames.to(model.dtype))
-        visual = model.retrieval_visual(out.video_embeds, ex.inputs.video_grid_thw)
-        keys, desc = model.retrieval_keys(frames[0], visual, out.objects)
-        on = ex.cell_words[:, 0] >= 0
-        feats["key"].append(keys[on].float().numpy())
-        feats["desc"].append(desc[on].float().numpy())
-        labels.append(ex.cell_words[on].numpy())
+    try:
+        for i in range(min(limit, len(data))):
+            ex = data[i]
+            if ex is None or ex.cell_words is None:
+                continue
+            seen.clear()
+            out = model(ex.inputs)
+            frames = sam2.encode_frames(ex.inputs.sam2_frames.to(model.dtype))
+            visual = model.retrieval_visual(out.video_embeds, ex.inputs.video_grid_thw)
+            if inputs:  # the proposals described afresh, so that the hook sees this frame's
+                out.objects = None
+            keys, desc = model.retrieval_keys(frames[0], visual, out.objects)
+            on = ex.cell_words[:, 0] >= 0
+            feats["key"].append(keys[on].float().numpy())
+            feats["desc"].append(desc[on].float().numpy())
+            if inputs:
+                mask_logits, _, _, high_res = seen[-1][:4]
+                pooled = descriptor_inputs(mask_logits, high_res, ex.inputs.sam2_frames[0])
+                for name in INPUTS:
+                    feats[name].append(pooled[name][on].float().numpy())
+            labels.append(ex.cell_words[on].numpy())
+    finally:
+        hook.remove()
     return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(labels)
 
 
-def retrieval_probe(model, processor, train, tests, queries: int = 1500, scenes: int = 300) -> dict:
-    q_train, n_train = query_features(model, processor, train, queries)
-    parts = [query_features(model, processor, t, queries) for t in tests]
-    q_test = {k: np.concatenate([p[0][k] for p in parts]) for k in q_train}
-    n_test = [n for p in parts for n in p[1]]
-    k_train, y_train = key_features(model, processor, train, scenes)
-    kparts = [key_features(model, processor, t, scenes // 3) for t in tests]
+def retrieval_probe(model, processor, train, tests, queries: int = 1500, scenes: int = 300,
+                    inputs: bool = False) -> dict:
+    result: dict = {"query": {}, "key": {}}
+    if queries:
+        q_train, n_train = query_features(model, processor, train, queries)
+        parts = [query_features(model, processor, t, queries) for t in tests]
+        q_test = {k: np.concatenate([p[0][k] for p in parts]) for k in q_train}
+        n_test = [n for p in parts for n in p[1]]
+        for kind in KINDS:
+            tr = [i for i, n in enumerate(n_train) if n[kind]]
+            te = [i for i, n in enumerate(n_test) if n[kind]]
+            for space in ("state", "query"):
+                result["query"][f"{kind}/{space}"] = linear_probe(
+                    q_train[space][tr], [n_train[i][kind] for i in tr], q_test[space][te],
+                    [n_test[i][kind] for i in te])
+    k_train, y_train = key_features(model, processor, train, scenes, inputs)
+    kparts = [key_features(model, processor, t, max(1, scenes // 3), inputs) for t in tests]
     k_test = {k: np.concatenate([p[0][k] for p in kparts]) for k in k_train}
     y_test = np.concatenate([p[1] for p in kparts])
-    result: dict = {"query": {}, "key": {}}
     for j, kind in enumerate(KINDS):
-        tr = [i for i, n in enumerate(n_train) if n[kind]]
-        te = [i for i, n in enumerate(n_test) if n[kind]]
-        for space in ("state", "query"):
-            result["query"][f"{kind}/{space}"] = linear_probe(
-                q_train[space][tr], [n_train[i][kind] for i in tr], q_test[space][te], [n_test[i][kind] for i in te])
-        for space in ("key", "desc"):
+        for space in k_train:
             result["key"][f"{kind}/{space}"] = linear_probe(
                 k_train[space], [int(v) for v in y_train[:, j]], k_test[space], [int(v) for v in y_test[:, j]])
     return result
@@ -129,10 +170,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--test", nargs="+", required=True, help="PixelWorld referring folders to score them on")
     ap.add_argument("--queries", type=int, default=1500, help="attribute expressions per folder")
     ap.add_argument("--scenes", type=int, default=300, help="training scenes for the key probes (a third per test folder)")
+    ap.add_argument("--inputs", action="store_true",
+                    help="also probe candidate descriptor inputs pooled inside each proposal (`descriptor_inputs`)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     pipe = pixelwise.load(args.model) if args.model else pixelwise.load()
-    result = retrieval_probe(pipe.model.eval(), pipe.processor, args.train, args.test, args.queries, args.scenes)
+    result = retrieval_probe(pipe.model.eval(), pipe.processor, args.train, args.test, args.queries, args.scenes,
+                             args.inputs)
     print(json.dumps(result, indent=2))
     return result
 

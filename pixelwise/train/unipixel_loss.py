@@ -37,6 +37,9 @@ class LossConfig:
     # which words name an object (`unipixel_data.WORD_KINDS`): colour and shape until session 13, which measured that
     # a wrong pick mostly misses the texture or size the phrase asks for, the two kinds nothing was taught to name
     visual_word_kinds: tuple[str, ...] = ("color", "shape")
+    # models with `seg_key_words` (tiny only; 0 = off): the same naming term on every retrieval key (through the
+    # model's key -> word head) against the object under its cell, so that the keys carry what the query asks for
+    key_words_weight: float = 0.0
     # models with `option_pointer` (tiny only): cross-entropy of the pointer over a question's options at each
     # answer letter (`option_loss`); no effect on other models
     option_weight: float = 1.0
@@ -86,6 +89,14 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
             if l_ret is not None:
                 total = total + cfg.retrieval_weight * l_ret
                 metrics["loss_retrieval"] = float(l_ret.detach())
+        if cfg.key_words_weight and keys is not None and ex.cell_words is not None \
+                and len(ex.cell_words) == len(keys) and core.config.seg_key_words:
+            term = visual_words_loss(core.seg_key_words(keys), ex.cell_words.to(keys.device),
+                                     core.language_model.embed_tokens.weight, ex.visual_word_ids,
+                                     cfg.visual_words_temperature)
+            if term is not None:
+                total = total + cfg.key_words_weight * term
+                metrics["loss_key_words"] = float(term.detach())
         if cfg.box_prompt_weight:
             l_box = box_prompt_loss(sam2, prompts, targets[:, 0])
             if l_box is not None:

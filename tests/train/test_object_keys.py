@@ -360,3 +360,54 @@ def test_seg_rerank_grows_onto_a_trained_model_without_changing_its_clicks(pw_im
     total, _, _ = example_loss(model.train(), ex, loss)
     total.backward()
     assert model.seg_rerank.out.weight.grad.abs().sum() > 0  # the zero output layer learns from the retrieval term
+
+
+def test_pixel_statistics_tell_plain_from_striped_from_dotted():
+    from pixelwise.models.unipixel.object_keys import PIXEL_FEATURES, pixel_statistics
+
+    frame = torch.zeros(3, 128, 128)
+    frame[0, 8:56, 8:56] = 1.0  # plain red square
+    frame[0, 72:120, 8:56] = (torch.arange(48) // 3 % 2).float()[None, :]  # red vertical stripes, 3 px wide
+    frame[0, 8:56, 72:120] = 1.0
+    frame[0, 8:56, 72:120][(torch.arange(48)[:, None] % 6 < 2) & (torch.arange(48)[None] % 6 < 2)] = 0.0  # dots
+    masks = torch.stack([_square(12, 2, 2), _square(12, 18, 2), _square(12, 2, 18)])  # mask cells: 4 px each
+    stats = pixel_statistics(masks, frame)
+    assert stats.shape == (3, PIXEL_FEATURES)
+    mean, dev, dx, dy = stats[:, 0], stats[:, 3], stats[:, 6], stats[:, 9]  # the red channel's four numbers
+    assert mean[0] == pytest.approx(1.0, abs=1e-5) and dev[0] < 0.01 and dx[0] + dy[0] < 1e-4
+    assert dev[1] > 0.4 and dx[1] > 0.25 and dy[1] < 1e-4  # vertical stripes: changes along x only
+    assert dev[2] > 0.2 and dx[2] > 0.1 and dy[2] > 0.1  # dots: along both
+    assert torch.equal(stats[:, [1, 2, 4, 5]], torch.zeros(3, 4))  # green and blue are flat
+
+
+def test_key_pixels_and_key_words_grow_onto_a_trained_model_and_learn(pw_images, tmp_path):  # noqa: F811
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+    from pixelwise.recipes.train_unipixel import build_model, load_config
+    from pixelwise.train import distributed as D
+    from pixelwise.train.unipixel_data import WORD_KINDS, PixelWorldSource, UniPixelTrainDataset
+    from pixelwise.train.unipixel_loss import LossConfig, example_loss
+    from tests.train.test_grounding import DEFAULT
+
+    torch.set_num_threads(1)
+    shipped = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
+    raw = shipped.config.to_dict()
+    with pytest.raises(ConfigError, match="seg_key_pixels needs seg_key_objects"):
+        UniPixelConfig.from_dict({**raw, "seg_key_objects": 0, "llm_object_view": False, "region_own_frame": False,
+                                  "seg_key_pixels": True})
+    cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={seg_key_pixels: true, seg_key_words: true}"])
+    model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
+    data = UniPixelTrainDataset(PixelWorldSource(pw_images), processor, seed=0, video_frames=(1,),
+                                visual_words=tuple(WORD_KINDS))
+    ex = next(e for e in (data[i] for i in range(len(data))) if e is not None and e.seg_targets is not None)
+    loss = LossConfig(retrieval_weight=1.0, visual_words_weight=1.0, visual_word_kinds=tuple(WORD_KINDS),
+                      key_words_weight=1.0)
+    with torch.no_grad():
+        _, m0, _ = example_loss(shipped.eval(), ex, loss)
+        _, m1, _ = example_loss(model.eval(), ex, loss)
+    assert m0["loss_retrieval"] == pytest.approx(m1["loss_retrieval"], abs=1e-5)  # the new inputs start at zero
+    assert "loss_key_words" not in m0 and m1["loss_key_words"] > 0  # only a model with the head names its keys
+    total, _, _ = example_loss(model.train(), ex, loss)
+    total.backward()
+    assert model.object_keys.pixels.weight.grad.abs().sum() > 0  # the zero pixel input learns
+    assert model.seg_key_words.weight.grad.abs().sum() > 0 and model.seg_key[2].weight.grad.abs().sum() > 0

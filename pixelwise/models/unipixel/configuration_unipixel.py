@@ -135,6 +135,10 @@ class UniPixelConfig:
             raise ConfigError(f"{source}: seg_rerank needs seg_retrieval_dim (the retrieval scores it refines)")
         if self.raw.get("seg_key_objects") and not (self.raw.get("seg_retrieval_dim") and self.raw.get("seg_key_visual")):
             raise ConfigError(f"{source}: seg_key_objects needs seg_retrieval_dim and seg_key_visual")
+        if self.raw.get("seg_key_pixels") and not self.raw.get("seg_key_objects"):
+            raise ConfigError(f"{source}: seg_key_pixels needs seg_key_objects (the proposals it describes)")
+        if self.raw.get("seg_key_words") and not self.raw.get("seg_retrieval_dim"):
+            raise ConfigError(f"{source}: seg_key_words needs seg_retrieval_dim (the keys it names)")
         if self.raw.get("seg_key_motion") and not self.raw.get("seg_key_objects"):
             raise ConfigError(f"{source}: seg_key_motion needs seg_key_objects (the proposals it tracks)")
         if self.raw.get("llm_object_view") and not self.raw.get("seg_key_objects"):
@@ -375,6 +379,25 @@ class UniPixelConfig:
         ones (docs/models/unipixel-tiny.md). Its output layer is zero-initialised: switching it on leaves a trained
         model's clicks unchanged."""
         return int(self.raw.get("seg_rerank", 0))
+
+    @property
+    def seg_key_pixels(self) -> bool:
+        """pixelwise's tiny models only (with `seg_key_objects`; False = off): each proposal's descriptor also reads
+        the frame's own pixel statistics inside its mask (`object_keys.pixel_statistics`: per channel the mean, the
+        deviation and the mean difference to the next pixel along x and y). SAM2's fine features, averaged inside a
+        mask, tell plain from striped from dotted 0.76 of the time (always "plain": 0.62); these twelve numbers 0.94
+        (session 14, `retrieval_probe --inputs`). Zero-initialised: switching it on leaves a trained model's keys
+        unchanged."""
+        return bool(self.raw.get("seg_key_pixels", False))
+
+    @property
+    def seg_key_words(self) -> bool:
+        """pixelwise's tiny models only (with `seg_retrieval_dim`; False = off): a linear head from each retrieval key
+        to the LLM's word space, read only by the training loss (`LossConfig.key_words_weight`), which makes every
+        key name the colour, shape, texture and size of the object under its cell. Session 13's probes found the
+        query telling the texture a phrase asks for 0.98 of the time and the keys telling an object's texture 0.71
+        (always "plain": 0.62): a key that cannot tell texture cannot match on it. Inference does not use it."""
+        return bool(self.raw.get("seg_key_words", False))
 
     @property
     def seg_key_motion(self) -> bool:

@@ -310,7 +310,9 @@ class UniPixelForConditionalGeneration(nn.Module):
                 nn.init.zeros_(self.seg_key_vis[1].bias)
             if config.seg_key_objects:  # what SAM2 segments when clicked at each cell, described
                 self.object_keys = ObjectKeys(d, c // 8 + c // 4, k, config.seg_key_objects, d,
-                                              motion=config.seg_key_motion)
+                                              motion=config.seg_key_motion, pixels=config.seg_key_pixels)
+            if config.seg_key_words:  # keys -> word space, for the training loss only
+                self.seg_key_words = nn.Linear(k, d)
             if config.seg_rerank:  # the scores refined with every cell in view; zero at init
                 self.seg_rerank = RetrievalRerank(k, config.seg_rerank)
             if config.llm_object_view:  # the descriptors shown to the LLM (visual tokens, `<|mem|>`); zero at init
@@ -557,7 +559,13 @@ class UniPixelForConditionalGeneration(nn.Module):
                                          [t.object_score_logits for t in tracked])
         fine = torch.cat([frame.high_res_s0[0], F.interpolate(frame.high_res_s1, size=frame.high_res_s0.shape[-2:],
                                                               mode="bilinear", align_corners=False)[0]], 0)
-        return self.object_keys(masks, scores, tokens, fine, motion)
+        pixels = None
+        if self.config.seg_key_pixels:
+            if frame.pixels is None:
+                raise PromptError("this model's object keys read the frame's pixels: encode it with "
+                                  "Sam2Model.encode_frames")
+            pixels = frame.pixels[0].to(emb)
+        return self.object_keys(masks, scores, tokens, fine, motion, pixels)
 
     def retrieval_keys(self, frame: Any, visual: torch.Tensor | None = None,
                        objects: tuple[torch.Tensor, torch.Tensor] | None = None, later: Sequence[Any] = ()

@@ -23,6 +23,7 @@ from torch import nn
 GEOMETRY_FEATURES = 4 * 4 + 4  # sin/cos of the centroid at 4 frequencies, spread x/y, log area, object score
 MOTION_FRAMES = 4  # `seg_key_motion`: the proposals are tracked to 3 later frames spread over the clip
 MOTION_FEATURES = 4 * (MOTION_FRAMES - 1)  # per later frame: centroid shift x/y, log area ratio, object score
+PIXEL_FEATURES = 4 * 3  # `seg_key_pixels`: per colour channel inside the mask: mean, deviation, mean |d/dx|, |d/dy|
 
 
 class ObjectKeys(nn.Module):
@@ -30,7 +31,7 @@ class ObjectKeys(nn.Module):
     [N, width] (the latter for the training loss that makes each descriptor name its object)."""
 
     def __init__(self, visual_dim: int, high_res_dim: int, key_dim: int, width: int, word_dim: int,
-                 crop: int = 16, layers: int = 2, heads: int = 4, motion: bool = False):
+                 crop: int = 16, layers: int = 2, heads: int = 4, motion: bool = False, pixels: bool = False):
         super().__init__()
         self.crop = crop
         self.silhouette = nn.Sequential(
@@ -45,6 +46,10 @@ class ObjectKeys(nn.Module):
             self.motion = nn.Linear(MOTION_FEATURES, width)
             nn.init.zeros_(self.motion.weight)
             nn.init.zeros_(self.motion.bias)
+        if pixels:  # the frame's own pixel statistics inside the mask (texture); zero at init
+            self.pixels = nn.Linear(PIXEL_FEATURES, width)
+            nn.init.zeros_(self.pixels.weight)
+            nn.init.zeros_(self.pixels.bias)
         layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, activation="gelu", batch_first=True,
                                            norm_first=True)
         self.context = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -54,10 +59,11 @@ class ObjectKeys(nn.Module):
         self.to_words = nn.Linear(width, word_dim)
 
     def forward(self, mask_logits: torch.Tensor, object_scores: torch.Tensor, visual: torch.Tensor,
-                high_res: torch.Tensor, motion: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                high_res: torch.Tensor, motion: torch.Tensor | None = None, frame: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """mask_logits [N, S, S], object_scores [N], visual [Dv, h, w], high_res [Dh, S', S'], motion [N,
-        MOTION_FEATURES] (`motion_features`; with `motion=True`) -> (key additions [N, key_dim], descriptors
-        [N, width])."""
+        MOTION_FEATURES] (`motion_features`; with `motion=True`), frame [3, F, F] (the SAM2 input; with
+        `pixels=True`) -> (key additions [N, key_dim], descriptors [N, width])."""
         s = mask_logits.shape[-1]
         p = torch.sigmoid(mask_logits.float()).to(visual.dtype)  # [N, S, S]
         crop, (cx, cy, sx, sy, mass) = silhouettes(p, self.crop)
@@ -75,6 +81,10 @@ class ObjectKeys(nn.Module):
             if motion is None:
                 raise ValueError("these object keys read the proposals' motion: pass motion_features(...)")
             desc = desc + self.motion(motion.to(desc.dtype))
+        if hasattr(self, "pixels"):
+            if frame is None:
+                raise ValueError("these object keys read the frame's pixels: pass the SAM2 input frame")
+            desc = desc + self.pixels(pixel_statistics(p, frame).to(desc.dtype))
         desc = F.gelu(desc)
         desc = self.context(desc[None])[0]
         return self.to_key(desc), desc
@@ -103,6 +113,27 @@ class RetrievalRerank(nn.Module):
         cells = keys[None] + self.match(query[:, None] * keys[None]) + self.score(logits[..., None])  # [O, N, k]
         seq = torch.cat([self.query(query)[:, None], cells], 1)
         return logits + self.out(self.norm(self.blocks(seq)[:, 1:]))[..., 0]
+
+
+def pixel_statistics(p: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """Soft masks [N, S, S] (0..1) and the frame [3, F, F] -> [N, PIXEL_FEATURES]: per colour channel, inside each
+    mask's interior (eroded by one mask cell so that the outline is not read as texture; the whole mask where erosion
+    leaves nothing), the mean, the standard deviation and the mean absolute difference to the next pixel along x and
+    along y. Plain, striped and dotted fills differ in these (session-14 probe: they tell a proposal's texture 0.94 of
+    the time, SAM2's pooled fine features 0.76, always "plain" 0.62)."""
+    p = p.float()
+    inner = -F.max_pool2d(-(p > 0.5).float()[:, None], 3, 1, 1)[:, 0]
+    empty = inner.flatten(1).sum(1) == 0
+    w = torch.where(empty[:, None, None], p, p * inner)
+    img = frame.float()
+    w = F.interpolate(w[:, None], size=img.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    w = w / w.flatten(1).sum(1).clamp_min(1e-6)[:, None, None]
+    dx = F.pad((img[:, :, 1:] - img[:, :, :-1]).abs(), (0, 1))
+    dy = F.pad((img[:, 1:] - img[:, :-1]).abs(), (0, 0, 0, 1))
+    mean = torch.einsum("nhw,chw->nc", w, img)
+    var = torch.einsum("nhw,chw->nc", w, img * img) - mean ** 2
+    return torch.cat([mean, var.clamp_min(0).sqrt(), torch.einsum("nhw,chw->nc", w, dx),
+                      torch.einsum("nhw,chw->nc", w, dy)], 1)
 
 
 def motion_features(tracked: list[torch.Tensor], scores: list[torch.Tensor]) -> torch.Tensor:

@@ -21,6 +21,7 @@ class Sam2FrameFeatures:
     high_res_s0: torch.Tensor  # [1, C/8, 4h, 4w]  stride-4 FPN level after the decoder's conv_s0
     high_res_s1: torch.Tensor  # [1, C/4, 2h, 2w]  stride-8 FPN level after the decoder's conv_s1
     pos: torch.Tensor  # [1, C, h, w]   sine positional encoding of the stride-16 level
+    pixels: torch.Tensor | None = None  # [1, 3, S, S]  the frame itself, as encoded (SAM2-normalised)
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Sam2Features:
     high_res_s0: torch.Tensor
     high_res_s1: torch.Tensor
     pos: torch.Tensor
+    pixels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.embed.shape[0]
@@ -38,13 +40,15 @@ class Sam2Features:
     def span(self, start: int, stop: int) -> Sam2Features:
         """Frames start..stop-1 (e.g. one query's part of frames from several queries encoded together)."""
         s = slice(start, stop)
-        return Sam2Features(self.embed[s], self.high_res_s0[s], self.high_res_s1[s], self.pos)
+        return Sam2Features(self.embed[s], self.high_res_s0[s], self.high_res_s1[s], self.pos,
+                            None if self.pixels is None else self.pixels[s])
 
     def __getitem__(self, t: int) -> Sam2FrameFeatures:
         if not -len(self) <= t < len(self):
             raise IndexError(f"frame {t} out of range for {len(self)} frames")
         s = slice(t, t + 1) if t >= 0 else slice(t, t + 1 or None)
-        return Sam2FrameFeatures(self.embed[s], self.high_res_s0[s], self.high_res_s1[s], self.pos)
+        return Sam2FrameFeatures(self.embed[s], self.high_res_s0[s], self.high_res_s1[s], self.pos,
+                                 None if self.pixels is None else self.pixels[s])
 
 
 FrameSource = Sam2Features | Sequence[Sam2FrameFeatures] | Callable[[int], Sam2FrameFeatures]

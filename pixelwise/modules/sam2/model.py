@@ -153,7 +153,8 @@ class Sam2Model(nn.Module):
             embed.append(out.backbone_fpn[-1])
             pos = out.vision_pos_enc[-1]
         assert pos is not None
-        return Sam2Features(embed=torch.cat(embed), high_res_s0=torch.cat(s0), high_res_s1=torch.cat(s1), pos=pos)
+        return Sam2Features(embed=torch.cat(embed), high_res_s0=torch.cat(s0), high_res_s1=torch.cat(s1), pos=pos,
+                            pixels=frames)
 
     def encode_frame(self, frame: torch.Tensor) -> Sam2FrameFeatures:
         """Encode a single frame `[3, S, S]`; convenient as the lazy source of a streaming `track`."""
