@@ -204,8 +204,10 @@ def build_model(cfg: dict, run_dir: Path, info: D.DistInfo):
             if needs_ids:  # the token ids the options read, from this model's tokenizer
                 tokenizer = UniPixelProcessor.from_pretrained(folder).tokenizer
                 overrides.update({k: f(tokenizer) for k, f in needs_ids})
-            config = UniPixelConfig.from_dict({**model.config.to_dict(), **overrides},
-                                              source="model.config_overrides")
+            raw = model.config.to_dict()
+            for key, value in overrides.items():  # a nested section (`sam2_arch`) is updated, not replaced
+                raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
+            config = UniPixelConfig.from_dict(raw, source="model.config_overrides")
             torch.manual_seed(cfg["seed"])
             grown = UniPixelForConditionalGeneration(config)
             _, unexpected = grown.load_state_dict(model.state_dict(), strict=False)

@@ -161,7 +161,8 @@ class Sam2PromptModule(torch.nn.Module):
 
         def frame_of_each_object(t: int) -> Sam2FrameFeatures:
             rows = owner * k + t
-            return Sam2FrameFeatures(feats.embed[rows], feats.high_res_s0[rows], feats.high_res_s1[rows], feats.pos)
+            return Sam2FrameFeatures(feats.embed[rows], feats.high_res_s0[rows], feats.high_res_s1[rows], feats.pos,
+                                     None if feats.pixels is None else feats.pixels[rows])
 
         coords = torch.cat([it.coords for it in items]).to(dev)
         labels = torch.cat([it.labels for it in items]).to(dev)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from pixelwise.modules.losses import Sam2LossWeights, lm_loss, sam2_frame_loss
+from pixelwise.modules.losses import Sam2LossWeights, dice_loss, lm_loss, sam2_frame_loss, sigmoid_focal_loss
 
 
 @dataclass
@@ -173,16 +173,28 @@ def tracked_mask_losses(sam2, feats, prompts: torch.Tensor, targets: torch.Tenso
     """
     s, n_frames = targets.shape[-1], targets.shape[1]
     sums: dict = {"focal": 0.0, "dice": 0.0, "iou": 0.0, "object_score": 0.0}
+    refine = hasattr(sam2, "mask_refiner") and any(p.requires_grad for p in sam2.mask_refiner.parameters())
+    if refine:  # the learned upsampler's own terms, on its output at the input size
+        sums.update({"refine_focal": 0.0, "refine_dice": 0.0})
     preds = []
-    for fo in sam2.track_frames(feats, prompts, frame_size=None, cond_frame=0, num_frames=n_frames):
+    for fo in sam2.track_frames(feats, prompts, frame_size=(s, s) if refine else None, cond_frame=0,
+                                num_frames=n_frames):
+        target = targets[:, fo.frame_idx]
         logits = F.interpolate(fo.decoder_multimask_logits.float(), size=(s, s), mode="bilinear", align_corners=False)
-        terms = sam2_frame_loss(logits, fo.decoder_iou_pred, fo.object_score_logits, targets[:, fo.frame_idx], weights,
+        terms = sam2_frame_loss(logits, fo.decoder_iou_pred, fo.object_score_logits, target, weights,
                                 iou_logits=fo.decoder_iou_logits)
+        if refine:
+            present = target.flatten(1).any(-1).float()
+            t = target.float()
+            out = fo.mask_logits.float()
+            terms["refine_focal"] = (weights.focal * sigmoid_focal_loss(out, t, weights.focal_alpha,
+                                                                        weights.focal_gamma) * present).sum()
+            terms["refine_dice"] = (weights.dice * dice_loss(out, t) * present).sum()
         for k, v in terms.items():
             sums[k] = sums[k] + v
         if keep_masks:
-            low = F.interpolate(fo.lowres_mask_logits[:, None].float(), size=(s, s), mode="bilinear",
-                                align_corners=False)[:, 0]
+            low = fo.mask_logits if refine else F.interpolate(fo.lowres_mask_logits[:, None].float(), size=(s, s),
+                                                              mode="bilinear", align_corners=False)[:, 0]
             preds.append((low > 0).detach().cpu())
     return sums, preds
 

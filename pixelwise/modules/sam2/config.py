@@ -84,6 +84,10 @@ class Sam2Config:
     sigmoid_bias_for_mem_enc: float = -10.0
     backbone_stride: int = 16
 
+    # pixelwise's tiny models only (0 = off, as every official model): channels of the learned upsampler of the mask
+    # logits (`refine.MaskRefiner`), which reads the frame's pixels; SAM2 at 128 px decodes masks at 32 x 32
+    mask_refiner: int = 0
+
     extra: dict[str, Any] = field(default_factory=dict)  # unrecognised / informational keys, never read
 
     # ------------------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pixelwise.modules.sam2.mask_decoder import MaskDecoder
 from pixelwise.modules.sam2.memory_attention import MemoryAttention
 from pixelwise.modules.sam2.memory_encoder import MemoryEncoder
 from pixelwise.modules.sam2.prompt_encoder import PromptEncoder
+from pixelwise.modules.sam2.refine import MaskRefiner
 
 
 @dataclass
@@ -110,6 +111,8 @@ class Sam2Model(nn.Module):
         self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
         self.obj_ptr_proj = MLP(c, c, c, 3)
         self.obj_ptr_tpos_proj = nn.Linear(c, m)
+        if cfg.mask_refiner:  # pixelwise's tiny models only: the mask logits upsampled by reading the frame
+            self.mask_refiner = MaskRefiner(cfg.mask_refiner)
         for p in (self.maskmem_tpos_enc, self.no_mem_embed, self.no_mem_pos_enc, self.no_obj_ptr,
                   self.no_obj_embed_spatial):
             nn.init.trunc_normal_(p, std=0.02)
@@ -223,7 +226,7 @@ class Sam2Model(nn.Module):
                 memories.pop(stale, None)
             yield Sam2FrameOutput(
                 frame_idx=real(t),
-                mask_logits=None if size is None else resize_logits(heads.lowres_logits, size)[:, 0],
+                mask_logits=None if size is None else self.output_logits(heads.lowres_logits, frame, size)[:, 0],
                 lowres_mask_logits=heads.lowres_logits[:, 0],
                 object_score_logits=heads.object_score_logits[:, 0],
                 obj_ptr=heads.obj_ptr,
@@ -264,6 +267,17 @@ class Sam2Model(nn.Module):
         lam = present.to(obj_ptr.dtype)
         obj_ptr = lam * obj_ptr + (1 - lam) * self.no_obj_ptr
         return _HeadsOutput(dec.masks, dec.iou_pred, dec.iou_logits, lowres, obj_ptr, dec.object_score_logits, sparse)
+
+    def output_logits(self, lowres: torch.Tensor, frame: Sam2FrameFeatures, size: tuple[int, int]) -> torch.Tensor:
+        """Kept low-res logits [O, 1, h4, w4] of a frame -> logits [O, 1, H, W] at the requested size: upsampled
+        bilinearly (SAM2's own resize), or first refined at the input size by `mask_refiner` (which reads the frame's
+        pixels) where the model has one."""
+        if not hasattr(self, "mask_refiner"):
+            return resize_logits(lowres, size)
+        if frame.pixels is None:
+            raise ValueError("this SAM2 refines its masks with the frame's pixels: encode frames with encode_frames "
+                             "(their features keep the input)")
+        return resize_logits(self.mask_refiner(lowres, frame.pixels), size)
 
     def propose(self, frame: Sam2FrameFeatures, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One frame segmented for N prompts at once (`[N, n, C]` prompt tokens, e.g. clicks), no memory: the kept
