@@ -270,14 +270,15 @@ class Sam2Model(nn.Module):
 
     def output_logits(self, lowres: torch.Tensor, frame: Sam2FrameFeatures, size: tuple[int, int]) -> torch.Tensor:
         """Kept low-res logits [O, 1, h4, w4] of a frame -> logits [O, 1, H, W] at the requested size: upsampled
-        bilinearly (SAM2's own resize), or first refined at the input size by `mask_refiner` (which reads the frame's
-        pixels) where the model has one."""
+        bilinearly (SAM2's own resize), plus, where the model has a `mask_refiner`, its correction made at the input
+        size from the frame's pixels (resized the same way)."""
+        up = resize_logits(lowres, size)
         if not hasattr(self, "mask_refiner"):
-            return resize_logits(lowres, size)
+            return up
         if frame.pixels is None:
             raise ValueError("this SAM2 refines its masks with the frame's pixels: encode frames with encode_frames "
                              "(their features keep the input)")
-        return resize_logits(self.mask_refiner(lowres, frame.pixels), size)
+        return up + resize_logits(self.mask_refiner(lowres, frame.pixels), size)
 
     def propose(self, frame: Sam2FrameFeatures, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One frame segmented for N prompts at once (`[N, n, C]` prompt tokens, e.g. clicks), no memory: the kept

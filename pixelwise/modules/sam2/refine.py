@@ -21,7 +21,8 @@ LOGIT_SCALE = 10.0  # logits enter clamped to +-2 after this division (SAM2's no
 
 
 class MaskRefiner(nn.Module):
-    """Low-res mask logits [O, 1, h, w] + the frame [O or 1, 3, S, S] -> refined logits [O, 1, S, S]."""
+    """Low-res mask logits [O, 1, h, w] + the frame [O or 1, 3, S, S] -> a correction [O, 1, S, S] to add to the
+    logits upsampled bilinearly (`Sam2Model.output_logits` adds it at the size asked for)."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -39,4 +40,4 @@ class MaskRefiner(nn.Module):
         up = resize_logits(lowres, size)
         frame = pixels.to(up.dtype).expand(up.shape[0], -1, -1, -1)
         x = torch.cat([frame, (up / LOGIT_SCALE).clamp(-2.0, 2.0), torch.sigmoid(up)], 1)
-        return up + self.out(self.body(x))
+        return self.out(self.body(x))
