@@ -364,6 +364,15 @@ def train(cfg: dict, resume: bool = False, overwrite: bool = False) -> Path:
 
     # (2) model and (3) what trains
     model, processor, model_folder = build_model(cfg, run_dir, info)
+    if int(cfg["steps"]) == 0:  # assemble only: the init with its config overrides and partial checkpoints, saved
+        if cfg["final"]["save"] != "full":
+            raise ConfigError("steps: 0 assembles a model (init + config_overrides + partial_checkpoints): "
+                              "it needs final.save: full")
+        out = _final(cfg, run_dir, model, model, processor, model_folder, info, "none")
+        D.finish(info)
+        if info.is_main:
+            print(f"assembled (no training): {out}", flush=True)
+        return out or run_dir
     model = select_trainable(model, cfg["train"])
     model.train()
     loss_cfg = LossConfig.from_dict(cfg["loss"])

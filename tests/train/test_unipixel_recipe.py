@@ -166,6 +166,32 @@ def test_train_saves_a_loadable_model(pw_data, tmp_path):
     assert pred.generated_ids.numel() >= 1
 
 
+def test_steps_zero_assembles_a_model_from_its_parts(pw_data, tmp_path):
+    """A trained part (here a SAM2 mask refiner, saved alone) grown onto another model without training."""
+    from safetensors.torch import load_file
+
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
+
+    base, part, merged = tmp_path / "base", tmp_path / "part", tmp_path / "merged"
+    run_recipe(toy_config(pw_data, base, steps=1))
+    grow = {"init": str(base / "final"), "config_overrides": {"sam2_arch": {"mask_refiner": 4}}}
+    run_recipe(toy_config(pw_data, part, steps=2, model=grow, objective="sam2_prompts",
+                          train={"trainable": ["^sam2\\.mask_refiner\\."]},
+                          final={"save": "partial", "path": str(part / "final")}))
+    saved = load_file(str(part / "final" / "partial.safetensors"))
+    refiner = {k: v for k, v in saved.items() if k.startswith("sam2.mask_refiner.")}
+    assert len(refiner) == 10  # 5 convolutions (the file also holds buffers)
+    assert any(v.abs().sum() > 0 for k, v in refiner.items() if k.startswith("sam2.mask_refiner.out."))  # trained
+    run_recipe(toy_config(pw_data, merged, steps=0,
+                          model={**grow, "partial_checkpoints": [str(part / "final" / "partial.safetensors")]}))
+    model = UniPixelForConditionalGeneration.from_pretrained(merged / "final")
+    own = model.state_dict()
+    assert model.sam2.cfg.mask_refiner == 4 and all(torch.equal(own[k], v) for k, v in refiner.items())
+    base_sd = UniPixelForConditionalGeneration.from_pretrained(base / "final").state_dict()
+    assert all(torch.equal(own[k], v) for k, v in base_sd.items())  # the rest is the init's
+    assert not (merged / "losses.jsonl").exists() or not losses(merged)
+
+
 @pytest.mark.slow
 def test_resume_continues_exactly(pw_data, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
