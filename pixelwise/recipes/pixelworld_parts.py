@@ -166,6 +166,25 @@ def sam2_upper_bound(model, root: Path, limit: int | None = None) -> dict[str, d
             for kind, r in res.items() if r["iou0"]}
 
 
+def mask_resolution_bound(model, root: Path, limit: int | None = None) -> dict[str, float]:
+    """What SAM2's decoder could give at best before any learned upsampling: each target's first-frame mask seen at
+    the decoder's output size (a quarter of SAM2's input; its share of each output pixel, a perfect prediction) and
+    upsampled bilinearly to the frame, as SAM2 does -> mean IoU against the target and the share at IoU >= 0.8. A
+    `mask_refiner` (tiny models) is what can go past it."""
+    low = model.require_sam2().image_size // 4
+    ious = []
+    for s in native_samples(root)[:limit]:
+        gt = _target(s)[0]
+        if not gt.any():
+            continue
+        t = torch.from_numpy(gt).float()[None, None]
+        cover = F.adaptive_avg_pool2d(t, (low, low))
+        up = F.interpolate(cover, size=gt.shape, mode="bilinear", align_corners=False)[0, 0] > 0.5
+        ious.append(_iou(up.numpy(), gt))
+    return {"mean_iou": float(np.mean(ious)), "frac_iou_0.8": float(np.mean(np.array(ious) >= 0.8)), "n": len(ious),
+            "decoder_size": low}
+
+
 BOX_RE = re.compile(r"<box>\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)")
 
 
@@ -379,6 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
     vid = out / "data" / f"{args.split}-video_referring"
     result["sam2_given_truth"] = {"image": sam2_upper_bound(pipe.model, img, args.limit),
                                   "video": sam2_upper_bound(pipe.model, vid, args.limit // 2)}
+    result["mask_resolution_bound"] = mask_resolution_bound(pipe.model, img)
     result["llm_box_text"] = llm_grounding(pipe, img, args.limit)
     result["object_choice"] = object_choice(pipe, img, args.limit)
     result["visual_prompts_api"] = visual_prompts(pipe, img, args.scenes)

@@ -192,6 +192,17 @@ def test_sam2_given_the_truth_measures_the_mask_side(pw_images):
         assert r["n"] == 2 and 0 <= r["frame0_iou"] <= r["frame0_best_of_3"] + 0.02 <= 1.02
 
 
+def test_mask_resolution_bound_is_what_a_perfect_low_res_mask_reaches(pw_images):
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
+    from pixelwise.recipes.pixelworld_parts import mask_resolution_bound
+
+    model = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
+    out = mask_resolution_bound(model, pw_images, limit=3)
+    assert out["decoder_size"] == model.require_sam2().image_size // 4 and out["n"] == 3
+    assert 0.5 < out["mean_iou"] < 0.99  # a 32 x 32 mask cannot draw a 128-px outline exactly
+    assert 0.0 <= out["frac_iou_0.8"] <= 1.0
+
+
 def test_processor_overrides_change_the_frame_budget(plain, tmp_path):
     from pixelwise.recipes.train_unipixel import build_model, load_config
     from pixelwise.train import distributed as D
