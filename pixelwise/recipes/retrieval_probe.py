@@ -78,6 +78,63 @@ def query_features(model, processor, root, limit: int) -> tuple[dict[str, np.nda
     return {k: np.stack(v) for k, v in feats.items()}, named
 
 
+@torch.no_grad()
+def name_matching(model, processor, root, limit: int, weights: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+                  ) -> dict[str, float]:
+    """Models with `seg_key_words`: would matching by names find the target? For attribute expressions (teacher-forced
+    restating answer, as `query_features`), the cell the retrieval picks (its highest logit) against the cell whose
+    key names best what the phrase asks (the sum over the asked kinds of the log-probability its key -> word head
+    gives the asked word, the phrase's own attributes standing in for what the query tells: 0.98 by the probes),
+    the names among the retrieval's 8 best cells, and the two added (`names+w`: logits + w x names). -> share of
+    expressions whose picked cell's centre lies on the target.""" 
+    if not model.config.seg_key_words:
+        raise ValueError("name matching reads the keys' word head: the model needs seg_key_words")
+    builder = ExampleBuilder(processor, video_frames=(1,), visual_words=KINDS)
+    names, word_ids = builder.word_ids
+    words = F.normalize(model.language_model.embed_tokens.weight.float(), dim=-1)
+    ds = PixelWorldDataset(root, tasks=["referring"])
+    sam2 = model.require_sam2()
+    found: dict[str, list[bool]] = {}
+    for i in range(len(ds)):
+        if len(found.get("retrieval", [])) >= limit:
+            break
+        record = ds.record(i)
+        expression = record.get("expression") or {}
+        if expression.get("kind") != "attr" or not record.get("phrase"):
+            continue
+        item = ds[i]
+        phrase = record["phrase"]
+        conv = Conversation("seg_image", [(official_seg_question(phrase, True), f"Sure, {phrase} <|seg|>.")],
+                            seg_masks=item.masks)
+        ex = builder(item.frames, conv, None, record["id"])
+        out = model(ex.inputs)
+        frames = sam2.encode_frames(ex.inputs.sam2_frames.to(model.dtype))
+        visual = model.retrieval_visual(out.video_embeds, ex.inputs.video_grid_thw)
+        keys, _ = model.retrieval_keys(frames[0], visual, out.objects)
+        state = out.prenorm_hidden[out.seg_positions[-1]]
+        logits = (model.seg_query(state[None]) @ keys.T / keys.shape[-1] ** 0.5)[0].float()
+        named = F.normalize(model.seg_key_words(keys).float(), dim=-1)
+        score = torch.zeros_like(logits)
+        for k, kind in enumerate(KINDS):
+            value = expression["filter"].get(kind)
+            if value in names[k]:
+                logp = torch.log_softmax(named @ words[word_ids[k]].T / 0.1, -1)
+                score = score + logp[:, names[k].index(value)]
+        h, w = frames[0].embed.shape[-2:]
+        target = ex.seg_targets[0, 0]  # [S, S]
+        rows = ((torch.arange(h) + 0.5) * target.shape[0] / h).long()
+        cols = ((torch.arange(w) + 0.5) * target.shape[1] / w).long()
+        on = target[rows][:, cols].flatten()  # the cell's centre on the target
+        top = logits.topk(8).indices
+        among = torch.full_like(score, -1e9)
+        among[top] = score[top]  # the names decide among the retrieval's 8 best cells (keys off objects are unnamed)
+        picks = {"retrieval": logits, "names": score, "names_top8": among,
+                 **{f"names+{v:g}": logits + v * score for v in weights}}
+        for name, sc in picks.items():
+            found.setdefault(name, []).append(bool(on[int(sc.argmax())]))
+    return {name: float(np.mean(v)) for name, v in found.items()} | {"n": len(found.get("retrieval", []))}
+
+
 INPUTS = ("fine_mean", "fine_std", "pixel_stats")  # candidate descriptor inputs (`key_features(inputs=True)`)
 
 
@@ -170,11 +227,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--test", nargs="+", required=True, help="PixelWorld referring folders to score them on")
     ap.add_argument("--queries", type=int, default=1500, help="attribute expressions per folder")
     ap.add_argument("--scenes", type=int, default=300, help="training scenes for the key probes (a third per test folder)")
+    ap.add_argument("--matching", action="store_true",
+                    help="only: would matching by the keys' names find attribute targets (`name_matching`)")
     ap.add_argument("--inputs", action="store_true",
                     help="also probe candidate descriptor inputs pooled inside each proposal (`descriptor_inputs`)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     pipe = pixelwise.load(args.model) if args.model else pixelwise.load()
+    if args.matching:
+        result = {str(t): name_matching(pipe.model.eval(), pipe.processor, t, args.queries) for t in args.test}
+        print(json.dumps(result, indent=2))
+        return result
     result = retrieval_probe(pipe.model.eval(), pipe.processor, args.train, args.test, args.queries, args.scenes,
                              args.inputs)
     print(json.dumps(result, indent=2))
