@@ -132,7 +132,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 @torch.no_grad()
 def sam2_upper_bound(model, root: Path, limit: int | None = None) -> dict[str, dict[str, float]]:
-    """SAM2 of `model` prompted by the target's true box / interior click on frame 0 (no language)."""
+    """SAM2 of `model` prompted by the target's true box / interior click on frame 0 (no language). The oracle best
+    of 3 is over SAM2's own candidates upsampled bilinearly; a model with a `mask_refiner` refines the kept one, which
+    can then exceed it."""
 
     sam2 = model.require_sam2()
     size = sam2.image_size
