@@ -52,25 +52,32 @@ def linear_probe(x_train: np.ndarray, y_train: list, x_test: np.ndarray, y_test:
             "majority": float(np.mean([y == top for y in y_test])), "n": len(y_test)}
 
 
-@torch.no_grad()
-def query_features(model, processor, root, limit: int) -> tuple[dict[str, np.ndarray], list[dict]]:
-    """Attribute expressions of a referring folder -> ({"state", "query"} features [N, *], the attributes named)."""
-    builder = ExampleBuilder(processor, video_frames=(1,))
+def attr_expressions(root, builder: ExampleBuilder, limit: int):
+    """The first `limit` attribute expressions of a referring folder, each as (its expression record, the example of
+    a teacher-forced restating answer "Sure, {phrase} <|seg|>." built by `builder`)."""
     ds = PixelWorldDataset(root, tasks=["referring"])
-    feats: dict[str, list] = {"state": [], "query": []}
-    named = []
+    count = 0
     for i in range(len(ds)):
-        if len(named) >= limit:
-            break
+        if count >= limit:
+            return
         record = ds.record(i)
         expression = record.get("expression") or {}
         if expression.get("kind") != "attr" or not record.get("phrase"):
             continue
-        item = ds[i]
-        phrase = record["phrase"]
+        item, phrase = ds[i], record["phrase"]
         conv = Conversation("seg_image", [(official_seg_question(phrase, True), f"Sure, {phrase} <|seg|>.")],
                             seg_masks=item.masks)
-        out = model(builder(item.frames, conv, None, record["id"]).inputs)
+        count += 1
+        yield expression, builder(item.frames, conv, None, record["id"])
+
+
+@torch.no_grad()
+def query_features(model, processor, root, limit: int) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """Attribute expressions of a referring folder -> ({"state", "query"} features [N, *], the attributes named)."""
+    feats: dict[str, list] = {"state": [], "query": []}
+    named = []
+    for expression, ex in attr_expressions(root, ExampleBuilder(processor, video_frames=(1,)), limit):
+        out = model(ex.inputs)
         state = out.prenorm_hidden[out.seg_positions[-1]]
         feats["state"].append(state.float().numpy())
         feats["query"].append(model.seg_query(state[None])[0].float().numpy())
@@ -92,21 +99,9 @@ def name_matching(model, processor, root, limit: int, weights: tuple[float, ...]
     builder = ExampleBuilder(processor, video_frames=(1,), visual_words=KINDS)
     names, word_ids = builder.word_ids
     words = F.normalize(model.language_model.embed_tokens.weight.float(), dim=-1)
-    ds = PixelWorldDataset(root, tasks=["referring"])
     sam2 = model.require_sam2()
     found: dict[str, list[bool]] = {}
-    for i in range(len(ds)):
-        if len(found.get("retrieval", [])) >= limit:
-            break
-        record = ds.record(i)
-        expression = record.get("expression") or {}
-        if expression.get("kind") != "attr" or not record.get("phrase"):
-            continue
-        item = ds[i]
-        phrase = record["phrase"]
-        conv = Conversation("seg_image", [(official_seg_question(phrase, True), f"Sure, {phrase} <|seg|>.")],
-                            seg_masks=item.masks)
-        ex = builder(item.frames, conv, None, record["id"])
+    for expression, ex in attr_expressions(root, builder, limit):
         out = model(ex.inputs)
         frames = sam2.encode_frames(ex.inputs.sam2_frames.to(model.dtype))
         visual = model.retrieval_visual(out.video_embeds, ex.inputs.video_grid_thw)
