@@ -268,14 +268,14 @@ def test_a_region_on_a_later_frame_is_tracked_over_the_whole_clip(plain):
 
 def test_seg_retrieval_clicks_where_the_query_matches(plain):
     from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
-    from pixelwise.models.unipixel.modeling_unipixel import _local_soft_argmax
+    from pixelwise.models.unipixel.modeling_unipixel import local_soft_argmax
     from pixelwise.train.unipixel_loss import retrieval_loss
 
     # the click is the softmax-weighted centre of the cells around the best one (never between two far peaks)
     logits = torch.full((1, 16), -30.0)
     logits[0, 5] = 10.0  # cell (1, 1) of a 4 x 4 grid
     logits[0, 15] = 9.9  # a far second candidate is ignored
-    assert torch.allclose(_local_soft_argmax(logits, 4, 4, 128), torch.tensor([[48.0, 48.0]]), atol=0.1)
+    assert torch.allclose(local_soft_argmax(logits, 4, 4, 128), torch.tensor([[48.0, 48.0]]), atol=0.1)
     # the loss is smallest when the retrieval puts each cell's share of the target mask on it
     masks = torch.zeros(1, 128, 128, dtype=torch.bool)
     masks[0, 32:64, 32:64] = True  # exactly cell (1, 1)

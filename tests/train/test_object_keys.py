@@ -333,25 +333,33 @@ def test_retrieval_rerank_learns_an_ordinal_that_a_query_key_product_cannot():
     assert accuracy(*test, rerank)[1] > 0.9
 
 
-def test_seg_rerank_grows_onto_a_trained_model_without_changing_its_clicks(pw_images, tmp_path):  # noqa: F811
-    from pixelwise.core.errors import ConfigError
-    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
+def grown_on_shipped(pw_images, tmp_path, overrides: str, **data_options):  # noqa: F811
+    """The shipped model, the same grown with `overrides` as a recipe's `config_overrides` builds it, the shipped
+    config as a dict, and one segmentation example of `pw_images`."""
+    from pixelwise.models.unipixel import UniPixelForConditionalGeneration
     from pixelwise.recipes.train_unipixel import build_model, load_config
     from pixelwise.train import distributed as D
     from pixelwise.train.unipixel_data import PixelWorldSource, UniPixelTrainDataset
-    from pixelwise.train.unipixel_loss import LossConfig, example_loss
     from tests.train.test_grounding import DEFAULT
 
     torch.set_num_threads(1)
     shipped = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
-    raw = shipped.config.to_dict()
+    cfg = load_config(None, [f"model.init={DEFAULT}", f"model.config_overrides={overrides}"])
+    model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
+    data = UniPixelTrainDataset(PixelWorldSource(pw_images), processor, seed=0, video_frames=(1,), **data_options)
+    ex = next(e for e in (data[i] for i in range(len(data))) if e is not None and e.seg_targets is not None)
+    return shipped, model, shipped.config.to_dict(), ex
+
+
+def test_seg_rerank_grows_onto_a_trained_model_without_changing_its_clicks(pw_images, tmp_path):  # noqa: F811
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.models.unipixel import UniPixelConfig
+    from pixelwise.train.unipixel_loss import LossConfig, example_loss
+
+    shipped, model, raw, ex = grown_on_shipped(pw_images, tmp_path, "{seg_rerank: 2}")
     with pytest.raises(ConfigError, match="seg_rerank needs seg_retrieval_dim"):
         UniPixelConfig.from_dict({**raw, "seg_retrieval_dim": 0, "seg_key_objects": 0, "seg_key_visual": False,
                                   "llm_object_view": False, "region_own_frame": False, "seg_rerank": 2})
-    cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={seg_rerank: 2}"])
-    model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
-    data = UniPixelTrainDataset(PixelWorldSource(pw_images), processor, seed=0, video_frames=(1,))
-    ex = next(e for e in (data[i] for i in range(len(data))) if e is not None and e.seg_targets is not None)
     loss = LossConfig(retrieval_weight=1.0)
     with torch.no_grad():
         _, m0, _ = example_loss(shipped.eval(), ex, loss)
@@ -382,24 +390,15 @@ def test_pixel_statistics_tell_plain_from_striped_from_dotted():
 
 def test_key_pixels_and_key_words_grow_onto_a_trained_model_and_learn(pw_images, tmp_path):  # noqa: F811
     from pixelwise.core.errors import ConfigError
-    from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
-    from pixelwise.recipes.train_unipixel import build_model, load_config
-    from pixelwise.train import distributed as D
-    from pixelwise.train.unipixel_data import WORD_KINDS, PixelWorldSource, UniPixelTrainDataset
+    from pixelwise.models.unipixel import UniPixelConfig
+    from pixelwise.train.unipixel_data import WORD_KINDS
     from pixelwise.train.unipixel_loss import LossConfig, example_loss
-    from tests.train.test_grounding import DEFAULT
 
-    torch.set_num_threads(1)
-    shipped = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
-    raw = shipped.config.to_dict()
+    shipped, model, raw, ex = grown_on_shipped(pw_images, tmp_path, "{seg_key_pixels: true, seg_key_words: true}",
+                                               visual_words=tuple(WORD_KINDS))
     with pytest.raises(ConfigError, match="seg_key_pixels needs seg_key_objects"):
         UniPixelConfig.from_dict({**raw, "seg_key_objects": 0, "llm_object_view": False, "region_own_frame": False,
                                   "seg_key_pixels": True})
-    cfg = load_config(None, [f"model.init={DEFAULT}", "model.config_overrides={seg_key_pixels: true, seg_key_words: true}"])
-    model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
-    data = UniPixelTrainDataset(PixelWorldSource(pw_images), processor, seed=0, video_frames=(1,),
-                                visual_words=tuple(WORD_KINDS))
-    ex = next(e for e in (data[i] for i in range(len(data))) if e is not None and e.seg_targets is not None)
     loss = LossConfig(retrieval_weight=1.0, visual_words_weight=1.0, visual_word_kinds=tuple(WORD_KINDS),
                       key_words_weight=1.0)
     with torch.no_grad():

@@ -35,6 +35,7 @@ from pixelwise.core.io import atomic_write_text, read_json
 from pixelwise.models.unipixel.configuration_unipixel import UniPixelConfig
 from pixelwise.models.unipixel.object_keys import (
     REGION_MOTION_FEATURES,
+    GroundingHead,
     ObjectKeys,
     RetrievalRerank,
     cell_centres,
@@ -315,6 +316,10 @@ class UniPixelForConditionalGeneration(nn.Module):
                 self.seg_key_words = nn.Linear(k, d)
             if config.seg_rerank:  # the scores refined with every cell in view; zero at init
                 self.seg_rerank = RetrievalRerank(k, config.seg_rerank)
+            if config.seg_ground:  # the scores refined from the whole state and the descriptors; zero at init
+                side = config.sam2_image_size // 16
+                self.seg_ground = GroundingHead(d, k, config.seg_key_objects, side * side, config.seg_ground_width,
+                                                config.seg_ground)
             if config.llm_object_view:  # the descriptors shown to the LLM (visual tokens, `<|mem|>`); zero at init
                 self.object_view = nn.Linear(config.seg_key_objects, d)
                 nn.init.zeros_(self.object_view.weight)
@@ -599,23 +604,30 @@ class UniPixelForConditionalGeneration(nn.Module):
 
     def seg_prompts(self, states: torch.Tensor, frame: Any, visual: torch.Tensor | None = None,
                     keys: torch.Tensor | None = None, later: Sequence[Any] = (),
-                    objects: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    objects: tuple[torch.Tensor, torch.Tensor] | None = None, desc: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """SAM2 prompt tokens [O, n, C] for `<|seg|>` states [O, D] on the prompted frame's SAM2 features
         (`Sam2FrameFeatures`), and the retrieval logits [O, h*w] over its grid cells (None with the official head).
         `visual` is `retrieval_visual(...)` of the same frames, needed when `config.seg_key_visual`; `keys` are
         `retrieval_keys(frame, visual)[0]` when already computed; `later` is `later_frames(...)` of the clip (models
-        with `seg_key_motion`); `objects` is `UniPixelOutput.objects` of the same frames when already computed."""
+        with `seg_key_motion`); `objects` is `UniPixelOutput.objects` of the same frames when already computed; `desc`
+        the descriptors `retrieval_keys` returned with the given `keys` (models with `seg_ground`)."""
         if not self.config.seg_retrieval_dim:
             return self.seg_prompt_tokens(states), None
         sam2 = self.require_sam2()
         h, w = frame.embed.shape[-2:]
         if keys is None:
-            keys, _ = self.retrieval_keys(frame, visual, objects, later)
+            keys, desc = self.retrieval_keys(frame, visual, objects, later)
         query = self.seg_query(states)  # [O, k]
         logits = query @ keys.T / keys.shape[-1] ** 0.5
         if self.config.seg_rerank:
             logits = self.seg_rerank(query, keys, logits)
-        click = _local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels
+        if self.config.seg_ground:
+            if desc is None:
+                raise PromptError("this model's grounding head reads the object descriptors: pass seg_prompts(desc=...)"
+                                  " with the keys, or no keys")
+            logits = self.seg_ground(states, keys, desc, logits)
+        click = local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels
         coords = torch.stack([click, torch.zeros_like(click)], 1)
         labels = torch.tensor([1, -1], device=click.device).expand(click.shape[0], 2)
         return sam2.sam_prompt_encoder.embed_points(coords, labels, pad=False), logits
@@ -1222,7 +1234,7 @@ def _generation_stop_ids(path: Path) -> list[int] | None:
     return [int(i) for i in (ids if isinstance(ids, list) else [ids])]
 
 
-def _local_soft_argmax(logits: torch.Tensor, h: int, w: int, image_size: int, radius: int = 1) -> torch.Tensor:
+def local_soft_argmax(logits: torch.Tensor, h: int, w: int, image_size: int, radius: int = 1) -> torch.Tensor:
     """Logits [O, h*w] over grid cells -> points [O, 2] (x, y in pixels of the S x S frame): the softmax-weighted
     centre of the cells within `radius` of the best cell (a global soft-argmax would land between two candidates)."""
     dev = logits.device

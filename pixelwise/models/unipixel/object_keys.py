@@ -115,6 +115,47 @@ class RetrievalRerank(nn.Module):
         return logits + self.out(self.norm(self.blocks(seq)[:, 1:]))[..., 0]
 
 
+class GroundingHead(nn.Module):
+    """`config.seg_ground`: retrieval logits [O, N] refined by a transformer over the `<|seg|>` state and every cell,
+    each cell seen as its key, its object descriptor, its learned position, its match with a query of the state and
+    its score. Unlike `RetrievalRerank` it reads the LLM's full state (not the 64-dimensional query) and the
+    descriptors (not only the keys made of them), and it is meant to be trained on its own on cached inputs
+    (`pixelwise.recipes.ground_head`, thousands of examples a minute) before any joint training. Zero at init: the
+    refined logits equal the given ones until the output layer moves."""
+
+    def __init__(self, state_dim: int, key_dim: int, desc_dim: int, cells: int, width: int = 96, layers: int = 3,
+                 heads: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.state = nn.Sequential(nn.LayerNorm(state_dim), nn.Linear(state_dim, width))
+        self.query = nn.Sequential(nn.LayerNorm(state_dim), nn.Linear(state_dim, key_dim))
+        self.key = nn.Linear(key_dim, width)
+        self.desc = nn.Linear(desc_dim, width)
+        self.match = nn.Linear(key_dim, width)
+        self.score = nn.Linear(1, width)
+        self.pos = nn.Parameter(torch.randn(cells, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, states: torch.Tensor, keys: torch.Tensor, desc: torch.Tensor, logits: torch.Tensor
+                ) -> torch.Tensor:
+        """states [O, D], keys [N, k] or [O, N, k] (one frame's cells, or one set per state), desc likewise [.., N,
+        w], logits [O, N] -> refined logits [O, N]."""
+        if keys.dim() == 2:
+            keys, desc = keys.expand(states.shape[0], -1, -1), desc.expand(states.shape[0], -1, -1)
+        dtype = self.out.weight.dtype
+        states, keys, desc = states.to(dtype), keys.to(dtype), desc.to(dtype)
+        q = self.state(states)
+        cells = (self.key(keys) + self.desc(desc) + self.score(logits.to(dtype)[..., None] / 4) + self.pos[None]
+                 + q[:, None] + self.match(self.query(states)[:, None] * keys))
+        seq = torch.cat([q[:, None], cells], 1)
+        return logits + self.out(self.norm(self.blocks(seq)[:, 1:]))[..., 0].to(logits.dtype)
+
+
 def pixel_statistics(p: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
     """Soft masks [N, S, S] (0..1) and the frame [3, F, F] -> [N, PIXEL_FEATURES]: per colour channel, inside each
     mask's interior (eroded by one mask cell so that the outline is not read as texture; the whole mask where erosion
