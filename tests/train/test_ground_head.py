@@ -63,8 +63,7 @@ def test_grounding_head_learns_a_rule_the_product_cannot_express():
 def test_seg_ground_grows_onto_a_trained_model_without_changing_its_clicks(pw_images, tmp_path):  # noqa: F811
     from pixelwise.core.errors import ConfigError
     from pixelwise.models.unipixel import UniPixelConfig
-    from pixelwise.train.unipixel_loss import LossConfig, example_loss
-    from tests.train.test_object_keys import grown_on_shipped
+    from tests.train.test_object_keys import grown_on_shipped, retrieval_unchanged_and_learning
 
     shipped, model, raw, ex = grown_on_shipped(pw_images, tmp_path, "{seg_ground: 1, seg_ground_width: 32}")
     with pytest.raises(ConfigError, match="seg_ground needs seg_key_objects"):
@@ -72,14 +71,7 @@ def test_seg_ground_grows_onto_a_trained_model_without_changing_its_clicks(pw_im
                                   "seg_ground": 2})
     with pytest.raises(ConfigError, match="seg_ground_width must be a multiple of 4"):
         UniPixelConfig.from_dict({**raw, "seg_ground": 2, "seg_ground_width": 30})
-    loss = LossConfig(retrieval_weight=1.0)
-    with torch.no_grad():
-        _, m0, _ = example_loss(shipped.eval(), ex, loss)
-        _, m1, _ = example_loss(model.eval(), ex, loss)
-    assert m0["loss_retrieval"] == pytest.approx(m1["loss_retrieval"], abs=1e-5)
-    total, _, _ = example_loss(model.train(), ex, loss)
-    total.backward()
-    assert model.seg_ground.out.weight.grad.abs().sum() > 0  # the zero output layer learns from the retrieval term
+    retrieval_unchanged_and_learning(shipped, model, ex, model.seg_ground)
 
 
 def test_ground_head_recipe_caches_trains_and_grows_onto_the_model(tmp_path):

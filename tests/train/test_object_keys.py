@@ -354,12 +354,18 @@ def grown_on_shipped(pw_images, tmp_path, overrides: str, **data_options):  # no
 def test_seg_rerank_grows_onto_a_trained_model_without_changing_its_clicks(pw_images, tmp_path):  # noqa: F811
     from pixelwise.core.errors import ConfigError
     from pixelwise.models.unipixel import UniPixelConfig
-    from pixelwise.train.unipixel_loss import LossConfig, example_loss
 
     shipped, model, raw, ex = grown_on_shipped(pw_images, tmp_path, "{seg_rerank: 2}")
     with pytest.raises(ConfigError, match="seg_rerank needs seg_retrieval_dim"):
         UniPixelConfig.from_dict({**raw, "seg_retrieval_dim": 0, "seg_key_objects": 0, "seg_key_visual": False,
                                   "llm_object_view": False, "region_own_frame": False, "seg_rerank": 2})
+    retrieval_unchanged_and_learning(shipped, model, ex, model.seg_rerank)
+
+
+def retrieval_unchanged_and_learning(shipped, model, ex, head) -> None:
+    """A head grown on with a zero output layer leaves the retrieval loss as it was, and that loss reaches it."""
+    from pixelwise.train.unipixel_loss import LossConfig, example_loss
+
     loss = LossConfig(retrieval_weight=1.0)
     with torch.no_grad():
         _, m0, _ = example_loss(shipped.eval(), ex, loss)
@@ -367,7 +373,7 @@ def test_seg_rerank_grows_onto_a_trained_model_without_changing_its_clicks(pw_im
     assert m0["loss_retrieval"] == pytest.approx(m1["loss_retrieval"], abs=1e-5)
     total, _, _ = example_loss(model.train(), ex, loss)
     total.backward()
-    assert model.seg_rerank.out.weight.grad.abs().sum() > 0  # the zero output layer learns from the retrieval term
+    assert head.out.weight.grad.abs().sum() > 0
 
 
 def test_pixel_statistics_tell_plain_from_striped_from_dotted():
