@@ -24,8 +24,18 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
 
+import pixelwise
 from pixelwise.core.errors import ConfigError, PixelwiseError
+from pixelwise.core.io import atomic_write, atomic_write_text
+from pixelwise.data.pixelworld.rows import BY_NAME, generate_row
+from pixelwise.eval.benchmarks import get_benchmark
+from pixelwise.models.unipixel.modeling_unipixel import local_soft_argmax
+from pixelwise.models.unipixel.object_keys import GroundingHead
+from pixelwise.recipes import pixelworld_parts as parts
 
 
 class _Recorded(Exception):
@@ -35,15 +45,6 @@ class _Recorded(Exception):
 def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_name: str = "image_referring",
           workdir: Path = Path("runs/ground-data")) -> int:
     """-> the number of records written to `out` (samples whose answer had a `<|seg|>`)."""
-    import torch
-    import torch.nn.functional as F
-
-    import pixelwise
-    from pixelwise.core.io import atomic_write
-    from pixelwise.data.pixelworld.rows import BY_NAME, generate_row
-    from pixelwise.eval.benchmarks import get_benchmark
-    from pixelwise.recipes import pixelworld_parts as parts
-
     if row_name not in BY_NAME:
         raise ConfigError(f"--row {row_name!r}: not a PixelWorld row ({', '.join(sorted(BY_NAME))})")
     pipe = pixelwise.load(model)
@@ -60,7 +61,7 @@ def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_nam
     def recording(states, frame, visual=None, keys=None, later=(), objects=None, desc=None):
         if keys is None:
             keys, desc = core.retrieval_keys(frame, visual, objects, later)
-        prompts, logits = inner(states, frame, visual, keys=keys, later=later, objects=objects, desc=desc)
+        _, logits = inner(states, frame, visual, keys=keys, later=later, objects=objects, desc=desc)
         seen.append({"states": states[0].float().cpu(), "keys": keys.float().cpu(), "desc": desc.float().cpu(),
                      "logits": logits[0].float().cpu(), "grid": tuple(frame.embed.shape[-2:])})
         raise _Recorded  # what follows (SAM2 decoding and tracking over the clip) is not needed
@@ -97,8 +98,7 @@ def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_nam
 
 
 def _stack(records: list[dict]) -> dict:
-    import torch
-
+    """Records -> batched tensors (records whose target is absent from the prompted frame are dropped)."""
     keep = [r for r in records if float(r["share"].sum()) > 0]
     if not keep:
         raise ConfigError("no cached record has its target on the prompted frame")
@@ -111,10 +111,6 @@ def _stack(records: list[dict]) -> dict:
 def click_hits(logits, data: dict, image_size: int) -> dict:
     """Where the model would click (its local soft-argmax over the cells) -> the share of records whose click is
     inside the target, overall and per expression kind."""
-    import torch
-
-    from pixelwise.models.unipixel.modeling_unipixel import local_soft_argmax
-
     side = math.isqrt(logits.shape[-1])
     pts = local_soft_argmax(logits.float(), side, side, image_size)
     gt = data["gt"]
@@ -132,13 +128,6 @@ def click_hits(logits, data: dict, image_size: int) -> dict:
 def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: int = 3, width: int = 96,
           epochs: int = 10, lr: float = 1e-3, weight_decay: float = 0.05, batch: int = 64, seed: int = 0) -> dict:
     """-> the report (also written to `out/report.json`); the head's tensors in `out/partial.safetensors`."""
-    import torch
-    from safetensors.torch import save_file
-
-    import pixelwise
-    from pixelwise.core.io import atomic_write_text
-    from pixelwise.models.unipixel.object_keys import GroundingHead
-
     for p in [*caches, val]:
         if not Path(p).is_file():
             raise ConfigError(f"{p}: no such cache (run `ground_head cache` first)")
@@ -229,7 +218,6 @@ def _main(argv: list[str] | None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
-    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -8,7 +8,13 @@ import json
 import pytest
 import torch
 
-from tests.train.test_grounding import DEFAULT, pw_images  # noqa: F401 (fixture)
+from tests.train.test_grounding import default_without, pw_images  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def unground(tmp_path_factory):
+    """The default model without its grounding head, as a folder (the heads below are grown onto it)."""
+    return default_without(tmp_path_factory.mktemp("unground"), "seg_ground")
 
 
 def test_grounding_head_learns_a_rule_the_product_cannot_express():
@@ -60,12 +66,13 @@ def test_grounding_head_learns_a_rule_the_product_cannot_express():
     assert torch.allclose(one, head(test[0][:1], test[1][:1], test[2][:1], test[3][:1]))
 
 
-def test_seg_ground_grows_onto_a_trained_model_without_changing_its_clicks(pw_images, tmp_path):  # noqa: F811
+def test_seg_ground_grows_onto_a_trained_model_without_changing_its_clicks(pw_images, unground, tmp_path):  # noqa: F811
     from pixelwise.core.errors import ConfigError
     from pixelwise.models.unipixel import UniPixelConfig
     from tests.train.test_object_keys import grown_on_shipped, retrieval_unchanged_and_learning
 
-    shipped, model, raw, ex = grown_on_shipped(pw_images, tmp_path, "{seg_ground: 1, seg_ground_width: 32}")
+    shipped, model, raw, ex = grown_on_shipped(pw_images, tmp_path, "{seg_ground: 1, seg_ground_width: 32}",
+                                               base=unground)
     with pytest.raises(ConfigError, match="seg_ground needs seg_key_objects"):
         UniPixelConfig.from_dict({**raw, "seg_key_objects": 0, "llm_object_view": False, "region_own_frame": False,
                                   "seg_ground": 2})
@@ -74,7 +81,7 @@ def test_seg_ground_grows_onto_a_trained_model_without_changing_its_clicks(pw_im
     retrieval_unchanged_and_learning(shipped, model, ex, model.seg_ground)
 
 
-def test_ground_head_recipe_caches_trains_and_grows_onto_the_model(tmp_path):
+def test_ground_head_recipe_caches_trains_and_grows_onto_the_model(unground, tmp_path):
     """`cache` records what the retrieval reads through the evaluation's own path; `train` fits the head on it and
     writes tensors that a `steps: 0` config grows onto the model; the grown model's clicks on the cached samples are
     the ones the trained head gives on the cache."""
@@ -84,7 +91,7 @@ def test_ground_head_recipe_caches_trains_and_grows_onto_the_model(tmp_path):
 
     torch.set_num_threads(1)
     cache = tmp_path / "val.pt"
-    n = ground_head.cache(str(DEFAULT), "val", 3, 6, cache, workdir=tmp_path / "data")
+    n = ground_head.cache(str(unground), "val", 3, 6, cache, workdir=tmp_path / "data")
     records = torch.load(cache)
     assert n == len(records) >= 4
     r = records[0]
@@ -93,12 +100,12 @@ def test_ground_head_recipe_caches_trains_and_grows_onto_the_model(tmp_path):
     assert abs(float(r["share"].sum()) - float(r["gt"].float().mean()) * cells) < 1e-3
 
     out = tmp_path / "head"
-    rep = ground_head.train(str(DEFAULT), [cache], cache, out, layers=1, width=32, epochs=2)
+    rep = ground_head.train(str(unground), [cache], cache, out, layers=1, width=32, epochs=2)
     assert rep["train_records"] > 0 and len(rep["curve"]) == 2
     assert json.loads((out / "report.json").read_text())["val_after"] == rep["val_after"]
 
     cfg = tmp_path / "grow.yaml"
-    cfg.write_text(f"recipe: unipixel\nrun_dir: {tmp_path / 'run'}\nmodel:\n  init: {DEFAULT}\n"
+    cfg.write_text(f"recipe: unipixel\nrun_dir: {tmp_path / 'run'}\nmodel:\n  init: {unground}\n"
                    f"  config_overrides: {{seg_ground: 1, seg_ground_width: 32}}\n"
                    f"  partial_checkpoints: [{out / 'partial.safetensors'}]\nsteps: 0\n"
                    f"final: {{save: full, path: {tmp_path / 'run' / 'final'}}}\n")

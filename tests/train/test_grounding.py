@@ -19,7 +19,7 @@ DEFAULT = ROOT / "pixelwise" / "checkpoints" / "unipixel-tiny"
 
 TINY_OPTIONS = ("vision_abs_pos", "seg_retrieval_dim", "region_prompts_to_sam2", "embed_norm", "seg_key_visual",
                 "seg_key_objects", "llm_object_view", "region_mentions", "option_links", "option_pointer",
-                "region_own_frame", "region_motion")
+                "region_own_frame", "region_motion", "seg_ground")
 
 
 def without(model, *options: str):
@@ -33,22 +33,27 @@ def without(model, *options: str):
     return base.eval()
 
 
-@pytest.fixture(scope="module")
-def plain(tmp_path_factory) -> Path:
-    """The default model without the tiny-only options (the official architecture at tiny sizes), as a folder."""
+def default_without(folder: Path, *options: str) -> Path:
+    """The default model with the tiny-only `options` switched off, saved as a model folder under `folder`."""
     import shutil
 
     from pixelwise.models.unipixel import UniPixelForConditionalGeneration
     from pixelwise.recipes.train_unipixel import PROCESSOR_FILES
 
     torch.set_num_threads(1)
-    model = without(UniPixelForConditionalGeneration.from_pretrained(DEFAULT), *TINY_OPTIONS)
-    folder = tmp_path_factory.mktemp("plain") / "model"
+    model = without(UniPixelForConditionalGeneration.from_pretrained(DEFAULT), *options)
+    folder = folder / "model"
     model.save_pretrained(folder)
     for f in PROCESSOR_FILES:
         if (DEFAULT / f).is_file():
             shutil.copyfile(DEFAULT / f, folder / f)
     return folder
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> Path:
+    """The default model without the tiny-only options (the official architecture at tiny sizes), as a folder."""
+    return default_without(tmp_path_factory.mktemp("plain"), *TINY_OPTIONS)
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,7 @@ def test_llm_object_view_starts_neutral_and_trains_from_the_answers(pw_images, t
 
     torch.set_num_threads(1)
     shipped = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
-    raw = {k: v for k, v in shipped.config.to_dict().items() if k != "llm_object_view"}
+    raw = {k: v for k, v in shipped.config.to_dict().items() if k not in ("llm_object_view", "seg_ground")}
     with pytest.raises(ConfigError, match="llm_object_view needs"):
         UniPixelConfig.from_dict({**{k: v for k, v in raw.items() if k != "seg_key_objects"}, "llm_object_view": True})
     base = without(shipped, "llm_object_view", "region_own_frame")  # the default model without the view
@@ -333,9 +333,9 @@ def test_retrieval_rerank_learns_an_ordinal_that_a_query_key_product_cannot():
     assert accuracy(*test, rerank)[1] > 0.9
 
 
-def grown_on_shipped(pw_images, tmp_path, overrides: str, **data_options):  # noqa: F811
-    """The shipped model, the same grown with `overrides` as a recipe's `config_overrides` builds it, the shipped
-    config as a dict, and one segmentation example of `pw_images`."""
+def grown_on_shipped(pw_images, tmp_path, overrides: str, base=None, **data_options):  # noqa: F811
+    """The shipped model (or the model folder `base`), the same grown with `overrides` as a recipe's
+    `config_overrides` builds it, its config as a dict, and one segmentation example of `pw_images`."""
     from pixelwise.models.unipixel import UniPixelForConditionalGeneration
     from pixelwise.recipes.train_unipixel import build_model, load_config
     from pixelwise.train import distributed as D
@@ -343,8 +343,9 @@ def grown_on_shipped(pw_images, tmp_path, overrides: str, **data_options):  # no
     from tests.train.test_grounding import DEFAULT
 
     torch.set_num_threads(1)
-    shipped = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
-    cfg = load_config(None, [f"model.init={DEFAULT}", f"model.config_overrides={overrides}"])
+    base = base or DEFAULT
+    shipped = UniPixelForConditionalGeneration.from_pretrained(base)
+    cfg = load_config(None, [f"model.init={base}", f"model.config_overrides={overrides}"])
     model, processor, _ = build_model(cfg, tmp_path / "run", D.DistInfo())
     data = UniPixelTrainDataset(PixelWorldSource(pw_images), processor, seed=0, video_frames=(1,), **data_options)
     ex = next(e for e in (data[i] for i in range(len(data))) if e is not None and e.seg_targets is not None)
@@ -404,7 +405,7 @@ def test_key_pixels_and_key_words_grow_onto_a_trained_model_and_learn(pw_images,
                                                visual_words=tuple(WORD_KINDS))
     with pytest.raises(ConfigError, match="seg_key_pixels needs seg_key_objects"):
         UniPixelConfig.from_dict({**raw, "seg_key_objects": 0, "llm_object_view": False, "region_own_frame": False,
-                                  "seg_key_pixels": True})
+                                  "seg_ground": 0, "seg_key_pixels": True})
     loss = LossConfig(retrieval_weight=1.0, visual_words_weight=1.0, visual_word_kinds=tuple(WORD_KINDS),
                       key_words_weight=1.0)
     with torch.no_grad():
