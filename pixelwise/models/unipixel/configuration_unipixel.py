@@ -393,8 +393,8 @@ class UniPixelConfig:
         grounding head (`object_keys.GroundingHead`, `seg_ground_width` wide, default 96) that refines the retrieval
         scores from the LLM's whole `<|seg|>` state and every cell's key and object descriptor. It is trained on its
         own on cached inputs (`pixelwise.recipes.ground_head`): session 15 measured that the shipped model's
-        retrieval clicks inside its target for 0.48 of validation expressions and that the head, trained on 6,000
-        cached examples, raised that to 0.55 (docs/models/unipixel-tiny.md). Zero-initialised output: switching it on
+        retrieval clicks inside its target for 0.48 of validation expressions and that the head, trained on 31,776
+        cached examples, raised that to 0.57 (docs/models/unipixel-tiny.md). Zero-initialised output: switching it on
         leaves a trained model's clicks unchanged."""
         return int(self.raw.get("seg_ground", 0))
 
