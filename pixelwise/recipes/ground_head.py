@@ -63,7 +63,7 @@ def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_nam
             keys, desc = core.retrieval_keys(frame, visual, objects, later)
         _, logits = inner(states, frame, visual, keys=keys, later=later, objects=objects, desc=desc)
         seen.append({"states": states[0].float().cpu(), "keys": keys.float().cpu(), "desc": desc.float().cpu(),
-                     "logits": logits[0].float().cpu(), "grid": tuple(frame.embed.shape[-2:])})
+                     "logits": logits[0].float().cpu(), "grid": core.retrieval_grid(frame)})
         raise _Recorded  # what follows (SAM2 decoding and tracking over the clip) is not needed
 
     core.seg_prompts = recording
@@ -135,7 +135,7 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
     torch.manual_seed(seed)
     tr = _stack([r for p in caches for r in torch.load(p)])
     va = _stack(torch.load(val))
-    side = cfg.sam2_image_size // 16
+    side = cfg.seg_grid or cfg.sam2_image_size // 16
     if tr["keys"].shape[1] != side * side:
         raise ConfigError(f"the caches have {tr['keys'].shape[1]} cells, the model's grid {side} x {side}")
     head = GroundingHead(tr["states"].shape[1], tr["keys"].shape[2], tr["desc"].shape[2], side * side, width, layers)

@@ -85,7 +85,7 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
         total = total + cfg.seg_weight * l_seg
         metrics["loss_seg"] = float(l_seg.detach())
         if cfg.retrieval_weight and retrieval is not None:
-            l_ret = retrieval_loss(retrieval, targets[:, 0], feats[0].embed.shape[-2:])
+            l_ret = retrieval_loss(retrieval, targets[:, 0], core.retrieval_grid(feats[0]))
             if l_ret is not None:
                 total = total + cfg.retrieval_weight * l_ret
                 metrics["loss_retrieval"] = float(l_ret.detach())

@@ -132,11 +132,14 @@ class UniPixelConfig:
                                        "seg_key_objects": Field(int, 0, 4096, required=False),
                                        "seg_rerank": Field(int, 0, 16, required=False),
                                        "seg_ground": Field(int, 0, 16, required=False),
-                                       "seg_ground_width": Field(int, 8, 4096, required=False)}, source)
+                                       "seg_ground_width": Field(int, 8, 4096, required=False),
+                                       "seg_grid": Field(int, 0, 64, required=False)}, source)
         if self.raw.get("seg_rerank") and not self.raw.get("seg_retrieval_dim"):
             raise ConfigError(f"{source}: seg_rerank needs seg_retrieval_dim (the retrieval scores it refines)")
         if self.raw.get("seg_ground") and not self.raw.get("seg_key_objects"):
             raise ConfigError(f"{source}: seg_ground needs seg_key_objects (the object descriptors it reads)")
+        if self.raw.get("seg_grid") and not self.raw.get("seg_key_objects"):
+            raise ConfigError(f"{source}: seg_grid needs seg_key_objects (the proposals it clicks on the finer grid)")
         if self.raw.get("seg_ground_width", 96) % 4:
             raise ConfigError(f"{source}: seg_ground_width must be a multiple of 4 (its 4 attention heads), got "
                               f"{self.raw.get('seg_ground_width')}")
@@ -397,6 +400,16 @@ class UniPixelConfig:
         cached examples, raised that to 0.57 (docs/models/unipixel-tiny.md). Zero-initialised output: switching it on
         leaves a trained model's clicks unchanged."""
         return int(self.raw.get("seg_ground", 0))
+
+    @property
+    def seg_grid(self) -> int:
+        """pixelwise's tiny models only (with `seg_key_objects`; 0 = off, the grid of SAM2's image embedding,
+        `sam2_image_size // 16` a side): the side of the grid of cells the retrieval chooses among. Each cell proposes
+        the object SAM2 segments when clicked at its centre, so a target that holds no cell centre cannot be chosen:
+        on 128-px frames the 8 x 8 embedding grid misses one PixelWorld validation target in five, a 16 x 16 grid one
+        in 200 (session 16, docs/models/unipixel-tiny.md). The keys read SAM2's embedding and the visual tokens
+        resized to this grid; the proposals for the LLM's view (`llm_object_view`) stay on the embedding's grid."""
+        return int(self.raw.get("seg_grid", 0))
 
     @property
     def seg_ground_width(self) -> int:

@@ -317,7 +317,7 @@ class UniPixelForConditionalGeneration(nn.Module):
             if config.seg_rerank:  # the scores refined with every cell in view; zero at init
                 self.seg_rerank = RetrievalRerank(k, config.seg_rerank)
             if config.seg_ground:  # the scores refined from the whole state and the descriptors; zero at init
-                side = config.sam2_image_size // 16
+                side = config.seg_grid or config.sam2_image_size // 16
                 self.seg_ground = GroundingHead(d, k, config.seg_key_objects, side * side, config.seg_ground_width,
                                                 config.seg_ground)
             if config.llm_object_view:  # the descriptors shown to the LLM (visual tokens, `<|mem|>`); zero at init
@@ -541,15 +541,16 @@ class UniPixelForConditionalGeneration(nn.Module):
         grids = self.llm_visual_tokens(video_embeds, grid_thw).reshape(-1, gh, gw, video_embeds.shape[-1])
         return grids if every_pair else grids[0]
 
-    def object_proposals(self, frame: Any, visual: torch.Tensor, later: Sequence[Any] = ()
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`config.seg_key_objects`: SAM2 clicked at the centre of every cell of the prompted frame's grid (one
+    def object_proposals(self, frame: Any, visual: torch.Tensor, later: Sequence[Any] = (),
+                         grid: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`config.seg_key_objects`: SAM2 clicked at the centre of every cell of a grid on the prompted frame (one
         batch, no gradient), each proposal described (`ObjectKeys`) -> (key additions [h*w, k], descriptors
         [h*w, width]). `visual` is `retrieval_visual(...)` of the same frames; `later` the SAM2 features of the
-        clip's `spread_frames` (with `config.seg_key_motion`; none for an image)."""
+        clip's `spread_frames` (with `config.seg_key_motion`; none for an image); `grid` (h, w) defaults to the
+        grid of SAM2's embedding."""
         sam2 = self.require_sam2()
         emb = frame.embed[0]
-        h, w = emb.shape[-2:]
+        h, w = grid or emb.shape[-2:]
         tokens = visual.permute(2, 0, 1).to(emb)  # [D, gh, gw]
         clicks = cell_centres(h, w, sam2.image_size, emb.device).to(emb.dtype)
         points = torch.stack([clicks, torch.zeros_like(clicks)], 1)
@@ -572,6 +573,11 @@ class UniPixelForConditionalGeneration(nn.Module):
             pixels = frame.pixels[0].to(emb)
         return self.object_keys(masks, scores, tokens, fine, motion, pixels)
 
+    def retrieval_grid(self, frame: Any) -> tuple[int, int]:
+        """(h, w) of the cells the retrieval chooses among on `frame` (`config.seg_grid`, else SAM2's embedding grid)."""
+        g = self.config.seg_grid
+        return (g, g) if g else tuple(int(v) for v in frame.embed.shape[-2:])
+
     def retrieval_keys(self, frame: Any, visual: torch.Tensor | None = None,
                        objects: tuple[torch.Tensor, torch.Tensor] | None = None, later: Sequence[Any] = ()
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -582,7 +588,9 @@ class UniPixelForConditionalGeneration(nn.Module):
         sam2 = self.require_sam2()
         emb = frame.embed[0]  # [C, h, w], before any memory
         pe = sam2.sam_prompt_encoder.get_dense_pe()[0].to(emb)
-        h, w = emb.shape[-2:]
+        h, w = self.retrieval_grid(frame)
+        if emb.shape[-2:] != (h, w):  # `config.seg_grid`: the embedding read at the finer grid's cell centres
+            emb, pe = (F.interpolate(x[None], size=(h, w), mode="bilinear", align_corners=False)[0] for x in (emb, pe))
         first, act, last = self.seg_key
         pre = first(torch.cat([emb, pe], 0).flatten(1).T)  # [h*w, k], before the activation
         if self.config.seg_key_high_res:
@@ -598,7 +606,9 @@ class UniPixelForConditionalGeneration(nn.Module):
                 tokens[None], size=(h, w), mode="bilinear", align_corners=False)[0]
             pre = pre + self.seg_key_vis(grid.flatten(1).T)
             if self.config.seg_key_objects:
-                add, desc = objects if objects is not None else self.object_proposals(frame, visual, later)
+                if objects is None or objects[0].shape[0] != h * w:  # none yet, or made on another grid (the LLM's)
+                    objects = self.object_proposals(frame, visual, later, (h, w))
+                add, desc = objects
                 pre = pre + add
         return last(act(pre)), desc  # [h*w, k]
 
@@ -615,7 +625,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         if not self.config.seg_retrieval_dim:
             return self.seg_prompt_tokens(states), None
         sam2 = self.require_sam2()
-        h, w = frame.embed.shape[-2:]
+        h, w = self.retrieval_grid(frame)
         if keys is None:
             keys, desc = self.retrieval_keys(frame, visual, objects, later)
         query = self.seg_query(states)  # [O, k]
