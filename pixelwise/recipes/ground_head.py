@@ -26,16 +26,37 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from torch import nn
+from safetensors.torch import load_file, save_file
 
 import pixelwise
 from pixelwise.core.errors import ConfigError, PixelwiseError
 from pixelwise.core.io import atomic_write, atomic_write_text
+from pixelwise.data.pixelworld.render import render
 from pixelwise.data.pixelworld.rows import BY_NAME, generate_row
+from pixelwise.data.pixelworld.scene import Scene
+from pixelwise.data.pixelworld.vocab import COLORS, SHAPES, SIZES, TEXTURES
 from pixelwise.eval.benchmarks import get_benchmark
 from pixelwise.models.unipixel.modeling_unipixel import local_soft_argmax
-from pixelwise.models.unipixel.object_keys import GroundingHead
+from pixelwise.models.unipixel.object_keys import GroundingHead, cell_views
 from pixelwise.recipes import pixelworld_parts as parts
+
+
+ATTRIBUTES = {"color": sorted(COLORS), "shape": list(SHAPES), "texture": list(TEXTURES), "size": list(SIZES)}
+
+
+def cell_labels(scene: Scene, grid: tuple[int, int]) -> torch.Tensor:
+    """The attributes (`ATTRIBUTES` indices, int8 [h*w, 4]; -1 on the background) of the object visible at each
+    cell's centre on frame 0: what `seg_ground_eyes` is taught to see."""
+    _, vis, _ = render(scene, [0])
+    gh, gw = grid
+    ys = ((torch.arange(gh) + 0.5) * vis.shape[-2] / gh).long()
+    xs = ((torch.arange(gw) + 0.5) * vis.shape[-1] / gw).long()
+    labels = torch.full((gh * gw, len(ATTRIBUTES)), -1, dtype=torch.int8)
+    for o, ob in enumerate(scene.objects):
+        under = torch.from_numpy(vis[o, 0])[ys][:, xs].flatten()
+        labels[under] = torch.tensor([ATTRIBUTES[a].index(getattr(ob, a)) for a in ATTRIBUTES], dtype=torch.int8)
+    return labels
 
 
 class _Recorded(Exception):
@@ -43,8 +64,9 @@ class _Recorded(Exception):
 
 
 def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_name: str = "image_referring",
-          workdir: Path = Path("runs/ground-data")) -> int:
-    """-> the number of records written to `out` (samples whose answer had a `<|seg|>`)."""
+          workdir: Path = Path("runs/ground-data"), views: bool = False) -> int:
+    """-> the number of records written to `out` (samples whose answer had a `<|seg|>`). `views`: also each cell's
+    `cell_views` and `cell_labels` (for heads with `seg_ground_eyes`)."""
     if row_name not in BY_NAME:
         raise ConfigError(f"--row {row_name!r}: not a PixelWorld row ({', '.join(sorted(BY_NAME))})")
     pipe = pixelwise.load(model)
@@ -56,22 +78,30 @@ def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_nam
     bench = get_benchmark(row.bench.format(split=split))
     native = parts.native_samples(data.parent)
     seen: list[dict] = []
-    inner = core.seg_prompts
+    proposals: list[tuple[torch.Tensor, torch.Tensor]] = []
+    inner, describe = core.seg_prompts, core.object_keys.forward
+
+    def keep_proposals(mask_logits, object_scores, *args, **kwargs):
+        proposals.append((mask_logits, object_scores))
+        return describe(mask_logits, object_scores, *args, **kwargs)
 
     def recording(states, frame, visual=None, keys=None, later=(), objects=None, desc=None):
         if keys is None:
             keys, desc = core.retrieval_keys(frame, visual, objects, later)
         _, logits = inner(states, frame, visual, keys=keys, later=later, objects=objects, desc=desc)
         seen.append({"states": states[0].float().cpu(), "keys": keys.float().cpu(), "desc": desc.float().cpu(),
-                     "logits": logits[0].float().cpu(), "grid": core.retrieval_grid(frame)})
+                     "logits": logits[0].float().cpu(), "grid": core.retrieval_grid(frame), "pixels": frame.pixels})
         raise _Recorded  # what follows (SAM2 decoding and tracking over the clip) is not needed
 
     core.seg_prompts = recording
+    if views:
+        core.object_keys.forward = keep_proposals
     records = []
     t0 = time.perf_counter()
     try:
         for i, s in enumerate(bench.read(data)):
             seen.clear()
+            proposals.clear()
             try:
                 with torch.no_grad():
                     pipe.predict(s)
@@ -86,12 +116,19 @@ def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_nam
             share = F.adaptive_avg_pool2d(torch.from_numpy(gt).float()[None, None], c["grid"]).flatten()
             ns = native[parts._native_index(str(s.key))]
             expr = ns.get("expression") or {}
-            records.append({**{k: c[k] for k in ("states", "keys", "desc", "logits")}, "share": share,
-                            "kind": expr.get("kind") or ns["task"], "gt": torch.from_numpy(gt)})
+            rec = {**{k: c[k] for k in ("states", "keys", "desc", "logits")}, "share": share,
+                   "kind": expr.get("kind") or ns["task"], "gt": torch.from_numpy(gt)}
+            if views:  # the proposals of the retrieval's grid (the LLM's view may have made others first)
+                masks, scores = next(p for p in proposals if p[0].shape[0] == c["keys"].shape[0])
+                crops, stats = cell_views(masks, scores, c["pixels"][0])
+                rec.update(crops=crops.half().cpu(), stats=stats.float().cpu(),
+                           labels=cell_labels(Scene.from_json(ns["scene"]), c["grid"]))
+            records.append(rec)
             if i % 500 == 0:
                 print(f"{i} samples, {len(records)} records, {time.perf_counter() - t0:.0f} s", flush=True)
     finally:
         core.seg_prompts = inner
+        core.object_keys.__dict__.pop("forward", None)
     with atomic_write(out) as f:
         torch.save(records, f)
     return len(records)
@@ -102,10 +139,32 @@ def _stack(records: list[dict]) -> dict:
     keep = [r for r in records if float(r["share"].sum()) > 0]
     if not keep:
         raise ConfigError("no cached record has its target on the prompted frame")
-    return {"states": torch.stack([r["states"] for r in keep]), "keys": torch.stack([r["keys"] for r in keep]),
-            "desc": torch.stack([r["desc"] for r in keep]), "logits": torch.stack([r["logits"] for r in keep]),
-            "share": torch.stack([r["share"] for r in keep]), "gt": torch.stack([r["gt"] for r in keep]),
-            "kind": [r["kind"] for r in keep]}
+    names = ["states", "keys", "desc", "logits", "share", "gt"]
+    if all("crops" in r for r in keep):
+        names += ["crops", "stats", "labels"]
+    return {**{k: torch.stack([r[k] for r in keep]) for k in names}, "kind": [r["kind"] for r in keep]}
+
+
+def attribute_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Per-cell attribute logits [.., N, sum of classes] and `cell_labels` [.., N, 4] -> accuracy per attribute on the
+    cells that show an object."""
+    out, at = {}, 0
+    for j, (name, classes) in enumerate(ATTRIBUTES.items()):
+        y = labels[..., j].long()
+        on = y >= 0
+        out[name] = round(float((logits[..., at:at + len(classes)].argmax(-1)[on] == y[on]).float().mean()), 4)
+        at += len(classes)
+    return out
+
+
+def attribute_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over the attributes of the cross-entropy of per-cell attribute logits against `cell_labels`."""
+    total, at = logits.new_zeros(()), 0
+    for j, classes in enumerate(ATTRIBUTES.values()):
+        part = logits[..., at:at + len(classes)].reshape(-1, len(classes))
+        total = total + F.cross_entropy(part, labels[..., j].long().reshape(-1), ignore_index=-1)
+        at += len(classes)
+    return total / len(ATTRIBUTES)
 
 
 def click_hits(logits, data: dict, image_size: int) -> dict:
@@ -125,9 +184,32 @@ def click_hits(logits, data: dict, image_size: int) -> dict:
             "kinds": {k: {"hit": round(float(np.mean(v)), 4), "n": len(v)} for k, v in sorted(by.items())}}
 
 
+def head_tensors(path: Path, cells: int) -> dict[str, torch.Tensor]:
+    """A trained head's tensors (`partial.safetensors`, keys under `seg_ground.`), its learned cell positions resized
+    (bilinearly, as a square grid) to `cells` when it was trained on another grid (`seg_grid`)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such head (a `ground_head train` output's partial.safetensors)")
+    sd = {k.removeprefix("seg_ground."): v for k, v in load_file(str(path)).items()}
+    pos = sd.get("pos")
+    if pos is None:
+        raise ConfigError(f"{path}: not a grounding head (no seg_ground.pos)")
+    if pos.shape[0] != cells:
+        a, b = math.isqrt(pos.shape[0]), math.isqrt(cells)
+        if a * a != pos.shape[0] or b * b != cells:
+            raise ConfigError(f"{path}: {pos.shape[0]} cell positions cannot be resized to {cells} cells")
+        grid = pos.T.reshape(1, -1, a, a)
+        sd["pos"] = F.interpolate(grid, size=(b, b), mode="bilinear", align_corners=False)[0].reshape(-1, cells).T
+    return sd
+
+
 def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: int = 3, width: int = 96,
-          epochs: int = 10, lr: float = 1e-3, weight_decay: float = 0.05, batch: int = 64, seed: int = 0) -> dict:
-    """-> the report (also written to `out/report.json`); the head's tensors in `out/partial.safetensors`."""
+          epochs: int = 10, lr: float = 1e-3, weight_decay: float = 0.05, batch: int = 64, seed: int = 0,
+          init: Path | None = None, eyes: bool = False, attributes: float = 0.5) -> dict:
+    """-> the report (also written to `out/report.json`); the head's tensors in `out/partial.safetensors`. `init`:
+    a trained head to start from (`head_tensors`: its positions are resized when the grids differ; a head without
+    eyes gets them zero-initialised). `eyes`: a head with `seg_ground_eyes` (caches made with `views`), whose eyes
+    are also taught, with weight `attributes`, to name the attributes of each cell's object (a classifier that is
+    not saved)."""
     for p in [*caches, val]:
         if not Path(p).is_file():
             raise ConfigError(f"{p}: no such cache (run `ground_head cache` first)")
@@ -138,21 +220,39 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
     side = cfg.seg_grid or cfg.sam2_image_size // 16
     if tr["keys"].shape[1] != side * side:
         raise ConfigError(f"the caches have {tr['keys'].shape[1]} cells, the model's grid {side} x {side}")
-    head = GroundingHead(tr["states"].shape[1], tr["keys"].shape[2], tr["desc"].shape[2], side * side, width, layers)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    if eyes and not ("crops" in tr and "crops" in va):
+        raise ConfigError("--eyes needs caches made with `cache --views` (train and val)")
+    head = GroundingHead(tr["states"].shape[1], tr["keys"].shape[2], tr["desc"].shape[2], side * side, width, layers,
+                         eyes=eyes)
+    if init is not None:
+        given = head_tensors(init, side * side)
+        missing = {k for k in head.state_dict() if k not in given}
+        if any(not k.startswith("eyes") for k in missing) or set(given) - set(head.state_dict()):
+            raise ConfigError(f"--init {init}: not a head of {layers} layers, width {width}")
+        try:
+            head.load_state_dict(given, strict=False)
+        except RuntimeError as e:
+            raise ConfigError(f"--init {init}: not a head of {layers} layers, width {width}: {e}") from None
+    name = nn.Linear(width, sum(len(v) for v in ATTRIBUTES.values())) if eyes else None
+    params = list(head.parameters()) + (list(name.parameters()) if name is not None else [])
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     n = len(tr["kind"])
     steps = epochs * math.ceil(n / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(steps, 1), pct_start=0.05)
 
     def loss_of(logits, share):
         target = share / share.sum(-1, keepdim=True)
         return -(target * torch.log_softmax(logits, -1)).sum(-1).mean()
 
     def run(d, idx):
-        return head(d["states"][idx], d["keys"][idx], d["desc"][idx], d["logits"][idx])
+        views = (d["crops"][idx].float(), d["stats"][idx]) if eyes else None
+        logits, seen = head(d["states"][idx], d["keys"][idx], d["desc"][idx], d["logits"][idx], views=views,
+                            with_eyes=True)
+        return logits, (name(seen) if eyes else None)
 
     report = {"train_records": n, "val_records": len(va["kind"]), "layers": layers, "width": width,
-              "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
+              "grid": side, "init": None if init is None else str(init), "eyes": eyes,
+              "attributes": attributes if eyes else None, "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
               "val_before": click_hits(va["logits"], va, cfg.sam2_image_size), "curve": []}
     print(f"train {n} records, val {len(va['kind'])}; val clicks inside the target before: "
           f"{report['val_before']['all']}", flush=True)
@@ -163,7 +263,10 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + ep))
         for i in range(0, n, batch):
             idx = order[i:i + batch]
-            loss = loss_of(run(tr, idx), tr["share"][idx])
+            logits, named = run(tr, idx)
+            loss = loss_of(logits, tr["share"][idx])
+            if named is not None and attributes:
+                loss = loss + attributes * attribute_loss(named, tr["labels"][idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -171,12 +274,15 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
             total += float(loss.detach()) * len(idx)
         head.eval()
         with torch.no_grad():
-            lv = run(va, slice(None))
+            lv, named = run(va, slice(None))
         row = {"epoch": ep + 1, "train_loss": round(total / n, 4), "val_loss": round(float(loss_of(lv, va["share"])), 4),
                "val": click_hits(lv, va, cfg.sam2_image_size), "seconds": round(time.perf_counter() - t0, 1)}
+        if named is not None:
+            row["val_attributes"] = attribute_accuracy(named, va["labels"])
         report["curve"].append(row)
         print(f"epoch {ep + 1}: train loss {row['train_loss']}, val loss {row['val_loss']}, val clicks inside "
-              f"{row['val']['all']} {({k: v['hit'] for k, v in row['val']['kinds'].items()})}", flush=True)
+              f"{row['val']['all']} {({k: v['hit'] for k, v in row['val']['kinds'].items()})}"
+              + (f", attributes {row['val_attributes']}" if named is not None else ""), flush=True)
     report["val_after"] = report["curve"][-1]["val"] if report["curve"] else report["val_before"]
     out.mkdir(parents=True, exist_ok=True)
     save_file({f"seg_ground.{k}": v.detach().contiguous() for k, v in head.state_dict().items()},
@@ -205,6 +311,7 @@ def _main(argv: list[str] | None) -> int:
     c.add_argument("--workdir", type=Path, default=Path("runs/ground-data"))
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--views", action="store_true", help="also each cell's views and labels (for --eyes heads)")
     t = sub.add_parser("train", help="fit the grounding head on cached records")
     t.add_argument("--model", default=None)
     t.add_argument("--cache", type=Path, nargs="+", required=True)
@@ -216,19 +323,22 @@ def _main(argv: list[str] | None) -> int:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--weight-decay", type=float, default=0.05)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--init", type=Path, default=None, help="a trained head to start from (its partial.safetensors)")
+    t.add_argument("--eyes", action="store_true", help="a head that looks at each cell's proposal (seg_ground_eyes)")
+    t.add_argument("--attributes", type=float, default=0.5, help="weight of the eyes' attribute-naming loss")
     t.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.cmd == "cache":
-        k = cache(args.model, args.split, args.seed, args.num, args.out, args.row, args.workdir)
+        k = cache(args.model, args.split, args.seed, args.num, args.out, args.row, args.workdir, args.views)
         print(f"{k} records -> {args.out}")
     else:
         if args.layers < 1 or args.width % 4:
             raise ConfigError(f"--layers {args.layers} / --width {args.width}: need >= 1 layer, a width divisible by 4")
         rep = train(args.model, args.cache, args.val, args.out, args.layers, args.width, args.epochs, args.lr,
-                    args.weight_decay, seed=args.seed)
+                    args.weight_decay, seed=args.seed, init=args.init, eyes=args.eyes, attributes=args.attributes)
         print(f"val clicks inside the target: {rep['val_before']['all']} -> {rep['val_after']['all']}; "
               f"head -> {args.out / 'partial.safetensors'}")
     return 0

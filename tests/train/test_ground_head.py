@@ -122,3 +122,115 @@ def test_ground_head_recipe_caches_trains_and_grows_onto_the_model(unground, tmp
         assert torch.allclose(b["logits"], want, atol=1e-4)
     assert ground_head.main(["train", "--cache", str(tmp_path / "nope.pt"), "--val", str(cache), "--out",
                              str(tmp_path / "x")]) == 2
+
+
+def test_seg_grid_retrieves_among_the_cells_of_a_finer_grid(unground, tmp_path):
+    """`seg_grid`: the keys, proposals and clicks live on a G x G grid instead of SAM2's 8 x 8 embedding grid; the
+    cache, the head and its warm start from a head trained on another grid follow the model's grid."""
+    import shutil
+
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.models.unipixel import UniPixelConfig
+    from pixelwise.recipes import ground_head
+
+    torch.set_num_threads(1)
+    fine = tmp_path / "fine"
+    shutil.copytree(unground, fine)
+    raw = json.loads((fine / "config.json").read_text())
+    (fine / "config.json").write_text(json.dumps({**raw, "seg_grid": 12}))
+    with pytest.raises(ConfigError, match="seg_grid needs seg_key_objects"):
+        UniPixelConfig.from_dict({**raw, "seg_key_objects": 0, "llm_object_view": False, "region_own_frame": False,
+                                  "seg_ground": 0, "seg_grid": 12})
+
+    coarse_cache, fine_cache = tmp_path / "coarse.pt", tmp_path / "fine.pt"
+    ground_head.cache(str(unground), "val", 3, 4, coarse_cache, workdir=tmp_path / "data")
+    ground_head.cache(str(fine), "val", 3, 4, fine_cache, workdir=tmp_path / "data")
+    for a, b in zip(torch.load(coarse_cache), torch.load(fine_cache)):
+        assert a["keys"].shape[0] == 64 and b["keys"].shape[0] == b["desc"].shape[0] == b["logits"].shape[0] == 144
+        assert torch.equal(a["states"], b["states"])  # the LLM's view (its proposals) stays on the embedding grid
+        area = float(b["gt"].float().mean()) * 144  # 12 does not divide 128: the pooling windows overlap a little
+        assert abs(float(b["share"].sum()) - area) < 0.1 * area
+
+    coarse = ground_head.train(str(unground), [coarse_cache], coarse_cache, tmp_path / "c", layers=1, width=32,
+                               epochs=1)
+    assert coarse["grid"] == 8
+    warm = ground_head.train(str(fine), [fine_cache], fine_cache, tmp_path / "f", layers=1, width=32, epochs=0,
+                             init=tmp_path / "c" / "partial.safetensors")
+    assert warm["grid"] == 12 and warm["init"].endswith("partial.safetensors")
+    assert ground_head.head_tensors(tmp_path / "c" / "partial.safetensors", 144)["pos"].shape == (144, 32)
+    with pytest.raises(ConfigError, match="cannot be resized"):
+        ground_head.head_tensors(tmp_path / "c" / "partial.safetensors", 150)
+    with pytest.raises(ConfigError, match="not a head of 2 layers"):
+        ground_head.train(str(fine), [fine_cache], fine_cache, tmp_path / "g", layers=2, width=32, epochs=0,
+                          init=tmp_path / "c" / "partial.safetensors")
+
+
+def test_grounding_head_eyes_start_neutral_and_need_views():
+    """`seg_ground_eyes`: a head with eyes, given the weights of one without, refines the scores exactly as it did
+    (the eyes enter through a zero-initialised layer), and asks for the views it reads."""
+    from pixelwise.models.unipixel.object_keys import VIEW_CROP, VIEW_STATS, GroundingHead, cell_views
+
+    torch.manual_seed(0)
+    plain = GroundingHead(16, 8, 8, 64, width=32, layers=1).eval()
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    eyes = GroundingHead(16, 8, 8, 64, width=32, layers=1, eyes=True).eval()
+    eyes.load_state_dict(plain.state_dict(), strict=False)
+    masks = torch.full((64, 32, 32), -30.0)
+    for i in range(64):  # every cell proposes a 4 x 4 square of its own
+        y, x = divmod(i, 8)
+        masks[i, 4 * y:4 * y + 4, 4 * x:4 * x + 4] = 30.0
+    crops, stats = cell_views(masks, torch.zeros(64), torch.rand(3, 128, 128))
+    assert crops.shape == (64, 4, VIEW_CROP, VIEW_CROP) and stats.shape == (64, VIEW_STATS)
+    assert torch.allclose(stats[:, 12], (torch.arange(64) % 8 + 0.5) / 8, atol=1e-3)  # centroid x of each square
+    states, keys, desc, logits = torch.randn(3, 16), torch.randn(64, 8), torch.randn(64, 8), torch.randn(3, 64)
+    with torch.no_grad():
+        want = plain(states, keys, desc, logits)
+        got, seen = eyes(states, keys, desc, logits, views=(crops, stats), with_eyes=True)
+    assert torch.allclose(got, want, atol=1e-6) and seen.shape == (64, 32)
+    with pytest.raises(ValueError, match="pass views"):
+        eyes(states, keys, desc, logits)
+
+
+def test_ground_head_recipe_with_eyes_grows_onto_the_model(unground, tmp_path):
+    """`cache --views` keeps each cell's views and the attributes of the object at its centre; `train --eyes` fits a
+    head that looks, and the model grown with `seg_ground_eyes` computes the same views and clicks at run time."""
+    from safetensors.torch import load_file
+
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.models.unipixel.object_keys import GroundingHead
+    from pixelwise.recipes import ground_head
+    from pixelwise.recipes.train_unipixel import main as train_main
+
+    torch.set_num_threads(1)
+    cache = tmp_path / "val.pt"
+    ground_head.cache(str(unground), "val", 3, 6, cache, workdir=tmp_path / "data", views=True)
+    records = torch.load(cache)
+    r = records[0]
+    cells = r["keys"].shape[0]
+    assert r["crops"].shape == (cells, 4, 16, 16) and r["stats"].shape == (cells, 18) and r["labels"].shape == (cells, 4)
+    on = r["labels"][:, 0] >= 0
+    assert 0 < int(on.sum()) < cells and bool((r["labels"][on] >= 0).all())
+    with pytest.raises(ConfigError, match="--eyes needs caches made with"):
+        plain = tmp_path / "plain.pt"
+        ground_head.cache(str(unground), "val", 3, 2, plain, workdir=tmp_path / "data")
+        ground_head.train(str(unground), [plain], plain, tmp_path / "x", layers=1, width=32, epochs=1, eyes=True)
+
+    out = tmp_path / "head"
+    rep = ground_head.train(str(unground), [cache], cache, out, layers=1, width=32, epochs=2, eyes=True)
+    assert set(rep["curve"][-1]["val_attributes"]) == {"color", "shape", "texture", "size"}
+    cfg = tmp_path / "grow.yaml"
+    cfg.write_text(f"recipe: unipixel\nrun_dir: {tmp_path / 'run'}\nmodel:\n  init: {unground}\n"
+                   f"  config_overrides: {{seg_ground: 1, seg_ground_width: 32, seg_ground_eyes: true}}\n"
+                   f"  partial_checkpoints: [{out / 'partial.safetensors'}]\nsteps: 0\n"
+                   f"final: {{save: full, path: {tmp_path / 'run' / 'final'}}}\n")
+    train_main([str(cfg)])
+    grown = tmp_path / "val-grown.pt"
+    ground_head.cache(str(tmp_path / "run" / "final"), "val", 3, 6, grown, workdir=tmp_path / "data")
+    head = GroundingHead(r["states"].shape[0], r["keys"].shape[1], r["desc"].shape[1], cells, 32, 1, eyes=True).eval()
+    head.load_state_dict({k.removeprefix("seg_ground."): v for k, v in load_file(out / "partial.safetensors").items()})
+    for a, b in zip(records, torch.load(grown)):
+        with torch.no_grad():
+            want = head(a["states"][None], a["keys"], a["desc"], a["logits"][None],
+                        views=(a["crops"].float(), a["stats"]))[0]
+        assert torch.allclose(b["logits"], want, atol=1e-2)  # the cache keeps the views in float16

@@ -138,6 +138,8 @@ class UniPixelConfig:
             raise ConfigError(f"{source}: seg_rerank needs seg_retrieval_dim (the retrieval scores it refines)")
         if self.raw.get("seg_ground") and not self.raw.get("seg_key_objects"):
             raise ConfigError(f"{source}: seg_ground needs seg_key_objects (the object descriptors it reads)")
+        if self.raw.get("seg_ground_eyes") and not self.raw.get("seg_ground"):
+            raise ConfigError(f"{source}: seg_ground_eyes needs seg_ground (the head whose cells it adds to)")
         if self.raw.get("seg_grid") and not self.raw.get("seg_key_objects"):
             raise ConfigError(f"{source}: seg_grid needs seg_key_objects (the proposals it clicks on the finer grid)")
         if self.raw.get("seg_ground_width", 96) % 4:
@@ -400,6 +402,16 @@ class UniPixelConfig:
         cached examples, raised that to 0.57 (docs/models/unipixel-tiny.md). Zero-initialised output: switching it on
         leaves a trained model's clicks unchanged."""
         return int(self.raw.get("seg_ground", 0))
+
+    @property
+    def seg_ground_eyes(self) -> bool:
+        """pixelwise's tiny models only (with `seg_ground`; False = off): the grounding head also looks at each cell's
+        proposal at the frame's resolution (`object_keys.CellEyes` on `cell_views`: a window of the frame's pixels and
+        the mask around the proposal, its pixel statistics and geometry). The object descriptors see a proposal
+        through its 32 x 32 mask, where a PixelWorld object is a few cells wide: too coarse to tell a star from a
+        pentagon (session 16, docs/models/unipixel-tiny.md). Zero-initialised: switching it on leaves a trained
+        head's clicks unchanged."""
+        return bool(self.raw.get("seg_ground_eyes", False))
 
     @property
     def seg_grid(self) -> int:

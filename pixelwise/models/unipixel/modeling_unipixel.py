@@ -39,6 +39,7 @@ from pixelwise.models.unipixel.object_keys import (
     ObjectKeys,
     RetrievalRerank,
     cell_centres,
+    cell_views,
     motion_features,
     region_motion_features,
     spread_frames,
@@ -319,7 +320,7 @@ class UniPixelForConditionalGeneration(nn.Module):
             if config.seg_ground:  # the scores refined from the whole state and the descriptors; zero at init
                 side = config.seg_grid or config.sam2_image_size // 16
                 self.seg_ground = GroundingHead(d, k, config.seg_key_objects, side * side, config.seg_ground_width,
-                                                config.seg_ground)
+                                                config.seg_ground, eyes=config.seg_ground_eyes)
             if config.llm_object_view:  # the descriptors shown to the LLM (visual tokens, `<|mem|>`); zero at init
                 self.object_view = nn.Linear(config.seg_key_objects, d)
                 nn.init.zeros_(self.object_view.weight)
@@ -550,15 +551,10 @@ class UniPixelForConditionalGeneration(nn.Module):
         grid of SAM2's embedding."""
         sam2 = self.require_sam2()
         emb = frame.embed[0]
-        h, w = grid or emb.shape[-2:]
         tokens = visual.permute(2, 0, 1).to(emb)  # [D, gh, gw]
-        clicks = cell_centres(h, w, sam2.image_size, emb.device).to(emb.dtype)
-        points = torch.stack([clicks, torch.zeros_like(clicks)], 1)
-        labels = torch.tensor([1, -1], device=emb.device).expand(h * w, 2)
         motion = None
+        masks, scores, prompts = self.cell_proposals(frame, grid)
         with torch.no_grad():
-            prompts = sam2.sam_prompt_encoder.embed_points(points, labels, pad=False)
-            masks, scores = sam2.propose(frame, prompts)
             if self.config.seg_key_motion:  # where each proposal goes: tracked to the later frames, one batch
                 tracked = list(sam2.track_frames([frame, *later], prompts, None, cond_frame=0))
                 motion = motion_features([t.lowres_mask_logits for t in tracked],
@@ -572,6 +568,21 @@ class UniPixelForConditionalGeneration(nn.Module):
                                   "Sam2Model.encode_frames")
             pixels = frame.pixels[0].to(emb)
         return self.object_keys(masks, scores, tokens, fine, motion, pixels)
+
+    @torch.no_grad()
+    def cell_proposals(self, frame: Any, grid: tuple[int, int] | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """SAM2 clicked at the centre of every cell of a grid on `frame` (default: its embedding's grid), one batch
+        -> (mask logits [h*w, s, s], object scores [h*w], the click prompt tokens)."""
+        sam2 = self.require_sam2()
+        emb = frame.embed[0]
+        h, w = grid or emb.shape[-2:]
+        clicks = cell_centres(h, w, sam2.image_size, emb.device).to(emb.dtype)
+        points = torch.stack([clicks, torch.zeros_like(clicks)], 1)
+        labels = torch.tensor([1, -1], device=emb.device).expand(h * w, 2)
+        prompts = sam2.sam_prompt_encoder.embed_points(points, labels, pad=False)
+        masks, scores = sam2.propose(frame, prompts)
+        return masks, scores, prompts
 
     def retrieval_grid(self, frame: Any) -> tuple[int, int]:
         """(h, w) of the cells the retrieval chooses among on `frame` (`config.seg_grid`, else SAM2's embedding grid)."""
@@ -636,7 +647,14 @@ class UniPixelForConditionalGeneration(nn.Module):
             if desc is None:
                 raise PromptError("this model's grounding head reads the object descriptors: pass seg_prompts(desc=...)"
                                   " with the keys, or no keys")
-            logits = self.seg_ground(states, keys, desc, logits)
+            views = None
+            if self.config.seg_ground_eyes:  # each cell's proposal seen at the frame's resolution
+                if frame.pixels is None:
+                    raise PromptError("this model's grounding head reads the frame's pixels: encode it with "
+                                      "Sam2Model.encode_frames")
+                masks, scores, _ = self.cell_proposals(frame, (h, w))
+                views = cell_views(masks, scores, frame.pixels[0])
+            logits = self.seg_ground(states, keys, desc, logits, views=views)
         click = local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels
         coords = torch.stack([click, torch.zeros_like(click)], 1)
         labels = torch.tensor([1, -1], device=click.device).expand(click.shape[0], 2)

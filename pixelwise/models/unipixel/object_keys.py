@@ -24,6 +24,8 @@ GEOMETRY_FEATURES = 4 * 4 + 4  # sin/cos of the centroid at 4 frequencies, sprea
 MOTION_FRAMES = 4  # `seg_key_motion`: the proposals are tracked to 3 later frames spread over the clip
 MOTION_FEATURES = 4 * (MOTION_FRAMES - 1)  # per later frame: centroid shift x/y, log area ratio, object score
 PIXEL_FEATURES = 4 * 3  # `seg_key_pixels`: per colour channel inside the mask: mean, deviation, mean |d/dx|, |d/dy|
+VIEW_CROP = 16  # `seg_ground_eyes`: each proposal's window, resampled to VIEW_CROP x VIEW_CROP
+VIEW_STATS = PIXEL_FEATURES + 6  # pixel statistics + centroid x, y, spread x, y, log area share, object score
 
 
 class ObjectKeys(nn.Module):
@@ -124,8 +126,13 @@ class GroundingHead(nn.Module):
     refined logits equal the given ones until the output layer moves."""
 
     def __init__(self, state_dim: int, key_dim: int, desc_dim: int, cells: int, width: int = 96, layers: int = 3,
-                 heads: int = 4, dropout: float = 0.1):
+                 heads: int = 4, dropout: float = 0.1, eyes: bool = False):
         super().__init__()
+        if eyes:  # `seg_ground_eyes`: each cell's proposal seen at the frame's resolution; zero at init
+            self.eyes = CellEyes(width)
+            self.eyes_in = nn.Linear(width, width)
+            nn.init.zeros_(self.eyes_in.weight)
+            nn.init.zeros_(self.eyes_in.bias)
         self.state = nn.Sequential(nn.LayerNorm(state_dim), nn.Linear(state_dim, width))
         self.query = nn.Sequential(nn.LayerNorm(state_dim), nn.Linear(state_dim, key_dim))
         self.key = nn.Linear(key_dim, width)
@@ -141,10 +148,12 @@ class GroundingHead(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, states: torch.Tensor, keys: torch.Tensor, desc: torch.Tensor, logits: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, states: torch.Tensor, keys: torch.Tensor, desc: torch.Tensor, logits: torch.Tensor,
+                views: tuple[torch.Tensor, torch.Tensor] | None = None, with_eyes: bool = False):
         """states [O, D], keys [N, k] or [O, N, k] (one frame's cells, or one set per state), desc likewise [.., N,
-        w], logits [O, N] -> refined logits [O, N]."""
+        w], logits [O, N] -> refined logits [O, N]. `views`: `cell_views(...)` of the same cells (crops [.., N, 4,
+        c, c], stats [.., N, VIEW_STATS]), needed with `eyes`; `with_eyes` also returns what the eyes saw [.., N,
+        width] (for a training loss that makes them name each cell's object)."""
         if keys.dim() == 2:
             keys, desc = keys.expand(states.shape[0], -1, -1), desc.expand(states.shape[0], -1, -1)
         dtype = self.out.weight.dtype
@@ -152,8 +161,54 @@ class GroundingHead(nn.Module):
         q = self.state(states)
         cells = (self.key(keys) + self.desc(desc) + self.score(logits.to(dtype)[..., None] / 4) + self.pos[None]
                  + q[:, None] + self.match(self.query(states)[:, None] * keys))
+        seen = None
+        if hasattr(self, "eyes"):
+            if views is None:
+                raise ValueError("this grounding head looks at each cell's proposal: pass views=cell_views(...)")
+            seen = self.eyes(views[0].to(dtype), views[1].to(dtype))
+            cells = cells + self.eyes_in(seen)
         seq = torch.cat([q[:, None], cells], 1)
-        return logits + self.out(self.norm(self.blocks(seq)[:, 1:]))[..., 0].to(logits.dtype)
+        refined = logits + self.out(self.norm(self.blocks(seq)[:, 1:]))[..., 0].to(logits.dtype)
+        return (refined, seen) if with_eyes else refined
+
+
+class CellEyes(nn.Module):
+    """`config.seg_ground_eyes`: what each cell's proposal looks like at the frame's own resolution, as a vector. The
+    object descriptors (`ObjectKeys`) see a proposal through its 32 x 32 mask (a PixelWorld object of ~300 pixels is
+    ~4 x 4 cells of it) and mean-pooled features: session 16 measured that a classifier on such silhouettes tells a
+    cell's shape 0.2-0.3 of the time (9 shapes) and texture 0.85. Here a small CNN reads the frame's pixels and the
+    mask in a window around the proposal (`cell_views`), beside its pixel statistics and geometry."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.look = nn.Sequential(
+            nn.Conv2d(4, 16, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * (VIEW_CROP // 4) ** 2, width),
+        )
+        self.stats = nn.Linear(VIEW_STATS, width)
+        self.mix = nn.Sequential(nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
+
+    def forward(self, crops: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        """crops [.., N, 4, c, c] (mask + RGB), stats [.., N, VIEW_STATS] -> [.., N, width]."""
+        lead = crops.shape[:-3]
+        look = self.look(crops.reshape(-1, *crops.shape[-3:])).reshape(*lead, -1)
+        return self.mix(look + self.stats(stats))
+
+
+def cell_views(mask_logits: torch.Tensor, scores: torch.Tensor, pixels: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Proposal masks [N, S, S] (logits), their object scores [N] and the frame [3, F, F] (as SAM2 encoded it) ->
+    (crops [N, 4, VIEW_CROP, VIEW_CROP]: the mask and the frame's pixels in a window 2.5 spreads wide each way
+    around the proposal's centroid; stats [N, VIEW_STATS]: `pixel_statistics` and the geometry)."""
+    p = torch.sigmoid(mask_logits.float())
+    frame = pixels.float()
+    sil, (cx, cy, sx, sy, mass) = silhouettes(p, VIEW_CROP)
+    sample = _windows(cx, cy, sx, sy, p.shape[-1], VIEW_CROP)
+    rgb = F.grid_sample(frame[None].expand(len(p), -1, -1, -1), sample, mode="bilinear", padding_mode="border",
+                        align_corners=False)
+    geometry = torch.stack([cx, cy, sx, sy, (mass / p.shape[-1] ** 2).log(), scores.float() / 10], -1)
+    return torch.cat([sil, rgb], 1), torch.cat([pixel_statistics(p, frame), geometry], 1)
 
 
 def pixel_statistics(p: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
@@ -231,16 +286,20 @@ def silhouettes(p: torch.Tensor, crop: int) -> tuple[torch.Tensor, tuple[torch.T
     """Soft masks [N, S, S] (0..1) -> each cropped around its centroid to a window 2.5 spreads wide each way and
     resampled to [N, 1, crop, crop] (the shape at one scale, wherever and however large the object is), and the
     moments (centroid x, y and spread x, y in [0, 1] frame units, mass in pixels)."""
-    n, s = p.shape[0], p.shape[-1]
     cx, cy, sx, sy, mass = moments(p)
+    sample = _windows(cx, cy, sx, sy, p.shape[-1], crop)
+    out = F.grid_sample(p[:, None], sample, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out, (cx, cy, sx, sy, mass)
+
+
+def _windows(cx, cy, sx, sy, s: int, crop: int) -> torch.Tensor:
+    """Sampling grids [N, crop, crop, 2] of windows 2.5 spreads wide each way around each centroid (frame units)."""
     half = (2.5 * torch.maximum(sx, sy)).clamp(min=1.0 / s, max=1.0)
-    theta = torch.zeros(n, 2, 3, device=p.device, dtype=p.dtype)
+    theta = torch.zeros(len(cx), 2, 3, device=cx.device, dtype=cx.dtype)
     theta[:, 0, 0] = theta[:, 1, 1] = 2 * half  # output [-1, 1] -> input centre +- 2 * half (normalised units)
     theta[:, 0, 2] = 2 * cx - 1
     theta[:, 1, 2] = 2 * cy - 1
-    sample = F.affine_grid(theta, [n, 1, crop, crop], align_corners=False)
-    out = F.grid_sample(p[:, None], sample, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out, (cx, cy, sx, sy, mass)
+    return F.affine_grid(theta, [len(cx), 1, crop, crop], align_corners=False)
 
 
 def moments(p: torch.Tensor) -> tuple[torch.Tensor, ...]:
