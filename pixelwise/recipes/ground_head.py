@@ -12,6 +12,11 @@ the target, per expression kind, and writes `DIR/partial.safetensors` (the head'
 `DIR/report.json`. A training config with `steps: 0` then grows the head onto the model
 (`config_overrides: {seg_ground: L}` + `partial_checkpoints`). The rest of the model is frozen here, so an epoch
 over 10,000 examples takes seconds instead of the hours the full recipe would spend on them.
+
+`train --init HEAD` starts from a trained head (its cell positions resized when the model's `seg_grid` differs).
+`cache --views` also keeps each cell's `cell_views` (a window of the frame's pixels and the proposal's mask, pixel
+statistics, geometry) and `cell_labels` (the attributes of the object at the cell's centre); `train --eyes` then fits
+a head with `seg_ground_eyes`, whose eyes are also taught to name those attributes (`--attributes`, the weight).
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 import pixelwise
 from pixelwise.core.errors import ConfigError, PixelwiseError
@@ -40,7 +45,6 @@ from pixelwise.eval.benchmarks import get_benchmark
 from pixelwise.models.unipixel.modeling_unipixel import local_soft_argmax
 from pixelwise.models.unipixel.object_keys import GroundingHead, cell_views
 from pixelwise.recipes import pixelworld_parts as parts
-
 
 ATTRIBUTES = {"color": sorted(COLORS), "shape": list(SHAPES), "texture": list(TEXTURES), "size": list(SIZES)}
 
