@@ -81,13 +81,35 @@ def test_seg_ground_grows_onto_a_trained_model_without_changing_its_clicks(pw_im
     retrieval_unchanged_and_learning(shipped, model, ex, model.seg_ground)
 
 
+def _grown_and_recached(unground, tmp_path, out, overrides: str, record: dict):
+    """The head trained into `out` grown onto `unground` by a `steps: 0` config with `overrides`, the grown model's
+    cache of the same 6 val samples, and the head loaded on its own (1 layer, width 32) -> (head, grown records)."""
+    from safetensors.torch import load_file
+
+    from pixelwise.models.unipixel.object_keys import GroundingHead
+    from pixelwise.recipes import ground_head
+    from pixelwise.recipes.train_unipixel import main as train_main
+
+    cfg = tmp_path / "grow.yaml"
+    cfg.write_text(f"recipe: unipixel\nrun_dir: {tmp_path / 'run'}\nmodel:\n  init: {unground}\n"
+                   f"  config_overrides: {{{overrides}}}\n"
+                   f"  partial_checkpoints: [{out / 'partial.safetensors'}]\nsteps: 0\n"
+                   f"final: {{save: full, path: {tmp_path / 'run' / 'final'}}}\n")
+    train_main([str(cfg)])
+    grown = tmp_path / "val-grown.pt"
+    ground_head.cache(str(tmp_path / "run" / "final"), "val", 3, 6, grown, workdir=tmp_path / "data")
+    tensors = {k.removeprefix("seg_ground."): v for k, v in load_file(out / "partial.safetensors").items()}
+    head = GroundingHead(record["states"].shape[0], record["keys"].shape[1], record["desc"].shape[1],
+                         record["keys"].shape[0], 32, 1, eyes="eyes_in.weight" in tensors).eval()
+    head.load_state_dict(tensors)
+    return head, torch.load(grown)
+
+
 def test_ground_head_recipe_caches_trains_and_grows_onto_the_model(unground, tmp_path):
     """`cache` records what the retrieval reads through the evaluation's own path; `train` fits the head on it and
     writes tensors that a `steps: 0` config grows onto the model; the grown model's clicks on the cached samples are
     the ones the trained head gives on the cache."""
-    from pixelwise.models.unipixel.object_keys import GroundingHead
     from pixelwise.recipes import ground_head
-    from pixelwise.recipes.train_unipixel import main as train_main
 
     torch.set_num_threads(1)
     cache = tmp_path / "val.pt"
@@ -104,19 +126,8 @@ def test_ground_head_recipe_caches_trains_and_grows_onto_the_model(unground, tmp
     assert rep["train_records"] > 0 and len(rep["curve"]) == 2
     assert json.loads((out / "report.json").read_text())["val_after"] == rep["val_after"]
 
-    cfg = tmp_path / "grow.yaml"
-    cfg.write_text(f"recipe: unipixel\nrun_dir: {tmp_path / 'run'}\nmodel:\n  init: {unground}\n"
-                   f"  config_overrides: {{seg_ground: 1, seg_ground_width: 32}}\n"
-                   f"  partial_checkpoints: [{out / 'partial.safetensors'}]\nsteps: 0\n"
-                   f"final: {{save: full, path: {tmp_path / 'run' / 'final'}}}\n")
-    train_main([str(cfg)])
-    grown = tmp_path / "val-grown.pt"
-    ground_head.cache(str(tmp_path / "run" / "final"), "val", 3, 6, grown, workdir=tmp_path / "data")
-    from safetensors.torch import load_file
-
-    head = GroundingHead(r["states"].shape[0], r["keys"].shape[1], r["desc"].shape[1], cells, 32, 1).eval()
-    head.load_state_dict({k.removeprefix("seg_ground."): v for k, v in load_file(out / "partial.safetensors").items()})
-    for a, b in zip(records, torch.load(grown)):
+    head, grown = _grown_and_recached(unground, tmp_path, out, "seg_ground: 1, seg_ground_width: 32", r)
+    for a, b in zip(records, grown):
         with torch.no_grad():
             want = head(a["states"][None], a["keys"], a["desc"], a["logits"][None])[0]
         assert torch.allclose(b["logits"], want, atol=1e-4)
@@ -195,12 +206,9 @@ def test_grounding_head_eyes_start_neutral_and_need_views():
 def test_ground_head_recipe_with_eyes_grows_onto_the_model(unground, tmp_path):
     """`cache --views` keeps each cell's views and the attributes of the object at its centre; `train --eyes` fits a
     head that looks, and the model grown with `seg_ground_eyes` computes the same views and clicks at run time."""
-    from safetensors.torch import load_file
 
     from pixelwise.core.errors import ConfigError
-    from pixelwise.models.unipixel.object_keys import GroundingHead
     from pixelwise.recipes import ground_head
-    from pixelwise.recipes.train_unipixel import main as train_main
 
     torch.set_num_threads(1)
     cache = tmp_path / "val.pt"
@@ -219,17 +227,9 @@ def test_ground_head_recipe_with_eyes_grows_onto_the_model(unground, tmp_path):
     out = tmp_path / "head"
     rep = ground_head.train(str(unground), [cache], cache, out, layers=1, width=32, epochs=2, eyes=True)
     assert set(rep["curve"][-1]["val_attributes"]) == {"color", "shape", "texture", "size"}
-    cfg = tmp_path / "grow.yaml"
-    cfg.write_text(f"recipe: unipixel\nrun_dir: {tmp_path / 'run'}\nmodel:\n  init: {unground}\n"
-                   f"  config_overrides: {{seg_ground: 1, seg_ground_width: 32, seg_ground_eyes: true}}\n"
-                   f"  partial_checkpoints: [{out / 'partial.safetensors'}]\nsteps: 0\n"
-                   f"final: {{save: full, path: {tmp_path / 'run' / 'final'}}}\n")
-    train_main([str(cfg)])
-    grown = tmp_path / "val-grown.pt"
-    ground_head.cache(str(tmp_path / "run" / "final"), "val", 3, 6, grown, workdir=tmp_path / "data")
-    head = GroundingHead(r["states"].shape[0], r["keys"].shape[1], r["desc"].shape[1], cells, 32, 1, eyes=True).eval()
-    head.load_state_dict({k.removeprefix("seg_ground."): v for k, v in load_file(out / "partial.safetensors").items()})
-    for a, b in zip(records, torch.load(grown)):
+    head, grown = _grown_and_recached(unground, tmp_path, out,
+                                      "seg_ground: 1, seg_ground_width: 32, seg_ground_eyes: true", r)
+    for a, b in zip(records, grown):
         with torch.no_grad():
             want = head(a["states"][None], a["keys"], a["desc"], a["logits"][None],
                         views=(a["crops"].float(), a["stats"]))[0]
