@@ -149,26 +149,25 @@ def _stack(records: list[dict]) -> dict:
     return {**{k: torch.stack([r[k] for r in keep]) for k in names}, "kind": [r["kind"] for r in keep]}
 
 
-def attribute_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Per-cell attribute logits [.., N, sum of classes] and `cell_labels` [.., N, 4] -> accuracy per attribute on the
-    cells that show an object."""
-    out, at = {}, 0
+def _per_attribute(logits: torch.Tensor, labels: torch.Tensor):
+    """Per-cell attribute logits [.., N, sum of classes] and `cell_labels` [.., N, 4] -> (name, that attribute's
+    logits [.., N, classes], its labels [.., N], -1 on the background) for each attribute."""
+    at = 0
     for j, (name, classes) in enumerate(ATTRIBUTES.items()):
-        y = labels[..., j].long()
-        on = y >= 0
-        out[name] = round(float((logits[..., at:at + len(classes)].argmax(-1)[on] == y[on]).float().mean()), 4)
+        yield name, logits[..., at:at + len(classes)], labels[..., j].long()
         at += len(classes)
-    return out
+
+
+def attribute_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Per-cell attribute logits and `cell_labels` -> accuracy per attribute on the cells that show an object."""
+    return {name: round(float((part.argmax(-1)[y >= 0] == y[y >= 0]).float().mean()), 4)
+            for name, part, y in _per_attribute(logits, labels)}
 
 
 def attribute_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean over the attributes of the cross-entropy of per-cell attribute logits against `cell_labels`."""
-    total, at = logits.new_zeros(()), 0
-    for j, classes in enumerate(ATTRIBUTES.values()):
-        part = logits[..., at:at + len(classes)].reshape(-1, len(classes))
-        total = total + F.cross_entropy(part, labels[..., j].long().reshape(-1), ignore_index=-1)
-        at += len(classes)
-    return total / len(ATTRIBUTES)
+    return sum(F.cross_entropy(part.reshape(-1, part.shape[-1]), y.reshape(-1), ignore_index=-1)
+               for _, part, y in _per_attribute(logits, labels)) / len(ATTRIBUTES)
 
 
 def click_hits(logits, data: dict, image_size: int) -> dict:

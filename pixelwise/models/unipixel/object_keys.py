@@ -203,8 +203,9 @@ def cell_views(mask_logits: torch.Tensor, scores: torch.Tensor, pixels: torch.Te
     around the proposal's centroid; stats [N, VIEW_STATS]: `pixel_statistics` and the geometry)."""
     p = torch.sigmoid(mask_logits.float())
     frame = pixels.float()
-    sil, (cx, cy, sx, sy, mass) = silhouettes(p, VIEW_CROP)
-    sample = _windows(cx, cy, sx, sy, p.shape[-1], VIEW_CROP)
+    cx, cy, sx, sy, mass = moments(p)
+    sample = _windows(cx, cy, sx, sy, p.shape[-1], VIEW_CROP)  # one window per proposal, for its mask and pixels
+    sil = F.grid_sample(p[:, None], sample, mode="bilinear", padding_mode="zeros", align_corners=False)
     rgb = F.grid_sample(frame[None].expand(len(p), -1, -1, -1), sample, mode="bilinear", padding_mode="border",
                         align_corners=False)
     geometry = torch.stack([cx, cy, sx, sy, (mass / p.shape[-1] ** 2).log(), scores.float() / 10], -1)
