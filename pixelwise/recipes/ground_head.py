@@ -17,6 +17,8 @@ over 10,000 examples takes seconds instead of the hours the full recipe would sp
 `cache --views` also keeps each cell's `cell_views` (a window of the frame's pixels and the proposal's mask, pixel
 statistics, geometry) and `cell_labels` (the attributes of the object at the cell's centre); `train --eyes` then fits
 a head with `seg_ground_eyes`, whose eyes are also taught to name those attributes (`--attributes`, the weight).
+Every record keeps the question's tokens as the model reads them (`UniPixelModel.seg_words`, `CACHED_WORDS` of
+them); `train --words N` fits a head with `seg_ground_words: N` that reads the last N.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from pixelwise.models.unipixel.modeling_unipixel import local_soft_argmax
 from pixelwise.models.unipixel.object_keys import GroundingHead, cell_views
 from pixelwise.recipes import pixelworld_parts as parts
 
+CACHED_WORDS = 64  # the question's last tokens kept per record (`UniPixelModel.seg_words`), for `train --words`
 ATTRIBUTES = {"color": sorted(COLORS), "shape": list(SHAPES), "texture": list(TEXTURES), "size": list(SIZES)}
 
 
@@ -83,21 +86,29 @@ def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_nam
     native = parts.native_samples(data.parent)
     seen: list[dict] = []
     proposals: list[tuple[torch.Tensor, torch.Tensor]] = []
-    inner, describe = core.seg_prompts, core.object_keys.forward
+    inner, describe, embed = core.seg_prompts, core.object_keys.forward, core.embed
+    prompt: list[torch.Tensor] = []
+
+    def keep_prompt(inputs, *args, **kwargs):
+        prompt[:] = [inputs.input_ids.reshape(-1).cpu()]
+        return embed(inputs, *args, **kwargs)
 
     def keep_proposals(mask_logits, object_scores, *args, **kwargs):
         proposals.append((mask_logits, object_scores))
         return describe(mask_logits, object_scores, *args, **kwargs)
 
-    def recording(states, frame, visual=None, keys=None, later=(), objects=None, desc=None):
+    def recording(states, frame, visual=None, keys=None, later=(), objects=None, desc=None, words=None):
         if keys is None:
             keys, desc = core.retrieval_keys(frame, visual, objects, later)
-        _, logits = inner(states, frame, visual, keys=keys, later=later, objects=objects, desc=desc)
+        _, logits = inner(states, frame, visual, keys=keys, later=later, objects=objects, desc=desc, words=words)
+        ids = prompt[0]  # the answer's `<|seg|>` answers the prompt's last turn
         seen.append({"states": states[0].float().cpu(), "keys": keys.float().cpu(), "desc": desc.float().cpu(),
-                     "logits": logits[0].float().cpu(), "grid": core.retrieval_grid(frame), "pixels": frame.pixels})
+                     "logits": logits[0].float().cpu(), "grid": core.retrieval_grid(frame), "pixels": frame.pixels,
+                     "words": core.seg_words(ids, [len(ids)], CACHED_WORDS)[0]})
         raise _Recorded  # what follows (SAM2 decoding and tracking over the clip) is not needed
 
     core.seg_prompts = recording
+    core.embed = keep_prompt
     if views:
         core.object_keys.forward = keep_proposals
     records = []
@@ -120,7 +131,7 @@ def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_nam
             share = F.adaptive_avg_pool2d(torch.from_numpy(gt).float()[None, None], c["grid"]).flatten()
             ns = native[parts._native_index(str(s.key))]
             expr = ns.get("expression") or {}
-            rec = {**{k: c[k] for k in ("states", "keys", "desc", "logits")}, "share": share,
+            rec = {**{k: c[k] for k in ("states", "keys", "desc", "logits", "words")}, "share": share,
                    "kind": expr.get("kind") or ns["task"], "gt": torch.from_numpy(gt)}
             if views:  # the proposals of the retrieval's grid (the LLM's view may have made others first)
                 masks, scores = next(p for p in proposals if p[0].shape[0] == c["keys"].shape[0])
@@ -133,6 +144,7 @@ def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_nam
     finally:
         core.seg_prompts = inner
         core.object_keys.__dict__.pop("forward", None)
+        core.__dict__.pop("embed", None)
     with atomic_write(out) as f:
         torch.save(records, f)
     return len(records)
@@ -146,6 +158,8 @@ def _stack(records: list[dict]) -> dict:
     names = ["states", "keys", "desc", "logits", "share", "gt"]
     if all("crops" in r for r in keep):
         names += ["crops", "stats", "labels"]
+    if all("words" in r for r in keep):
+        names += ["words"]
     return {**{k: torch.stack([r[k] for r in keep]) for k in names}, "kind": [r["kind"] for r in keep]}
 
 
@@ -187,6 +201,15 @@ def click_hits(logits, data: dict, image_size: int) -> dict:
             "kinds": {k: {"hit": round(float(np.mean(v)), 4), "n": len(v)} for k, v in sorted(by.items())}}
 
 
+def last_words(words: torch.Tensor, n: int) -> torch.Tensor:
+    """Cached words [B, L] (`seg_words`: a question's tokens from the left, -1 pads) -> the last `n` of each [B, n],
+    as the model's `seg_words(..., length=n)` gives them."""
+    count = (words >= 0).sum(-1, keepdim=True)
+    at = (count - n).clamp(min=0) + torch.arange(n)
+    picked = words.gather(-1, at.clamp(max=words.shape[-1] - 1))
+    return torch.where(at < count, picked, torch.full_like(picked, -1))
+
+
 def head_tensors(path: Path, cells: int) -> dict[str, torch.Tensor]:
     """A trained head's tensors (`partial.safetensors`, keys under `seg_ground.`), its learned cell positions resized
     (bilinearly, as a square grid) to `cells` when it was trained on another grid (`seg_grid`)."""
@@ -207,12 +230,13 @@ def head_tensors(path: Path, cells: int) -> dict[str, torch.Tensor]:
 
 def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: int = 3, width: int = 96,
           epochs: int = 10, lr: float = 1e-3, weight_decay: float = 0.05, batch: int = 64, seed: int = 0,
-          init: Path | None = None, eyes: bool = False, attributes: float = 0.5) -> dict:
+          init: Path | None = None, eyes: bool = False, attributes: float = 0.5, words: int = 0) -> dict:
     """-> the report (also written to `out/report.json`); the head's tensors in `out/partial.safetensors`. `init`:
     a trained head to start from (`head_tensors`: its positions are resized when the grids differ; a head without
     eyes gets them zero-initialised). `eyes`: a head with `seg_ground_eyes` (caches made with `views`), whose eyes
     are also taught, with weight `attributes`, to name the attributes of each cell's object (a classifier that is
-    not saved)."""
+    not saved). `words`: a head with `seg_ground_words` that reads the last `words` tokens of each question (caches
+    that recorded them)."""
     for p in [*caches, val]:
         if not Path(p).is_file():
             raise ConfigError(f"{p}: no such cache (run `ground_head cache` first)")
@@ -225,12 +249,19 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
         raise ConfigError(f"the caches have {tr['keys'].shape[1]} cells, the model's grid {side} x {side}")
     if eyes and not ("crops" in tr and "crops" in va):
         raise ConfigError("--eyes needs caches made with `cache --views` (train and val)")
+    if words:
+        if not ("words" in tr and "words" in va):
+            raise ConfigError("--words needs caches that recorded the questions (made by this version of `cache`)")
+        if words > tr["words"].shape[1]:
+            raise ConfigError(f"--words {words}: the caches keep {tr['words'].shape[1]} tokens of each question")
+        for d in (tr, va):
+            d["words"] = last_words(d["words"], words)
     head = GroundingHead(tr["states"].shape[1], tr["keys"].shape[2], tr["desc"].shape[2], side * side, width, layers,
-                         eyes=eyes)
+                         eyes=eyes, words=words, vocab=cfg.vocab_size)
     if init is not None:
         given = head_tensors(init, side * side)
         missing = {k for k in head.state_dict() if k not in given}
-        if any(not k.startswith("eyes") for k in missing) or set(given) - set(head.state_dict()):
+        if any(not k.startswith(("eyes", "word", "text")) for k in missing) or set(given) - set(head.state_dict()):
             raise ConfigError(f"--init {init}: not a head of {layers} layers, width {width}")
         try:
             head.load_state_dict(given, strict=False)
@@ -250,11 +281,11 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
     def run(d, idx):
         views = (d["crops"][idx].float(), d["stats"][idx]) if eyes else None
         logits, seen = head(d["states"][idx], d["keys"][idx], d["desc"][idx], d["logits"][idx], views=views,
-                            with_eyes=True)
+                            with_eyes=True, words=d["words"][idx] if words else None)
         return logits, (name(seen) if eyes else None)
 
     report = {"train_records": n, "val_records": len(va["kind"]), "layers": layers, "width": width,
-              "grid": side, "init": None if init is None else str(init), "eyes": eyes,
+              "grid": side, "init": None if init is None else str(init), "eyes": eyes, "words": words,
               "attributes": attributes if eyes else None, "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
               "val_before": click_hits(va["logits"], va, cfg.sam2_image_size), "curve": []}
     print(f"train {n} records, val {len(va['kind'])}; val clicks inside the target before: "
@@ -329,6 +360,8 @@ def _main(argv: list[str] | None) -> int:
     t.add_argument("--init", type=Path, default=None, help="a trained head to start from (its partial.safetensors)")
     t.add_argument("--eyes", action="store_true", help="a head that looks at each cell's proposal (seg_ground_eyes)")
     t.add_argument("--attributes", type=float, default=0.5, help="weight of the eyes' attribute-naming loss")
+    t.add_argument("--words", type=int, default=0,
+                   help="a head that reads the last N tokens of each question (seg_ground_words)")
     t.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
 
@@ -341,7 +374,8 @@ def _main(argv: list[str] | None) -> int:
         if args.layers < 1 or args.width % 4:
             raise ConfigError(f"--layers {args.layers} / --width {args.width}: need >= 1 layer, a width divisible by 4")
         rep = train(args.model, args.cache, args.val, args.out, args.layers, args.width, args.epochs, args.lr,
-                    args.weight_decay, seed=args.seed, init=args.init, eyes=args.eyes, attributes=args.attributes)
+                    args.weight_decay, seed=args.seed, init=args.init, eyes=args.eyes, attributes=args.attributes,
+                    words=args.words)
         print(f"val clicks inside the target: {rep['val_before']['all']} -> {rep['val_after']['all']}; "
               f"head -> {args.out / 'partial.safetensors'}")
     return 0

@@ -76,7 +76,8 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
         later = core.later_frames(feats)
         keys, objects = (core.retrieval_keys(feats[0], visual, out.objects, later) if core.config.seg_retrieval_dim
                          else (None, None))
-        prompts, retrieval = core.seg_prompts(states, feats[0], visual, keys=keys, desc=objects)
+        words = core.seg_words(ids, positions) if core.config.seg_ground_words else None
+        prompts, retrieval = core.seg_prompts(states, feats[0], visual, keys=keys, desc=objects, words=words)
         targets = ex.seg_targets.to(prompts.device)  # [O, T, S, S]
         n_frames = targets.shape[1]
         sums, preds = tracked_mask_losses(sam2, feats, prompts, targets, cfg.sam2, keep_masks)

@@ -99,8 +99,10 @@ def _grown_and_recached(unground, tmp_path, out, overrides: str, record: dict):
     grown = tmp_path / "val-grown.pt"
     ground_head.cache(str(tmp_path / "run" / "final"), "val", 3, 6, grown, workdir=tmp_path / "data")
     tensors = {k.removeprefix("seg_ground."): v for k, v in load_file(out / "partial.safetensors").items()}
+    words = tensors["word_pos"].shape[0] if "word_pos" in tensors else 0
     head = GroundingHead(record["states"].shape[0], record["keys"].shape[1], record["desc"].shape[1],
-                         record["keys"].shape[0], 32, 1, eyes="eyes_in.weight" in tensors).eval()
+                         record["keys"].shape[0], 32, 1, eyes="eyes_in.weight" in tensors, words=words,
+                         vocab=tensors["word.weight"].shape[0] - 1 if words else 0).eval()
     head.load_state_dict(tensors)
     return head, torch.load(grown)
 
@@ -234,3 +236,103 @@ def test_ground_head_recipe_with_eyes_grows_onto_the_model(unground, tmp_path):
             want = head(a["states"][None], a["keys"], a["desc"], a["logits"][None],
                         views=(a["crops"].float(), a["stats"]))[0]
         assert torch.allclose(b["logits"], want, atol=1e-2)  # the cache keeps the views in float16
+
+
+def test_seg_words_reads_the_turn_each_seg_answers():
+    """`seg_words`: the ordinary tokens of the user turn before each `<|seg|>` (not the system prompt, the vision
+    tokens or the answer), the last `length` of them, -1 padded; a later turn's `<|seg|>` reads its own turn."""
+    import pixelwise
+
+    pipe = pixelwise.load()
+    core, tok = pipe.model, pipe.processor.tokenizer
+    cfg = core.config
+    special = {t: tok.token_to_id(t) for t in ("<|im_start|>", "<|im_end|>")}
+
+    def text(s):
+        return tok.encode(s, add_special_tokens=False).ids
+
+    def turn(role, body):
+        return [special["<|im_start|>"], *text(f"{role}\n"), *body, special["<|im_end|>"], *text("\n")]
+
+    vision = [cfg.raw["vision_start_token_id"], cfg.video_token_id, cfg.video_token_id, cfg.raw["vision_end_token_id"]]
+    first_q, second_q = "Please segment the red circle.", "And the blue star left of it?"
+    ids = (turn("system", text("You are a helpful assistant.")) + turn("user", vision + text(first_q))
+           + [special["<|im_start|>"], *text("assistant\nSure, it is "), cfg.seg_token_id, special["<|im_end|>"],
+              *text("\n")]
+           + turn("user", text(second_q)) + [special["<|im_start|>"], *text("assistant\nHere "), cfg.seg_token_id])
+    segs = [i - 1 for i, t in enumerate(ids) if t == cfg.seg_token_id]  # the positions whose states prompt SAM2
+    words = core.seg_words(ids, segs, 64)
+    assert words.shape == (2, 64) and words.dtype == torch.int64
+    for row, question in zip(words, (first_q, second_q)):
+        kept = [t for t in row.tolist() if t >= 0]
+        assert kept == text("\n") + text("user\n") + text(question) and bool((row[len(kept):] == -1).all())
+    assert core.seg_words(ids, segs[:1], 3)[0].tolist() == text(first_q)[-3:]
+    assert core.seg_words(text("the red circle"), [2], 8)[0, :3].tolist() == text("the red circle")[:3]
+
+
+def test_grounding_head_learns_from_the_words_what_the_state_does_not_say():
+    """`seg_ground_words`: the state says nothing, the question's words name a colour; a head that reads the words
+    learns to pick the cell of that colour, and it asks for the words it reads. Zero at init, as without words."""
+    import torch.nn.functional as F
+
+    from pixelwise.models.unipixel.object_keys import GroundingHead
+
+    torch.manual_seed(0)
+    d, k, w, n, vocab = 16, 8, 8, 16, 20
+
+    def batch(size):
+        colour = torch.stack([torch.randperm(n) % 4 for _ in range(size)])
+        desc = F.one_hot(colour, w).float()
+        want = torch.randint(0, 4, (size,))
+        words = torch.full((size, 5), -1)
+        words[:, 0], words[:, 1], words[:, 2] = 7, 10 + want, 8  # "the <colour> one"
+        target = torch.where(colour == want[:, None], torch.rand(size, n), torch.zeros(size, n)).argmax(1)
+        return torch.zeros(size, d), desc.clone(), desc, torch.zeros(size, n), words, target
+
+    head = GroundingHead(d, k, w, n, width=32, layers=2, dropout=0.0, words=5, vocab=vocab)
+    states, keys, desc, logits, words, target = batch(256)
+    with torch.no_grad():
+        assert torch.equal(head(states, keys, desc, logits, words=words), logits)
+    with pytest.raises(ValueError, match="reads the question's words"):
+        head(states, keys, desc, logits)
+    opt = torch.optim.Adam(head.parameters(), 2e-3)
+    for _ in range(300):
+        b = batch(64)
+        loss = F.cross_entropy(head(*b[:4], words=b[4]), b[5])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        picked = head(states, keys, desc, logits, words=words).argmax(1)
+    colour = desc.argmax(-1)
+    assert float((colour[torch.arange(256), picked] == words[:, 1] - 10).float().mean()) > 0.9
+
+
+def test_ground_head_recipe_with_words_grows_onto_the_model(unground, tmp_path):
+    """`cache` keeps each question's tokens as the model reads them; `train --words` fits a head that reads them,
+    and the model grown with `seg_ground_words` finds the same words and gives the same clicks at run time."""
+    import pixelwise
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.recipes import ground_head
+
+    torch.set_num_threads(1)
+    cache = tmp_path / "val.pt"
+    ground_head.cache(str(unground), "val", 3, 6, cache, workdir=tmp_path / "data")
+    records = torch.load(cache)
+    r = records[0]
+    tok = pixelwise.load(str(unground)).processor.tokenizer
+    said = tok.decode([t for t in r["words"].tolist() if t >= 0])
+    assert r["words"].shape == (ground_head.CACHED_WORDS,) and "segment" in said.lower()
+    with pytest.raises(ConfigError, match="--words 65: the caches keep 64"):
+        ground_head.train(str(unground), [cache], cache, tmp_path / "x", layers=1, width=32, epochs=0, words=65)
+    out = tmp_path / "head"
+    rep = ground_head.train(str(unground), [cache], cache, out, layers=1, width=32, epochs=2, words=24)
+    assert rep["words"] == 24
+    head, grown = _grown_and_recached(unground, tmp_path, out, "seg_ground: 1, seg_ground_width: 32, "
+                                      "seg_ground_words: 24", r)
+    for a, b in zip(records, grown):
+        assert torch.equal(a["words"], b["words"])
+        with torch.no_grad():
+            want = head(a["states"][None], a["keys"], a["desc"], a["logits"][None],
+                        words=ground_head.last_words(a["words"][None], 24))[0]
+        assert torch.allclose(b["logits"], want, atol=1e-4)

@@ -133,6 +133,7 @@ class UniPixelConfig:
                                        "seg_rerank": Field(int, 0, 16, required=False),
                                        "seg_ground": Field(int, 0, 16, required=False),
                                        "seg_ground_width": Field(int, 8, 4096, required=False),
+                                       "seg_ground_words": Field(int, 0, 512, required=False),
                                        "seg_grid": Field(int, 0, 64, required=False)}, source)
         if self.raw.get("seg_rerank") and not self.raw.get("seg_retrieval_dim"):
             raise ConfigError(f"{source}: seg_rerank needs seg_retrieval_dim (the retrieval scores it refines)")
@@ -140,6 +141,8 @@ class UniPixelConfig:
             raise ConfigError(f"{source}: seg_ground needs seg_key_objects (the object descriptors it reads)")
         if self.raw.get("seg_ground_eyes") and not self.raw.get("seg_ground"):
             raise ConfigError(f"{source}: seg_ground_eyes needs seg_ground (the head whose cells it adds to)")
+        if self.raw.get("seg_ground_words") and not self.raw.get("seg_ground"):
+            raise ConfigError(f"{source}: seg_ground_words needs seg_ground (the head that reads the words)")
         if self.raw.get("seg_grid") and not self.raw.get("seg_key_objects"):
             raise ConfigError(f"{source}: seg_grid needs seg_key_objects (the proposals it clicks on the finer grid)")
         if self.raw.get("seg_ground_width", 96) % 4:
@@ -413,6 +416,17 @@ class UniPixelConfig:
         head's clicks unchanged. Cost: the cells' proposals are made once more for the eyes (one SAM2 decoder batch;
         the option is an ablation, not in the shipped model)."""
         return bool(self.raw.get("seg_ground_eyes", False))
+
+    @property
+    def seg_ground_words(self) -> int:
+        """pixelwise's tiny models only (with `seg_ground`; 0 = off): the grounding head also reads the words of the
+        question a `<|seg|>` answers, up to this many tokens (`UniPixelModel.seg_words`: the text of the user turn
+        before it), through an embedding and a small text encoder of its own; its cells attend to them. The `<|seg|>`
+        state alone is the first limit of the choice of object: session 16 measured that a head given the
+        expression's parse instead clicks inside 0.64 of validation targets against 0.53, and session 17 that a head
+        reading the words gets most of that (docs/models/unipixel-tiny.md). Not neutral on a trained head: the
+        cells' attention now includes the words, so the head is trained with them from the start."""
+        return int(self.raw.get("seg_ground_words", 0))
 
     @property
     def seg_grid(self) -> int:

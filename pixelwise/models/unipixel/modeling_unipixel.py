@@ -19,6 +19,7 @@ has to process media, call `predict` and wrap the result.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -198,6 +199,7 @@ class GenerationOutput:
     seg_token_index: list[int]  # for each object: index into generated_ids of its <|seg|> (-1 = in the prompt)
     prefill: UniPixelOutput
     cache: PrefixCache | None = None  # prompt + answer, for the next turn of a conversation
+    seg_words: torch.Tensor | None = None  # [O, L] the question each `<|seg|>` answers (`config.seg_ground_words`)
 
 
 @dataclass
@@ -320,7 +322,8 @@ class UniPixelForConditionalGeneration(nn.Module):
             if config.seg_ground:  # the scores refined from the whole state and the descriptors; zero at init
                 side = config.seg_grid or config.sam2_image_size // 16
                 self.seg_ground = GroundingHead(d, k, config.seg_key_objects, side * side, config.seg_ground_width,
-                                                config.seg_ground, eyes=config.seg_ground_eyes)
+                                                config.seg_ground, eyes=config.seg_ground_eyes,
+                                                words=config.seg_ground_words, vocab=config.vocab_size)
             if config.llm_object_view:  # the descriptors shown to the LLM (visual tokens, `<|mem|>`); zero at init
                 self.object_view = nn.Linear(config.seg_key_objects, d)
                 nn.init.zeros_(self.object_view.weight)
@@ -623,16 +626,48 @@ class UniPixelForConditionalGeneration(nn.Module):
                 pre = pre + add
         return last(act(pre)), desc  # [h*w, k]
 
+    def seg_words(self, ids: torch.Tensor | Sequence[int], positions: Sequence[int], length: int | None = None
+                  ) -> torch.Tensor:
+        """The question each `<|seg|>` answers, as the grounding head reads it (`config.seg_ground_words`): for the
+        state at each position of `ids` (the prompt, and the answer so far), the ordinary tokens (ids below
+        `bos_token_id`: Qwen's special tokens all follow its text vocabulary) of the turn that the last
+        `<|im_end|>` (`eos_token_id`) before it closes, the last `length` of them (default: the option's value)
+        -> int64 [O, length], -1 pads. Without a chat template, the text before the position."""
+        length = int(length or self.config.seg_ground_words)
+        ids = torch.as_tensor(ids).reshape(-1).cpu()
+        end, bos = self.config.raw.get("eos_token_id"), self.config.raw.get("bos_token_id")
+        end = end[0] if isinstance(end, list) else end
+        ends = (ids == end).nonzero().flatten().tolist() if end is not None else []
+        out = torch.full((len(positions), length), -1, dtype=torch.int64)
+        for o, i in enumerate(positions):
+            before = ends[:bisect.bisect_left(ends, i)]
+            start, stop = (before[-2] + 1 if len(before) > 1 else 0), (before[-1] if before else i + 1)
+            turn = ids[start:stop]
+            turn = (turn[turn < bos] if bos is not None else turn)[-length:]
+            out[o, :len(turn)] = turn
+        return out
+
+    def _generated_seg_words(self, prompt: torch.Tensor, new_ids: Sequence[int], prompt_positions: Sequence[int],
+                             seg_index: Sequence[int]) -> torch.Tensor | None:
+        """`seg_words` for a generation's `<|seg|>` (those in the prompt, then the new ones), None without the option."""
+        if not self.config.seg_ground_words:
+            return None
+        prompt = prompt.reshape(-1).cpu()
+        ids = torch.cat([prompt, torch.tensor(list(new_ids), dtype=torch.int64)])
+        n = len(prompt)
+        return self.seg_words(ids, list(prompt_positions) + [n - 1 + s for s in seg_index if s >= 0])
+
     def seg_prompts(self, states: torch.Tensor, frame: Any, visual: torch.Tensor | None = None,
                     keys: torch.Tensor | None = None, later: Sequence[Any] = (),
-                    objects: tuple[torch.Tensor, torch.Tensor] | None = None, desc: torch.Tensor | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    objects: tuple[torch.Tensor, torch.Tensor] | None = None, desc: torch.Tensor | None = None,
+                    words: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """SAM2 prompt tokens [O, n, C] for `<|seg|>` states [O, D] on the prompted frame's SAM2 features
         (`Sam2FrameFeatures`), and the retrieval logits [O, h*w] over its grid cells (None with the official head).
         `visual` is `retrieval_visual(...)` of the same frames, needed when `config.seg_key_visual`; `keys` are
         `retrieval_keys(frame, visual)[0]` when already computed; `later` is `later_frames(...)` of the clip (models
         with `seg_key_motion`); `objects` is `UniPixelOutput.objects` of the same frames when already computed; `desc`
-        the descriptors `retrieval_keys` returned with the given `keys` (models with `seg_ground`)."""
+        the descriptors `retrieval_keys` returned with the given `keys` (models with `seg_ground`); `words` the
+        question of each state (`seg_words`, models with `seg_ground_words`)."""
         if not self.config.seg_retrieval_dim:
             return self.seg_prompt_tokens(states), None
         sam2 = self.require_sam2()
@@ -654,7 +689,11 @@ class UniPixelForConditionalGeneration(nn.Module):
                                       "Sam2Model.encode_frames")
                 masks, scores, _ = self.cell_proposals(frame, (h, w))
                 views = cell_views(masks, scores, frame.pixels[0])
-            logits = self.seg_ground(states, keys, desc, logits, views=views)
+            if self.config.seg_ground_words and words is None:
+                raise PromptError("this model's grounding head reads the question's words: pass "
+                                  "seg_prompts(words=model.seg_words(ids, positions))")
+            logits = self.seg_ground(states, keys, desc, logits, views=views,
+                                     words=words.to(states.device) if words is not None else None)
         click = local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels
         coords = torch.stack([click, torch.zeros_like(click)], 1)
         labels = torch.tensor([1, -1], device=click.device).expand(click.shape[0], 2)
@@ -1011,6 +1050,7 @@ class UniPixelForConditionalGeneration(nn.Module):
             prefill=pre,
             cache=PrefixCache(torch.cat([inputs.input_ids.reshape(-1).cpu(), torch.tensor(new_ids[:-1],
                                                                                           dtype=torch.int64)]), cache),
+            seg_words=self._generated_seg_words(inputs.input_ids, new_ids, pre.seg_positions, seg_index),
         )
 
     def next_token(self, greedy: int, prev: int, prenorm: torch.Tensor, options: Any, ids: Sequence[int],
@@ -1116,6 +1156,7 @@ class UniPixelForConditionalGeneration(nn.Module):
                 seg_states=torch.stack(seg_states[b]) if seg_states[b] else prenorm.new_zeros(0, d),
                 seg_token_index=seg_index[b],
                 prefill=infos[b],
+                seg_words=self._generated_seg_words(ids[b], new_ids[b], infos[b].seg_positions, seg_index[b]),
             )
             for b in range(n)
         ]
@@ -1136,13 +1177,14 @@ class UniPixelForConditionalGeneration(nn.Module):
 
     @torch.no_grad()
     def segment(self, seg_states: torch.Tensor, sam2_frames: torch.Tensor | None, frame_size: tuple[int, int],
-                features: Any = None, visual: torch.Tensor | None = None) -> SegmentationOutput:
+                features: Any = None, visual: torch.Tensor | None = None,
+                words: torch.Tensor | None = None) -> SegmentationOutput:
         """Pre-norm states behind the `<|seg|>` tokens [O, D] -> masks [O, T, H, W].
 
         All objects are tracked as one SAM2 batch; the frames are encoded once and shared by every object.
         `features` (the `features` of an earlier `SegmentationOutput` for the same frames) skips the encoding, e.g.
         across the turns of a chat about one clip. `visual`: `retrieval_visual(...)` of the frames (models with
-        `seg_key_visual`).
+        `seg_key_visual`); `words`: `seg_words` of the states (models with `seg_ground_words`).
         """
         sam2 = self.require_sam2()
         if features is not None:
@@ -1151,7 +1193,8 @@ class UniPixelForConditionalGeneration(nn.Module):
             raise PromptError("segmentation needs the SAM2 frames (or their cached features)")
         else:
             feats = sam2.encode_frames(sam2_frames.to(self.device, self.dtype))
-        prompts, _ = self.seg_prompts(seg_states.to(self.device), feats[0], visual, later=self.later_frames(feats))
+        prompts, _ = self.seg_prompts(seg_states.to(self.device), feats[0], visual, later=self.later_frames(feats),
+                                      words=words)
         out = sam2.track(feats, prompts, frame_size=tuple(int(v) for v in frame_size), cond_frame=0)
         return SegmentationOutput(prompt_tokens=prompts, masks=out.masks, mask_logits=out.mask_logits, sam2=out,
                                   features=feats)
@@ -1160,14 +1203,16 @@ class UniPixelForConditionalGeneration(nn.Module):
     def segment_frames(self, seg_states: torch.Tensor, features: Any, frame_size: tuple[int, int] | None,
                        num_frames: int | None = None, visual: torch.Tensor | None = None,
                        later: Sequence[Any] | None = None,
-                       objects: tuple[torch.Tensor, torch.Tensor] | None = None) -> Iterator[Any]:
+                       objects: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       words: torch.Tensor | None = None) -> Iterator[Any]:
         """Streaming `segment`: yields SAM2's `Sam2FrameOutput` frame by frame, all objects as one batch.
 
         `features` is any SAM2 frame source: `Sam2Features` of encoded frames, or a callable `t -> Sam2FrameFeatures`
         (with `num_frames`) that encodes frame t when tracking reaches it, so a long clip is decoded, encoded and
         segmented in one pass without holding its frames or its logits. `later`: `later_frames(...)` of the sampled
         frames, needed with a callable source when `config.seg_key_motion` (default: from `features`); `objects`
-        the prefill's `UniPixelOutput.objects` (`config.llm_object_view`), so the proposals are not made twice.
+        the prefill's `UniPixelOutput.objects` (`config.llm_object_view`), so the proposals are not made twice;
+        `words`: `seg_words` of the states (`config.seg_ground_words`).
         """
         sam2 = self.require_sam2()
         size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
@@ -1176,7 +1221,8 @@ class UniPixelForConditionalGeneration(nn.Module):
             first = get(0)
             if later is None:
                 later = self.later_frames(features, num_frames)
-            prompts, _ = self.seg_prompts(seg_states.to(self.device), first, visual, later=later, objects=objects)
+            prompts, _ = self.seg_prompts(seg_states.to(self.device), first, visual, later=later, objects=objects,
+                                          words=words)
             source = (lambda t: first if t == 0 else get(t)) if callable(features) else features
             yield from sam2.track_frames(source, prompts, size, cond_frame=0, num_frames=num_frames)
             return
@@ -1223,7 +1269,7 @@ class UniPixelForConditionalGeneration(nn.Module):
         if keep:
             visual = self.retrieval_visual(gen.prefill.video_embeds, inputs.video_grid_thw)
             seg = self.segment(gen.seg_states[keep], inputs.sam2_frames, inputs.frame_size, features=sam2_features,
-                               visual=visual)
+                               visual=visual, words=gen.seg_words[keep] if gen.seg_words is not None else None)
         return Prediction(generated_ids=gen.generated_ids, seg_token_index=[gen.seg_token_index[k] for k in keep],
                           segmentation=seg, generation=gen)
 

@@ -24,6 +24,7 @@ GEOMETRY_FEATURES = 4 * 4 + 4  # sin/cos of the centroid at 4 frequencies, sprea
 MOTION_FRAMES = 4  # `seg_key_motion`: the proposals are tracked to 3 later frames spread over the clip
 MOTION_FEATURES = 4 * (MOTION_FRAMES - 1)  # per later frame: centroid shift x/y, log area ratio, object score
 PIXEL_FEATURES = 4 * 3  # `seg_key_pixels`: per colour channel inside the mask: mean, deviation, mean |d/dx|, |d/dy|
+TEXT_LAYERS = 2  # `seg_ground_words`: the layers of the head's own encoder of the question's words
 VIEW_CROP = 16  # `seg_ground_eyes`: each proposal's window, resampled to VIEW_CROP x VIEW_CROP
 VIEW_STATS = PIXEL_FEATURES + 6  # pixel statistics + centroid x, y, spread x, y, log area share, object score
 
@@ -126,8 +127,16 @@ class GroundingHead(nn.Module):
     refined logits equal the given ones until the output layer moves."""
 
     def __init__(self, state_dim: int, key_dim: int, desc_dim: int, cells: int, width: int = 96, layers: int = 3,
-                 heads: int = 4, dropout: float = 0.1, eyes: bool = False):
+                 heads: int = 4, dropout: float = 0.1, eyes: bool = False, words: int = 0, vocab: int = 0):
         super().__init__()
+        if words:  # `seg_ground_words`: the question's tokens, embedded and encoded here, beside the cells
+            if vocab < 1:
+                raise ValueError("a grounding head that reads words needs the vocabulary size")
+            self.word = nn.Embedding(vocab + 1, width, padding_idx=0)  # id + 1; 0 pads
+            self.word_pos = nn.Parameter(torch.randn(words, width) * 0.02)
+            text = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=dropout, activation="gelu",
+                                              batch_first=True, norm_first=True)
+            self.text = nn.TransformerEncoder(text, TEXT_LAYERS, enable_nested_tensor=False)
         if eyes:  # `seg_ground_eyes`: each cell's proposal seen at the frame's resolution; zero at init
             self.eyes = CellEyes(width)
             self.eyes_in = nn.Linear(width, width)
@@ -149,11 +158,13 @@ class GroundingHead(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, states: torch.Tensor, keys: torch.Tensor, desc: torch.Tensor, logits: torch.Tensor,
-                views: tuple[torch.Tensor, torch.Tensor] | None = None, with_eyes: bool = False):
+                views: tuple[torch.Tensor, torch.Tensor] | None = None, with_eyes: bool = False,
+                words: torch.Tensor | None = None):
         """states [O, D], keys [N, k] or [O, N, k] (one frame's cells, or one set per state), desc likewise [.., N,
         w], logits [O, N] -> refined logits [O, N]. `views`: `cell_views(...)` of the same cells (crops [.., N, 4,
         c, c], stats [.., N, VIEW_STATS]), needed with `eyes`; `with_eyes` also returns what the eyes saw [.., N,
-        width] (for a training loss that makes them name each cell's object)."""
+        width] (for a training loss that makes them name each cell's object). `words`: token ids [O, L] of each
+        state's question (-1 pads; `UniPixelModel.seg_words`), needed by a head that reads words."""
         if keys.dim() == 2:
             keys, desc = keys.expand(states.shape[0], -1, -1), desc.expand(states.shape[0], -1, -1)
         dtype = self.out.weight.dtype
@@ -167,8 +178,21 @@ class GroundingHead(nn.Module):
                 raise ValueError("this grounding head looks at each cell's proposal: pass views=cell_views(...)")
             seen = self.eyes(views[0].to(dtype), views[1].to(dtype))
             cells = cells + self.eyes_in(seen)
-        seq = torch.cat([q[:, None], cells], 1)
-        refined = logits + self.out(self.norm(self.blocks(seq)[:, 1:]))[..., 0].to(logits.dtype)
+        if hasattr(self, "word"):
+            if words is None:
+                raise ValueError("this grounding head reads the question's words: pass words=model.seg_words(...)")
+            if words.shape[-1] > len(self.word_pos):
+                raise ValueError(f"{words.shape[-1]} words for a head that reads at most {len(self.word_pos)}")
+            pad = words < 0
+            pad[:, 0] &= ~pad.all(-1)  # a question with no words: attend to the first (empty) slot, not to nothing
+            said = self.word(words.clamp(min=-1) + 1) + self.word_pos[None, :words.shape[-1]]
+            said = self.text(said, src_key_padding_mask=pad)
+            seq = torch.cat([q[:, None], said, cells], 1)
+            mask = torch.cat([pad.new_zeros(len(q), 1), pad, pad.new_zeros(cells.shape[:2])], 1)
+            out = self.blocks(seq, src_key_padding_mask=mask)[:, 1 + words.shape[-1]:]
+        else:
+            out = self.blocks(torch.cat([q[:, None], cells], 1))[:, 1:]
+        refined = logits + self.out(self.norm(out))[..., 0].to(logits.dtype)
         return (refined, seen) if with_eyes else refined
 
 

@@ -232,6 +232,7 @@ class _Region:
     id: int
     prompt: VisualPrompt
     state: torch.Tensor | None = None
+    words: torch.Tensor | None = None  # the localization's `seg_words` (models with `seg_ground_words`)
     masks: np.ndarray | None = None
     score: float | None = None
     ref: Any = None  # `region_prompts_to_sam2` models: the SAM2 prompt (frames read) the region is tracked from
@@ -333,7 +334,8 @@ class UniPixelChat:
         new = [k for k, i in enumerate(gen.seg_token_index) if i >= 0]  # earlier turns' <|seg|> were segmented
 
         t2 = time.perf_counter()
-        objects, frame_indices = self._objects(turn.regions, gen.seg_states[new], answer, spans)
+        words = gen.seg_words[new] if gen.seg_words is not None else None
+        objects, frame_indices = self._objects(turn.regions, gen.seg_states[new], answer, spans, words)
         timings["segment"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - turn.start
         self.messages = [*turn.messages, {"role": "assistant", "content": turn.answer_prefix + answer}]
@@ -395,14 +397,17 @@ class UniPixelChat:
             out = self.model(inputs)
             self._keep_encodings(out)
             states = out.prenorm_hidden[out.seg_positions]  # one per `[k] <|seg|>`, in region order
+            words = (self.model.seg_words(inputs.input_ids, out.seg_positions)
+                     if self.model.config.seg_ground_words else None)
             if self.model.config.region_prompts_to_sam2:  # tiny models: SAM2 takes the point/box itself
                 for r in located:
                     r.ref = inputs.ref_prompts[order.index(r.id)]
                 masks, scores = self._track_regions([r.ref for r in located])
             else:
-                masks, scores = self._track(states, over_all=False)
+                masks, scores = self._track(states, over_all=False, words=words)
             for j, r in enumerate(located):
                 r.state, r.masks, r.score = states[j], masks[j], float(scores[j])
+                r.words = words[j] if words is not None else None
         for o, r in enumerate(regions):
             # a prompted region's masks cover the clip (tracked back too); its memory starts at the prompted frame, as
             # the tiny models were trained and scored (session 13: the back-tracked frames in it cost PixelQA 0.575 ->
@@ -421,8 +426,10 @@ class UniPixelChat:
     # ------------------------------------------------------------------ masks
 
     def _objects(self, regions: list[_Region], answer_states: torch.Tensor, answer: str,
-                 spans: list[tuple[int, int]]) -> tuple[list[SegObject], list[int]]:
-        """This turn's regions, then one object per `<|seg|>` of the answer, over the propagated frames."""
+                 spans: list[tuple[int, int]], answer_words: torch.Tensor | None = None
+                 ) -> tuple[list[SegObject], list[int]]:
+        """This turn's regions, then one object per `<|seg|>` of the answer, over the propagated frames
+        (`answer_words`: the states' `seg_words`, models with `seg_ground_words`)."""
         media = self.media
         over_all = self._over_all_frames()
         # Over every frame, the point/box regions are tracked again: from their own prompt on its frame, forward and
@@ -431,8 +438,11 @@ class UniPixelChat:
         prompted = [r for r in regions if r.ref is not None] if over_all else []
         retrack = [r for r in regions if r.state is not None and r not in prompted] if over_all else []
         states = torch.cat([torch.stack([r.state for r in retrack]), answer_states]) if retrack else answer_states
+        words = answer_words
+        if retrack and answer_words is not None:
+            words = torch.cat([torch.stack([r.words for r in retrack]), answer_words])
         every = self._every_frame_features() if prompted else None  # encoded once for both passes
-        masks, scores = self._track(states, over_all, every)
+        masks, scores = self._track(states, over_all, every, words)
         region_tracks = self._track_regions([r.ref for r in prompted], every) if prompted else ([], [])
         objects: list[SegObject] = []
         for r in regions:
@@ -464,15 +474,16 @@ class UniPixelChat:
     def _over_all_frames(self) -> bool:
         return self.propagate == "all" and self.media.num_frames > self.media.sampled.num_frames
 
-    def _track(self, states: torch.Tensor, over_all: bool, every: list | None = None
-               ) -> tuple[Sequence[Any], np.ndarray]:
-        """Masks per object and object scores [O] (sigmoid of the best frame's object score).
+    def _track(self, states: torch.Tensor, over_all: bool, every: list | None = None,
+               words: torch.Tensor | None = None) -> tuple[Sequence[Any], np.ndarray]:
+        """Masks per object and object scores [O] (sigmoid of the best frame's object score); `words`: the states'
+        `seg_words` (models with `seg_ground_words`).
 
         Over the frames read, masks are bool ndarrays [O, T, H, W]; over every frame (`propagate="all"`) each
         object's masks are a `MaskTrack` written frame by frame as RLE, so memory does not grow with the clip.
         """
         if self.reference:
-            return self._track_reference(states, over_all)
+            return self._track_reference(states, over_all, words)
         media = self.media
         num = media.num_frames if over_all else media.sampled.num_frames
         h, w = media.size
@@ -483,7 +494,7 @@ class UniPixelChat:
         features = (every or self._lazy_features()) if over_all else self._sampled_features()
         best = torch.full((states.shape[0],), -torch.inf)
         for out in self.model.segment_frames(states, features, (h, w), num_frames=num, visual=self._retrieval_visual(),
-                                             later=self._later_frames(), objects=self._frame_objects):
+                                             later=self._later_frames(), objects=self._frame_objects, words=words):
             frame_masks = (out.mask_logits > 0).cpu().numpy()
             for o in range(states.shape[0]):
                 masks[o][out.frame_idx] = frame_masks[o]
@@ -526,7 +537,8 @@ class UniPixelChat:
             best[k] = torch.maximum(best[k], out.object_score_logits[0].float().cpu())
         return masks, torch.sigmoid(best).numpy()
 
-    def _track_reference(self, states: torch.Tensor, over_all: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _track_reference(self, states: torch.Tensor, over_all: bool, words: torch.Tensor | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
         """The straightforward way (reference mode): per `<|seg|>`, decode and SAM2-encode every frame again and keep
         all of them (inputs and features), then track that one object; masks held as a dense bool array."""
         media = self.media
@@ -543,7 +555,8 @@ class UniPixelChat:
             frame_features = [f[i] for f in encoded for i in range(len(f))]
             best = torch.tensor(-torch.inf)
             for out in self.model.segment_frames(states[o: o + 1], frame_features, (h, w), num_frames=num,
-                                                 visual=self._retrieval_visual(), later=self._later_frames()):
+                                                 visual=self._retrieval_visual(), later=self._later_frames(),
+                                                 words=words[o: o + 1] if words is not None else None):
                 masks[o, out.frame_idx] = (out.mask_logits[0] > 0).cpu().numpy()
                 best = torch.maximum(best, out.object_score_logits[0].float().cpu())
                 if self.progress is not None:
