@@ -106,7 +106,8 @@ DEFAULTS: dict[str, Any] = {
     "distributed": {"strategy": "ddp", "deepspeed": None},  # ddp | fsdp2 | deepspeed (+ a ZeRO config dict)
     "checkpoint": {"every_steps": 0, "every_minutes": 10, "keep": 2, "trainable_only": False},
     "log": {"every_steps": 10, "images_every_steps": 0, "tensorboard": True, "progress": True},
-    "final": {"save": "full", "path": None},  # full (merged model folder) | partial (trainable tensors only) | none
+    "final": {"save": "full", "path": None,  # full (merged model folder) | partial (trainable tensors only) | none
+              "float16": []},  # name prefixes of tensors a full save stores in float16 (they load as float32)
     "stop_after": None,  # checkpoint and stop after this many steps of this invocation (time-boxed sessions;
                          # the schedule stays the whole run's; continue with --resume)
 }
@@ -640,7 +641,7 @@ def _final(cfg, run_dir, wrapped, model, processor, model_folder, info, strategy
         return out
     model = merge_lora(model)
     model.eval()
-    model.save_pretrained(out)
+    model.save_pretrained(out, float16=cfg["final"]["float16"])
     copy_processor_files(model_folder, out)
     return out
 

@@ -404,14 +404,21 @@ class UniPixelForConditionalGeneration(nn.Module):
         if any(b.is_meta for b in txt.buffers()):
             self.language_model.rotary_emb = type(txt)(config=self.language_model.config)
 
-    def save_pretrained(self, path: str | Path, processor: Any = None, max_shard_bytes: int | None = None) -> Path:
-        """Write config.json + safetensors in the official layout (so the official loader and ours both read it)."""
+    def save_pretrained(self, path: str | Path, processor: Any = None, max_shard_bytes: int | None = None,
+                        float16: Sequence[str] = ()) -> Path:
+        """Write config.json + safetensors in the official layout (so the official loader and ours both read it).
+        `float16`: name prefixes of tensors stored in float16 (they load in the compute dtype, as an official
+        checkpoint's bfloat16 ones do): a way to keep a shipped tiny model small."""
         if self.sam2 is None and self.config.has_sam2:
             raise CheckpointError(f"cannot save without the SAM2 part: {self.sam2_unavailable}")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.config.save_pretrained(path)
-        save_state_dict(official_state_dict(self), path, max_shard_bytes=max_shard_bytes)
+        state = official_state_dict(self)
+        prefixes = tuple(float16)
+        if prefixes:
+            state = {k: v.half() if k.startswith(prefixes) and v.is_floating_point() else v for k, v in state.items()}
+        save_state_dict(state, path, max_shard_bytes=max_shard_bytes)
         if self.stop_token_ids is not None:
             import json
 

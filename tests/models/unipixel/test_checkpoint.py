@@ -157,6 +157,25 @@ def test_save_load_round_trip(tmp_path, tiny_config, tied, shard):
     assert loaded.default_stop_token_ids() == [408, 406]
 
 
+def test_save_stores_named_tensors_in_float16(tmp_path, tiny_config):
+    """`save_pretrained(float16=prefixes)`: those tensors are written in float16 and load back as float32 (rounded),
+    every other tensor exactly."""
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    model = UniPixelForConditionalGeneration(UniPixelConfig.from_dict(tiny_config.to_dict())).eval()
+    out = model.save_pretrained(tmp_path / "half", float16=["seg_head."])
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+    assert {d for k, d in dtypes.items() if k.startswith("seg_head.")} == {"F16"}
+    assert {d for k, d in dtypes.items() if not k.startswith("seg_head.")} == {"F32"}
+    loaded = UniPixelForConditionalGeneration.from_pretrained(out)
+    a, b = model.state_dict(), loaded.state_dict()
+    assert all(b[k].dtype == torch.float32 for k in b)
+    assert all(torch.equal(b[k], a[k].half().float()) if k.startswith("seg_head.") else torch.equal(b[k], a[k])
+               for k in a)
+
+
 def test_config_errors(official_config):
     bad = dict(official_config, model_type="qwen2_5_vl")
     with pytest.raises(ConfigError, match="model_type"):
