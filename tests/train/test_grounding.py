@@ -19,13 +19,16 @@ DEFAULT = ROOT / "pixelwise" / "checkpoints" / "unipixel-tiny"
 
 TINY_OPTIONS = ("vision_abs_pos", "seg_retrieval_dim", "region_prompts_to_sam2", "embed_norm", "seg_key_visual",
                 "seg_key_objects", "llm_object_view", "region_mentions", "option_links", "option_pointer",
-                "region_own_frame", "region_motion", "seg_ground")
+                "region_own_frame", "region_motion", "seg_ground", "seg_ground_words")
+# options that only exist on top of another: switched off with it
+DEPENDENTS = {"seg_ground": ("seg_ground_words", "seg_ground_eyes", "seg_ground_width")}
 
 
 def without(model, *options: str):
     """The same weights with the tiny-only `options` switched off (absent from the config), in eval mode."""
     from pixelwise.models.unipixel import UniPixelConfig, UniPixelForConditionalGeneration
 
+    options = {*options, *(d for o in options for d in DEPENDENTS.get(o, ()))}
     raw = {k: v for k, v in model.config.to_dict().items() if k not in options}
     base = UniPixelForConditionalGeneration(UniPixelConfig.from_dict(raw))
     own = base.state_dict()
