@@ -647,9 +647,8 @@ class UniPixelForConditionalGeneration(nn.Module):
         ends = (ids == end).nonzero().flatten().tolist() if end is not None else []
         out = torch.full((len(positions), length), -1, dtype=torch.int64)
         for o, i in enumerate(positions):
-            before = ends[:bisect.bisect_left(ends, i)]
-            start, stop = (before[-2] + 1 if len(before) > 1 else 0), (before[-1] if before else i + 1)
-            turn = ids[start:stop]
+            k = bisect.bisect_left(ends, i)  # the turn ends[k - 1] closes, after the one ends[k - 2] closes
+            turn = ids[(ends[k - 2] + 1 if k > 1 else 0):(ends[k - 1] if k else i + 1)]
             turn = (turn[turn < bos] if bos is not None else turn)[-length:]
             out[o, :len(turn)] = turn
         return out
