@@ -45,7 +45,7 @@ from pixelwise.data.pixelworld.scene import Scene
 from pixelwise.data.pixelworld.vocab import COLORS, SHAPES, SIZES, TEXTURES
 from pixelwise.eval.benchmarks import get_benchmark
 from pixelwise.models.unipixel.modeling_unipixel import local_soft_argmax
-from pixelwise.models.unipixel.object_keys import GroundingHead, cell_views
+from pixelwise.models.unipixel.object_keys import GroundingHead, cell_views, proposal_geometry
 from pixelwise.recipes import pixelworld_parts as parts
 
 CACHED_WORDS = 64  # the question's last tokens kept per record (`UniPixelModel.seg_words`), for `train --words`
@@ -72,8 +72,9 @@ class _Recorded(Exception):
 
 def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_name: str = "image_referring",
           workdir: Path = Path("runs/ground-data"), views: bool = False) -> int:
-    """-> the number of records written to `out` (samples whose answer had a `<|seg|>`). `views`: also each cell's
-    `cell_views` and `cell_labels` (for heads with `seg_ground_eyes`)."""
+    """-> the number of records written to `out` (samples whose answer had a `<|seg|>`). Each record also keeps the
+    geometry of every cell's proposal (`proposal_geometry`). `views`: also each cell's `cell_views` and
+    `cell_labels` (for heads with `seg_ground_eyes`)."""
     if row_name not in BY_NAME:
         raise ConfigError(f"--row {row_name!r}: not a PixelWorld row ({', '.join(sorted(BY_NAME))})")
     pipe = pixelwise.load(model)
@@ -109,8 +110,7 @@ def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_nam
 
     core.seg_prompts = recording
     core.embed = keep_prompt
-    if views:
-        core.object_keys.forward = keep_proposals
+    core.object_keys.forward = keep_proposals
     records = []
     t0 = time.perf_counter()
     try:
@@ -133,8 +133,10 @@ def cache(model: str | None, split: str, seed: int, num: int, out: Path, row_nam
             expr = ns.get("expression") or {}
             rec = {**{k: c[k] for k in ("states", "keys", "desc", "logits", "words")}, "share": share,
                    "kind": expr.get("kind") or ns["task"], "gt": torch.from_numpy(gt)}
-            if views:  # the proposals of the retrieval's grid (the LLM's view may have made others first)
-                masks, scores = next(p for p in proposals if p[0].shape[0] == c["keys"].shape[0])
+            # the proposals of the retrieval's grid (the LLM's view may have made others first)
+            masks, scores = next(p for p in proposals if p[0].shape[0] == c["keys"].shape[0])
+            rec["geom"] = proposal_geometry(masks, scores).cpu()
+            if views:
                 crops, stats = cell_views(masks, scores, c["pixels"][0])
                 rec.update(crops=crops.half().cpu(), stats=stats.float().cpu(),
                            labels=cell_labels(Scene.from_json(ns["scene"]), c["grid"]))

@@ -122,6 +122,11 @@ def test_ground_head_recipe_caches_trains_and_grows_onto_the_model(unground, tmp
     cells = r["keys"].shape[0]
     assert r["share"].shape == (cells,) and r["desc"].shape[0] == cells and r["states"].dim() == 1
     assert abs(float(r["share"].sum()) - float(r["gt"].float().mean()) * cells) < 1e-3
+    from pixelwise.models.unipixel.object_keys import GEOMETRY_STATS
+
+    geom = r["geom"]  # each cell's proposal: centroid and spread inside the frame, log area share <= 0
+    assert geom.shape == (cells, GEOMETRY_STATS) and bool(((geom[:, :4] >= 0) & (geom[:, :4] <= 1)).all())
+    assert bool((geom[:, 4] <= 0).all())
 
     out = tmp_path / "head"
     rep = ground_head.train(str(unground), [cache], cache, out, layers=1, width=32, epochs=2)

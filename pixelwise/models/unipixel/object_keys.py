@@ -26,7 +26,8 @@ MOTION_FEATURES = 4 * (MOTION_FRAMES - 1)  # per later frame: centroid shift x/y
 PIXEL_FEATURES = 4 * 3  # `seg_key_pixels`: per colour channel inside the mask: mean, deviation, mean |d/dx|, |d/dy|
 TEXT_LAYERS = 2  # `seg_ground_words`: the layers of the head's own encoder of the question's words
 VIEW_CROP = 16  # `seg_ground_eyes`: each proposal's window, resampled to VIEW_CROP x VIEW_CROP
-VIEW_STATS = PIXEL_FEATURES + 6  # pixel statistics + centroid x, y, spread x, y, log area share, object score
+GEOMETRY_STATS = 6  # centroid x, y, spread x, y, log area share, object score (`proposal_geometry`)
+VIEW_STATS = PIXEL_FEATURES + GEOMETRY_STATS  # pixel statistics + the geometry
 
 
 class ObjectKeys(nn.Module):
@@ -227,13 +228,24 @@ def cell_views(mask_logits: torch.Tensor, scores: torch.Tensor, pixels: torch.Te
     around the proposal's centroid; stats [N, VIEW_STATS]: `pixel_statistics` and the geometry)."""
     p = torch.sigmoid(mask_logits.float())
     frame = pixels.float()
-    cx, cy, sx, sy, mass = moments(p)
+    cx, cy, sx, sy, _ = moments(p)
     sample = _windows(cx, cy, sx, sy, p.shape[-1], VIEW_CROP)  # one window per proposal, for its mask and pixels
     sil = F.grid_sample(p[:, None], sample, mode="bilinear", padding_mode="zeros", align_corners=False)
     rgb = F.grid_sample(frame[None].expand(len(p), -1, -1, -1), sample, mode="bilinear", padding_mode="border",
                         align_corners=False)
-    geometry = torch.stack([cx, cy, sx, sy, (mass / p.shape[-1] ** 2).log(), scores.float() / 10], -1)
-    return torch.cat([sil, rgb], 1), torch.cat([pixel_statistics(p, frame), geometry], 1)
+    return torch.cat([sil, rgb], 1), torch.cat([pixel_statistics(p, frame), _geometry(p, scores)], 1)
+
+
+def proposal_geometry(mask_logits: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Proposal masks [N, S, S] (logits) and their object scores [N] -> [N, GEOMETRY_STATS]: centroid x, y and spread
+    x, y (fractions of the mask's side), log area share, object score / 10 (the last columns of `cell_views`'
+    stats)."""
+    return _geometry(torch.sigmoid(mask_logits.float()), scores)
+
+
+def _geometry(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    cx, cy, sx, sy, mass = moments(p)
+    return torch.stack([cx, cy, sx, sy, (mass / p.shape[-1] ** 2).log(), scores.float() / 10], -1)
 
 
 def pixel_statistics(p: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
