@@ -162,6 +162,8 @@ def _stack(records: list[dict]) -> dict:
         names += ["crops", "stats", "labels"]
     if all("words" in r for r in keep):
         names += ["words"]
+    if all("geom" in r for r in keep):
+        names += ["geom"]
     return {**{k: torch.stack([r[k] for r in keep]) for k in names}, "kind": [r["kind"] for r in keep]}
 
 
@@ -232,13 +234,15 @@ def head_tensors(path: Path, cells: int) -> dict[str, torch.Tensor]:
 
 def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: int = 3, width: int = 96,
           epochs: int = 10, lr: float = 1e-3, weight_decay: float = 0.05, batch: int = 64, seed: int = 0,
-          init: Path | None = None, eyes: bool = False, attributes: float = 0.5, words: int = 0) -> dict:
+          init: Path | None = None, eyes: bool = False, attributes: float = 0.5, words: int = 0,
+          geometry: bool = False) -> dict:
     """-> the report (also written to `out/report.json`); the head's tensors in `out/partial.safetensors`. `init`:
     a trained head to start from (`head_tensors`: its positions are resized when the grids differ; a head without
     eyes gets them zero-initialised). `eyes`: a head with `seg_ground_eyes` (caches made with `views`), whose eyes
     are also taught, with weight `attributes`, to name the attributes of each cell's object (a classifier that is
     not saved). `words`: a head with `seg_ground_words` that reads the last `words` tokens of each question (caches
-    that recorded them)."""
+    that recorded them). `geometry`: a head with `seg_ground_geometry` (caches that recorded each cell's proposal
+    geometry)."""
     for p in [*caches, val]:
         if not Path(p).is_file():
             raise ConfigError(f"{p}: no such cache (run `ground_head cache` first)")
@@ -258,12 +262,15 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
             raise ConfigError(f"--words {words}: the caches keep {tr['words'].shape[1]} tokens of each question")
         for d in (tr, va):
             d["words"] = last_words(d["words"], words)
+    if geometry and not ("geom" in tr and "geom" in va):
+        raise ConfigError("--geometry needs caches that recorded each cell's proposal geometry (this version of `cache`)")
     head = GroundingHead(tr["states"].shape[1], tr["keys"].shape[2], tr["desc"].shape[2], side * side, width, layers,
-                         eyes=eyes, words=words, vocab=cfg.vocab_size)
+                         eyes=eyes, words=words, vocab=cfg.vocab_size, geometry=geometry)
     if init is not None:
         given = head_tensors(init, side * side)
         missing = {k for k in head.state_dict() if k not in given}
-        if any(not k.startswith(("eyes", "word", "text")) for k in missing) or set(given) - set(head.state_dict()):
+        if (any(not k.startswith(("eyes", "word", "text", "geometry")) for k in missing)
+                or set(given) - set(head.state_dict())):
             raise ConfigError(f"--init {init}: not a head of {layers} layers, width {width}")
         try:
             head.load_state_dict(given, strict=False)
@@ -283,11 +290,13 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
     def run(d, idx):
         views = (d["crops"][idx].float(), d["stats"][idx]) if eyes else None
         logits, seen = head(d["states"][idx], d["keys"][idx], d["desc"][idx], d["logits"][idx], views=views,
-                            with_eyes=True, words=d["words"][idx] if words else None)
+                            with_eyes=True, words=d["words"][idx] if words else None,
+                            geometry=d["geom"][idx] if geometry else None)
         return logits, (name(seen) if eyes else None)
 
     report = {"train_records": n, "val_records": len(va["kind"]), "layers": layers, "width": width,
               "grid": side, "init": None if init is None else str(init), "eyes": eyes, "words": words,
+              "geometry": geometry,
               "attributes": attributes if eyes else None, "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
               "val_before": click_hits(va["logits"], va, cfg.sam2_image_size), "curve": []}
     print(f"train {n} records, val {len(va['kind'])}; val clicks inside the target before: "
@@ -364,6 +373,8 @@ def _main(argv: list[str] | None) -> int:
     t.add_argument("--attributes", type=float, default=0.5, help="weight of the eyes' attribute-naming loss")
     t.add_argument("--words", type=int, default=0,
                    help="a head that reads the last N tokens of each question (seg_ground_words)")
+    t.add_argument("--geometry", action="store_true",
+                   help="a head that reads each cell's proposal geometry (seg_ground_geometry)")
     t.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
 
@@ -377,7 +388,7 @@ def _main(argv: list[str] | None) -> int:
             raise ConfigError(f"--layers {args.layers} / --width {args.width}: need >= 1 layer, a width divisible by 4")
         rep = train(args.model, args.cache, args.val, args.out, args.layers, args.width, args.epochs, args.lr,
                     args.weight_decay, seed=args.seed, init=args.init, eyes=args.eyes, attributes=args.attributes,
-                    words=args.words)
+                    words=args.words, geometry=args.geometry)
         print(f"val clicks inside the target: {rep['val_before']['all']} -> {rep['val_after']['all']}; "
               f"head -> {args.out / 'partial.safetensors'}")
     return 0

@@ -102,7 +102,8 @@ def _grown_and_recached(unground, tmp_path, out, overrides: str, record: dict):
     words = tensors["word_pos"].shape[0] if "word_pos" in tensors else 0
     head = GroundingHead(record["states"].shape[0], record["keys"].shape[1], record["desc"].shape[1],
                          record["keys"].shape[0], 32, 1, eyes="eyes_in.weight" in tensors, words=words,
-                         vocab=tensors["word.weight"].shape[0] - 1 if words else 0).eval()
+                         vocab=tensors["word.weight"].shape[0] - 1 if words else 0,
+                         geometry="geometry.weight" in tensors).eval()
     head.load_state_dict(tensors)
     return head, torch.load(grown)
 
@@ -341,3 +342,89 @@ def test_ground_head_recipe_with_words_grows_onto_the_model(unground, tmp_path):
             want = head(a["states"][None], a["keys"], a["desc"], a["logits"][None],
                         words=ground_head.last_words(a["words"][None], 24))[0]
         assert torch.allclose(b["logits"], want, atol=1e-4)
+
+
+def test_grounding_head_reads_where_each_proposal_is():
+    """`seg_ground_geometry`: "the leftmost cell of the asked colour" when only the proposals' geometry says where
+    each cell's object is (the descriptors name the colour alone): a head that reads the geometry learns it, and it
+    asks for the geometry it reads."""
+    import torch.nn.functional as F
+
+    from pixelwise.models.unipixel.object_keys import GEOMETRY_STATS, GroundingHead
+
+    torch.manual_seed(0)
+    d, k, w, n = 16, 8, 8, 16
+
+    def batch(size):
+        colour = torch.stack([torch.randperm(n) % 4 for _ in range(size)])
+        desc = F.one_hot(colour, w).float()
+        geometry = torch.rand(size, n, GEOMETRY_STATS)
+        want = torch.randint(0, 4, (size,))
+        states = F.one_hot(want, d).float()
+        match = colour == want[:, None]
+        target = torch.where(match, geometry[..., 0], torch.full((size, n), 9.0)).argmin(1)
+        return states, desc.clone(), desc, match.float() * 2.0, geometry, target
+
+    head = GroundingHead(d, k, w, n, width=32, layers=2, dropout=0.0, geometry=True)
+    states, keys, desc, logits, geometry, target = batch(512)
+    with torch.no_grad():
+        assert torch.equal(head(states, keys, desc, logits, geometry=geometry), logits)  # zero at init
+    with pytest.raises(ValueError, match="pass geometry="):
+        head(states, keys, desc, logits)
+    opt = torch.optim.Adam(head.parameters(), 2e-3)
+    for _ in range(400):
+        b = batch(64)
+        loss = F.cross_entropy(head(*b[:4], geometry=b[4]), b[5])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        picked = head(states, keys, desc, logits, geometry=geometry).argmax(1)
+    assert float((logits.argmax(1) == target).float().mean()) < 0.5  # the colour alone: one of ~4 alike
+    assert float((picked == target).float().mean()) > 0.85
+
+
+def test_ground_head_recipe_with_geometry_grows_onto_the_model(unground, tmp_path):
+    """`cache` keeps each cell's proposal geometry; `train --geometry` fits a head that reads it, and the model grown
+    with `seg_ground_geometry` reads the same proposals (made once per frame) and gives the same clicks."""
+    import pixelwise
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.models.unipixel import UniPixelConfig
+    from pixelwise.recipes import ground_head
+
+    torch.set_num_threads(1)
+    cache = tmp_path / "val.pt"
+    ground_head.cache(str(unground), "val", 3, 6, cache, workdir=tmp_path / "data")
+    records = torch.load(cache)
+    bare = tmp_path / "bare.pt"
+    torch.save([{k: v for k, v in r.items() if k != "geom"} for r in records], bare)
+    with pytest.raises(ConfigError, match="--geometry needs caches"):
+        ground_head.train(str(unground), [bare], cache, tmp_path / "x", layers=1, width=32, epochs=0, geometry=True)
+    out = tmp_path / "head"
+    rep = ground_head.train(str(unground), [cache], cache, out, layers=1, width=32, epochs=2, geometry=True)
+    assert rep["geometry"] is True
+    head, grown = _grown_and_recached(unground, tmp_path, out, "seg_ground: 1, seg_ground_width: 32, "
+                                      "seg_ground_geometry: true", records[0])
+    for a, b in zip(records, grown):
+        assert torch.allclose(a["geom"], b["geom"], atol=1e-5)
+        with torch.no_grad():
+            want = head(a["states"][None], a["keys"], a["desc"], a["logits"][None], geometry=a["geom"])[0]
+        assert torch.allclose(b["logits"], want, atol=1e-4)
+
+    raw = json.loads((tmp_path / "run" / "final" / "config.json").read_text())
+    assert raw["seg_ground_geometry"] is True
+    with pytest.raises(ConfigError, match="seg_ground_geometry needs seg_ground"):
+        UniPixelConfig.from_dict({**raw, "seg_ground": 0})
+    core = pixelwise.load(str(tmp_path / "run" / "final")).model
+    sam2 = core.require_sam2()
+    calls = []
+    propose = sam2.propose
+    sam2.propose = lambda *a, **kw: calls.append(1) or propose(*a, **kw)
+    with torch.no_grad():
+        feats = sam2.encode_frames(torch.rand(1, 3, sam2.image_size, sam2.image_size))
+        frame = feats[0]
+        first, again = core.cell_proposals(frame), core.cell_proposals(frame)
+        assert first[0] is again[0] and len(calls) == 1  # made once per frame's features
+        core.cell_proposals(frame, (4, 4))
+        core.cell_proposals(feats[0])  # another frame object: made again
+    assert len(calls) == 3

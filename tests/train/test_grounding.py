@@ -19,9 +19,9 @@ DEFAULT = ROOT / "pixelwise" / "checkpoints" / "unipixel-tiny"
 
 TINY_OPTIONS = ("vision_abs_pos", "seg_retrieval_dim", "region_prompts_to_sam2", "embed_norm", "seg_key_visual",
                 "seg_key_objects", "llm_object_view", "region_mentions", "option_links", "option_pointer",
-                "region_own_frame", "region_motion", "seg_ground", "seg_ground_words")
+                "region_own_frame", "region_motion", "seg_ground", "seg_ground_words", "seg_ground_geometry")
 # options that only exist on top of another: switched off with it
-DEPENDENTS = {"seg_ground": ("seg_ground_words", "seg_ground_eyes", "seg_ground_width")}
+DEPENDENTS = {"seg_ground": ("seg_ground_words", "seg_ground_eyes", "seg_ground_geometry", "seg_ground_width")}
 
 
 def without(model, *options: str):

@@ -108,7 +108,8 @@ def test_llm_object_view_starts_neutral_and_trains_from_the_answers(pw_images, t
 
     torch.set_num_threads(1)
     shipped = UniPixelForConditionalGeneration.from_pretrained(DEFAULT)
-    raw = {k: v for k, v in shipped.config.to_dict().items() if k not in ("llm_object_view", "seg_ground", "seg_ground_words")}
+    heads = ("llm_object_view", "seg_ground", "seg_ground_words", "seg_ground_geometry")
+    raw = {k: v for k, v in shipped.config.to_dict().items() if k not in heads}
     with pytest.raises(ConfigError, match="llm_object_view needs"):
         UniPixelConfig.from_dict({**{k: v for k, v in raw.items() if k != "seg_key_objects"}, "llm_object_view": True})
     base = without(shipped, "llm_object_view", "region_own_frame")  # the default model without the view
@@ -405,7 +406,8 @@ def test_key_pixels_and_key_words_grow_onto_a_trained_model_and_learn(pw_images,
                                                visual_words=tuple(WORD_KINDS))
     with pytest.raises(ConfigError, match="seg_key_pixels needs seg_key_objects"):
         UniPixelConfig.from_dict({**raw, "seg_key_objects": 0, "llm_object_view": False, "region_own_frame": False,
-                                  "seg_ground": 0, "seg_ground_words": 0, "seg_key_pixels": True})
+                                  "seg_ground": 0, "seg_ground_words": 0, "seg_ground_geometry": False,
+                                  "seg_key_pixels": True})
     loss = LossConfig(retrieval_weight=1.0, visual_words_weight=1.0, visual_word_kinds=tuple(WORD_KINDS),
                       key_words_weight=1.0)
     with torch.no_grad():

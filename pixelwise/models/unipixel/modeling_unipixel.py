@@ -42,6 +42,7 @@ from pixelwise.models.unipixel.object_keys import (
     cell_centres,
     cell_views,
     motion_features,
+    proposal_geometry,
     region_motion_features,
     spread_frames,
 )
@@ -323,7 +324,8 @@ class UniPixelForConditionalGeneration(nn.Module):
                 side = config.seg_grid or config.sam2_image_size // 16
                 self.seg_ground = GroundingHead(d, k, config.seg_key_objects, side * side, config.seg_ground_width,
                                                 config.seg_ground, eyes=config.seg_ground_eyes,
-                                                words=config.seg_ground_words, vocab=config.vocab_size)
+                                                words=config.seg_ground_words, vocab=config.vocab_size,
+                                                geometry=config.seg_ground_geometry)
             if config.llm_object_view:  # the descriptors shown to the LLM (visual tokens, `<|mem|>`); zero at init
                 self.object_view = nn.Linear(config.seg_key_objects, d)
                 nn.init.zeros_(self.object_view.weight)
@@ -583,15 +585,22 @@ class UniPixelForConditionalGeneration(nn.Module):
     def cell_proposals(self, frame: Any, grid: tuple[int, int] | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """SAM2 clicked at the centre of every cell of a grid on `frame` (default: its embedding's grid), one batch
-        -> (mask logits [h*w, s, s], object scores [h*w], the click prompt tokens)."""
+        -> (mask logits [h*w, s, s], object scores [h*w], the click prompt tokens). Kept on the frame's features
+        (`Sam2FrameFeatures.proposals`): the object descriptors and the grounding head's geometry read the same
+        proposals, made once."""
         sam2 = self.require_sam2()
         emb = frame.embed[0]
         h, w = grid or emb.shape[-2:]
+        kept = getattr(frame, "proposals", None)
+        if kept is not None and (h, w) in kept:
+            return kept[h, w]
         clicks = cell_centres(h, w, sam2.image_size, emb.device).to(emb.dtype)
         points = torch.stack([clicks, torch.zeros_like(clicks)], 1)
         labels = torch.tensor([1, -1], device=emb.device).expand(h * w, 2)
         prompts = sam2.sam_prompt_encoder.embed_points(points, labels, pad=False)
         masks, scores = sam2.propose(frame, prompts)
+        if kept is not None:
+            kept[h, w] = masks, scores, prompts
         return masks, scores, prompts
 
     def retrieval_grid(self, frame: Any) -> tuple[int, int]:
@@ -698,8 +707,11 @@ class UniPixelForConditionalGeneration(nn.Module):
             if self.config.seg_ground_words and words is None:
                 raise PromptError("this model's grounding head reads the question's words: pass "
                                   "seg_prompts(words=model.seg_words(ids, positions))")
+            geometry = None
+            if self.config.seg_ground_geometry:  # the proposals the descriptors were made from (kept on the frame)
+                geometry = proposal_geometry(*self.cell_proposals(frame, (h, w))[:2])
             logits = self.seg_ground(states, keys, desc, logits, views=views,
-                                     words=words.to(states.device) if words is not None else None)
+                                     words=words.to(states.device) if words is not None else None, geometry=geometry)
         click = local_soft_argmax(logits, h, w, sam2.image_size)  # [O, 2] SAM2 pixels
         coords = torch.stack([click, torch.zeros_like(click)], 1)
         labels = torch.tensor([1, -1], device=click.device).expand(click.shape[0], 2)

@@ -28,6 +28,8 @@ TEXT_LAYERS = 2  # `seg_ground_words`: the layers of the head's own encoder of t
 VIEW_CROP = 16  # `seg_ground_eyes`: each proposal's window, resampled to VIEW_CROP x VIEW_CROP
 GEOMETRY_STATS = 6  # centroid x, y, spread x, y, log area share, object score (`proposal_geometry`)
 VIEW_STATS = PIXEL_FEATURES + GEOMETRY_STATS  # pixel statistics + the geometry
+GEOMETRY_FREQUENCIES = 4  # `seg_ground_geometry`: the centroid also as sin/cos at this many octaves
+HEAD_GEOMETRY = GEOMETRY_STATS + 4 * GEOMETRY_FREQUENCIES  # what a head with `seg_ground_geometry` reads per cell
 
 
 class ObjectKeys(nn.Module):
@@ -128,8 +130,11 @@ class GroundingHead(nn.Module):
     refined logits equal the given ones until the output layer moves."""
 
     def __init__(self, state_dim: int, key_dim: int, desc_dim: int, cells: int, width: int = 96, layers: int = 3,
-                 heads: int = 4, dropout: float = 0.1, eyes: bool = False, words: int = 0, vocab: int = 0):
+                 heads: int = 4, dropout: float = 0.1, eyes: bool = False, words: int = 0, vocab: int = 0,
+                 geometry: bool = False):
         super().__init__()
+        if geometry:  # `seg_ground_geometry`: where each cell's proposal is and how large, as numbers
+            self.geometry = nn.Linear(HEAD_GEOMETRY, width)
         if words:  # `seg_ground_words`: the question's tokens, embedded and encoded here, beside the cells
             if vocab < 1:
                 raise ValueError("a grounding head that reads words needs the vocabulary size")
@@ -160,12 +165,14 @@ class GroundingHead(nn.Module):
 
     def forward(self, states: torch.Tensor, keys: torch.Tensor, desc: torch.Tensor, logits: torch.Tensor,
                 views: tuple[torch.Tensor, torch.Tensor] | None = None, with_eyes: bool = False,
-                words: torch.Tensor | None = None):
+                words: torch.Tensor | None = None, geometry: torch.Tensor | None = None):
         """states [O, D], keys [N, k] or [O, N, k] (one frame's cells, or one set per state), desc likewise [.., N,
         w], logits [O, N] -> refined logits [O, N]. `views`: `cell_views(...)` of the same cells (crops [.., N, 4,
         c, c], stats [.., N, VIEW_STATS]), needed with `eyes`; `with_eyes` also returns what the eyes saw [.., N,
         width] (for a training loss that makes them name each cell's object). `words`: token ids [O, L] of each
-        state's question (-1 pads; `UniPixelModel.seg_words`), needed by a head that reads words."""
+        state's question (-1 pads; `UniPixelModel.seg_words`), needed by a head that reads words. `geometry`:
+        `proposal_geometry` of the cells [N, GEOMETRY_STATS] or [O, N, GEOMETRY_STATS], needed by a head with
+        `seg_ground_geometry`."""
         if keys.dim() == 2:
             keys, desc = keys.expand(states.shape[0], -1, -1), desc.expand(states.shape[0], -1, -1)
         dtype = self.out.weight.dtype
@@ -173,6 +180,10 @@ class GroundingHead(nn.Module):
         q = self.state(states)
         cells = (self.key(keys) + self.desc(desc) + self.score(logits.to(dtype)[..., None] / 4) + self.pos[None]
                  + q[:, None] + self.match(self.query(states)[:, None] * keys))
+        if hasattr(self, "geometry"):
+            if geometry is None:
+                raise ValueError("this grounding head reads where each proposal is: pass geometry=proposal_geometry(...)")
+            cells = cells + self.geometry(geometry_features(geometry.to(dtype)))
         seen = None
         if hasattr(self, "eyes"):
             if views is None:
@@ -241,6 +252,14 @@ def proposal_geometry(mask_logits: torch.Tensor, scores: torch.Tensor) -> torch.
     x, y (fractions of the mask's side), log area share, object score / 10 (the last columns of `cell_views`'
     stats)."""
     return _geometry(torch.sigmoid(mask_logits.float()), scores)
+
+
+def geometry_features(geometry: torch.Tensor) -> torch.Tensor:
+    """`proposal_geometry` [.., GEOMETRY_STATS] -> [.., HEAD_GEOMETRY]: the numbers themselves, and the centroid as
+    sines and cosines at `GEOMETRY_FREQUENCIES` octaves (attention compares positions more easily that way)."""
+    freqs = math.pi * 2.0 ** torch.arange(GEOMETRY_FREQUENCIES, device=geometry.device, dtype=geometry.dtype)
+    angles = torch.cat([geometry[..., :1] * freqs, geometry[..., 1:2] * freqs], -1)
+    return torch.cat([geometry, angles.sin(), angles.cos()], -1)
 
 
 def _geometry(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

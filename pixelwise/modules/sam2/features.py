@@ -8,7 +8,7 @@ caller can instead hand `track` a callable `t -> Sam2FrameFeatures` that encodes
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,6 +22,9 @@ class Sam2FrameFeatures:
     high_res_s1: torch.Tensor  # [1, C/4, 2h, 2w]  stride-8 FPN level after the decoder's conv_s1
     pos: torch.Tensor  # [1, C, h, w]   sine positional encoding of the stride-16 level
     pixels: torch.Tensor | None = None  # [1, 3, S, S]  the frame itself, as encoded (SAM2-normalised)
+    # what a model derived from this frame once and reads again, by its own key (e.g. pixelwise's tiny UniPixel keeps
+    # the proposals of its grid cells here, `UniPixelModel.cell_proposals`); not part of the features' value
+    proposals: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
