@@ -425,6 +425,7 @@ def test_ground_head_recipe_with_geometry_grows_onto_the_model(unground, tmp_pat
         frame = feats[0]
         first, again = core.cell_proposals(frame), core.cell_proposals(frame)
         assert first[0] is again[0] and len(calls) == 1  # made once per frame's features
+        assert core.cell_proposals(feats[0])[0] is first[0]  # the features give the same frame object each time
         core.cell_proposals(frame, (4, 4))
-        core.cell_proposals(feats[0])  # another frame object: made again
+        core.cell_proposals(feats.span(0, 1)[0])  # another frame object: made again
     assert len(calls) == 3

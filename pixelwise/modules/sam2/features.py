@@ -36,6 +36,7 @@ class Sam2Features:
     high_res_s1: torch.Tensor
     pos: torch.Tensor
     pixels: torch.Tensor | None = None
+    _frames: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # `__getitem__`'s, by index
 
     def __len__(self) -> int:
         return self.embed.shape[0]
@@ -47,11 +48,15 @@ class Sam2Features:
                             None if self.pixels is None else self.pixels[s])
 
     def __getitem__(self, t: int) -> Sam2FrameFeatures:
+        """Frame t, the same object each time it is asked for (what a model keeps on it, `proposals`, is reused)."""
         if not -len(self) <= t < len(self):
             raise IndexError(f"frame {t} out of range for {len(self)} frames")
-        s = slice(t, t + 1) if t >= 0 else slice(t, t + 1 or None)
-        return Sam2FrameFeatures(self.embed[s], self.high_res_s0[s], self.high_res_s1[s], self.pos,
-                                 None if self.pixels is None else self.pixels[s])
+        t = t % len(self)
+        if t not in self._frames:
+            s = slice(t, t + 1)
+            self._frames[t] = Sam2FrameFeatures(self.embed[s], self.high_res_s0[s], self.high_res_s1[s], self.pos,
+                                                None if self.pixels is None else self.pixels[s])
+        return self._frames[t]
 
 
 FrameSource = Sam2Features | Sequence[Sam2FrameFeatures] | Callable[[int], Sam2FrameFeatures]
