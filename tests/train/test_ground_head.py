@@ -301,13 +301,7 @@ def test_grounding_head_learns_from_the_words_what_the_state_does_not_say():
         assert torch.equal(head(states, keys, desc, logits, words=words), logits)
     with pytest.raises(ValueError, match="reads the question's words"):
         head(states, keys, desc, logits)
-    opt = torch.optim.Adam(head.parameters(), 2e-3)
-    for _ in range(300):
-        b = batch(64)
-        loss = F.cross_entropy(head(*b[:4], words=b[4]), b[5])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    _fit(head, batch, 300, "words")
     with torch.no_grad():
         picked = head(states, keys, desc, logits, words=words).argmax(1)
     colour = desc.argmax(-1)
@@ -371,13 +365,7 @@ def test_grounding_head_reads_where_each_proposal_is():
         assert torch.equal(head(states, keys, desc, logits, geometry=geometry), logits)  # zero at init
     with pytest.raises(ValueError, match="pass geometry="):
         head(states, keys, desc, logits)
-    opt = torch.optim.Adam(head.parameters(), 2e-3)
-    for _ in range(400):
-        b = batch(64)
-        loss = F.cross_entropy(head(*b[:4], geometry=b[4]), b[5])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    _fit(head, batch, 400, "geometry")
     with torch.no_grad():
         picked = head(states, keys, desc, logits, geometry=geometry).argmax(1)
     assert float((logits.argmax(1) == target).float().mean()) < 0.5  # the colour alone: one of ~4 alike
@@ -429,3 +417,17 @@ def test_ground_head_recipe_with_geometry_grows_onto_the_model(unground, tmp_pat
         core.cell_proposals(frame, (4, 4))
         core.cell_proposals(feats.span(0, 1)[0])  # another frame object: made again
     assert len(calls) == 3
+
+
+def _fit(head, batch, steps: int, extra: str) -> None:
+    """Adam at 2e-3 for `steps` fresh batches of 64 (`batch(size)` -> states, keys, desc, logits, the input the head
+    reads as its keyword `extra`, target cells), cross-entropy on the refined scores."""
+    import torch.nn.functional as F
+
+    opt = torch.optim.Adam(head.parameters(), 2e-3)
+    for _ in range(steps):
+        b = batch(64)
+        loss = F.cross_entropy(head(*b[:4], **{extra: b[4]}), b[5])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
