@@ -415,8 +415,8 @@ class UniPixelConfig:
         the mask around the proposal, its pixel statistics and geometry). The object descriptors see a proposal
         through its 32 x 32 mask, where a PixelWorld object is a few cells wide: too coarse to tell a star from a
         pentagon (session 16, docs/models/unipixel-tiny.md). Zero-initialised: switching it on leaves a trained
-        head's clicks unchanged. Cost: the cells' proposals are made once more for the eyes (one SAM2 decoder batch;
-        the option is an ablation, not in the shipped model)."""
+        head's clicks unchanged. The eyes read the proposals kept on the frame's features (`cell_proposals`); the
+        option is an ablation, not in the shipped model."""
         return bool(self.raw.get("seg_ground_eyes", False))
 
     @property
