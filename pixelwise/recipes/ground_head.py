@@ -235,14 +235,20 @@ def head_tensors(path: Path, cells: int) -> dict[str, torch.Tensor]:
 def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: int = 3, width: int = 96,
           epochs: int = 10, lr: float = 1e-3, weight_decay: float = 0.05, batch: int = 64, seed: int = 0,
           init: Path | None = None, eyes: bool = False, attributes: float = 0.5, words: int = 0,
-          geometry: bool = False) -> dict:
+          geometry: bool = False, resume: bool = False, stop_after: int | None = None) -> dict:
     """-> the report (also written to `out/report.json`); the head's tensors in `out/partial.safetensors`. `init`:
     a trained head to start from (`head_tensors`: its positions are resized when the grids differ; a head without
     eyes gets them zero-initialised). `eyes`: a head with `seg_ground_eyes` (caches made with `views`), whose eyes
     are also taught, with weight `attributes`, to name the attributes of each cell's object (a classifier that is
     not saved). `words`: a head with `seg_ground_words` that reads the last `words` tokens of each question (caches
     that recorded them). `geometry`: a head with `seg_ground_geometry` (caches that recorded each cell's proposal
-    geometry)."""
+    geometry). Every epoch ends with a checkpoint (`out/state.pt`, atomic); `resume` continues from it exactly (a folder
+    that holds one is refused without it); `stop_after`: stop after that many epochs of this call (checkpointed)."""
+    state_path = Path(out) / "state.pt"
+    if resume and not state_path.is_file():
+        raise ConfigError(f"--resume: {state_path} does not exist (nothing to resume)")
+    if state_path.is_file() and not resume:
+        raise ConfigError(f"{out} holds a run's checkpoint ({state_path}): pass --resume to continue it, or another --out")
     for p in [*caches, val]:
         if not Path(p).is_file():
             raise ConfigError(f"{p}: no such cache (run `ground_head cache` first)")
@@ -299,10 +305,26 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
               "geometry": geometry,
               "attributes": attributes if eyes else None, "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
               "val_before": click_hits(va["logits"], va, cfg.sam2_image_size), "curve": []}
+    start, spent = 0, 0.0
+    if resume:
+        state = torch.load(state_path, weights_only=False)
+        settings = {k: v for k, v in report.items() if k not in ("val_before", "curve")}
+        if state["settings"] != settings:
+            changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
+            raise ConfigError(f"--resume: {state_path} was made with other settings ({', '.join(changed)})")
+        head.load_state_dict(state["head"])
+        if name is not None:
+            name.load_state_dict(state["name"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        torch.set_rng_state(state["rng"])
+        report["curve"] = state["curve"]
+        start, spent = state["epoch"], state["curve"][-1]["seconds"] if state["curve"] else 0.0
     print(f"train {n} records, val {len(va['kind'])}; val clicks inside the target before: "
-          f"{report['val_before']['all']}", flush=True)
-    t0 = time.perf_counter()
-    for ep in range(epochs):
+          f"{report['val_before']['all']}" + (f"; resumed after epoch {start}" if resume else ""), flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter() - spent
+    for ep in range(start, epochs):
         head.train()
         total = 0.0
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + ep))
@@ -328,8 +350,16 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
         print(f"epoch {ep + 1}: train loss {row['train_loss']}, val loss {row['val_loss']}, val clicks inside "
               f"{row['val']['all']} {({k: v['hit'] for k, v in row['val']['kinds'].items()})}"
               + (f", attributes {row['val_attributes']}" if named is not None else ""), flush=True)
+        with atomic_write(state_path) as f:
+            torch.save({"epoch": ep + 1, "head": head.state_dict(), "name": name.state_dict() if name else None,
+                        "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": torch.get_rng_state(),
+                        "curve": report["curve"],
+                        "settings": {k: v for k, v in report.items() if k not in ("val_before", "curve")}}, f)
+        if stop_after is not None and ep + 1 - start >= stop_after and ep + 1 < epochs:
+            print(f"stopped after epoch {ep + 1} of {epochs}; continue with the same command and --resume", flush=True)
+            report["stopped"] = ep + 1
+            return report
     report["val_after"] = report["curve"][-1]["val"] if report["curve"] else report["val_before"]
-    out.mkdir(parents=True, exist_ok=True)
     save_file({f"seg_ground.{k}": v.detach().contiguous() for k, v in head.state_dict().items()},
               str(out / "partial.safetensors"))
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
@@ -375,6 +405,8 @@ def _main(argv: list[str] | None) -> int:
                    help="a head that reads the last N tokens of each question (seg_ground_words)")
     t.add_argument("--geometry", action="store_true",
                    help="a head that reads each cell's proposal geometry (seg_ground_geometry)")
+    t.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out (state.pt)")
+    t.add_argument("--stop-after", type=int, default=None, help="stop (checkpointed) after N epochs of this call")
     t.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
 
@@ -388,7 +420,9 @@ def _main(argv: list[str] | None) -> int:
             raise ConfigError(f"--layers {args.layers} / --width {args.width}: need >= 1 layer, a width divisible by 4")
         rep = train(args.model, args.cache, args.val, args.out, args.layers, args.width, args.epochs, args.lr,
                     args.weight_decay, seed=args.seed, init=args.init, eyes=args.eyes, attributes=args.attributes,
-                    words=args.words, geometry=args.geometry)
+                    words=args.words, geometry=args.geometry, resume=args.resume, stop_after=args.stop_after)
+        if "stopped" in rep:
+            return 0
         print(f"val clicks inside the target: {rep['val_before']['all']} -> {rep['val_after']['all']}; "
               f"head -> {args.out / 'partial.safetensors'}")
     return 0

@@ -431,3 +431,32 @@ def _fit(head, batch, steps: int, extra: str) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
+
+
+def test_ground_head_train_stops_and_resumes_exactly(unground, tmp_path):
+    """Every epoch ends with a checkpoint: a run stopped after one epoch and resumed ends with the same head and the
+    same curve as one that ran through; a folder with a checkpoint is refused without --resume, --resume without
+    one is refused, and so is a resume with other settings."""
+    from safetensors.torch import load_file
+
+    from pixelwise.core.errors import ConfigError
+    from pixelwise.recipes import ground_head
+
+    torch.set_num_threads(1)
+    cache = tmp_path / "val.pt"
+    ground_head.cache(str(unground), "val", 3, 6, cache, workdir=tmp_path / "data")
+    args = dict(layers=1, width=32, epochs=2, words=8, geometry=True)
+    whole = ground_head.train(str(unground), [cache], cache, tmp_path / "whole", **args)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        ground_head.train(str(unground), [cache], cache, tmp_path / "cut", resume=True, **args)
+    first = ground_head.train(str(unground), [cache], cache, tmp_path / "cut", stop_after=1, **args)
+    assert first["stopped"] == 1 and not (tmp_path / "cut" / "partial.safetensors").exists()
+    with pytest.raises(ConfigError, match="pass --resume"):
+        ground_head.train(str(unground), [cache], cache, tmp_path / "cut", **args)
+    with pytest.raises(ConfigError, match=r"other settings \(lr\)"):
+        ground_head.train(str(unground), [cache], cache, tmp_path / "cut", resume=True, lr=5e-4, **args)
+    rest = ground_head.train(str(unground), [cache], cache, tmp_path / "cut", resume=True, **args)
+    drop = lambda curve: [{k: v for k, v in row.items() if k != "seconds"} for row in curve]  # noqa: E731
+    assert drop(rest["curve"]) == drop(whole["curve"]) and len(rest["curve"]) == 2
+    a, b = (load_file(tmp_path / d / "partial.safetensors") for d in ("whole", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
