@@ -305,10 +305,10 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
               "geometry": geometry,
               "attributes": attributes if eyes else None, "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
               "val_before": click_hits(va["logits"], va, cfg.sam2_image_size), "curve": []}
+    settings = {k: v for k, v in report.items() if k not in ("val_before", "curve")}  # what a resume must match
     start, spent = 0, 0.0
     if resume:
         state = torch.load(state_path, weights_only=False)
-        settings = {k: v for k, v in report.items() if k not in ("val_before", "curve")}
         if state["settings"] != settings:
             changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
             raise ConfigError(f"--resume: {state_path} was made with other settings ({', '.join(changed)})")
@@ -353,8 +353,7 @@ def train(model: str | None, caches: list[Path], val: Path, out: Path, layers: i
         with atomic_write(state_path) as f:
             torch.save({"epoch": ep + 1, "head": head.state_dict(), "name": name.state_dict() if name else None,
                         "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": torch.get_rng_state(),
-                        "curve": report["curve"],
-                        "settings": {k: v for k, v in report.items() if k not in ("val_before", "curve")}}, f)
+                        "curve": report["curve"], "settings": settings}, f)
         if stop_after is not None and ep + 1 - start >= stop_after and ep + 1 < epochs:
             print(f"stopped after epoch {ep + 1} of {epochs}; continue with the same command and --resume", flush=True)
             report["stopped"] = ep + 1

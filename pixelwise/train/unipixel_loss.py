@@ -74,11 +74,10 @@ def example_loss(model, ex, cfg: LossConfig, keep_masks: bool = False) -> tuple[
         feats = sam2.encode_frames(frames)
         visual = core.retrieval_visual(out.video_embeds, ex.inputs.video_grid_thw)
         later = core.later_frames(feats)
-        first = feats[0]  # one frame object: the proposals made for the keys are kept on it for the head
-        keys, objects = (core.retrieval_keys(first, visual, out.objects, later) if core.config.seg_retrieval_dim
+        keys, objects = (core.retrieval_keys(feats[0], visual, out.objects, later) if core.config.seg_retrieval_dim
                          else (None, None))
         words = core.seg_words(ids, positions) if core.config.seg_ground_words else None
-        prompts, retrieval = core.seg_prompts(states, first, visual, keys=keys, desc=objects, words=words)
+        prompts, retrieval = core.seg_prompts(states, feats[0], visual, keys=keys, desc=objects, words=words)
         targets = ex.seg_targets.to(prompts.device)  # [O, T, S, S]
         n_frames = targets.shape[1]
         sums, preds = tracked_mask_losses(sam2, feats, prompts, targets, cfg.sam2, keep_masks)

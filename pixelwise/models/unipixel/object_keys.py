@@ -239,19 +239,20 @@ def cell_views(mask_logits: torch.Tensor, scores: torch.Tensor, pixels: torch.Te
     around the proposal's centroid; stats [N, VIEW_STATS]: `pixel_statistics` and the geometry)."""
     p = torch.sigmoid(mask_logits.float())
     frame = pixels.float()
-    cx, cy, sx, sy, _ = moments(p)
-    sample = _windows(cx, cy, sx, sy, p.shape[-1], VIEW_CROP)  # one window per proposal, for its mask and pixels
+    m = moments(p)
+    sample = _windows(*m[:4], p.shape[-1], VIEW_CROP)  # one window per proposal, for its mask and pixels
     sil = F.grid_sample(p[:, None], sample, mode="bilinear", padding_mode="zeros", align_corners=False)
     rgb = F.grid_sample(frame[None].expand(len(p), -1, -1, -1), sample, mode="bilinear", padding_mode="border",
                         align_corners=False)
-    return torch.cat([sil, rgb], 1), torch.cat([pixel_statistics(p, frame), _geometry(p, scores)], 1)
+    return torch.cat([sil, rgb], 1), torch.cat([pixel_statistics(p, frame), _geometry(m, p.shape[-1], scores)], 1)
 
 
 def proposal_geometry(mask_logits: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """Proposal masks [N, S, S] (logits) and their object scores [N] -> [N, GEOMETRY_STATS]: centroid x, y and spread
     x, y (fractions of the mask's side), log area share, object score / 10 (the last columns of `cell_views`'
     stats)."""
-    return _geometry(torch.sigmoid(mask_logits.float()), scores)
+    p = torch.sigmoid(mask_logits.float())
+    return _geometry(moments(p), p.shape[-1], scores)
 
 
 def geometry_features(geometry: torch.Tensor) -> torch.Tensor:
@@ -262,9 +263,10 @@ def geometry_features(geometry: torch.Tensor) -> torch.Tensor:
     return torch.cat([geometry, angles.sin(), angles.cos()], -1)
 
 
-def _geometry(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    cx, cy, sx, sy, mass = moments(p)
-    return torch.stack([cx, cy, sx, sy, (mass / p.shape[-1] ** 2).log(), scores.float() / 10], -1)
+def _geometry(m: tuple[torch.Tensor, ...], side: int, scores: torch.Tensor) -> torch.Tensor:
+    """`moments` of masks `side` cells wide and their object scores -> [N, GEOMETRY_STATS]."""
+    cx, cy, sx, sy, mass = m
+    return torch.stack([cx, cy, sx, sy, (mass / side ** 2).log(), scores.float() / 10], -1)
 
 
 def pixel_statistics(p: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
